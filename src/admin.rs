@@ -1,0 +1,57 @@
+//! The admin port: `/healthz`, `/readyz`, `/metrics`. Read-only: nothing here changes state.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::inventory::Index;
+use crate::metrics::Metrics;
+
+/// State the admin endpoints report on.
+pub struct Admin {
+    pub inventory: Arc<Index>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Admin {
+    /// Answers one admin request.
+    pub fn handle<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n");
+        }
+        match request.uri().path() {
+            // The process is up and answering.
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            // Pods can be served: the inventory has its first complete view.
+            "/readyz" if self.inventory.is_ready() => text(StatusCode::OK, "ready\n"),
+            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "inventory not synced\n"),
+            "/metrics" => {
+                self.metrics
+                    .inventory_pods
+                    .set(i64::try_from(self.inventory.len()).unwrap_or(i64::MAX));
+                let mut response = text(StatusCode::OK, "");
+                *response.body_mut() = Full::new(Bytes::from(self.metrics.encode()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                response
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

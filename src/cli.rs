@@ -1,0 +1,174 @@
+//! The command line: `run`, `emulate`, `check`, `explain`.
+//!
+//! Argument parsing and the two commands that only read the config (`check`, `explain`) live here;
+//! `main` wires the rest.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Source};
+use crate::emulator::TokenMode;
+use crate::imds::Method;
+use crate::inventory::{static_source, Index, Lookup};
+use crate::policy::target::parse_target;
+use crate::policy::{Facts, Reason, Verdict};
+
+/// imds-guard: keeps pods away from the cloud instance metadata service unless a policy allows
+/// them, and audits every request.
+#[derive(Debug, Parser)]
+#[command(name = "imds-guard", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The config file option shared by the commands that read one.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The config file (TOML).
+    #[arg(long, env = "IMDS_GUARD_CONFIG", default_value = "config.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy: identify pods, apply the policy, forward or refuse, audit.
+    Run(ConfigArg),
+    /// Serve an AWS-faithful instance metadata service emulator.
+    Emulate(EmulateArgs),
+    /// Validate a config file: exit 0 if valid, otherwise name the key and why.
+    Check(ConfigArg),
+    /// Show the decision for one request without sending anything.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:1338")]
+    pub listen: SocketAddr,
+    /// Whether IMDSv2 tokens are optional or required for reads.
+    #[arg(long, default_value = "optional")]
+    pub tokens: TokenMode,
+    /// IP TTL of token responses (the instance's HttpPutResponseHopLimit), 1 to 64.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub hop_limit: u8,
+    /// JSON file deep-merged over the built-in metadata tree (null removes a key).
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
+    /// Lifetime of the emulated IAM role credentials, in seconds; they rotate at half of it.
+    #[arg(long, default_value_t = 21_600, value_parser = clap::value_parser!(u64).range(2..))]
+    pub credentials_ttl: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The source address of the request (the pod's IP).
+    #[arg(long)]
+    pub source: IpAddr,
+    /// The request target, e.g. /latest/meta-data/iam/info.
+    #[arg(long)]
+    pub path: String,
+    /// The request method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// The request carries an IMDSv2 token.
+    #[arg(long)]
+    pub token: bool,
+}
+
+/// A one-line summary of a valid config, for `check`.
+pub fn summary(config: &Config) -> String {
+    format!(
+        "config ok: {} rule(s), inventory {:?}{}, upstream {}{}, mode {:?}",
+        config.policy.rules().len(),
+        config.inventory.source,
+        match config.inventory.source {
+            Source::Static => format!(" with {} pod(s)", config.inventory.pods.len()),
+            Source::Kubernetes => String::new(),
+        },
+        config.upstream.url,
+        if config.upstream.emulator {
+            " (built-in emulator)"
+        } else {
+            ""
+        },
+        config.server.mode,
+    )
+    .to_lowercase()
+}
+
+/// Why `explain` could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("explain with [inventory] source = \"kubernetes\" is not available in this version")]
+    Unsupported,
+}
+
+/// Decides one request as the proxy would, and describes the decision.
+pub fn explain(config: &Config, args: &ExplainArgs) -> Result<String, ExplainError> {
+    let index = Index::new();
+    match config.inventory.source {
+        Source::Static => static_source::load(&index, &config.inventory.pods),
+        Source::Kubernetes => return Err(ExplainError::Unsupported),
+    }
+    let lookup = index.lookup(args.source);
+    let pod = match &lookup {
+        Lookup::Found(pod) => pod.qualified_name(),
+        Lookup::Unknown => "- (no pod has this address)".into(),
+        Lookup::Ambiguous => "- (several pods claim this address)".into(),
+        Lookup::NotReady => "- (inventory not ready)".into(),
+    };
+    let policy = &config.policy;
+    let (decision, detail) = match parse_target(&args.path) {
+        Err(e) => (
+            policy.refuse(Reason::BadRequest),
+            format!("request target refused: {e}"),
+        ),
+        Ok(path) => {
+            let facts = Facts {
+                method: Method::from_name(&args.method),
+                path: &path,
+                has_token: args.token,
+            };
+            let decision = match &lookup {
+                Lookup::Found(pod) => policy.decide(pod, &facts),
+                Lookup::Unknown => policy.refuse(Reason::UnknownSource),
+                Lookup::Ambiguous => policy.refuse(Reason::AmbiguousSource),
+                Lookup::NotReady => policy.refuse(Reason::NotReady),
+            };
+            (decision, format!("canonical path {path}"))
+        }
+    };
+    let verdict = match (decision.verdict, config.server.mode) {
+        (Verdict::Allow, _) => "allow",
+        (Verdict::Deny, crate::config::Mode::Audit) if decision.reason.audit_mode_may_forward() => {
+            "would-deny (audit mode forwards it)"
+        }
+        (Verdict::Deny, _) => "deny",
+    };
+    let status = match decision.verdict {
+        Verdict::Allow => "forwarded; the metadata service answers".to_owned(),
+        Verdict::Deny => decision.reason.status().to_string(),
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "decision: {verdict}");
+    let _ = writeln!(out, "status:   {status}");
+    let _ = writeln!(out, "reason:   {}", decision.reason.as_str());
+    let _ = writeln!(out, "pod:      {pod}");
+    let _ = writeln!(out, "rule:     {}", decision.rule.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "request:  {} {} ({detail})", args.method, args.path);
+    if decision.verdict == Verdict::Allow && args.path.starts_with(crate::imds::TOKEN_PATH) {
+        let _ = writeln!(
+            out,
+            "token:    TTL capped at {} s",
+            decision.max_token_ttl_seconds
+        );
+    }
+    Ok(out)
+}

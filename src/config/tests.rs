@@ -1,0 +1,188 @@
+//! Config checks: good files load, bad ones are refused naming the key.
+
+use super::*;
+
+fn err(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const RULE: &str = r#"
+[[rules]]
+name = "seed"
+pod_labels = { "allow-node-metadata-lookup" = "true" }
+allow = ["/latest/**"]
+"#;
+
+#[test]
+fn empty_file_gives_defaults_and_denies_everyone() {
+    let config = parse("").unwrap();
+    assert_eq!(config.server.listen, "127.0.0.1:8181".parse().unwrap());
+    assert_eq!(config.server.mode, Mode::Enforce);
+    assert_eq!(config.upstream.url, "http://169.254.169.254");
+    assert!(!config.upstream.emulator);
+    assert_eq!(config.inventory.source, Source::Static);
+    assert_eq!(
+        config.inventory.unknown_source_grace,
+        Duration::from_secs(1)
+    );
+    assert!(config.policy.rules().is_empty());
+    assert_eq!(config.imdsv2.max_token_ttl_seconds, 21600);
+    assert_eq!(
+        config.netfilter.interfaces,
+        ["eni+", "cali+", "cni0", "weave", "lxc+"]
+    );
+}
+
+#[test]
+fn the_shipped_config_toml_is_valid() {
+    let text = include_str!("../../config.toml");
+    let config = parse(text).unwrap();
+    assert!(config.upstream.emulator);
+    assert!(!config.inventory.pods.is_empty());
+    assert!(!config.policy.rules().is_empty());
+}
+
+#[test]
+fn full_contract_parses() {
+    let config = parse(
+        r#"
+[server]
+listen = "0.0.0.0:8181"
+admin_listen = "127.0.0.1:9000"
+mode = "audit"
+shutdown_grace_seconds = 3
+
+[upstream]
+url = "http://127.0.0.1:1338"
+emulator = true
+connect_timeout_ms = 200
+timeout_ms = 900
+
+[inventory]
+source = "static"
+
+[[inventory.pods]]
+ip = "127.0.0.2"
+namespace = "imds"
+name = "prod-5c7b9"
+labels = { app = "prod" }
+
+[[inventory.pods]]
+ip = "fd00::2"
+namespace = "imds"
+name = "v6"
+uid = "1234"
+namespace_labels = { team = "infra" }
+
+[imdsv2]
+require_tokens = true
+max_token_ttl_seconds = 600
+
+[[rules]]
+name = "prod"
+namespaces = ["imds"]
+pod_labels = { app = "prod" }
+namespace_labels = { team = "infra" }
+allow = ["/latest/meta-data/**"]
+deny = ["/latest/meta-data/iam/**"]
+max_token_ttl_seconds = 60
+
+[netfilter]
+manage = false
+interfaces = ["cali+"]
+"#,
+    )
+    .unwrap();
+    assert_eq!(config.server.mode, Mode::Audit);
+    assert_eq!(
+        config.upstream.socket_addr(),
+        Some("127.0.0.1:1338".parse().unwrap())
+    );
+    assert_eq!(config.upstream.timeout, Duration::from_millis(900));
+    assert_eq!(config.inventory.pods.len(), 2);
+    assert_eq!(config.inventory.pods[0].0.uid, "static:imds/prod-5c7b9");
+    assert_eq!(config.inventory.pods[1].0.uid, "1234");
+    assert!(config.imdsv2.require_tokens);
+    let rule = &config.policy.rules()[0];
+    assert_eq!(&*rule.name, "prod");
+    assert_eq!(rule.max_token_ttl_seconds, Some(60));
+    assert_eq!(rule.deny[0].as_str(), "/latest/meta-data/iam/**");
+}
+
+#[test]
+fn refusals_name_the_key_and_reason() {
+    let cases: &[(&str, &str)] = &[
+        ("[server]\nlsiten = \"127.0.0.1:1\"", "server.lsiten: unknown field `lsiten`, expected one of `listen`"),
+        ("[server]\nlisten = \"localhost\"", "server.listen: invalid socket address"),
+        ("[server]\nlisten = 8181", "server.listen: invalid type"),
+        ("[server]\nmode = \"enforcing\"", "server.mode: unknown variant `enforcing`"),
+        ("[server]\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:1\"", "server.admin_listen: must differ"),
+        ("[upstream]\nurl = \"https://169.254.169.254\"", "upstream.url: must start with http://"),
+        ("[upstream]\nurl = \"http://169.254.169.254/latest\"", "upstream.url: must be http://host[:port]"),
+        ("[upstream]\nurl = \"http://user@169.254.169.254\"", "upstream.url: must not carry user information"),
+        ("[upstream]\nurl = \"http://imds.local\"\nemulator = true", "upstream.url: with emulator = true"),
+        ("[upstream]\ntimeout_ms = 0", "upstream.timeout_ms: must be greater than 0"),
+        ("[upstream]\nemulator = \"yes\"", "upstream.emulator: invalid type"),
+        ("[inventory]\nsource = \"etcd\"", "inventory.source: unknown variant `etcd`"),
+        ("[inventory]\nnode_name = \"\"", "inventory.node_name: must not be empty"),
+        ("[[inventory.pods]]\nip = \"127.0.0.300\"\nnamespace = \"a\"\nname = \"b\"", "inventory.pods[0].ip: invalid IP address"),
+        ("[[inventory.pods]]\nip = \"127.0.0.2\"\nnamespace = \"\"\nname = \"b\"", "inventory.pods[0].namespace: must not be empty"),
+        ("[[inventory.pods]]\nip = \"127.0.0.2\"\nnamespace = \"a\"", "inventory.pods[0]: missing field `name`"),
+        (
+            "[[inventory.pods]]\nip = \"127.0.0.2\"\nnamespace = \"a\"\nname = \"b\"\n[[inventory.pods]]\nip = \"127.0.0.2\"\nnamespace = \"a\"\nname = \"c\"",
+            "inventory.pods[1].ip: 127.0.0.2 is already given to a/b",
+        ),
+        ("[inventory]\nsource = \"kubernetes\"\n[[inventory.pods]]\nip = \"127.0.0.2\"\nnamespace = \"a\"\nname = \"b\"", "inventory.pods: only used with source"),
+        ("[imdsv2]\nmax_token_ttl_seconds = 0", "imdsv2.max_token_ttl_seconds: must be from 1 to 21600"),
+        ("[imdsv2]\nmax_token_ttl_seconds = 21601", "imdsv2.max_token_ttl_seconds: must be from 1 to 21600"),
+        ("[[rules]]\nname = \"a\"\nall_pods = true\nallow = [\"latest/**\"]", "rules[0].allow[0]: `latest/**`: a pattern must start with `/`"),
+        ("[[rules]]\nname = \"a\"\nall_pods = true\ndeny = [\"/x\", \"/a/../b\"]", "rules[0].deny[1]: `/a/../b`: not a valid path: dot segment"),
+        ("[[rules]]\nname = \"a\"\nall_pods = true\nallow = [\"/latest/ami-*\"]", "rules[0].allow[0]: `/latest/ami-*`: `*` and `**` must stand alone"),
+        ("[[rules]]\nname = \"a\"\nallow = [\"/latest/**\"]", "rules[0]: selects no pods"),
+        ("[[rules]]\nname = \"a\"\nall_pods = true\nnamespaces = [\"x\"]", "rules[0].all_pods: cannot be combined"),
+        ("[[rules]]\nname = \"a\"\nnamespaces = []", "rules[0].namespaces: must list at least one"),
+        ("[[rules]]\nname = \"\"\nall_pods = true", "rules[0].name: must not be empty"),
+        ("[[rules]]\nname = \"a\"\nall_pods = true\n[[rules]]\nname = \"a\"\nall_pods = true", "rules[1].name: `a` is already the name of rules[0]"),
+        ("[[rules]]\nname = \"a\"\nall_pods = true\nalow = []", "rules[0].alow: unknown field `alow`"),
+        ("[[rules]]\nname = \"a\"\nall_pods = true\nallow = \"/latest/**\"", "rules[0].allow: invalid type"),
+        ("[[rules]]\nname = \"a\"\nall_pods = true\nmax_token_ttl_seconds = 99999", "rules[0].max_token_ttl_seconds: must be from 1"),
+        ("[netfilter]\ninterfaces = [\"cali+\", \"bad name\"]", "netfilter.interfaces[1]: an interface name may hold"),
+        ("[netfilter]\ninterfaces = [\"+\"]", "netfilter.interfaces[0]: an interface name or prefix must have"),
+        ("[sever]\nlisten = \"127.0.0.1:1\"", "unknown field `sever`"),
+        ("[server\nlisten = 1", "line 1:"),
+    ];
+    let mismatches: Vec<String> = cases
+        .iter()
+        .filter_map(|(text, want)| {
+            let got = err(text);
+            (!got.contains(want)).then(|| format!("config:\n{text}\nwant: {want}\ngot:  {got}\n"))
+        })
+        .collect();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn errors_point_at_the_line() {
+    let got = err("[server]\nlisten = \"127.0.0.1:8181\"\nmode = \"nope\"\n");
+    assert!(got.contains("(line 3)"), "{got}");
+}
+
+#[test]
+fn load_names_a_missing_file() {
+    let got = load(Path::new("/nonexistent/imds-guard.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        got.starts_with("cannot read /nonexistent/imds-guard.toml"),
+        "{got}"
+    );
+}
+
+#[test]
+fn a_rule_can_select_by_namespace_only() {
+    let config = parse(&format!("{RULE}\n[[rules]]\nname = \"ns\"\nnamespaces = [\"kube-system\"]\nallow = [\"/latest/meta-data/placement/**\"]\n")).unwrap();
+    assert_eq!(config.policy.rules().len(), 2);
+}

@@ -1,0 +1,138 @@
+//! Protocol rules of the AWS instance metadata service that the guard relies on.
+//!
+//! Pure: names of headers, the token endpoint, what each method may do, and the token TTL range.
+//! The proxy and the emulator both build on these, so the two cannot disagree about the protocol.
+
+use crate::policy::target::CanonicalPath;
+
+/// The IMDSv2 session-token endpoint (PUT only).
+pub const TOKEN_PATH: &str = "/latest/api/token";
+/// Header carrying the token on reads.
+pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+/// Header carrying the requested token TTL on the PUT, echoed on its response.
+pub const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// The largest token TTL the service grants, in seconds (6 hours).
+pub const MAX_TOKEN_TTL_SECONDS: u32 = 21_600;
+
+/// The request methods the guard tells apart. Methods are case-sensitive (`get` is not `GET`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Put,
+    /// Anything else: always refused with 405.
+    Other,
+}
+
+impl Method {
+    /// Reads an HTTP method name, exactly as sent.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "GET" => Self::Get,
+            "HEAD" => Self::Head,
+            "PUT" => Self::Put,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// What a request is, in protocol terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `PUT /latest/api/token`: asks for an IMDSv2 session token.
+    TokenRequest,
+    /// GET or HEAD of a metadata path.
+    Read,
+    /// Anything the service does not accept (POST, PUT elsewhere, GET of the token endpoint…).
+    NotAllowed,
+}
+
+/// Classifies a request by method and canonical path.
+pub fn classify(method: Method, path: &CanonicalPath) -> Kind {
+    let token_path = is_token_path(path);
+    match method {
+        Method::Put if token_path => Kind::TokenRequest,
+        Method::Get | Method::Head if !token_path => Kind::Read,
+        _ => Kind::NotAllowed,
+    }
+}
+
+/// Whether the path names the token endpoint (a trailing slash is the same endpoint).
+pub fn is_token_path(path: &CanonicalPath) -> bool {
+    path.as_str().strip_suffix('/').unwrap_or(path.as_str()) == TOKEN_PATH
+}
+
+/// Why a token TTL header was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TtlError {
+    #[error("missing {TOKEN_TTL_HEADER} header")]
+    Missing,
+    #[error(
+        "{TOKEN_TTL_HEADER} must be a whole number of seconds from 1 to {MAX_TOKEN_TTL_SECONDS}"
+    )]
+    OutOfRange,
+}
+
+/// Reads the requested token TTL as the service does: an integer in `1..=21600`.
+pub fn parse_ttl(value: Option<&[u8]>) -> Result<u32, TtlError> {
+    let value = value.ok_or(TtlError::Missing)?;
+    // Digits only: no sign, no spaces, no leading `+` that a lenient parser would take.
+    if value.is_empty() || value.len() > 5 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(TtlError::OutOfRange);
+    }
+    let ttl = value
+        .iter()
+        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+    if (1..=MAX_TOKEN_TTL_SECONDS).contains(&ttl) {
+        Ok(ttl)
+    } else {
+        Err(TtlError::OutOfRange)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::target::parse_target;
+
+    fn kind(method: &str, path: &str) -> Kind {
+        classify(Method::from_name(method), &parse_target(path).unwrap())
+    }
+
+    #[test]
+    fn classifies_methods_and_paths() {
+        assert_eq!(kind("PUT", "/latest/api/token"), Kind::TokenRequest);
+        assert_eq!(kind("PUT", "/latest/api/token/"), Kind::TokenRequest);
+        assert_eq!(kind("PUT", "//latest//api/token"), Kind::TokenRequest);
+        assert_eq!(kind("GET", "/latest/meta-data/"), Kind::Read);
+        assert_eq!(kind("HEAD", "/latest/user-data"), Kind::Read);
+        assert_eq!(kind("GET", "/latest/api/token"), Kind::NotAllowed);
+        assert_eq!(kind("PUT", "/latest/meta-data/"), Kind::NotAllowed);
+        assert_eq!(kind("PUT", "/latest/api/token2"), Kind::NotAllowed);
+        assert_eq!(kind("POST", "/latest/api/token"), Kind::NotAllowed);
+        assert_eq!(kind("get", "/latest/meta-data/"), Kind::NotAllowed);
+        assert_eq!(kind("DELETE", "/latest/meta-data/"), Kind::NotAllowed);
+    }
+
+    #[test]
+    fn ttl_is_strict() {
+        assert_eq!(parse_ttl(Some(b"1")), Ok(1));
+        assert_eq!(parse_ttl(Some(b"21600")), Ok(21600));
+        assert_eq!(parse_ttl(None), Err(TtlError::Missing));
+        for bad in [
+            &b""[..],
+            b"0",
+            b"21601",
+            b"99999",
+            b"100000",
+            b"-1",
+            b"+5",
+            b" 5",
+            b"5 ",
+            b"1e3",
+            b"abc",
+        ] {
+            assert_eq!(parse_ttl(Some(bad)), Err(TtlError::OutOfRange), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! imds-guard keeps pods away from the cloud instance metadata service (IMDS,
+//! `169.254.169.254`) unless a policy allows them, and records who asked for what.
+//!
+//! The data path, and the modules that follow it:
+//!
+//! ```text
+//! pod ──tcp 169.254.169.254:80──► node netfilter: DNAT to the guard's listener
+//!     ──► proxy      accept, read one HTTP/1 request            (proxy)
+//!     ──► identify   source IP ─► pod                           (inventory)
+//!     ──► check      strict request target, method, body        (policy::target, imds)
+//!     ──► decide     pod × method × path × token ─► allow/deny  (policy)
+//!     ──► forward    pooled upstream client to the real IMDS    (proxy::upstream)
+//!         or refuse  403/401/405/400/503 with a short JSON body (proxy::respond)
+//!     ──► audit      one JSON line per request, always          (audit, metrics)
+//! ```
+//!
+//! `config` parses and validates the TOML once, before anything listens. `emulator` is an
+//! AWS-faithful IMDS used as the upstream for local runs, tests and benchmarks. `server` wires the
+//! parts together around listeners and a shutdown future handed in by the caller, so tests bind
+//! `127.0.0.1:0` and drive the real server.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod emulator;
+pub mod imds;
+pub mod inventory;
+pub mod metrics;
+pub mod net;
+pub mod policy;
+pub mod proxy;
+pub mod server;

@@ -1,0 +1,145 @@
+//! The `imds-guard` binary: wires the library together and does nothing else.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use imds_guard::cli::{self, Cli, Command};
+use imds_guard::{audit, config, emulator, server};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr; stdout carries only audit lines (and command output).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // One TLS provider for the whole process, chosen explicitly: ring.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::warn!("a TLS crypto provider was already installed");
+    }
+    match cli.command {
+        Command::Check(args) => match config::load(&args.config) {
+            Ok(config) => {
+                println!("{}: {}", args.config.display(), cli::summary(&config));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", args.config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Explain(args) => {
+            let result = config::load(&args.config.config)
+                .map_err(|e| format!("{}: {e}", args.config.config.display()))
+                .and_then(|config| cli::explain(&config, &args).map_err(|e| e.to_string()));
+            match result {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run(args) => exit(runtime().and_then(|rt| rt.block_on(run(args)))),
+        Command::Emulate(args) => exit(runtime().and_then(|rt| rt.block_on(emulate(args)))),
+    }
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imds-guard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn run(args: cli::ConfigArg) -> anyhow::Result<()> {
+    // The config is refused before any port is bound.
+    let config =
+        config::load(&args.config).with_context(|| format!("{}", args.config.display()))?;
+    let listeners = server::Listeners {
+        proxy: bind(config.server.listen, "server.listen").await?,
+        admin: bind(config.server.admin_listen, "server.admin_listen").await?,
+        emulator: match config
+            .upstream
+            .socket_addr()
+            .filter(|_| config.upstream.emulator)
+        {
+            Some(addr) => Some(bind(addr, "upstream.url (emulator)").await?),
+            None => None,
+        },
+    };
+    let audit: Arc<dyn audit::Sink> = Arc::new(audit::Stdout::new());
+    server::run(config, listeners, audit, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn emulate(args: cli::EmulateArgs) -> anyhow::Result<()> {
+    let metadata = match &args.metadata {
+        Some(path) => Some(
+            emulator::load_metadata(path)
+                .with_context(|| format!("--metadata {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let options = emulator::EmulatorOptions {
+        tokens: args.tokens,
+        hop_limit: args.hop_limit,
+        metadata,
+        credentials_ttl: std::time::Duration::from_secs(args.credentials_ttl),
+    };
+    let listener = bind(args.listen, "--listen").await?;
+    tracing::info!(listen = %args.listen, tokens = %args.tokens, hop_limit = args.hop_limit, "emulator serving");
+    emulator::serve(listener, options, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the guard");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

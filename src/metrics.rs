@@ -1,0 +1,96 @@
+//! Prometheus metrics, served as text on the admin port.
+//!
+//! Label values come from fixed sets (decisions, reasons, statuses, error kinds), never from pod
+//! names or paths, so the number of series stays bounded whatever pods send.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub decision: &'static str,
+    pub reason: &'static str,
+    pub status: u16,
+}
+
+/// Labels of the upstream error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+}
+
+/// Every metric the guard exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    pub upstream_errors: Family<ErrorLabels, Counter>,
+    pub inventory_pods: Gauge,
+}
+
+impl Metrics {
+    /// Creates and registers all metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("imds_guard");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by decision, reason and status",
+            requests.clone(),
+        );
+        // 50 µs to ~3 s: the guard's own work is microseconds, upstream milliseconds.
+        let request_duration = Histogram::new(exponential_buckets(0.000_05, 3.0, 11));
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to answer, in the guard",
+            request_duration.clone(),
+        );
+        let upstream_duration = Histogram::new(exponential_buckets(0.000_05, 3.0, 11));
+        registry.register(
+            "upstream_duration_seconds",
+            "Time of the upstream exchange",
+            upstream_duration.clone(),
+        );
+        let upstream_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed upstream exchanges by kind",
+            upstream_errors.clone(),
+        );
+        let inventory_pods = Gauge::default();
+        registry.register(
+            "inventory_pods",
+            "Pods in the inventory",
+            inventory_pods.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            upstream_errors,
+            inventory_pods,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "metrics could not be encoded");
+        }
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

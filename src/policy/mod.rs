@@ -1,0 +1,269 @@
+//! The decision: may this pod make this request?
+//!
+//! Pure code: no IO, no Kubernetes or HTTP types. Rules select pods (namespace names, pod label
+//! equality, namespace label equality; every selector given must match). Each selected rule brings
+//! allow and deny path patterns. Deny wins over allow across all selected rules; no selected rule,
+//! or no allow pattern matching, is a deny. Rule-level IMDSv2 settings can only tighten the global
+//! ones, so adding a rule never loosens token requirements for anyone.
+
+pub mod pattern;
+pub mod target;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::imds::{self, Kind, Method};
+use crate::inventory::Pod;
+use pattern::PathPattern;
+use target::CanonicalPath;
+
+/// Which pods a rule applies to. Every selector that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// Explicitly select every pod (a rule with no selector at all is refused by the config check,
+    /// so that "everyone" is never selected by accident).
+    pub all_pods: bool,
+    pub namespaces: Option<Vec<String>>,
+    pub pod_labels: BTreeMap<String, String>,
+    pub namespace_labels: BTreeMap<String, String>,
+}
+
+impl Selector {
+    /// Whether the selector picks `pod`.
+    pub fn selects(&self, pod: &Pod) -> bool {
+        let namespace_ok = self
+            .namespaces
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| *n == pod.namespace));
+        namespace_ok
+            && labels_match(&self.pod_labels, &pod.labels)
+            && labels_match(&self.namespace_labels, &pod.namespace_labels)
+    }
+
+    /// Whether any selector is set at all.
+    pub fn is_empty(&self) -> bool {
+        !self.all_pods
+            && self.namespaces.is_none()
+            && self.pod_labels.is_empty()
+            && self.namespace_labels.is_empty()
+    }
+}
+
+fn labels_match(wanted: &BTreeMap<String, String>, have: &BTreeMap<String, String>) -> bool {
+    wanted.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+/// One policy rule, compiled.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Named in decisions, audit lines and refusals.
+    pub name: Arc<str>,
+    pub selector: Selector,
+    pub allow: Vec<PathPattern>,
+    pub deny: Vec<PathPattern>,
+    /// `true` requires IMDSv2 tokens from the pods this rule selects.
+    pub require_tokens: bool,
+    /// Caps the token TTL the selected pods can get.
+    pub max_token_ttl_seconds: Option<u32>,
+}
+
+/// Global IMDSv2 settings, the floor every pod gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imdsv2 {
+    pub require_tokens: bool,
+    pub max_token_ttl_seconds: u32,
+}
+
+impl Default for Imdsv2 {
+    fn default() -> Self {
+        Self {
+            require_tokens: false,
+            max_token_ttl_seconds: imds::MAX_TOKEN_TTL_SECONDS,
+        }
+    }
+}
+
+/// The whole policy: rules in config order plus the global IMDSv2 settings.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    imdsv2: Imdsv2,
+}
+
+/// The facts about one request that the decision needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub method: Method,
+    pub path: &'a CanonicalPath,
+    /// Whether the request carries an IMDSv2 token header.
+    pub has_token: bool,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// Why a decision was made; the names appear in audit lines, refusals and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A rule allows the path.
+    PathAllowed,
+    /// A pod with access asked for an IMDSv2 token.
+    TokenAllowed,
+    UnknownSource,
+    AmbiguousSource,
+    /// The inventory has not synced yet; the client should retry.
+    NotReady,
+    NoRule,
+    PathNotAllowed,
+    DeniedByRule,
+    MethodNotAllowed,
+    TokenRequired,
+    BadRequest,
+}
+
+impl Reason {
+    /// The reason's name in audit lines and JSON refusals.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PathAllowed => "path-allowed",
+            Self::TokenAllowed => "token-allowed",
+            Self::UnknownSource => "unknown-source",
+            Self::AmbiguousSource => "ambiguous-source",
+            Self::NotReady => "not-ready",
+            Self::NoRule => "no-rule",
+            Self::PathNotAllowed => "path-not-allowed",
+            Self::DeniedByRule => "denied-by-rule",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::TokenRequired => "token-required",
+            Self::BadRequest => "bad-request",
+        }
+    }
+
+    /// The HTTP status of a refusal for this reason.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::BadRequest => 400,
+            Self::TokenRequired => 401,
+            Self::MethodNotAllowed => 405,
+            Self::NotReady => 503,
+            _ => 403,
+        }
+    }
+
+    /// Whether `mode = "audit"` may forward a request denied for this reason. Malformed and
+    /// unsupported requests are refused in every mode: audit mode is for trying out a policy,
+    /// not for forwarding what the strict reader could not vouch for.
+    pub fn audit_mode_may_forward(self) -> bool {
+        !matches!(
+            self,
+            Self::BadRequest | Self::MethodNotAllowed | Self::NotReady
+        )
+    }
+}
+
+/// The outcome of [`Policy::decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reason: Reason,
+    /// The rule that allowed or denied, when one did.
+    pub rule: Option<Arc<str>>,
+    /// The largest token TTL this pod may get (meaningful for token requests).
+    pub max_token_ttl_seconds: u32,
+    /// Whether tokens are required of this pod.
+    pub require_tokens: bool,
+}
+
+impl Policy {
+    /// Builds a policy from compiled rules and the global IMDSv2 settings.
+    pub fn new(rules: Vec<Rule>, imdsv2: Imdsv2) -> Self {
+        Self { rules, imdsv2 }
+    }
+
+    /// The rules, in config order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// A refusal made before any rule is consulted (unknown source, bad request…).
+    pub fn refuse(&self, reason: Reason) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            reason,
+            rule: None,
+            max_token_ttl_seconds: self.imdsv2.max_token_ttl_seconds,
+            require_tokens: self.imdsv2.require_tokens,
+        }
+    }
+
+    /// Decides one request from one identified pod.
+    pub fn decide(&self, pod: &Pod, facts: &Facts<'_>) -> Decision {
+        let selected: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.selector.selects(pod))
+            .collect();
+        let mut decision = self.refuse(Reason::NoRule);
+        for rule in &selected {
+            decision.require_tokens |= rule.require_tokens;
+            if let Some(cap) = rule.max_token_ttl_seconds {
+                decision.max_token_ttl_seconds = decision.max_token_ttl_seconds.min(cap);
+            }
+        }
+        let deny = |reason, rule: Option<&Rule>| Decision {
+            verdict: Verdict::Deny,
+            reason,
+            rule: rule.map(|r| Arc::clone(&r.name)),
+            ..decision.clone()
+        };
+        let allow = |reason, rule: &Rule| Decision {
+            verdict: Verdict::Allow,
+            reason,
+            rule: Some(Arc::clone(&rule.name)),
+            ..decision.clone()
+        };
+
+        let kind = imds::classify(facts.method, facts.path);
+        if kind == Kind::NotAllowed {
+            return deny(Reason::MethodNotAllowed, None);
+        }
+        if selected.is_empty() {
+            return deny(Reason::NoRule, None);
+        }
+        let segments: Vec<&str> = facts.path.segments().collect();
+        // Deny patterns ignore case: a case variant of a denied path is denied too.
+        if let Some(rule) = selected
+            .iter()
+            .find(|r| r.deny.iter().any(|p| p.matches_segments(&segments, true)))
+        {
+            return deny(Reason::DeniedByRule, Some(rule));
+        }
+        match kind {
+            // Any access at all earns a token: refusing the PUT would silently push SDKs back to
+            // IMDSv1 (botocore and the JS SDK fall back on 403).
+            Kind::TokenRequest => match selected.iter().find(|r| !r.allow.is_empty()) {
+                Some(rule) => allow(Reason::TokenAllowed, rule),
+                None => deny(Reason::PathNotAllowed, None),
+            },
+            _ => {
+                let Some(rule) = selected
+                    .iter()
+                    .find(|r| r.allow.iter().any(|p| p.matches_segments(&segments, false)))
+                else {
+                    return deny(Reason::PathNotAllowed, None);
+                };
+                if decision.require_tokens && !facts.has_token {
+                    return deny(Reason::TokenRequired, Some(rule));
+                }
+                allow(Reason::PathAllowed, rule)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,419 @@
+//! Decision tests: ordinary `#[test]`s, no IO.
+
+use super::*;
+use crate::policy::target::parse_target;
+
+fn pod(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Pod {
+    Pod {
+        namespace: namespace.into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        namespace_labels: BTreeMap::new(),
+    }
+}
+
+fn patterns(list: &[&str]) -> Vec<PathPattern> {
+    list.iter()
+        .map(|p| PathPattern::parse(p).unwrap())
+        .collect()
+}
+
+fn rule(name: &str, selector: Selector, allow: &[&str], deny: &[&str]) -> Rule {
+    Rule {
+        name: name.into(),
+        selector,
+        allow: patterns(allow),
+        deny: patterns(deny),
+        require_tokens: false,
+        max_token_ttl_seconds: None,
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn seed_policy() -> Policy {
+    Policy::new(
+        vec![
+            rule(
+                "seed",
+                Selector {
+                    pod_labels: labels(&[("allow-node-metadata-lookup", "true")]),
+                    ..Selector::default()
+                },
+                &["/latest/**"],
+                &[],
+            ),
+            rule(
+                "imds-prod",
+                Selector {
+                    namespaces: Some(vec!["imds".into()]),
+                    pod_labels: labels(&[("app", "prod")]),
+                    ..Selector::default()
+                },
+                &[
+                    "/latest/meta-data/**",
+                    "/latest/dynamic/instance-identity/document",
+                ],
+                &["/latest/meta-data/iam/**"],
+            ),
+        ],
+        Imdsv2::default(),
+    )
+}
+
+fn decide(policy: &Policy, pod: &Pod, method: &str, path: &str, has_token: bool) -> Decision {
+    let path = parse_target(path).unwrap();
+    policy.decide(
+        pod,
+        &Facts {
+            method: Method::from_name(method),
+            path: &path,
+            has_token,
+        },
+    )
+}
+
+fn outcome(d: &Decision) -> (Verdict, Reason, Option<&str>) {
+    (d.verdict, d.reason, d.rule.as_deref())
+}
+
+#[test]
+fn seed_scenario() {
+    let policy = seed_policy();
+    let prod = pod("imds", "prod-5c7b9", &[("app", "prod")]);
+    let test = pod("imds", "test-6d8f", &[("app", "test")]);
+    let labelled = pod("default", "tool", &[("allow-node-metadata-lookup", "true")]);
+
+    let d = decide(
+        &policy,
+        &prod,
+        "GET",
+        "/latest/meta-data/instance-id",
+        false,
+    );
+    assert_eq!(
+        outcome(&d),
+        (Verdict::Allow, Reason::PathAllowed, Some("imds-prod"))
+    );
+    let d = decide(
+        &policy,
+        &test,
+        "GET",
+        "/latest/meta-data/instance-id",
+        false,
+    );
+    assert_eq!(outcome(&d), (Verdict::Deny, Reason::NoRule, None));
+    let d = decide(&policy, &labelled, "GET", "/latest/user-data", false);
+    assert_eq!(
+        outcome(&d),
+        (Verdict::Allow, Reason::PathAllowed, Some("seed"))
+    );
+}
+
+#[test]
+fn per_path_allow_and_deny() {
+    let policy = seed_policy();
+    let prod = pod("imds", "prod-5c7b9", &[("app", "prod")]);
+    let d = decide(&policy, &prod, "GET", "/latest/user-data", false);
+    assert_eq!(outcome(&d), (Verdict::Deny, Reason::PathNotAllowed, None));
+    let d = decide(
+        &policy,
+        &prod,
+        "GET",
+        "/latest/meta-data/iam/security-credentials/role",
+        false,
+    );
+    assert_eq!(
+        outcome(&d),
+        (Verdict::Deny, Reason::DeniedByRule, Some("imds-prod"))
+    );
+    // `**` includes zero segments: the directory itself is denied too.
+    let d = decide(&policy, &prod, "GET", "/latest/meta-data/iam/", false);
+    assert_eq!(d.reason, Reason::DeniedByRule);
+    // Case variants of a denied path are denied.
+    let d = decide(&policy, &prod, "GET", "/latest/meta-data/IAM/info", false);
+    assert_eq!(d.reason, Reason::DeniedByRule);
+    let d = decide(
+        &policy,
+        &prod,
+        "GET",
+        "/latest/dynamic/instance-identity/document",
+        false,
+    );
+    assert_eq!(d.verdict, Verdict::Allow);
+    let d = decide(
+        &policy,
+        &prod,
+        "HEAD",
+        "/latest/meta-data/placement/availability-zone/",
+        false,
+    );
+    assert_eq!(d.verdict, Verdict::Allow);
+}
+
+#[test]
+fn deny_wins_across_rules() {
+    let mut policy = seed_policy();
+    // A pod selected by both rules: the seed rule allows everything, the prod rule denies iam.
+    let both = pod(
+        "imds",
+        "prod-x",
+        &[("app", "prod"), ("allow-node-metadata-lookup", "true")],
+    );
+    let d = decide(&policy, &both, "GET", "/latest/meta-data/iam/info", false);
+    assert_eq!(
+        outcome(&d),
+        (Verdict::Deny, Reason::DeniedByRule, Some("imds-prod"))
+    );
+    // Order of rules does not matter.
+    policy.rules.reverse();
+    let d = decide(&policy, &both, "GET", "/latest/meta-data/iam/info", false);
+    assert_eq!(
+        outcome(&d),
+        (Verdict::Deny, Reason::DeniedByRule, Some("imds-prod"))
+    );
+    let d = decide(&policy, &both, "GET", "/latest/user-data", false);
+    assert_eq!(
+        outcome(&d),
+        (Verdict::Allow, Reason::PathAllowed, Some("seed"))
+    );
+}
+
+#[test]
+fn selectors_all_must_match() {
+    let policy = seed_policy();
+    // Right label, wrong namespace.
+    let other_ns = pod("other", "prod-1", &[("app", "prod")]);
+    assert_eq!(
+        decide(&policy, &other_ns, "GET", "/latest/meta-data/", false).reason,
+        Reason::NoRule
+    );
+    // Label value must be equal, not just present.
+    let wrong_value = pod("default", "x", &[("allow-node-metadata-lookup", "yes")]);
+    assert_eq!(
+        decide(&policy, &wrong_value, "GET", "/latest/meta-data/", false).reason,
+        Reason::NoRule
+    );
+}
+
+#[test]
+fn namespace_labels_select() {
+    let policy = Policy::new(
+        vec![rule(
+            "infra",
+            Selector {
+                namespace_labels: labels(&[("team", "infra")]),
+                ..Selector::default()
+            },
+            &["/latest/meta-data/**"],
+            &[],
+        )],
+        Imdsv2::default(),
+    );
+    let mut p = pod("infra-tools", "a", &[]);
+    assert_eq!(
+        decide(&policy, &p, "GET", "/latest/meta-data/", false).reason,
+        Reason::NoRule
+    );
+    p.namespace_labels = labels(&[("team", "infra")]);
+    assert_eq!(
+        decide(&policy, &p, "GET", "/latest/meta-data/", false).verdict,
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn all_pods_selector() {
+    let selector = Selector {
+        all_pods: true,
+        ..Selector::default()
+    };
+    assert!(!selector.is_empty());
+    assert!(selector.selects(&pod("any", "thing", &[])));
+    assert!(Selector::default().is_empty());
+}
+
+#[test]
+fn methods() {
+    let policy = seed_policy();
+    let prod = pod("imds", "prod-5c7b9", &[("app", "prod")]);
+    for (method, path) in [
+        ("POST", "/latest/meta-data/"),
+        ("DELETE", "/latest/meta-data/"),
+        ("get", "/latest/meta-data/"),
+        ("PUT", "/latest/meta-data/"),
+        ("GET", "/latest/api/token"),
+        ("OPTIONS", "/latest/api/token"),
+    ] {
+        let d = decide(&policy, &prod, method, path, false);
+        assert_eq!(
+            outcome(&d),
+            (Verdict::Deny, Reason::MethodNotAllowed, None),
+            "{method} {path}"
+        );
+        assert_eq!(d.reason.status(), 405);
+    }
+    // Method checks come first, even for pods no rule selects.
+    let nobody = pod("x", "y", &[]);
+    assert_eq!(
+        decide(&policy, &nobody, "POST", "/", false).reason,
+        Reason::MethodNotAllowed
+    );
+}
+
+#[test]
+fn tokens_for_any_access_only() {
+    let policy = seed_policy();
+    let prod = pod("imds", "prod-5c7b9", &[("app", "prod")]);
+    let test = pod("imds", "test-6d8f", &[("app", "test")]);
+    let d = decide(&policy, &prod, "PUT", "/latest/api/token", false);
+    assert_eq!(
+        outcome(&d),
+        (Verdict::Allow, Reason::TokenAllowed, Some("imds-prod"))
+    );
+    let d = decide(&policy, &test, "PUT", "/latest/api/token", false);
+    assert_eq!(outcome(&d), (Verdict::Deny, Reason::NoRule, None));
+    // A rule that selects a pod but allows nothing gives no token.
+    let empty = Policy::new(
+        vec![rule(
+            "nothing",
+            Selector {
+                all_pods: true,
+                ..Selector::default()
+            },
+            &[],
+            &[],
+        )],
+        Imdsv2::default(),
+    );
+    let d = decide(&empty, &prod, "PUT", "/latest/api/token", false);
+    assert_eq!(outcome(&d), (Verdict::Deny, Reason::PathNotAllowed, None));
+    // An explicit deny of the token endpoint is honoured.
+    let no_tokens = Policy::new(
+        vec![rule(
+            "no-v2",
+            Selector {
+                all_pods: true,
+                ..Selector::default()
+            },
+            &["/latest/**"],
+            &["/latest/api/token"],
+        )],
+        Imdsv2::default(),
+    );
+    let d = decide(&no_tokens, &prod, "PUT", "/latest/api/token", false);
+    assert_eq!(
+        outcome(&d),
+        (Verdict::Deny, Reason::DeniedByRule, Some("no-v2"))
+    );
+}
+
+#[test]
+fn require_tokens_global_and_per_rule() {
+    let prod = pod("imds", "prod-5c7b9", &[("app", "prod")]);
+    let mut policy = seed_policy();
+    policy.imdsv2.require_tokens = true;
+    let d = decide(&policy, &prod, "GET", "/latest/meta-data/ami-id", false);
+    assert_eq!(
+        outcome(&d),
+        (Verdict::Deny, Reason::TokenRequired, Some("imds-prod"))
+    );
+    assert_eq!(d.reason.status(), 401);
+    assert_eq!(
+        decide(&policy, &prod, "GET", "/latest/meta-data/ami-id", true).verdict,
+        Verdict::Allow
+    );
+    // A denied path stays a 403 with or without a token.
+    assert_eq!(
+        decide(&policy, &prod, "GET", "/latest/user-data", false).reason,
+        Reason::PathNotAllowed
+    );
+    // The token request itself needs no token.
+    assert_eq!(
+        decide(&policy, &prod, "PUT", "/latest/api/token", false).verdict,
+        Verdict::Allow
+    );
+
+    let mut policy = seed_policy();
+    policy.rules[1].require_tokens = true;
+    assert_eq!(
+        decide(&policy, &prod, "GET", "/latest/meta-data/ami-id", false).reason,
+        Reason::TokenRequired
+    );
+    let labelled = pod("default", "tool", &[("allow-node-metadata-lookup", "true")]);
+    assert_eq!(
+        decide(&policy, &labelled, "GET", "/latest/meta-data/ami-id", false).verdict,
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn token_ttl_cap_is_the_smallest() {
+    let prod = pod(
+        "imds",
+        "prod-5c7b9",
+        &[("app", "prod"), ("allow-node-metadata-lookup", "true")],
+    );
+    let mut policy = seed_policy();
+    policy.imdsv2.max_token_ttl_seconds = 3600;
+    assert_eq!(
+        decide(&policy, &prod, "PUT", "/latest/api/token", false).max_token_ttl_seconds,
+        3600
+    );
+    policy.rules[1].max_token_ttl_seconds = Some(60);
+    assert_eq!(
+        decide(&policy, &prod, "PUT", "/latest/api/token", false).max_token_ttl_seconds,
+        60
+    );
+    // A rule cannot raise the global cap.
+    policy.rules[1].max_token_ttl_seconds = Some(21600);
+    assert_eq!(
+        decide(&policy, &prod, "PUT", "/latest/api/token", false).max_token_ttl_seconds,
+        3600
+    );
+}
+
+#[test]
+fn refusals_carry_the_global_settings() {
+    let mut policy = seed_policy();
+    policy.imdsv2.max_token_ttl_seconds = 100;
+    let d = policy.refuse(Reason::UnknownSource);
+    assert_eq!(
+        (d.verdict, d.reason, d.rule, d.max_token_ttl_seconds),
+        (Verdict::Deny, Reason::UnknownSource, None, 100)
+    );
+}
+
+#[test]
+fn reason_names_and_statuses() {
+    let all = [
+        (Reason::PathAllowed, "path-allowed"),
+        (Reason::TokenAllowed, "token-allowed"),
+        (Reason::UnknownSource, "unknown-source"),
+        (Reason::AmbiguousSource, "ambiguous-source"),
+        (Reason::NotReady, "not-ready"),
+        (Reason::NoRule, "no-rule"),
+        (Reason::PathNotAllowed, "path-not-allowed"),
+        (Reason::DeniedByRule, "denied-by-rule"),
+        (Reason::MethodNotAllowed, "method-not-allowed"),
+        (Reason::TokenRequired, "token-required"),
+        (Reason::BadRequest, "bad-request"),
+    ];
+    for (reason, name) in all {
+        assert_eq!(reason.as_str(), name);
+    }
+    assert_eq!(Reason::NotReady.status(), 503);
+    assert_eq!(Reason::BadRequest.status(), 400);
+    assert_eq!(Reason::UnknownSource.status(), 403);
+    assert!(!Reason::BadRequest.audit_mode_may_forward());
+    assert!(Reason::PathNotAllowed.audit_mode_may_forward());
+}

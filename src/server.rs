@@ -1,0 +1,185 @@
+//! Wiring: the listeners, the inventory, the proxy, the admin port and (for local runs) the
+//! emulator, all stopped by one shutdown future handed in by the caller.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::Admin;
+use crate::audit;
+use crate::config::{Config, Source};
+use crate::emulator::{self, EmulatorOptions};
+use crate::inventory::{static_source, Index};
+use crate::metrics::Metrics;
+use crate::proxy::upstream::Upstream;
+use crate::proxy::Proxy;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The sockets `run` serves on, bound by the caller (so tests can bind `127.0.0.1:0`).
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: TcpListener,
+    /// Where the built-in emulator listens when `[upstream] emulator = true`.
+    pub emulator: Option<TcpListener>,
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0} is not available in this version")]
+    Unsupported(&'static str),
+    #[error("[upstream] emulator = true but no emulator listener was bound")]
+    NoEmulatorListener,
+    #[error("server task failed: {0}")]
+    Task(String),
+}
+
+/// Runs the guard until `shutdown` resolves, then drains within the configured grace period.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    audit: Arc<dyn audit::Sink>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    if config.netfilter.manage {
+        return Err(RunError::Unsupported("[netfilter] manage = true"));
+    }
+    let inventory = Arc::new(Index::new());
+    match config.inventory.source {
+        Source::Static => static_source::load(&inventory, &config.inventory.pods),
+        Source::Kubernetes => {
+            return Err(RunError::Unsupported("[inventory] source = \"kubernetes\""))
+        }
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            // Resolves on the signal, or if the sender is gone (which only happens on exit).
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if config.upstream.emulator {
+        let listener = listeners.emulator.ok_or(RunError::NoEmulatorListener)?;
+        tracing::info!(addr = ?listener.local_addr().ok(), "built-in emulator serving as the metadata service");
+        let stop = stopped();
+        tasks.spawn(async move {
+            if let Err(e) = emulator::serve(listener, EmulatorOptions::default(), stop).await {
+                tracing::error!(error = %e, "emulator stopped");
+            }
+        });
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let proxy = Arc::new(Proxy {
+        policy: Arc::clone(&config.policy),
+        inventory: Arc::clone(&inventory),
+        upstream: Upstream::new(&config.upstream),
+        audit,
+        metrics: Arc::clone(&metrics),
+        mode: config.server.mode,
+    });
+    let admin = Arc::new(Admin { inventory, metrics });
+
+    tracing::info!(
+        listen = ?listeners.proxy.local_addr().ok(),
+        admin = ?listeners.admin.local_addr().ok(),
+        upstream = %config.upstream.url,
+        mode = ?config.server.mode,
+        rules = config.policy.rules().len(),
+        "imds-guard serving"
+    );
+    tasks.spawn(serve(listeners.proxy, stopped(), grace, move |peer| {
+        let proxy = Arc::clone(&proxy);
+        move |request: Request<Incoming>| {
+            let proxy = Arc::clone(&proxy);
+            async move { proxy.handle(peer.ip(), request).await }
+        }
+    }));
+    tasks.spawn(serve(listeners.admin, stopped(), grace, move |_peer| {
+        let admin = Arc::clone(&admin);
+        move |request: Request<Incoming>| {
+            let response = admin.handle(&request);
+            async move { response }
+        }
+    }));
+
+    shutdown.await;
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: no new connections, finishing requests in flight"
+    );
+    let _ = stop_tx.send(true);
+    while let Some(result) = tasks.join_next().await {
+        result.map_err(|e| RunError::Task(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Accepts HTTP/1 connections on `listener` until `stop` resolves, then gives open connections
+/// `grace` to finish. `make` builds the request handler for each connection from its peer.
+pub async fn serve<M, H, F>(
+    listener: TcpListener,
+    stop: impl Future<Output = ()>,
+    grace: Duration,
+    make: M,
+) where
+    M: Fn(SocketAddr) -> H,
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let handler = make(peer);
+                    let service = service_fn(move |request| {
+                        let answer = handler(request);
+                        async move { Ok::<_, Infallible>(answer.await) }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+}
