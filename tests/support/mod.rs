@@ -1,0 +1,300 @@
+//! Test support: the real guard and the real emulator on `127.0.0.1:0`, clients that speak from a
+//! chosen loopback address (each address a "pod"), and a recording upstream that shows exactly
+//! what was forwarded.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use imds_guard::audit::Memory;
+use imds_guard::emulator::{self, EmulatorOptions};
+use imds_guard::server::{self, Listeners};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Pods of the seed scenario, as in `config.toml`.
+pub const PROD: &str = "127.0.0.2";
+pub const TEST: &str = "127.0.0.3";
+pub const LABELLED: &str = "127.0.0.4";
+pub const STRANGER: &str = "127.0.0.9";
+
+/// Pods and rules of the seed scenario; `{extra}` in tests is appended.
+pub const SEED: &str = r#"
+[[inventory.pods]]
+ip = "127.0.0.2"
+namespace = "imds"
+name = "prod-5c7b9"
+labels = { app = "prod" }
+
+[[inventory.pods]]
+ip = "127.0.0.3"
+namespace = "imds"
+name = "test-6d8f"
+labels = { app = "test" }
+
+[[inventory.pods]]
+ip = "127.0.0.4"
+namespace = "tools"
+name = "inspector"
+labels = { "allow-node-metadata-lookup" = "true" }
+
+[[rules]]
+name = "seed"
+pod_labels = { "allow-node-metadata-lookup" = "true" }
+allow = ["/latest/**"]
+
+[[rules]]
+name = "imds-prod"
+namespaces = ["imds"]
+pod_labels = { app = "prod" }
+allow = ["/latest/meta-data/**", "/latest/dynamic/instance-identity/document"]
+deny = ["/latest/meta-data/iam/**"]
+"#;
+
+/// An emulator on `127.0.0.1:0`, stopped when dropped.
+pub struct Emulator {
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+pub async fn emulator(options: EmulatorOptions) -> Emulator {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(emulator::serve(listener, options, async {
+        let _ = stopped.await;
+    }));
+    Emulator { addr, _stop: stop }
+}
+
+/// The guard, running in this process on real sockets.
+pub struct Guard {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub audit: Arc<Memory>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), server::RunError>>>,
+}
+
+impl Guard {
+    /// Starts the guard with `config` (TOML); `{upstream}` in it is replaced by `upstream`.
+    pub async fn start(config: &str, upstream: SocketAddr) -> Guard {
+        let text = config.replace("{upstream}", &format!("http://{upstream}"));
+        let config = imds_guard::config::parse(&text).unwrap_or_else(|e| panic!("test config refused: {e}\n{text}"));
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (proxy_addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
+        let audit = Arc::new(Memory::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let listeners = Listeners {
+            proxy,
+            admin,
+            emulator: None,
+        };
+        let task = tokio::spawn(server::run(config, listeners, audit.clone(), async {
+            let _ = stopped.await;
+        }));
+        Guard {
+            proxy: proxy_addr,
+            admin: admin_addr,
+            audit,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Sends the shutdown signal and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), server::RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(15), task).await.expect("guard did not stop").unwrap()
+    }
+
+    /// Audit events recorded so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.audit.events()
+    }
+
+    /// The last audit event, waiting briefly for it (it is written after the answer is sent).
+    pub async fn last_event(&self) -> serde_json::Value {
+        for _ in 0..100 {
+            if let Some(e) = self.audit.events().last() {
+                return e.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no audit event");
+    }
+
+    /// Waits until `n` audit events exist and returns them.
+    pub async fn wait_events(&self, n: usize) -> Vec<serde_json::Value> {
+        for _ in 0..200 {
+            let events = self.audit.events();
+            if events.len() >= n {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("expected {n} audit events, have {:?}", self.audit.events());
+    }
+}
+
+/// A complete answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+pub async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    let from: IpAddr = from.parse().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// One HTTP/1.1 request from `from` with `headers`, on a fresh connection.
+pub async fn request(from: &str, to: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let stream = connect_from(from, to).await;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let mut builder = Request::builder().method(method).uri(path).header("host", "169.254.169.254");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = sender.send_request(builder.body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
+    collect(response).await
+}
+
+pub async fn get(from: &str, to: SocketAddr, path: &str) -> Answer {
+    request(from, to, "GET", path, &[]).await
+}
+
+async fn collect(response: Response<Incoming>) -> Answer {
+    let (parts, body) = response.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// Sends `raw` bytes from `from` and returns everything the server sends back until it closes or
+/// goes quiet for a second.
+pub async fn raw(from: &str, to: SocketAddr, raw: &[u8]) -> String {
+    let mut stream = connect_from(from, to).await;
+    stream.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Ok(Err(_)) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in raw HTTP text.
+pub fn raw_status(text: &str) -> u16 {
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
+/// What a recording upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: HeaderMap,
+}
+
+/// An upstream that records every request and answers 200 with the path it saw (after `delay`).
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Recorder {
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+pub async fn recorder(delay: Duration) -> Recorder {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let record = seen.clone();
+    tokio::spawn(server::serve(listener, async { let _ = stopped.await; }, Duration::from_secs(1), move |_peer| {
+        let record = record.clone();
+        move |request: Request<Incoming>| {
+            record.lock().unwrap().push(Seen {
+                method: request.method().to_string(),
+                target: request.uri().to_string(),
+                headers: request.headers().clone(),
+            });
+            let body = format!("recorded {}", request.uri());
+            async move {
+                tokio::time::sleep(delay).await;
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response.headers_mut().insert("x-aws-ec2-metadata-token-ttl-seconds", "77".parse().unwrap());
+                response.headers_mut().insert("connection", "keep-alive, x-secret-hop".parse().unwrap());
+                response.headers_mut().insert("x-secret-hop", "1".parse().unwrap());
+                response
+            }
+        }
+    }));
+    Recorder { addr, seen, _stop: stop }
+}
+
+/// An address where nothing listens (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// An upstream that accepts connections and never answers.
+pub async fn black_hole() -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+/// Config text: upstream placeholder, short timeouts, extra sections, then the seed pods and rules.
+pub fn config(extra: &str) -> String {
+    format!("[upstream]\nurl = \"{{upstream}}\"\nconnect_timeout_ms = 500\ntimeout_ms = 1500\n{extra}\n{SEED}")
+}
