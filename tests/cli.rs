@@ -40,7 +40,11 @@ fn write_config(dir: &Path, text: &str) -> String {
 fn check_accepts_the_shipped_config() {
     let out = imds_guard(&["check", "--config", "config.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("config ok: 2 rule(s)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("config ok: 2 rule(s)"),
+        "{}",
+        stdout(&out)
+    );
     // The default path is ./config.toml.
     let out = imds_guard(&["check"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -50,16 +54,29 @@ fn check_accepts_the_shipped_config() {
 fn check_refuses_bad_configs_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     for (text, want) in [
-        ("[server]\nmode = \"permissive\"\n", "server.mode: unknown variant `permissive`"),
-        ("[[rules]]\nname = \"x\"\nall_pods = true\nallow = [\"/latest/../x\"]\n", "rules[0].allow[0]"),
+        (
+            "[server]\nmode = \"permissive\"\n",
+            "server.mode: unknown variant `permissive`",
+        ),
+        (
+            "[[rules]]\nname = \"x\"\nall_pods = true\nallow = [\"/latest/../x\"]\n",
+            "rules[0].allow[0]",
+        ),
         ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
         ("[upstream]\nurl = \"ftp://x\"\n", "upstream.url"),
-        ("[inventory]\nunknown = 1\n", "inventory.unknown: unknown field"),
+        (
+            "[inventory]\nunknown = 1\n",
+            "inventory.unknown: unknown field",
+        ),
     ] {
         let path = write_config(dir.path(), text);
         let out = imds_guard(&["check", "--config", &path]);
         assert_eq!(out.status.code(), Some(2), "{text}");
-        assert!(stderr(&out).contains(want), "{text}\nwant {want}\ngot {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(want),
+            "{text}\nwant {want}\ngot {}",
+            stderr(&out)
+        );
     }
     let out = imds_guard(&["check", "--config", "/nonexistent.toml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -70,14 +87,24 @@ fn check_refuses_bad_configs_naming_the_key() {
 fn config_path_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), "[server]\nmode = \"bogus\"\n");
-    let out = Command::new(BIN).args(["check"]).env("IMDS_GUARD_CONFIG", &path).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check"])
+        .env("IMDS_GUARD_CONFIG", &path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("server.mode"));
 }
 
 #[test]
 fn explain_prints_decision_pod_rule_and_reason() {
-    let out = imds_guard(&["explain", "--source", "127.0.0.2", "--path", "/latest/meta-data/iam/info"]);
+    let out = imds_guard(&[
+        "explain",
+        "--source",
+        "127.0.0.2",
+        "--path",
+        "/latest/meta-data/iam/info",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for want in [
@@ -90,22 +117,74 @@ fn explain_prints_decision_pod_rule_and_reason() {
         assert!(text.contains(want), "want {want:?} in\n{text}");
     }
 
-    let text = stdout(&imds_guard(&["explain", "--source", "127.0.0.2", "--path", "/latest/meta-data/ami-id"]));
-    assert!(text.contains("decision: allow") && text.contains("reason:   path-allowed"), "{text}");
+    let text = stdout(&imds_guard(&[
+        "explain",
+        "--source",
+        "127.0.0.2",
+        "--path",
+        "/latest/meta-data/ami-id",
+    ]));
+    assert!(
+        text.contains("decision: allow") && text.contains("reason:   path-allowed"),
+        "{text}"
+    );
 
-    let text = stdout(&imds_guard(&["explain", "--source", "127.0.0.3", "--path", "/latest/meta-data/ami-id"]));
-    assert!(text.contains("reason:   no-rule") && text.contains("pod:      imds/test-6d8f"), "{text}");
+    let text = stdout(&imds_guard(&[
+        "explain",
+        "--source",
+        "127.0.0.3",
+        "--path",
+        "/latest/meta-data/ami-id",
+    ]));
+    assert!(
+        text.contains("reason:   no-rule") && text.contains("pod:      imds/test-6d8f"),
+        "{text}"
+    );
 
-    let text = stdout(&imds_guard(&["explain", "--source", "10.9.9.9", "--path", "/latest/meta-data/"]));
+    let text = stdout(&imds_guard(&[
+        "explain",
+        "--source",
+        "10.9.9.9",
+        "--path",
+        "/latest/meta-data/",
+    ]));
     assert!(text.contains("reason:   unknown-source"), "{text}");
 
-    let text = stdout(&imds_guard(&["explain", "--source", "127.0.0.4", "--path", "/latest/api/token", "--method", "PUT"]));
-    assert!(text.contains("reason:   token-allowed") && text.contains("TTL capped at 21600"), "{text}");
+    let text = stdout(&imds_guard(&[
+        "explain",
+        "--source",
+        "127.0.0.4",
+        "--path",
+        "/latest/api/token",
+        "--method",
+        "PUT",
+    ]));
+    assert!(
+        text.contains("reason:   token-allowed") && text.contains("TTL capped at 21600"),
+        "{text}"
+    );
 
-    let text = stdout(&imds_guard(&["explain", "--source", "127.0.0.4", "--path", "/latest/%2e%2e/x"]));
-    assert!(text.contains("status:   400") && text.contains("percent-escape"), "{text}");
+    let text = stdout(&imds_guard(&[
+        "explain",
+        "--source",
+        "127.0.0.4",
+        "--path",
+        "/latest/%2e%2e/x",
+    ]));
+    assert!(
+        text.contains("status:   400") && text.contains("percent-escape"),
+        "{text}"
+    );
 
-    let text = stdout(&imds_guard(&["explain", "--source", "127.0.0.4", "--path", "/latest/meta-data/", "--method", "POST"]));
+    let text = stdout(&imds_guard(&[
+        "explain",
+        "--source",
+        "127.0.0.4",
+        "--path",
+        "/latest/meta-data/",
+        "--method",
+        "POST",
+    ]));
     assert!(text.contains("status:   405"), "{text}");
 }
 
@@ -118,7 +197,11 @@ fn help_lists_the_commands() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -132,7 +215,7 @@ async fn run_serves_the_shipped_defaults_and_stops_on_sigterm() {
         .replace("127.0.0.1:1338", &format!("127.0.0.1:{emu}"));
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &text);
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["run", "--config", &path])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -156,14 +239,32 @@ async fn run_serves_the_shipped_defaults_and_stops_on_sigterm() {
     assert_eq!(allowed.status, 200);
     let denied = get(TEST, proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(denied.status, 403);
-    let token = request(LABELLED, proxy, "PUT", "/latest/api/token", &[("x-aws-ec2-metadata-token-ttl-seconds", "300")]).await;
+    let token = request(
+        LABELLED,
+        proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aws-ec2-metadata-token-ttl-seconds", "300")],
+    )
+    .await;
     assert_eq!(token.status, 200);
     let token = token.text();
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
-    assert!(exit.status.success(), "exit {:?}: {}", exit.status, stderr(&exit));
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        exit.status.success(),
+        "exit {:?}: {}",
+        exit.status,
+        stderr(&exit)
+    );
 
     // stdout holds exactly the audit lines, one JSON object per request.
     let lines: Vec<serde_json::Value> = BufReader::new(&exit.stdout[..])
@@ -175,8 +276,23 @@ async fn run_serves_the_shipped_defaults_and_stops_on_sigterm() {
     assert_eq!(lines[1]["decision"], "deny");
     assert_eq!(lines[1]["pod"], "imds/test-6d8f");
     assert_eq!(lines[2]["reason"], "token-allowed");
-    for key in ["ts", "src", "pod", "method", "path", "decision", "reason", "rule", "status", "imds_version", "upstream_ms"] {
-        assert!(lines.iter().all(|l| l.get(key).is_some()), "audit key {key} missing");
+    for key in [
+        "ts",
+        "src",
+        "pod",
+        "method",
+        "path",
+        "decision",
+        "reason",
+        "rule",
+        "status",
+        "imds_version",
+        "upstream_ms",
+    ] {
+        assert!(
+            lines.iter().all(|l| l.get(key).is_some()),
+            "audit key {key} missing"
+        );
     }
     assert!(!String::from_utf8_lossy(&exit.stdout).contains(&token));
     assert!(!stderr(&exit).contains(&token));
@@ -187,7 +303,10 @@ async fn run_serves_the_shipped_defaults_and_stops_on_sigterm() {
 fn run_refuses_a_bad_config_before_listening() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &format!("[server]\nlisten = \"127.0.0.1:{port}\"\nmode = \"loose\"\n"));
+    let path = write_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\nmode = \"loose\"\n"),
+    );
     let out = imds_guard(&["run", "--config", &path]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("server.mode"), "{}", stderr(&out));

@@ -20,7 +20,11 @@ async fn seed_scenario_prod_reads_test_is_refused() {
 
     let prod = get(PROD, guard.proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(prod.status, 200, "{}", prod.text());
-    assert!(prod.text().starts_with("i-"), "instance id, got {}", prod.text());
+    assert!(
+        prod.text().starts_with("i-"),
+        "instance id, got {}",
+        prod.text()
+    );
 
     let test = get(TEST, guard.proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(test.status, 403);
@@ -32,7 +36,11 @@ async fn seed_scenario_prod_reads_test_is_refused() {
 
     let labelled = get(LABELLED, guard.proxy, "/latest/user-data").await;
     assert_eq!(labelled.status, 200);
-    assert!(labelled.text().contains("NODE_BOOTSTRAP_SECRET"), "{}", labelled.text());
+    assert!(
+        labelled.text().contains("NODE_BOOTSTRAP_SECRET"),
+        "{}",
+        labelled.text()
+    );
 
     let stranger = get(STRANGER, guard.proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(stranger.status, 403);
@@ -44,9 +52,17 @@ async fn seed_scenario_prod_reads_test_is_refused() {
 async fn per_path_rules() {
     let (guard, _emu) = seed_guard("").await;
     let answer = get(PROD, guard.proxy, "/latest/user-data").await;
-    assert_eq!((answer.status.as_u16(), answer.json()["reason"].as_str()), (403, Some("path-not-allowed")));
+    assert_eq!(
+        (answer.status.as_u16(), answer.json()["reason"].as_str()),
+        (403, Some("path-not-allowed"))
+    );
 
-    let answer = get(PROD, guard.proxy, "/latest/meta-data/iam/security-credentials/").await;
+    let answer = get(
+        PROD,
+        guard.proxy,
+        "/latest/meta-data/iam/security-credentials/",
+    )
+    .await;
     assert_eq!(answer.status, 403);
     assert_eq!(answer.json()["reason"], "denied-by-rule");
     assert_eq!(answer.json()["rule"], "imds-prod");
@@ -56,21 +72,42 @@ async fn per_path_rules() {
     let answer = get(PROD, guard.proxy, "/latest/meta-data/IAM/info").await;
     assert_eq!(answer.json()["reason"], "denied-by-rule");
 
-    let doc = get(PROD, guard.proxy, "/latest/dynamic/instance-identity/document").await;
+    let doc = get(
+        PROD,
+        guard.proxy,
+        "/latest/dynamic/instance-identity/document",
+    )
+    .await;
     assert_eq!(doc.status, 200);
     assert!(doc.json()["region"].is_string());
 
     // botocore asks for the zone with a trailing slash.
-    let zone = get(PROD, guard.proxy, "/latest/meta-data/placement/availability-zone/").await;
+    let zone = get(
+        PROD,
+        guard.proxy,
+        "/latest/meta-data/placement/availability-zone/",
+    )
+    .await;
     assert_eq!(zone.status, 200);
     assert!(zone.text().starts_with("us-"), "{}", zone.text());
 
     // Directory listings come through untouched.
     let listing = get(PROD, guard.proxy, "/latest/meta-data/").await;
     assert_eq!(listing.status, 200);
-    assert!(listing.text().lines().any(|l| l == "placement/"), "{}", listing.text());
+    assert!(
+        listing.text().lines().any(|l| l == "placement/"),
+        "{}",
+        listing.text()
+    );
 
-    let head = request(PROD, guard.proxy, "HEAD", "/latest/meta-data/instance-id", &[]).await;
+    let head = request(
+        PROD,
+        guard.proxy,
+        "HEAD",
+        "/latest/meta-data/instance-id",
+        &[],
+    )
+    .await;
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert!(head.headers.contains_key("content-length"));
@@ -80,16 +117,37 @@ async fn per_path_rules() {
 async fn imdsv2_token_flow() {
     let (guard, _emu) = seed_guard("[imdsv2]\nmax_token_ttl_seconds = 900").await;
 
-    let put = request(PROD, guard.proxy, "PUT", "/latest/api/token", &[("x-aws-ec2-metadata-token-ttl-seconds", "21600")]).await;
+    let put = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aws-ec2-metadata-token-ttl-seconds", "21600")],
+    )
+    .await;
     assert_eq!(put.status, 200, "{}", put.text());
     // Capped by the policy, and echoed (the Rust SDK fails without the header).
     assert_eq!(put.headers["x-aws-ec2-metadata-token-ttl-seconds"], "900");
     let token = put.text();
     assert!(token.len() > 20);
 
-    let read = request(PROD, guard.proxy, "GET", "/latest/meta-data/instance-id", &[("x-aws-ec2-metadata-token", &token)]).await;
+    let read = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/latest/meta-data/instance-id",
+        &[("x-aws-ec2-metadata-token", &token)],
+    )
+    .await;
     assert_eq!(read.status, 200);
-    let bad = request(PROD, guard.proxy, "GET", "/latest/meta-data/instance-id", &[("x-aws-ec2-metadata-token", "forged")]).await;
+    let bad = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/latest/meta-data/instance-id",
+        &[("x-aws-ec2-metadata-token", "forged")],
+    )
+    .await;
     assert_eq!(bad.status, 401, "the emulator refuses unknown tokens");
 
     // The emulator refuses token PUTs that carry X-Forwarded-For; the guard strips it.
@@ -98,19 +156,36 @@ async fn imdsv2_token_flow() {
         guard.proxy,
         "PUT",
         "/latest/api/token",
-        &[("x-aws-ec2-metadata-token-ttl-seconds", "60"), ("x-forwarded-for", "10.0.0.7")],
+        &[
+            ("x-aws-ec2-metadata-token-ttl-seconds", "60"),
+            ("x-forwarded-for", "10.0.0.7"),
+        ],
     )
     .await;
     assert_eq!(xff.status, 200);
     assert_eq!(xff.headers["x-aws-ec2-metadata-token-ttl-seconds"], "60");
 
     // Pods with no access get no token.
-    let refused = request(TEST, guard.proxy, "PUT", "/latest/api/token", &[("x-aws-ec2-metadata-token-ttl-seconds", "60")]).await;
+    let refused = request(
+        TEST,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
     assert_eq!(refused.status, 403);
 
     // Bad TTLs are refused by the guard itself.
     for ttl in ["0", "21601", "abc", ""] {
-        let answer = request(PROD, guard.proxy, "PUT", "/latest/api/token", &[("x-aws-ec2-metadata-token-ttl-seconds", ttl)]).await;
+        let answer = request(
+            PROD,
+            guard.proxy,
+            "PUT",
+            "/latest/api/token",
+            &[("x-aws-ec2-metadata-token-ttl-seconds", ttl)],
+        )
+        .await;
         assert_eq!(answer.status, 400, "ttl {ttl:?}");
         assert_eq!(answer.json()["reason"], "bad-request");
     }
@@ -120,7 +195,10 @@ async fn imdsv2_token_flow() {
     // No audit line carries the token.
     let events = guard.wait_events(10).await;
     let all = serde_json::to_string(&events).unwrap();
-    assert!(!all.contains(&token), "token value leaked into the audit log");
+    assert!(
+        !all.contains(&token),
+        "token value leaked into the audit log"
+    );
     let put_event = &events[0];
     assert_eq!(put_event["imds_version"], "v2");
     assert_eq!(put_event["reason"], "token-allowed");
@@ -134,13 +212,31 @@ async fn require_tokens_answers_401_and_forwards_nothing() {
     let answer = get(PROD, guard.proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.json()["reason"], "token-required");
-    assert!(rec.seen().is_empty(), "a tokenless read was forwarded: {:?}", rec.seen());
+    assert!(
+        rec.seen().is_empty(),
+        "a tokenless read was forwarded: {:?}",
+        rec.seen()
+    );
 
-    let with_token = request(PROD, guard.proxy, "GET", "/latest/meta-data/instance-id", &[("x-aws-ec2-metadata-token", "t")]).await;
+    let with_token = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/latest/meta-data/instance-id",
+        &[("x-aws-ec2-metadata-token", "t")],
+    )
+    .await;
     assert_eq!(with_token.status, 200);
     assert_eq!(rec.seen().len(), 1);
     // The token PUT needs no token.
-    let put = request(PROD, guard.proxy, "PUT", "/latest/api/token", &[("x-aws-ec2-metadata-token-ttl-seconds", "60")]).await;
+    let put = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
     assert_eq!(put.status, 200);
 }
 
@@ -175,7 +271,13 @@ async fn forwarded_requests_are_clean() {
     assert_eq!(seen.target, "/latest/meta-data/placement/");
     assert_eq!(seen.headers["x-aws-ec2-metadata-token"], "tok");
     assert_eq!(seen.headers["user-agent"], "aws-sdk-test");
-    for name in ["x-forwarded-for", "forwarded", "cookie", "proxy-authorization", "te"] {
+    for name in [
+        "x-forwarded-for",
+        "forwarded",
+        "cookie",
+        "proxy-authorization",
+        "te",
+    ] {
         assert!(!seen.headers.contains_key(name), "{name} was forwarded");
     }
     assert_eq!(seen.headers["host"], rec.addr.to_string());
@@ -198,7 +300,11 @@ async fn methods_other_than_get_head_and_token_put_are_405() {
         assert_eq!(answer.headers["allow"], "GET, HEAD, PUT");
         assert_eq!(answer.json()["reason"], "method-not-allowed");
     }
-    assert!(rec.seen().is_empty(), "refused methods were forwarded: {:?}", rec.seen());
+    assert!(
+        rec.seen().is_empty(),
+        "refused methods were forwarded: {:?}",
+        rec.seen()
+    );
 }
 
 #[tokio::test]
@@ -220,13 +326,32 @@ async fn malformed_requests_are_400_and_not_forwarded() {
     ];
     for raw_request in requests {
         let text = raw(LABELLED, guard.proxy, raw_request).await;
-        assert_eq!(raw_status(&text), 400, "{}\n=> {text}", String::from_utf8_lossy(raw_request));
+        assert_eq!(
+            raw_status(&text),
+            400,
+            "{}\n=> {text}",
+            String::from_utf8_lossy(raw_request)
+        );
     }
-    assert!(rec.seen().is_empty(), "malformed requests were forwarded: {:?}", rec.seen());
+    assert!(
+        rec.seen().is_empty(),
+        "malformed requests were forwarded: {:?}",
+        rec.seen()
+    );
     let events = guard.wait_events(requests.len()).await;
-    assert!(events.iter().all(|e| e["reason"] == "bad-request" && e["decision"] == "deny"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["reason"] == "bad-request" && e["decision"] == "deny"),
+        "{events:?}"
+    );
     // The guard is still up.
-    assert_eq!(get(LABELLED, guard.proxy, "/latest/meta-data/").await.status, 200);
+    assert_eq!(
+        get(LABELLED, guard.proxy, "/latest/meta-data/")
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -245,9 +370,16 @@ async fn upstream_down_is_502_and_black_hole_is_504() {
     assert_eq!(answer.status, 504);
     assert_eq!(answer.json()["reason"], "upstream-timeout");
     // The configured deadline (1.5 s in `config`) was applied, not some default.
-    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
     // Refusals still work while the upstream is gone.
-    assert_eq!(get(TEST, guard.proxy, "/latest/meta-data/").await.status, 403);
+    assert_eq!(
+        get(TEST, guard.proxy, "/latest/meta-data/").await.status,
+        403
+    );
 }
 
 #[tokio::test]
@@ -286,15 +418,28 @@ async fn audit_mode_forwards_and_logs_would_deny() {
     let answer = get(TEST, guard.proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(answer.status, 200);
     let event = guard.last_event().await;
-    assert_eq!((event["decision"].as_str(), event["reason"].as_str()), (Some("would-deny"), Some("no-rule")));
+    assert_eq!(
+        (event["decision"].as_str(), event["reason"].as_str()),
+        (Some("would-deny"), Some("no-rule"))
+    );
 
     let answer = get(STRANGER, guard.proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(answer.status, 200);
 
     // What could not be read safely is refused in every mode.
-    let text = raw(TEST, guard.proxy, b"GET /latest/meta-data/../user-data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let text = raw(
+        TEST,
+        guard.proxy,
+        b"GET /latest/meta-data/../user-data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(raw_status(&text), 400);
-    assert_eq!(request(TEST, guard.proxy, "POST", "/latest/meta-data/", &[]).await.status, 405);
+    assert_eq!(
+        request(TEST, guard.proxy, "POST", "/latest/meta-data/", &[])
+            .await
+            .status,
+        405
+    );
     // Allowed requests are plain allows.
     get(PROD, guard.proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(guard.last_event().await["decision"], "allow");
@@ -309,7 +454,10 @@ async fn each_request_on_a_kept_alive_connection_is_decided_alone() {
         b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\nGET /latest/user-data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
-    let statuses: Vec<&str> = text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i + 9..i + 12]).collect();
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
     assert_eq!(statuses, ["200", "403"], "{text}");
     assert!(!text.contains("NODE_BOOTSTRAP_SECRET"));
 }
@@ -325,7 +473,12 @@ async fn admin_port() {
     let text = metrics.text();
     assert!(text.contains("imds_guard_requests_total{decision=\"allow\",reason=\"path-allowed\",status=\"200\"} 1"), "{text}");
     assert!(text.contains("imds_guard_inventory_pods 3"), "{text}");
-    assert_eq!(request(PROD, guard.admin, "POST", "/healthz", &[]).await.status, 405);
+    assert_eq!(
+        request(PROD, guard.admin, "POST", "/healthz", &[])
+            .await
+            .status,
+        405
+    );
     assert_eq!(get(PROD, guard.admin, "/nothing").await.status, 404);
 }
 
@@ -334,7 +487,8 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     let rec = recorder(Duration::from_millis(700)).await;
     let guard = Guard::start(&config("[server]\nshutdown_grace_seconds = 5"), rec.addr).await;
     let proxy = guard.proxy;
-    let in_flight = tokio::spawn(async move { get(PROD, proxy, "/latest/meta-data/instance-id").await });
+    let in_flight =
+        tokio::spawn(async move { get(PROD, proxy, "/latest/meta-data/instance-id").await });
     // Let the request reach the upstream, then ask the guard to stop.
     for _ in 0..100 {
         if !rec.seen().is_empty() {
@@ -347,5 +501,8 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     assert_eq!(answer.status, 200, "the request in flight was cut");
     stopping.await.unwrap().unwrap();
     // The listener is closed now.
-    assert!(tokio::net::TcpStream::connect(proxy).await.is_err(), "still accepting after shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(proxy).await.is_err(),
+        "still accepting after shutdown"
+    );
 }

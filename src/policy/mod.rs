@@ -34,7 +34,7 @@ impl Selector {
         let namespace_ok = self
             .namespaces
             .as_ref()
-            .is_none_or(|names| names.iter().any(|n| *n == pod.namespace));
+            .is_none_or(|names| names.contains(&pod.namespace));
         namespace_ok
             && labels_match(&self.pod_labels, &pod.labels)
             && labels_match(&self.namespace_labels, &pod.namespace_labels)

@@ -133,7 +133,7 @@ pub fn parse_target(target: &str) -> Result<CanonicalPath, TargetError> {
             b'#' => return Err(TargetError::Fragment),
             b'\\' => return Err(TargetError::Backslash),
             b';' => return Err(TargetError::Semicolon),
-            _ if b < 0x20 || b >= 0x7f => return Err(TargetError::ControlByte),
+            _ if !(0x20..0x7f).contains(&b) => return Err(TargetError::ControlByte),
             _ if is_pchar(b) => {
                 out.push(char::from(b));
                 i += 1;

@@ -88,7 +88,8 @@ impl Guard {
     /// Starts the guard with `config` (TOML); `{upstream}` in it is replaced by `upstream`.
     pub async fn start(config: &str, upstream: SocketAddr) -> Guard {
         let text = config.replace("{upstream}", &format!("http://{upstream}"));
-        let config = imds_guard::config::parse(&text).unwrap_or_else(|e| panic!("test config refused: {e}\n{text}"));
+        let config = imds_guard::config::parse(&text)
+            .unwrap_or_else(|e| panic!("test config refused: {e}\n{text}"));
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (proxy_addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -117,7 +118,10 @@ impl Guard {
             let _ = stop.send(());
         }
         let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(15), task).await.expect("guard did not stop").unwrap()
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .expect("guard did not stop")
+            .unwrap()
     }
 
     /// Audit events recorded so far.
@@ -163,7 +167,8 @@ impl Answer {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -176,15 +181,29 @@ pub async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
 }
 
 /// One HTTP/1.1 request from `from` with `headers`, on a fresh connection.
-pub async fn request(from: &str, to: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+pub async fn request(
+    from: &str,
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
     let stream = connect_from(from, to).await;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(connection);
-    let mut builder = Request::builder().method(method).uri(path).header("host", "169.254.169.254");
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "169.254.169.254");
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let response = sender.send_request(builder.body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
+    let response = sender
+        .send_request(builder.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
     collect(response).await
 }
 
@@ -253,26 +272,44 @@ pub async fn recorder(delay: Duration) -> Recorder {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (stop, stopped) = oneshot::channel::<()>();
     let record = seen.clone();
-    tokio::spawn(server::serve(listener, async { let _ = stopped.await; }, Duration::from_secs(1), move |_peer| {
-        let record = record.clone();
-        move |request: Request<Incoming>| {
-            record.lock().unwrap().push(Seen {
-                method: request.method().to_string(),
-                target: request.uri().to_string(),
-                headers: request.headers().clone(),
-            });
-            let body = format!("recorded {}", request.uri());
-            async move {
-                tokio::time::sleep(delay).await;
-                let mut response = Response::new(Full::new(Bytes::from(body)));
-                response.headers_mut().insert("x-aws-ec2-metadata-token-ttl-seconds", "77".parse().unwrap());
-                response.headers_mut().insert("connection", "keep-alive, x-secret-hop".parse().unwrap());
-                response.headers_mut().insert("x-secret-hop", "1".parse().unwrap());
-                response
+    tokio::spawn(server::serve(
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+        move |_peer| {
+            let record = record.clone();
+            move |request: Request<Incoming>| {
+                record.lock().unwrap().push(Seen {
+                    method: request.method().to_string(),
+                    target: request.uri().to_string(),
+                    headers: request.headers().clone(),
+                });
+                let body = format!("recorded {}", request.uri());
+                async move {
+                    tokio::time::sleep(delay).await;
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    response.headers_mut().insert(
+                        "x-aws-ec2-metadata-token-ttl-seconds",
+                        "77".parse().unwrap(),
+                    );
+                    response
+                        .headers_mut()
+                        .insert("connection", "keep-alive, x-secret-hop".parse().unwrap());
+                    response
+                        .headers_mut()
+                        .insert("x-secret-hop", "1".parse().unwrap());
+                    response
+                }
             }
-        }
-    }));
-    Recorder { addr, seen, _stop: stop }
+        },
+    ));
+    Recorder {
+        addr,
+        seen,
+        _stop: stop,
+    }
 }
 
 /// An address where nothing listens (bound, then released).

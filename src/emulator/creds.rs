@@ -1,0 +1,177 @@
+//! Temporary IAM role credentials that expire and rotate like real ones.
+//!
+//! Time is cut into windows of half the credentials' lifetime. Within a
+//! window every request sees the same credentials; the next window brings new
+//! ones. That way a client always gets credentials with at least half their
+//! lifetime left, and tests and SDK refresh logic see real rotation. The
+//! credentials are derived from the window number, the role and a per-process
+//! random seed, so nothing needs to be stored.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Characters of access key ids (after `ASIA`), as AWS uses.
+const KEY_ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/// Characters of secret keys and session tokens.
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The credentials document, with AWS's key order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Credentials {
+    code: &'static str,
+    last_updated: String,
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    access_key_id: String,
+    secret_access_key: String,
+    token: String,
+    expiration: String,
+}
+
+/// Generates the credentials of any role for any moment.
+#[derive(Debug)]
+pub(crate) struct CredentialSource {
+    seed: [u8; 32],
+    ttl: Duration,
+}
+
+impl CredentialSource {
+    /// A source with a fresh random seed; `ttl` must be at least 2 ms so a
+    /// window is never empty.
+    pub(crate) fn new(ttl: Duration) -> Self {
+        CredentialSource {
+            seed: rand::rng().random(),
+            ttl,
+        }
+    }
+
+    /// The credentials JSON of `role` as seen at `now`.
+    pub(crate) fn document(&self, role: &str, now: SystemTime) -> String {
+        let half_ms = (self.ttl.as_millis() / 2).max(1);
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let window = since_epoch.as_millis() / half_ms;
+        let start_ms = u64::try_from(window * half_ms).unwrap_or(u64::MAX);
+        let start = UNIX_EPOCH + Duration::from_millis(start_ms);
+        let expiration = start + self.ttl;
+
+        let mut rng = StdRng::from_seed(self.window_seed(window, role));
+        let credentials = Credentials {
+            code: "Success",
+            last_updated: humantime::format_rfc3339_seconds(start).to_string(),
+            kind: "AWS-HMAC",
+            access_key_id: format!("ASIA{}", random_string(&mut rng, KEY_ID_ALPHABET, 16)),
+            secret_access_key: random_string(&mut rng, SECRET_ALPHABET, 40),
+            token: random_string(&mut rng, SECRET_ALPHABET, 600),
+            expiration: humantime::format_rfc3339_seconds(expiration).to_string(),
+        };
+        // Serialising plain strings cannot fail.
+        serde_json::to_string_pretty(&credentials).unwrap_or_default()
+    }
+
+    /// The per-process seed, changed by the window and the role. The window
+    /// goes in whole so consecutive windows can never share a seed.
+    fn window_seed(&self, window: u128, role: &str) -> [u8; 32] {
+        let mut seed = self.seed;
+        let mut hasher = DefaultHasher::new();
+        role.hash(&mut hasher);
+        let role_hash = hasher.finish().to_le_bytes();
+        let window = window.to_le_bytes();
+        for (i, byte) in seed.iter_mut().enumerate() {
+            if i < 16 {
+                *byte ^= window[i];
+            } else if i < 24 {
+                *byte ^= role_hash[i - 16];
+            }
+        }
+        seed
+    }
+}
+
+fn random_string(rng: &mut StdRng, alphabet: &[u8], len: usize) -> String {
+    (0..len)
+        .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parse(doc: &str) -> Value {
+        serde_json::from_str(doc).expect("credentials are JSON")
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn same_window_same_credentials_next_window_new_ones() {
+        let source = CredentialSource::new(Duration::from_secs(3600));
+        // Windows are 30 min long: 1_800_000 starts one.
+        let a = parse(&source.document("role", at(1_800_000)));
+        let b = parse(&source.document("role", at(1_800_000 + 1799)));
+        let c = parse(&source.document("role", at(1_800_000 + 1800)));
+        assert_eq!(a, b);
+        assert_ne!(a["AccessKeyId"], c["AccessKeyId"]);
+        assert_ne!(a["SecretAccessKey"], c["SecretAccessKey"]);
+        assert_ne!(a["Token"], c["Token"]);
+    }
+
+    #[test]
+    fn timestamps_follow_the_window() {
+        let source = CredentialSource::new(Duration::from_secs(6 * 3600));
+        let doc = parse(&source.document("role", at(10_800 * 5 + 42)));
+        let updated =
+            humantime::parse_rfc3339(doc["LastUpdated"].as_str().expect("str")).expect("rfc3339");
+        let expires =
+            humantime::parse_rfc3339(doc["Expiration"].as_str().expect("str")).expect("rfc3339");
+        assert_eq!(updated, at(10_800 * 5));
+        assert_eq!(expires, at(10_800 * 5 + 6 * 3600));
+        assert!(doc["Expiration"].as_str().expect("str").ends_with('Z'));
+    }
+
+    #[test]
+    fn shape_matches_aws() {
+        let source = CredentialSource::new(Duration::from_secs(60));
+        let doc = source.document("role", SystemTime::now());
+        // Key order as AWS sends it.
+        let order = [
+            "Code",
+            "LastUpdated",
+            "Type",
+            "AccessKeyId",
+            "SecretAccessKey",
+            "Token",
+            "Expiration",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|k| doc.find(&format!("\"{k}\"")).expect("key present"))
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        let doc = parse(&doc);
+        let key = doc["AccessKeyId"].as_str().expect("str");
+        assert!(key.starts_with("ASIA") && key.len() == 20, "{key}");
+        assert_eq!(doc["SecretAccessKey"].as_str().map(str::len), Some(40));
+        assert_eq!(doc["Type"], "AWS-HMAC");
+        assert_eq!(doc["Code"], "Success");
+    }
+
+    #[test]
+    fn roles_and_processes_get_different_credentials() {
+        let source = CredentialSource::new(Duration::from_secs(3600));
+        let other = CredentialSource::new(Duration::from_secs(3600));
+        let now = at(1_000_000);
+        let a = parse(&source.document("a", now));
+        let b = parse(&source.document("b", now));
+        let a2 = parse(&other.document("a", now));
+        assert_ne!(a["AccessKeyId"], b["AccessKeyId"]);
+        assert_ne!(a["AccessKeyId"], a2["AccessKeyId"]);
+    }
+}

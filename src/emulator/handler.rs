@@ -1,0 +1,359 @@
+//! Turns one request into one response, as the AWS metadata service would.
+//!
+//! The handler is a plain function of the request and the emulator's state,
+//! returning the response together with the IP TTL it must be sent with, so
+//! the connection code applies the TTL and tests can check which responses
+//! ask for the hop limit without going through a socket.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use super::creds::CredentialSource;
+use super::tokens::{IssueError, TokenStore, MAX_TTL_SECS, MIN_TTL_SECS};
+use super::tree::{Lookup, Node};
+use super::TokenMode;
+
+/// The path that issues session tokens.
+pub(crate) const TOKEN_PATH: &str = "/latest/api/token";
+/// Request header carrying the wanted token lifetime; echoed in the response.
+pub(crate) const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// Request header carrying a session token.
+pub(crate) const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+/// A PUT with this header came through a proxy; AWS refuses it.
+const FORWARDED_HEADER: &str = "x-forwarded-for";
+
+/// Everything a request may need; shared by all connections.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) tokens: TokenMode,
+    pub(crate) hop_limit: u8,
+    pub(crate) tree: Node,
+    pub(crate) credentials: CredentialSource,
+    pub(crate) store: TokenStore,
+}
+
+/// The IP TTL a response must leave with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResponseTtl {
+    /// The connection's normal TTL.
+    Normal,
+    /// The configured hop limit: only for responses that carry a token.
+    HopLimit(u8),
+}
+
+/// A response and the TTL to send it with.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) response: Response<Full<Bytes>>,
+    pub(crate) ttl: ResponseTtl,
+}
+
+impl Reply {
+    fn normal(response: Response<Full<Bytes>>) -> Self {
+        Reply {
+            response,
+            ttl: ResponseTtl::Normal,
+        }
+    }
+}
+
+/// Answers `req`. The request body is never looked at.
+pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
+    let path = req.uri().path();
+    let method = req.method();
+    // Responses to HEAD announce their length but carry no body.
+    let head = method == Method::HEAD;
+    if path == TOKEN_PATH {
+        return if method == Method::PUT {
+            issue_token(state, req.headers())
+        } else {
+            Reply::normal(method_not_allowed("PUT", head))
+        };
+    }
+    if method != Method::GET && !head {
+        return Reply::normal(method_not_allowed("GET, HEAD", false));
+    }
+    if !authorized(state, req.headers()) {
+        return Reply::normal(error(StatusCode::UNAUTHORIZED, "Unauthorized", head));
+    }
+    let response = match resolve(state, path) {
+        Resolved::Body(body) => text(StatusCode::OK, "text/plain", body, head),
+        Resolved::NotFound => error(StatusCode::NOT_FOUND, "Not Found", head),
+    };
+    Reply::normal(response)
+}
+
+/// `PUT /latest/api/token`.
+fn issue_token(state: &State, headers: &HeaderMap) -> Reply {
+    if headers.contains_key(FORWARDED_HEADER) {
+        return Reply::normal(error(StatusCode::FORBIDDEN, "Forbidden", false));
+    }
+    let Some(secs) = requested_ttl(headers) else {
+        return Reply::normal(error(StatusCode::BAD_REQUEST, "Bad Request", false));
+    };
+    match state.store.issue(Duration::from_secs(secs), Instant::now()) {
+        Ok(token) => {
+            let mut response = text(StatusCode::OK, "text/plain", token, false);
+            response
+                .headers_mut()
+                .insert(TTL_HEADER, HeaderValue::from(secs));
+            Reply {
+                response,
+                ttl: ResponseTtl::HopLimit(state.hop_limit),
+            }
+        }
+        Err(IssueError::Full) => {
+            tracing::warn!("token store is full; refusing to issue more tokens");
+            Reply::normal(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                false,
+            ))
+        }
+    }
+}
+
+/// The token lifetime asked for: exactly one header holding a plain decimal
+/// number within the range AWS accepts.
+fn requested_ttl(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(TTL_HEADER).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let value = value.to_str().ok()?;
+    // Digits only: `u64::from_str` would also take a leading `+`.
+    if value.is_empty() || value.len() > 10 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = value.parse().ok()?;
+    (MIN_TTL_SECS..=MAX_TTL_SECS)
+        .contains(&secs)
+        .then_some(secs)
+}
+
+/// Checks the session token of a read. A token that is sent must be valid in
+/// either mode; only optional mode serves requests without one.
+fn authorized(state: &State, headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(TOKEN_HEADER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => state.tokens == TokenMode::Optional,
+        (Some(token), None) => token
+            .to_str()
+            .is_ok_and(|token| state.store.is_valid(token, Instant::now())),
+        // Several tokens at once: refuse rather than guess.
+        (Some(_), Some(_)) => false,
+    }
+}
+
+enum Resolved {
+    Body(String),
+    NotFound,
+}
+
+/// Maps a URL path to what is served there.
+fn resolve(state: &State, path: &str) -> Resolved {
+    if path == "/" {
+        return Resolved::Body("latest".into());
+    }
+    let Some(rest) = path.strip_prefix("/latest") else {
+        return Resolved::NotFound;
+    };
+    let rest = match rest {
+        "" => "",
+        _ => match rest.strip_prefix('/') {
+            Some(rest) => rest,
+            None => return Resolved::NotFound,
+        },
+    };
+    let segments: Vec<&str> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        // One trailing slash is allowed on directories and leaves alike; any
+        // other empty segment (`//`) is kept and resolves to nothing.
+        rest.strip_suffix('/').unwrap_or(rest).split('/').collect()
+    };
+    match state.tree.lookup(&segments) {
+        Lookup::Listing(listing) => Resolved::Body(listing),
+        Lookup::Value(value) => Resolved::Body(value.to_owned()),
+        Lookup::Credentials(role) => {
+            Resolved::Body(state.credentials.document(role, SystemTime::now()))
+        }
+        Lookup::NotFound => Resolved::NotFound,
+    }
+}
+
+/// A response with the headers AWS sends. For HEAD the body is left out but
+/// its length is still announced.
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+    head: bool,
+) -> Response<Full<Bytes>> {
+    let length = body.len();
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(SERVER, HeaderValue::from_static("EC2ws"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// A short HTML error page in the style of the AWS service.
+fn error(status: StatusCode, title: &str, head: bool) -> Response<Full<Bytes>> {
+    let code = status.as_u16();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n\
+         <html><head><title>{code} - {title}</title></head>\
+         <body><h1>{code} - {title}</h1></body></html>\n"
+    );
+    text(status, "text/html", body, head)
+}
+
+fn method_not_allowed(allow: &'static str, head: bool) -> Response<Full<Bytes>> {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", head);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::EmulatorOptions;
+    use super::*;
+
+    fn state(tokens: TokenMode) -> State {
+        let options = EmulatorOptions {
+            tokens,
+            hop_limit: 3,
+            ..EmulatorOptions::default()
+        };
+        super::super::build_state(options).expect("valid options")
+    }
+
+    fn request(method: Method, path: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).expect("valid request")
+    }
+
+    #[test]
+    fn only_a_successful_token_response_asks_for_the_hop_limit() {
+        let state = state(TokenMode::Required);
+        let ok = handle(
+            &state,
+            &request(Method::PUT, TOKEN_PATH, &[(TTL_HEADER, "60")]),
+        );
+        assert_eq!(ok.response.status(), StatusCode::OK);
+        assert_eq!(ok.ttl, ResponseTtl::HopLimit(3));
+
+        let cases = [
+            request(Method::PUT, TOKEN_PATH, &[]),
+            request(
+                Method::PUT,
+                TOKEN_PATH,
+                &[(TTL_HEADER, "60"), (FORWARDED_HEADER, "10.0.0.1")],
+            ),
+            request(Method::GET, TOKEN_PATH, &[]),
+            request(Method::GET, "/latest/meta-data/", &[]),
+            request(Method::PUT, "/latest/meta-data/", &[(TTL_HEADER, "60")]),
+        ];
+        for req in &cases {
+            let reply = handle(&state, req);
+            assert_ne!(reply.response.status(), StatusCode::OK);
+            assert_eq!(
+                reply.ttl,
+                ResponseTtl::Normal,
+                "{} {}",
+                req.method(),
+                req.uri()
+            );
+        }
+    }
+
+    #[test]
+    fn reads_use_the_normal_ttl() {
+        let state = state(TokenMode::Optional);
+        let reply = handle(
+            &state,
+            &request(Method::GET, "/latest/meta-data/instance-id", &[]),
+        );
+        assert_eq!(reply.response.status(), StatusCode::OK);
+        assert_eq!(reply.ttl, ResponseTtl::Normal);
+    }
+
+    #[test]
+    fn ttl_header_parsing() {
+        let ttl = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(TTL_HEADER, HeaderValue::from_str(value).expect("value"));
+            requested_ttl(&headers)
+        };
+        assert_eq!(ttl("1"), Some(1));
+        assert_eq!(ttl("21600"), Some(21600));
+        for bad in [
+            "",
+            "0",
+            "21601",
+            "+5",
+            "-1",
+            "abc",
+            "1.5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(ttl(bad), None, "{bad:?}");
+        }
+        let mut two = HeaderMap::new();
+        two.append(TTL_HEADER, HeaderValue::from_static("5"));
+        two.append(TTL_HEADER, HeaderValue::from_static("6"));
+        assert_eq!(requested_ttl(&two), None);
+    }
+
+    #[test]
+    fn paths_resolve_like_aws() {
+        let state = state(TokenMode::Optional);
+        let body = |path: &str| match resolve(&state, path) {
+            Resolved::Body(body) => Some(body),
+            Resolved::NotFound => None,
+        };
+        assert_eq!(body("/").as_deref(), Some("latest"));
+        assert_eq!(
+            body("/latest").as_deref(),
+            Some("dynamic\nmeta-data\nuser-data")
+        );
+        assert_eq!(
+            body("/latest/").as_deref(),
+            Some("dynamic\nmeta-data\nuser-data")
+        );
+        assert_eq!(
+            body("/latest/meta-data/placement/region/").as_deref(),
+            Some("us-east-1")
+        );
+        for missing in [
+            "/latestx",
+            "/latest//",
+            "/latest/meta-data//",
+            "/latest/meta-data/../user-data",
+            "/latest/meta-data/./mac",
+            "/latest/%6deta-data/",
+            "/latest/meta-data/mac//",
+            "",
+        ] {
+            assert!(body(missing).is_none(), "{missing:?}");
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! An emulator of the AWS instance metadata service (`imds-guard emulate`).
+//!
+//! It is the upstream for local runs, tests and benchmarks of imds-guard, so
+//! it reproduces the parts of IMDS the proxy depends on: IMDSv2 session
+//! tokens (`PUT /latest/api/token`, token TTLs, the IP hop limit of token
+//! responses, refusal of forwarded token requests), IMDSv1 reads when tokens
+//! are optional, the metadata tree with AWS's listing and trailing-slash
+//! rules, user data, the instance identity document, and IAM role
+//! credentials that expire and rotate. The tree can be changed with a JSON
+//! override file (see [`load_metadata`]).
+//!
+//! Built-in values are fixed and consistent with each other; an override
+//! changes only the leaves it names (the identity document, for example,
+//! does not follow an overridden `instance-id`).
+
+mod creds;
+mod handler;
+mod tokens;
+mod tree;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::net::{TtlHandle, TtlStream};
+use handler::{ResponseTtl, State};
+
+/// Whether reads need an IMDSv2 session token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenMode {
+    /// IMDSv1 and IMDSv2: reads without a token are served.
+    Optional,
+    /// IMDSv2 only: reads without a valid token get 401.
+    Required,
+}
+
+impl FromStr for TokenMode {
+    type Err = EmulatorError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "optional" => Ok(TokenMode::Optional),
+            "required" => Ok(TokenMode::Required),
+            other => Err(EmulatorError::InvalidTokenMode(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for TokenMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenMode::Optional => "optional",
+            TokenMode::Required => "required",
+        })
+    }
+}
+
+/// How the emulator behaves.
+#[derive(Debug, Clone)]
+pub struct EmulatorOptions {
+    /// Whether reads need a session token. Default: optional.
+    pub tokens: TokenMode,
+    /// IP TTL of token (PUT) responses, 1..=64. Default: 1, as on EC2.
+    pub hop_limit: u8,
+    /// Override tree (see [`load_metadata`]), deep-merged over the built-in
+    /// tree; JSON null removes a key. Default: none.
+    pub metadata: Option<serde_json::Value>,
+    /// Lifetime of IAM role credentials, at least 2 s. New credentials are
+    /// issued every half lifetime. Default: 6 h.
+    pub credentials_ttl: Duration,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            tokens: TokenMode::Optional,
+            hop_limit: 1,
+            metadata: None,
+            credentials_ttl: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// Allowed hop limits, as on EC2.
+const HOP_LIMITS: std::ops::RangeInclusive<u8> = 1..=64;
+/// Shortest credentials lifetime: windows of at least a second keep the
+/// second-precision timestamps distinct.
+const MIN_CREDENTIALS_TTL: Duration = Duration::from_secs(2);
+/// Largest metadata file read; far above any real tree.
+const MAX_METADATA_FILE: u64 = 16 * 1024 * 1024;
+/// How long a client may take to send request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (e.g. out of file descriptors), so the loop
+/// does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Errors of the emulator's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The metadata file could not be read.
+    #[error("cannot read metadata file {}: {source}", path.display())]
+    ReadMetadata {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The metadata file is larger than any sensible tree.
+    #[error("metadata file {} is too large ({size} bytes, at most {MAX_METADATA_FILE})", path.display())]
+    MetadataTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The metadata file is not valid JSON.
+    #[error("metadata file {} is not valid JSON: {source}", path.display())]
+    ParseMetadata {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint, with line and column.
+        source: serde_json::Error,
+    },
+    /// The metadata file is JSON but not shaped like a metadata tree.
+    #[error("metadata file {}: at {at}: {reason}", path.display())]
+    InvalidMetadataFile {
+        /// The file.
+        path: PathBuf,
+        /// Where in the tree, as a `/`-separated path.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The metadata override in the options is not shaped like a tree.
+    #[error("metadata override: at {at}: {reason}")]
+    InvalidMetadata {
+        /// Where in the tree, as a `/`-separated path.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A token mode other than `optional` or `required`.
+    #[error("invalid token mode {0:?}: expected \"optional\" or \"required\"")]
+    InvalidTokenMode(String),
+    /// A hop limit outside 1..=64.
+    #[error("invalid hop limit {0}: expected 1 to 64")]
+    InvalidHopLimit(u8),
+    /// A credentials lifetime below the minimum.
+    #[error("credentials lifetime {} is too short: at least 2s", humantime::format_duration(*.0))]
+    CredentialsTtlTooShort(Duration),
+}
+
+/// Reads a metadata override file: a JSON object shaped like the tree below
+/// `/latest/`, such as `{"meta-data": {"instance-id": "i-x"}, "user-data": "..."}`.
+/// Strings are values, objects are directories and null removes a key; any
+/// other JSON type is an error naming its path in the tree.
+pub fn load_metadata(path: &Path) -> Result<serde_json::Value, EmulatorError> {
+    let read_error = |source| EmulatorError::ReadMetadata {
+        path: path.to_owned(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read_error)?.len();
+    if size > MAX_METADATA_FILE {
+        return Err(EmulatorError::MetadataTooLarge {
+            path: path.to_owned(),
+            size,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_error)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|source| EmulatorError::ParseMetadata {
+            path: path.to_owned(),
+            source,
+        })?;
+    tree::validate(&value, true).map_err(|problem| EmulatorError::InvalidMetadataFile {
+        path: path.to_owned(),
+        at: problem.at,
+        reason: problem.reason,
+    })?;
+    Ok(value)
+}
+
+/// Checks the options and builds the shared state.
+fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
+    if !HOP_LIMITS.contains(&options.hop_limit) {
+        return Err(EmulatorError::InvalidHopLimit(options.hop_limit));
+    }
+    if options.credentials_ttl < MIN_CREDENTIALS_TTL {
+        return Err(EmulatorError::CredentialsTtlTooShort(
+            options.credentials_ttl,
+        ));
+    }
+    let mut value = tree::builtin(SystemTime::now());
+    if let Some(over) = &options.metadata {
+        tree::validate(over, true).map_err(|problem| EmulatorError::InvalidMetadata {
+            at: problem.at,
+            reason: problem.reason,
+        })?;
+        tree::merge(&mut value, over);
+    }
+    Ok(State {
+        tokens: options.tokens,
+        hop_limit: options.hop_limit,
+        tree: tree::Node::from_value(&value),
+        credentials: creds::CredentialSource::new(options.credentials_ttl),
+        store: tokens::TokenStore::default(),
+    })
+}
+
+/// Answers the requests of one connection and sets the TTL of each response.
+struct ConnectionService {
+    state: Arc<State>,
+    ttl: TtlHandle,
+    peer: std::net::SocketAddr,
+}
+
+impl Service<http::Request<Incoming>> for ConnectionService {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let reply = handler::handle(&self.state, &req);
+        tracing::debug!(
+            peer = %self.peer,
+            method = %req.method(),
+            path = req.uri().path(),
+            status = reply.response.status().as_u16(),
+            "metadata request"
+        );
+        // hyper calls this only once the previous response is fully
+        // buffered, and writes this response next, so the TTL chosen here is
+        // the one it leaves with (see `crate::net` for the details).
+        match reply.ttl {
+            ResponseTtl::HopLimit(hops) => self.ttl.set(u32::from(hops)),
+            ResponseTtl::Normal => self.ttl.reset(),
+        }
+        std::future::ready(Ok(reply.response))
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight
+/// requests finish.
+///
+/// Invalid options fail at once with `ErrorKind::InvalidInput`. Idle
+/// keep-alive connections are closed at shutdown; a client still sending
+/// request headers has at most the header read timeout (10 s) to finish.
+pub async fn serve(
+    listener: TcpListener,
+    options: EmulatorOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let state =
+        Arc::new(build_state(options).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    tracing::debug!(
+        address = ?listener.local_addr().ok(),
+        tokens = %state.tokens,
+        hop_limit = state.hop_limit,
+        "metadata emulator listening"
+    );
+
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        // Responses are small and sent whole; do not let Nagle delay them.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot disable Nagle's algorithm");
+        }
+        let (stream, ttl) = TtlStream::new(stream);
+        let service = ConnectionService {
+            state: Arc::clone(&state),
+            ttl,
+            peer,
+        };
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!("metadata emulator stopping");
+    graceful.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

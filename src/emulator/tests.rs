@@ -1,0 +1,123 @@
+//! Tests of the emulator's options and of how its connections apply the
+//! hop limit, which need the crate-private service and state.
+
+use super::*;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends one request and reads one response (headers and a
+/// `Content-Length` body) off a keep-alive connection.
+async fn exchange(client: &mut TcpStream, request: &str) -> String {
+    client.write_all(request.as_bytes()).await.expect("write");
+    let mut data = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = client.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "connection closed early");
+        data.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&data).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|l| l.parse::<usize>().ok())
+                .expect("content-length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn token_responses_leave_with_the_hop_limit_and_others_do_not() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+        .await
+        .expect("connect");
+    let (server, peer) = listener.accept().await.expect("accept");
+    // A second descriptor of the server socket, to watch its TTL while
+    // hyper owns the stream.
+    let server = server.into_std().expect("std");
+    let observer = server.try_clone().expect("clone");
+    let server = TcpStream::from_std(server).expect("tokio");
+    let original = observer.ttl().expect("ttl");
+    assert_ne!(original, 3);
+
+    let options = EmulatorOptions {
+        hop_limit: 3,
+        ..EmulatorOptions::default()
+    };
+    let state = Arc::new(build_state(options).expect("state"));
+    let (stream, ttl) = TtlStream::new(server);
+    let service = ConnectionService { state, ttl, peer };
+    tokio::spawn(
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+    );
+
+    let get = "GET /latest/meta-data/mac HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert!(exchange(&mut client, get).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(observer.ttl().expect("ttl"), original);
+
+    let put = "PUT /latest/api/token HTTP/1.1\r\nHost: x\r\n\
+               X-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\n\r\n";
+    assert!(exchange(&mut client, put).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(observer.ttl().expect("ttl"), 3, "token response hop limit");
+
+    // The response right after a token response may keep the low TTL
+    // (see `crate::net`); from the one after, the TTL is back to normal.
+    assert!(exchange(&mut client, get).await.starts_with("HTTP/1.1 200"));
+    assert!(exchange(&mut client, get).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(observer.ttl().expect("ttl"), original);
+
+    // A refused token request does not lower the TTL.
+    let bad_put = "PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    assert!(exchange(&mut client, bad_put)
+        .await
+        .starts_with("HTTP/1.1 400"));
+    assert_eq!(observer.ttl().expect("ttl"), original);
+}
+
+#[test]
+fn token_mode_round_trips() {
+    for mode in [TokenMode::Optional, TokenMode::Required] {
+        assert_eq!(mode.to_string().parse::<TokenMode>().ok(), Some(mode));
+    }
+    assert!("Required".parse::<TokenMode>().is_err());
+}
+
+#[test]
+fn options_are_checked() {
+    let bad_hops = EmulatorOptions {
+        hop_limit: 65,
+        ..EmulatorOptions::default()
+    };
+    assert!(matches!(
+        build_state(bad_hops),
+        Err(EmulatorError::InvalidHopLimit(65))
+    ));
+    let zero_hops = EmulatorOptions {
+        hop_limit: 0,
+        ..EmulatorOptions::default()
+    };
+    assert!(build_state(zero_hops).is_err());
+    let short = EmulatorOptions {
+        credentials_ttl: Duration::from_secs(1),
+        ..EmulatorOptions::default()
+    };
+    assert!(matches!(
+        build_state(short),
+        Err(EmulatorError::CredentialsTtlTooShort(_))
+    ));
+    let bad_tree = EmulatorOptions {
+        metadata: Some(serde_json::json!({"meta-data": {"mac": true}})),
+        ..EmulatorOptions::default()
+    };
+    let err = build_state(bad_tree).expect_err("boolean leaf");
+    assert!(err.to_string().contains("meta-data/mac"), "{err}");
+}

@@ -1,0 +1,327 @@
+//! A TCP stream whose IP TTL can be changed for the response being written.
+//!
+//! IMDSv2 relies on the IP TTL (the "hop limit") of token responses: the
+//! token is sent with a small TTL so that it dies before reaching anything
+//! more than that many hops away, such as a container behind an extra network
+//! hop. Both the emulator and the proxy need to give token responses a lower
+//! TTL than the rest of a keep-alive connection, and hyper writes to the
+//! socket on its own schedule, so the TTL is changed by this wrapper right
+//! before bytes reach the socket.
+//!
+//! The request handler asks for a TTL through a [`TtlHandle`]; the
+//! [`TtlStream`] applies it with `setsockopt(IP_TTL)` before its next write.
+//!
+//! Guarantees and limits, in the order they matter:
+//!
+//! * **Lower TTLs are sticky until a flush after `reset()`.** hyper may read
+//!   and answer the next pipelined request while the previous response still
+//!   sits in its write buffer. If `reset()` took effect at once, the bytes of
+//!   the token response could leave with the normal TTL. So a TTL set with
+//!   [`TtlHandle::set`] stays in force (the lowest one wins) until the stream
+//!   has been flushed *after* `reset()` was called. hyper only flushes the
+//!   socket once its own buffer is empty, and it calls the handler of request
+//!   N+1 only after response N is fully buffered, so that flush proves every
+//!   byte of the token response has been written with the low TTL. The price
+//!   is that the response following a token response on the same connection
+//!   may also leave with the low TTL, which only ever errs on the safe side.
+//! * **IPv4 only.** The TTL is set with `TcpStream::set_ttl` (`IP_TTL`). The
+//!   IPv6 hop limit needs `IPV6_UNICAST_HOPS`, which neither std nor tokio
+//!   expose, and this crate takes no extra dependency for it. On a connection
+//!   whose peer is a real IPv6 address (IPv4-mapped addresses are fine),
+//!   writing while a TTL is requested fails with `ErrorKind::Unsupported`, so
+//!   a token is never sent without its hop limit.
+//! * **Kernel retransmissions.** The kernel builds IP headers when it
+//!   transmits, not when it is handed the bytes. Segments still unacknowledged
+//!   when the TTL goes back up may be retransmitted with the higher TTL. A
+//!   caller that must rule this out should not call `reset()` on a connection
+//!   that carried a token (or should close it after the token response).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// What the handler has asked for, shared between [`TtlHandle`] and [`TtlStream`].
+#[derive(Debug, Default)]
+struct Wanted {
+    /// The TTL of the latest `set()`, or `None` after `reset()`.
+    requested: Option<u32>,
+    /// The lowest TTL asked for since the last flush that followed a
+    /// `reset()`; it keeps applying after `reset()` until that flush.
+    held: Option<u32>,
+}
+
+/// A [`TcpStream`] that applies the TTL requested through its [`TtlHandle`]
+/// before each write.
+#[derive(Debug)]
+pub struct TtlStream {
+    inner: TcpStream,
+    wanted: Arc<Mutex<Wanted>>,
+    /// The TTL the socket had when it was wrapped; `None` if it could not be
+    /// read, in which case a lowered TTL is never raised again (fail safe).
+    original: Option<u32>,
+    /// The TTL currently set on the socket, as far as this wrapper knows.
+    applied: Option<u32>,
+    /// Whether packets on this connection are IPv4, so that `IP_TTL` governs them.
+    ipv4_wire: bool,
+}
+
+/// Lets a request handler choose the TTL of the response it is producing.
+///
+/// Cheap to clone; all clones control the same connection.
+#[derive(Clone, Debug)]
+pub struct TtlHandle {
+    wanted: Arc<Mutex<Wanted>>,
+}
+
+/// Locks the shared state. Nothing panics while holding the lock, but a
+/// poisoned lock still holds valid data, so recover it rather than panic.
+fn lock(wanted: &Mutex<Wanted>) -> std::sync::MutexGuard<'_, Wanted> {
+    wanted.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TtlStream {
+    /// Wraps `stream` and returns the handle that controls its TTL.
+    pub fn new(stream: TcpStream) -> (TtlStream, TtlHandle) {
+        let original = stream.ttl().ok();
+        let ipv4_wire = match stream.peer_addr() {
+            Ok(std::net::SocketAddr::V4(_)) => true,
+            Ok(std::net::SocketAddr::V6(addr)) => addr.ip().to_ipv4_mapped().is_some(),
+            // Without a peer address the family is unknown; treat it as IPv6
+            // so a lowered TTL is refused rather than silently not applied.
+            Err(_) => false,
+        };
+        let wanted = Arc::new(Mutex::new(Wanted::default()));
+        let stream = TtlStream {
+            inner: stream,
+            wanted: Arc::clone(&wanted),
+            original,
+            applied: original,
+            ipv4_wire,
+        };
+        (stream, TtlHandle { wanted })
+    }
+
+    /// The wrapped stream, e.g. to read addresses or socket options.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.inner
+    }
+
+    /// Puts the TTL that should govern the next bytes on the socket.
+    fn apply(&mut self) -> io::Result<()> {
+        let lowered = {
+            let wanted = lock(&self.wanted);
+            match (wanted.requested, wanted.held) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        let target = match lowered {
+            Some(ttl) => ttl,
+            // Nothing requested: back to the original, if it is known.
+            None => match self.original {
+                Some(ttl) => ttl,
+                None => return Ok(()),
+            },
+        };
+        if self.applied == Some(target) {
+            return Ok(());
+        }
+        if lowered.is_some() && !self.ipv4_wire {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "cannot set the IPv6 hop limit of this connection",
+            ));
+        }
+        self.inner.set_ttl(target)?;
+        self.applied = Some(target);
+        Ok(())
+    }
+}
+
+impl TtlHandle {
+    /// Ask that the bytes written next (the response being produced) leave
+    /// with this IP TTL / IPv6 hop limit.
+    ///
+    /// Valid values are 1..=255; others make the next write fail with the
+    /// socket's error, so the response is not sent with the wrong TTL.
+    pub fn set(&self, ttl: u32) {
+        let mut wanted = lock(&self.wanted);
+        wanted.requested = Some(ttl);
+        wanted.held = Some(wanted.held.map_or(ttl, |held| held.min(ttl)));
+    }
+
+    /// Back to the connection's original TTL for later responses.
+    ///
+    /// Takes effect once the stream has been flushed after this call (see
+    /// the module documentation for why).
+    pub fn reset(&self) {
+        lock(&self.wanted).requested = None;
+    }
+}
+
+impl AsyncRead for TtlStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TtlStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.apply()?;
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.apply()?;
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        // Everything handed to us before this point has been written. If the
+        // handler has reset the TTL since, the held low TTL has done its job.
+        let mut wanted = lock(&this.wanted);
+        if wanted.requested.is_none() {
+            wanted.held = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connected pair over loopback: (server side wrapped, its handle, client side).
+    async fn pair(bind: &str) -> io::Result<(TtlStream, TtlHandle, TcpStream)> {
+        let listener = TcpListener::bind(bind).await?;
+        let client = TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        let (stream, handle) = TtlStream::new(server);
+        Ok((stream, handle, client))
+    }
+
+    async fn send(stream: &mut TtlStream, client: &mut TcpStream, flush: bool) {
+        stream.write_all(b"x").await.expect("write");
+        if flush {
+            stream.flush().await.expect("flush");
+        }
+        let mut byte = [0u8; 1];
+        client.read_exact(&mut byte).await.expect("read");
+        assert_eq!(&byte, b"x");
+    }
+
+    #[tokio::test]
+    async fn set_applies_the_ttl_and_reset_restores_it_after_a_flush() {
+        let (mut stream, handle, mut client) = pair("127.0.0.1:0").await.expect("pair");
+        let original = stream.get_ref().ttl().expect("ttl");
+        assert_ne!(original, 5, "test needs a default TTL other than 5");
+
+        send(&mut stream, &mut client, true).await;
+        assert_eq!(stream.get_ref().ttl().expect("ttl"), original);
+
+        handle.set(5);
+        send(&mut stream, &mut client, true).await;
+        assert_eq!(stream.get_ref().ttl().expect("ttl"), 5);
+
+        // The flush right after reset() proves the low-TTL bytes are out;
+        // the bytes after it go with the original TTL.
+        handle.reset();
+        stream.flush().await.expect("flush");
+        send(&mut stream, &mut client, true).await;
+        assert_eq!(stream.get_ref().ttl().expect("ttl"), original);
+    }
+
+    #[tokio::test]
+    async fn reset_before_the_low_ttl_bytes_are_flushed_keeps_the_low_ttl() {
+        let (mut stream, handle, mut client) = pair("127.0.0.1:0").await.expect("pair");
+        let original = stream.get_ref().ttl().expect("ttl");
+
+        // The handler of the next pipelined request resets before the token
+        // response has even been written: it must still leave with TTL 5.
+        handle.set(5);
+        handle.reset();
+        send(&mut stream, &mut client, false).await;
+        assert_eq!(stream.get_ref().ttl().expect("ttl"), 5);
+
+        // That flush ends the hold; the next write is back to normal.
+        stream.flush().await.expect("flush");
+        send(&mut stream, &mut client, false).await;
+        assert_eq!(stream.get_ref().ttl().expect("ttl"), original);
+    }
+
+    #[tokio::test]
+    async fn a_flush_while_the_ttl_is_still_requested_does_not_end_it() {
+        let (mut stream, handle, mut client) = pair("127.0.0.1:0").await.expect("pair");
+        handle.set(7);
+        send(&mut stream, &mut client, true).await;
+        send(&mut stream, &mut client, true).await;
+        assert_eq!(stream.get_ref().ttl().expect("ttl"), 7);
+        // Two sets before a write: the lower one wins.
+        handle.set(9);
+        handle.set(8);
+        send(&mut stream, &mut client, true).await;
+        assert_eq!(stream.get_ref().ttl().expect("ttl"), 7);
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_apply_the_ttl_too() {
+        let (mut stream, handle, mut client) = pair("127.0.0.1:0").await.expect("pair");
+        handle.set(6);
+        let bufs = [io::IoSlice::new(b"a"), io::IoSlice::new(b"b")];
+        let written = stream.write_vectored(&bufs).await.expect("write");
+        assert!(written >= 1);
+        assert_eq!(stream.get_ref().ttl().expect("ttl"), 6);
+        let mut got = vec![0u8; written];
+        client.read_exact(&mut got).await.expect("read");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_ttl_fails_the_write_instead_of_sending() {
+        let (mut stream, handle, _client) = pair("127.0.0.1:0").await.expect("pair");
+        handle.set(0);
+        assert!(stream.write_all(b"x").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_lowered_ttl_on_an_ipv6_connection_is_refused() {
+        // Skip quietly where the machine has no IPv6 loopback.
+        let Ok((mut stream, handle, mut client)) = pair("[::1]:0").await else {
+            return;
+        };
+        // Without a request, IPv6 connections work as usual.
+        send(&mut stream, &mut client, true).await;
+        handle.set(1);
+        let err = stream.write_all(b"x").await.expect_err("must refuse");
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+    }
+}
