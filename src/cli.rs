@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Source};
 use crate::emulator::TokenMode;
 use crate::imds::Method;
+use crate::inventory::kubernetes::{self, KubeError};
 use crate::inventory::{static_source, Index, Lookup};
 use crate::policy::target::parse_target;
 use crate::policy::{Facts, Reason, Verdict};
@@ -103,20 +104,21 @@ pub fn summary(config: &Config) -> String {
     .to_lowercase()
 }
 
-/// Why `explain` could not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ExplainError {
-    #[error("explain with [inventory] source = \"kubernetes\" is not available in this version")]
-    Unsupported,
-}
-
-/// Decides one request as the proxy would, and describes the decision.
-pub fn explain(config: &Config, args: &ExplainArgs) -> Result<String, ExplainError> {
-    let index = Index::new();
-    match config.inventory.source {
-        Source::Static => static_source::load(&index, &config.inventory.pods),
-        Source::Kubernetes => return Err(ExplainError::Unsupported),
-    }
+/// Decides one request as the proxy would, and describes the decision. With the Kubernetes
+/// source, the node's pods are listed once (nothing is watched).
+pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, KubeError> {
+    let index = match config.inventory.source {
+        Source::Static => {
+            let index = Index::new();
+            static_source::load(&index, &config.inventory.pods);
+            index
+        }
+        Source::Kubernetes => {
+            let node = kubernetes::node_name(config.inventory.node_name.as_deref())?;
+            let client = kubernetes::client(config.inventory.kubeconfig.as_deref()).await?;
+            kubernetes::list_once(client, &node, config.policy.uses_namespace_labels()).await?
+        }
+    };
     let lookup = index.lookup(args.source);
     let pod = match &lookup {
         Lookup::Found(pod) => pod.qualified_name(),

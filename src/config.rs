@@ -126,6 +126,8 @@ pub struct Inventory {
     pub source: Source,
     /// The node whose pods are watched (Kubernetes source); `$NODE_NAME` when unset.
     pub node_name: Option<String>,
+    /// Kubeconfig to use instead of the in-cluster service account or `$KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
     /// How long a request from an IP the index does not know yet may wait for it.
     pub unknown_source_grace: Duration,
     /// Static pods with the IPs they hold.
@@ -137,6 +139,7 @@ pub struct Inventory {
 struct RawInventory {
     source: Source,
     node_name: Option<String>,
+    kubeconfig: Option<PathBuf>,
     unknown_source_grace_ms: u64,
     pods: Vec<RawPod>,
 }
@@ -146,6 +149,7 @@ impl Default for RawInventory {
         Self {
             source: Source::Static,
             node_name: None,
+            kubeconfig: None,
             unknown_source_grace_ms: 1000,
             pods: Vec::new(),
         }
@@ -376,6 +380,12 @@ fn validate_inventory(raw: RawInventory) -> Result<Inventory, ConfigError> {
             "only used with source = \"static\"",
         ));
     }
+    if raw.unknown_source_grace_ms > 10_000 {
+        return Err(invalid(
+            "inventory.unknown_source_grace_ms",
+            "must be at most 10000 (a pod waits this long before it is refused)",
+        ));
+    }
     if raw.node_name.as_deref() == Some("") {
         return Err(invalid("inventory.node_name", "must not be empty"));
     }
@@ -408,6 +418,7 @@ fn validate_inventory(raw: RawInventory) -> Result<Inventory, ConfigError> {
     Ok(Inventory {
         source: raw.source,
         node_name: raw.node_name,
+        kubeconfig: raw.kubeconfig,
         unknown_source_grace: Duration::from_millis(raw.unknown_source_grace_ms),
         pods,
     })

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // One TLS provider for the whole process, chosen explicitly: ring.
     if rustls::crypto::ring::default_provider()
@@ -41,7 +42,11 @@ fn main() -> ExitCode {
         Command::Explain(args) => {
             let result = config::load(&args.config.config)
                 .map_err(|e| format!("{}: {e}", args.config.config.display()))
-                .and_then(|config| cli::explain(&config, &args).map_err(|e| e.to_string()));
+                .and_then(|config| {
+                    let rt = runtime().map_err(|e| format!("{e:#}"))?;
+                    rt.block_on(cli::explain(&config, &args))
+                        .map_err(|e| e.to_string())
+                });
             match result {
                 Ok(text) => {
                     print!("{text}");

@@ -21,6 +21,7 @@ use crate::admin::Admin;
 use crate::audit;
 use crate::config::{Config, Source};
 use crate::emulator::{self, EmulatorOptions};
+use crate::inventory::kubernetes::{self, KubeError};
 use crate::inventory::{static_source, Index};
 use crate::metrics::Metrics;
 use crate::proxy::upstream::Upstream;
@@ -46,6 +47,8 @@ pub enum RunError {
     NoEmulatorListener,
     #[error("server task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Kubernetes(#[from] KubeError),
 }
 
 /// Runs the guard until `shutdown` resolves, then drains within the configured grace period.
@@ -58,13 +61,35 @@ pub async fn run(
     if config.netfilter.manage {
         return Err(RunError::Unsupported("[netfilter] manage = true"));
     }
-    let inventory = Arc::new(Index::new());
-    match config.inventory.source {
-        Source::Static => static_source::load(&inventory, &config.inventory.pods),
-        Source::Kubernetes => {
-            return Err(RunError::Unsupported("[inventory] source = \"kubernetes\""))
+    // Inventory feeders run until shutdown; dropping the set stops them.
+    let mut sources = tokio::task::JoinSet::new();
+    let (inventory, unknown_source_grace) = match config.inventory.source {
+        Source::Static => {
+            let index = Index::new();
+            static_source::load(&index, &config.inventory.pods);
+            (Arc::new(index), Duration::ZERO)
         }
-    }
+        Source::Kubernetes => {
+            let node = kubernetes::node_name(config.inventory.node_name.as_deref())?;
+            let client = kubernetes::client(config.inventory.kubeconfig.as_deref()).await?;
+            let namespaces = config.policy.uses_namespace_labels();
+            let index = Arc::new(if namespaces {
+                Index::with_namespace_labels()
+            } else {
+                Index::new()
+            });
+            tracing::info!(node = %node, namespaces, "watching this node's pods; not ready until the first list");
+            sources.spawn(kubernetes::watch_pods(
+                client.clone(),
+                node,
+                Arc::clone(&index),
+            ));
+            if namespaces {
+                sources.spawn(kubernetes::watch_namespaces(client, Arc::clone(&index)));
+            }
+            (index, config.inventory.unknown_source_grace)
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -95,6 +120,7 @@ pub async fn run(
         audit,
         metrics: Arc::clone(&metrics),
         mode: config.server.mode,
+        unknown_source_grace,
     });
     let admin = Arc::new(Admin { inventory, metrics });
 
@@ -130,6 +156,7 @@ pub async fn run(
     while let Some(result) = tasks.join_next().await {
         result.map_err(|e| RunError::Task(e.to_string()))?;
     }
+    sources.shutdown().await;
     Ok(())
 }
 

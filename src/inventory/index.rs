@@ -1,13 +1,17 @@
 //! The source-IP → pod index.
 //!
-//! A plain synchronous structure updated by one feeding task and read by every request. Each pod
+//! A plain synchronous structure updated by the feeding tasks and read by every request. Each pod
 //! is keyed by uid with the IPs it claims; the reverse map lists the claimants of each IP, so two
 //! live pods claiming one IP are seen as such (and refused as ambiguous) rather than one silently
-//! overwriting the other.
+//! overwriting the other. When namespace labels are tracked, they are joined into the pods at
+//! update time, so a lookup is one hash probe under a read lock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::Pod;
 
@@ -24,30 +28,59 @@ pub enum Lookup {
     NotReady,
 }
 
+type Labels = BTreeMap<String, String>;
+
 #[derive(Default)]
 struct State {
-    ready: bool,
+    pods_synced: bool,
+    /// `None` when namespace labels are not tracked (static source, or no rule uses them).
+    namespaces: Option<Namespaces>,
     by_uid: HashMap<String, (Arc<Pod>, Vec<IpAddr>)>,
     by_ip: HashMap<IpAddr, Vec<Arc<Pod>>>,
 }
 
-/// The index shared by the feeding source and the request path.
 #[derive(Default)]
+struct Namespaces {
+    synced: bool,
+    labels: HashMap<String, Labels>,
+}
+
+/// The index shared by the feeding source and the request path.
 pub struct Index {
     state: RwLock<State>,
+    /// Bumped on every change, so requests waiting for an unknown IP wake on updates instead of
+    /// polling.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Index {
     /// An empty index that answers [`Lookup::NotReady`] until [`Index::reset`] is called.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            state: RwLock::new(State::default()),
+            changes: watch::Sender::new(0),
+        }
+    }
+
+    /// An index that also tracks namespace labels: ready only once both pods and namespaces have
+    /// had a complete view, and pods carry their namespace's labels.
+    pub fn with_namespace_labels() -> Self {
+        let index = Self::new();
+        index.write().namespaces = Some(Namespaces::default());
+        index
     }
 
     /// Looks up the pod holding `ip`. IPv4-mapped IPv6 addresses are read as IPv4, so a pod cannot
     /// change its identity by how it writes its address.
     pub fn lookup(&self, ip: IpAddr) -> Lookup {
         let state = self.read();
-        if !state.ready {
+        if !state.is_ready() {
             return Lookup::NotReady;
         }
         match state.by_ip.get(&ip.to_canonical()).map(Vec::as_slice) {
@@ -57,9 +90,27 @@ impl Index {
         }
     }
 
-    /// Whether the first complete view has arrived.
+    /// Like [`Index::lookup`], but an unknown IP may wait up to `grace` for the index to learn it:
+    /// a pod often asks for metadata before the watch has delivered it. Woken by index updates.
+    pub async fn lookup_or_wait(&self, ip: IpAddr, grace: Duration) -> Lookup {
+        let deadline = tokio::time::Instant::now() + grace;
+        // Subscribe before looking, so an update between the look and the wait is not missed.
+        let mut changes = self.changes.subscribe();
+        loop {
+            let found = self.lookup(ip);
+            if found != Lookup::Unknown || grace.is_zero() {
+                return found;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return self.lookup(ip),
+            }
+        }
+    }
+
+    /// Whether every tracked source has delivered its first complete view.
     pub fn is_ready(&self) -> bool {
-        self.read().ready
+        self.read().is_ready()
     }
 
     /// Number of pods indexed.
@@ -72,44 +123,105 @@ impl Index {
         self.len() == 0
     }
 
+    /// Number of distinct IPs held.
+    pub fn ip_count(&self) -> usize {
+        self.read().by_ip.len()
+    }
+
     /// Adds or replaces one pod (by uid) and the IPs it claims.
     pub fn apply(&self, pod: Pod, ips: Vec<IpAddr>) {
         let mut state = self.write();
         state.remove(&pod.uid);
-        state.insert(Arc::new(pod), ips);
+        state.insert(pod, ips);
+        self.changed(state);
     }
 
     /// Removes a pod and releases its IPs.
     pub fn delete(&self, uid: &str) {
-        self.write().remove(uid);
+        let mut state = self.write();
+        state.remove(uid);
+        self.changed(state);
     }
 
-    /// Replaces the whole content with a complete view, and marks the index ready.
+    /// Replaces every pod with a complete view, and marks pods synced.
     pub fn reset(&self, pods: impl IntoIterator<Item = (Pod, Vec<IpAddr>)>) {
-        let mut fresh = State {
-            ready: true,
-            ..State::default()
-        };
+        let mut state = self.write();
+        state.by_uid.clear();
+        state.by_ip.clear();
         for (pod, ips) in pods {
-            fresh.remove(&pod.uid);
-            fresh.insert(Arc::new(pod), ips);
+            state.remove(&pod.uid);
+            state.insert(pod, ips);
         }
-        *self.write() = fresh;
+        state.pods_synced = true;
+        self.changed(state);
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        // A writer that panicked left a consistent map (every mutation is a whole insert or
-        // remove), so a poisoned lock is still safe to read.
+    /// Sets one namespace's labels (tracked indexes only) and re-labels its pods.
+    pub fn apply_namespace(&self, name: &str, labels: Labels) {
+        let mut state = self.write();
+        if let Some(namespaces) = &mut state.namespaces {
+            namespaces.labels.insert(name.to_owned(), labels);
+            state.relabel(Some(name));
+        }
+        self.changed(state);
+    }
+
+    /// Forgets a namespace: its pods keep no namespace labels.
+    pub fn delete_namespace(&self, name: &str) {
+        let mut state = self.write();
+        if let Some(namespaces) = &mut state.namespaces {
+            namespaces.labels.remove(name);
+            state.relabel(Some(name));
+        }
+        self.changed(state);
+    }
+
+    /// Replaces every namespace with a complete view, and marks namespaces synced.
+    pub fn reset_namespaces(&self, all: impl IntoIterator<Item = (String, Labels)>) {
+        let mut state = self.write();
+        if let Some(namespaces) = &mut state.namespaces {
+            namespaces.labels = all.into_iter().collect();
+            namespaces.synced = true;
+            state.relabel(None);
+        }
+        self.changed(state);
+    }
+
+    /// A receiver that sees a new value after every change (for tests and measurements).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, state: RwLockWriteGuard<'_, State>) {
+        drop(state);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // Every mutation leaves the maps consistent before it can panic, so a poisoned lock is
+        // still safe to use.
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl State {
-    fn insert(&mut self, pod: Arc<Pod>, mut ips: Vec<IpAddr>) {
+    fn is_ready(&self) -> bool {
+        self.pods_synced && self.namespaces.as_ref().is_none_or(|n| n.synced)
+    }
+
+    fn insert(&mut self, mut pod: Pod, mut ips: Vec<IpAddr>) {
+        if let Some(namespaces) = &self.namespaces {
+            pod.namespace_labels = namespaces
+                .labels
+                .get(&pod.namespace)
+                .cloned()
+                .unwrap_or_default();
+        }
+        let pod = Arc::new(pod);
         for ip in &mut ips {
             *ip = ip.to_canonical();
         }
@@ -134,67 +246,21 @@ impl State {
             }
         }
     }
+
+    /// Re-joins namespace labels into the pods of `namespace` (or of every namespace).
+    fn relabel(&mut self, namespace: Option<&str>) {
+        let affected: Vec<(Pod, Vec<IpAddr>)> = self
+            .by_uid
+            .values()
+            .filter(|(pod, _)| namespace.is_none_or(|ns| pod.namespace == ns))
+            .map(|(pod, ips)| (Pod::clone(pod), ips.clone()))
+            .collect();
+        for (pod, ips) in affected {
+            self.remove(&pod.uid);
+            self.insert(pod, ips);
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pod(uid: &str, name: &str) -> Pod {
-        Pod {
-            namespace: "ns".into(),
-            name: name.into(),
-            uid: uid.into(),
-            labels: Default::default(),
-            namespace_labels: Default::default(),
-        }
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn not_ready_until_reset() {
-        let index = Index::new();
-        assert_eq!(index.lookup(ip("10.0.0.1")), Lookup::NotReady);
-        index.reset([]);
-        assert_eq!(index.lookup(ip("10.0.0.1")), Lookup::Unknown);
-    }
-
-    #[test]
-    fn finds_by_every_ip_and_by_mapped_ipv4() {
-        let index = Index::new();
-        index.reset([(pod("u1", "a"), vec![ip("10.0.0.1"), ip("fd00::1")])]);
-        for addr in ["10.0.0.1", "fd00::1", "::ffff:10.0.0.1"] {
-            match index.lookup(ip(addr)) {
-                Lookup::Found(p) => assert_eq!(p.name, "a", "{addr}"),
-                other => panic!("{addr}: {other:?}"),
-            }
-        }
-        assert_eq!(index.lookup(ip("10.0.0.2")), Lookup::Unknown);
-    }
-
-    #[test]
-    fn two_claims_are_ambiguous_until_one_goes() {
-        let index = Index::new();
-        index.reset([(pod("u1", "a"), vec![ip("10.0.0.1")])]);
-        index.apply(pod("u2", "b"), vec![ip("10.0.0.1")]);
-        assert_eq!(index.lookup(ip("10.0.0.1")), Lookup::Ambiguous);
-        index.delete("u1");
-        assert!(matches!(index.lookup(ip("10.0.0.1")), Lookup::Found(p) if p.name == "b"));
-        assert_eq!(index.len(), 1);
-    }
-
-    #[test]
-    fn apply_replaces_a_pods_ips() {
-        let index = Index::new();
-        index.reset([(pod("u1", "a"), vec![ip("10.0.0.1")])]);
-        index.apply(pod("u1", "a"), vec![ip("10.0.0.2")]);
-        assert_eq!(index.lookup(ip("10.0.0.1")), Lookup::Unknown);
-        assert!(matches!(index.lookup(ip("10.0.0.2")), Lookup::Found(_)));
-        index.delete("u1");
-        assert_eq!(index.lookup(ip("10.0.0.2")), Lookup::Unknown);
-        assert!(index.is_empty());
-    }
-}
+mod tests;

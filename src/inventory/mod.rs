@@ -1,11 +1,12 @@
 //! Who is this source IP? The pod inventory.
 //!
 //! One [`Index`] answers every lookup on the request path; sources only feed it. The static source
-//! (pods listed in the config) fills it once at start; the Kubernetes source will feed it from a
+//! (pods listed in the config) fills it once at start; the Kubernetes source feeds it from a
 //! node-scoped watch through the same `apply` / `delete` / `reset` calls. Lookups never block on
 //! a source and never call out: they read the last state the index was given.
 
 mod index;
+pub mod kubernetes;
 pub mod static_source;
 
 use std::collections::BTreeMap;

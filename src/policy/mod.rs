@@ -189,6 +189,14 @@ impl Policy {
         &self.rules
     }
 
+    /// Whether any rule selects on namespace labels (the Kubernetes source then watches
+    /// namespaces too).
+    pub fn uses_namespace_labels(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| !r.selector.namespace_labels.is_empty())
+    }
+
     /// A refusal made before any rule is consulted (unknown source, bad request…).
     pub fn refuse(&self, reason: Reason) -> Decision {
         Decision {

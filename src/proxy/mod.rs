@@ -56,6 +56,9 @@ pub struct Proxy {
     pub audit: Arc<dyn audit::Sink>,
     pub metrics: Arc<Metrics>,
     pub mode: Mode,
+    /// How long a request from an unknown address waits for the inventory to learn it (the pod
+    /// may have started a moment before the watch delivered it). Zero for static inventories.
+    pub unknown_source_grace: std::time::Duration,
 }
 
 /// What the audit line and metrics need to know once the answer is made.
@@ -82,7 +85,10 @@ impl Proxy {
         };
 
         let target = target_text(request.uri());
-        let lookup = self.inventory.lookup(src);
+        let lookup = self
+            .inventory
+            .lookup_or_wait(src, self.unknown_source_grace)
+            .await;
         let (pod_name, pod_uid) = match &lookup {
             Lookup::Found(pod) => (Some(pod.qualified_name()), Some(pod.uid.as_str())),
             _ => (None, None),
@@ -128,7 +134,7 @@ impl Proxy {
             upstream_ms: outcome.upstream_ms,
             error: outcome.error,
             bytes,
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            duration_ms: millis(elapsed),
         });
         self.metrics
             .requests
@@ -218,7 +224,7 @@ impl Proxy {
                 let outcome = Outcome {
                     decision: label,
                     reason: decision.reason,
-                    upstream_ms: Some(answer.elapsed.as_secs_f64() * 1000.0),
+                    upstream_ms: Some(millis(answer.elapsed)),
                     rule: decision.rule,
                     error: None,
                 };
@@ -315,6 +321,11 @@ fn relay(answer: Answer, granted_ttl: Option<u32>) -> Response<Full<Bytes>> {
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// Milliseconds with microsecond precision, as audit lines show them.
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// Bounds what a hostile target can put in a log or audit line.

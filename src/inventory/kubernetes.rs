@@ -1,0 +1,333 @@
+//! The Kubernetes source: a node-scoped watch of Pods (and of Namespaces when rules select on
+//! namespace labels) feeding the index.
+//!
+//! Only pods with `spec.nodeName` equal to this node are ever listed or watched, so memory and API
+//! server load do not grow with the cluster. Objects are turned into the index's own `Pod` type at
+//! once; nothing of the Kubernetes object is kept. On a relist (start, or after 410 Gone) the
+//! complete new view replaces the index wholly; in between, each event is applied as it comes. When
+//! the API server is unreachable the watcher retries with backoff and the index keeps serving its
+//! last good state.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod as KubePod};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+
+use super::{Index, Pod};
+
+/// Why the Kubernetes source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("no node name: set [inventory] node_name or $NODE_NAME (the DaemonSet sets it from spec.nodeName)")]
+    NoNodeName,
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot configure the Kubernetes client: {0}")]
+    Config(String),
+    #[error("Kubernetes API request failed: {0}")]
+    Api(#[from] kube::Error),
+}
+
+/// The node whose pods are watched: `[inventory] node_name`, else `$NODE_NAME`.
+pub fn node_name(configured: Option<&str>) -> Result<String, KubeError> {
+    configured
+        .map(str::to_owned)
+        .or_else(|| std::env::var("NODE_NAME").ok())
+        .filter(|n| !n.is_empty())
+        .ok_or(KubeError::NoNodeName)
+}
+
+/// A client from `kubeconfig` when given, else in-cluster service account or `$KUBECONFIG`.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+                KubeError::Kubeconfig {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(KubeError::Api)
+}
+
+/// The field selector that keeps every pod request node-scoped.
+pub fn node_selector(node: &str) -> String {
+    format!("spec.nodeName={node}")
+}
+
+/// Turns a Kubernetes pod into the index's pod and the IPs it holds.
+///
+/// hostNetwork pods hold no IP of their own (they share the node's), and pods in phase Succeeded
+/// or Failed no longer hold theirs even though `status.podIPs` still lists them. Malformed IPs are
+/// skipped with a log line, never indexed. `None` when the object lacks a uid, name or namespace.
+pub fn convert(pod: &KubePod) -> Option<(Pod, Vec<IpAddr>)> {
+    let meta = &pod.metadata;
+    let (Some(uid), Some(name), Some(namespace)) = (&meta.uid, &meta.name, &meta.namespace) else {
+        tracing::warn!(name = ?meta.name, namespace = ?meta.namespace, "pod without uid, name or namespace skipped");
+        return None;
+    };
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let status = pod.status.as_ref();
+    let terminal = matches!(
+        status.and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
+    let mut ips = Vec::new();
+    if !host_network && !terminal {
+        let listed = status.and_then(|s| s.pod_ips.as_ref());
+        let texts: Vec<&str> = match listed {
+            Some(list) if !list.is_empty() => list.iter().map(|p| p.ip.as_str()).collect(),
+            _ => status
+                .and_then(|s| s.pod_ip.as_deref())
+                .into_iter()
+                .collect(),
+        };
+        for text in texts {
+            match text.parse::<IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => {
+                    tracing::warn!(pod = %format!("{namespace}/{name}"), ip = %text, "malformed pod IP skipped")
+                }
+            }
+        }
+    }
+    let pod = Pod {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        uid: uid.clone(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        namespace_labels: BTreeMap::new(),
+    };
+    Some((pod, ips))
+}
+
+/// Logs a watch's health changes once each, not once per retry.
+struct Health {
+    what: &'static str,
+    failing: bool,
+}
+
+impl Health {
+    fn ok(&mut self) {
+        if self.failing {
+            self.failing = false;
+            tracing::info!(watch = self.what, "Kubernetes watch resumed");
+        }
+    }
+
+    fn failed(&mut self, err: &watcher::Error) {
+        if !self.failing {
+            self.failing = true;
+            tracing::warn!(watch = self.what, error = %err, "Kubernetes watch failing; serving the last known state and retrying");
+        }
+    }
+}
+
+/// Feeds `index` from the node's pods until the task is dropped.
+pub async fn watch_pods(client: Client, node: String, index: Arc<Index>) {
+    let api: Api<KubePod> = Api::all(client);
+    let config = watcher::Config::default().fields(&node_selector(&node));
+    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut health = Health {
+        what: "pods",
+        failing: false,
+    };
+    let mut fresh: Vec<(Pod, Vec<IpAddr>)> = Vec::new();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                health.ok();
+                match event {
+                    Event::Init => fresh.clear(),
+                    Event::InitApply(pod) => fresh.extend(convert(&pod)),
+                    Event::InitDone => {
+                        let count = fresh.len();
+                        index.reset(std::mem::take(&mut fresh));
+                        tracing::info!(node = %node, pods = count, "pod inventory synced");
+                    }
+                    Event::Apply(pod) => {
+                        if let Some((pod, ips)) = convert(&pod) {
+                            index.apply(pod, ips);
+                        }
+                    }
+                    Event::Delete(pod) => {
+                        if let Some(uid) = &pod.metadata.uid {
+                            index.delete(uid);
+                        }
+                    }
+                }
+            }
+            Err(err) => health.failed(&err),
+        }
+    }
+}
+
+/// Feeds `index` with namespace labels until the task is dropped.
+pub async fn watch_namespaces(client: Client, index: Arc<Index>) {
+    let api: Api<Namespace> = Api::all(client);
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut health = Health {
+        what: "namespaces",
+        failing: false,
+    };
+    let mut fresh = Vec::new();
+    let labels = |ns: &Namespace| ns.metadata.labels.clone().unwrap_or_default();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                health.ok();
+                match event {
+                    Event::Init => fresh.clear(),
+                    Event::InitApply(ns) => {
+                        fresh.extend(ns.metadata.name.clone().map(|n| (n, labels(&ns))))
+                    }
+                    Event::InitDone => {
+                        index.reset_namespaces(std::mem::take(&mut fresh));
+                        tracing::info!("namespace labels synced");
+                    }
+                    Event::Apply(ns) => {
+                        if let Some(name) = &ns.metadata.name {
+                            index.apply_namespace(name, labels(&ns));
+                        }
+                    }
+                    Event::Delete(ns) => {
+                        if let Some(name) = &ns.metadata.name {
+                            index.delete_namespace(name);
+                        }
+                    }
+                }
+            }
+            Err(err) => health.failed(&err),
+        }
+    }
+}
+
+/// One complete list of the node's pods (and namespaces when `namespaces` is set) into a fresh
+/// index: what `explain` decides against.
+pub async fn list_once(client: Client, node: &str, namespaces: bool) -> Result<Index, KubeError> {
+    let index = if namespaces {
+        Index::with_namespace_labels()
+    } else {
+        Index::new()
+    };
+    if namespaces {
+        let list = Api::<Namespace>::all(client.clone())
+            .list(&Default::default())
+            .await?;
+        index.reset_namespaces(list.items.into_iter().filter_map(|ns| {
+            let labels = ns.metadata.labels.unwrap_or_default();
+            ns.metadata.name.map(|n| (n, labels))
+        }));
+    }
+    let params = kube::api::ListParams::default().fields(&node_selector(node));
+    let list = Api::<KubePod>::all(client).list(&params).await?;
+    index.reset(list.items.iter().filter_map(convert));
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(json: serde_json::Value) -> KubePod {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "podIP": "10.1.0.5", "podIPs": [{"ip": "10.1.0.5"}, {"ip": "fd00::5"}]}
+        })
+    }
+
+    #[test]
+    fn converts_every_pod_ip_and_labels() {
+        let (p, ips) = convert(&pod(base())).unwrap();
+        assert_eq!(
+            (p.namespace.as_str(), p.name.as_str(), p.uid.as_str()),
+            ("shop", "web-1", "u-1")
+        );
+        assert_eq!(p.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(
+            ips,
+            vec![
+                "10.1.0.5".parse::<IpAddr>().unwrap(),
+                "fd00::5".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn falls_back_to_pod_ip() {
+        let mut json = base();
+        json["status"].as_object_mut().unwrap().remove("podIPs");
+        assert_eq!(
+            convert(&pod(json)).unwrap().1,
+            vec!["10.1.0.5".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn host_network_and_terminal_pods_hold_no_ip() {
+        let mut json = base();
+        json["spec"]["hostNetwork"] = true.into();
+        assert!(convert(&pod(json)).unwrap().1.is_empty());
+        for phase in ["Succeeded", "Failed"] {
+            let mut json = base();
+            json["status"]["phase"] = phase.into();
+            assert!(convert(&pod(json)).unwrap().1.is_empty(), "{phase}");
+        }
+        let mut json = base();
+        json["status"]["phase"] = "Pending".into();
+        assert_eq!(convert(&pod(json)).unwrap().1.len(), 2);
+    }
+
+    #[test]
+    fn malformed_ips_are_skipped_and_incomplete_objects_ignored() {
+        let mut json = base();
+        json["status"]["podIPs"] =
+            serde_json::json!([{"ip": "10.1.0.300"}, {"ip": ""}, {"ip": "10.1.0.6"}]);
+        assert_eq!(
+            convert(&pod(json)).unwrap().1,
+            vec!["10.1.0.6".parse::<IpAddr>().unwrap()]
+        );
+        let mut json = base();
+        json["metadata"].as_object_mut().unwrap().remove("uid");
+        assert!(convert(&pod(json)).is_none());
+    }
+
+    #[test]
+    fn selector_is_node_scoped() {
+        assert_eq!(
+            node_selector("ip-10-0-0-1.ec2.internal"),
+            "spec.nodeName=ip-10-0-0-1.ec2.internal"
+        );
+    }
+}
