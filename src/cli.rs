@@ -1,4 +1,4 @@
-//! The command line: `run`, `emulate`, `check`, `explain`.
+//! The command line: `run`, `emulate`, `check`, `explain`, `iptables`.
 //!
 //! Argument parsing and the two commands that only read the config (`check`, `explain`) live here;
 //! `main` wires the rest.
@@ -14,6 +14,7 @@ use crate::emulator::TokenMode;
 use crate::imds::Method;
 use crate::inventory::kubernetes::{self, KubeError};
 use crate::inventory::{static_source, Index, Lookup};
+use crate::netfilter::{self, NetfilterError, Settings};
 use crate::policy::target::parse_target;
 use crate::policy::{Facts, Reason, Verdict};
 
@@ -44,6 +45,33 @@ pub enum Command {
     Check(ConfigArg),
     /// Show the decision for one request without sending anything.
     Explain(ExplainArgs),
+    /// Install, remove or check the netfilter rules that send pods' metadata traffic to the proxy.
+    Iptables(IptablesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IptablesArgs {
+    #[command(subcommand)]
+    pub action: IptablesAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IptablesAction {
+    /// Install the rules (idempotent), check them, and clear connections older than them.
+    Install(IptablesInstallArgs),
+    /// Remove our chain and every jump to it; nothing else is touched.
+    Remove(ConfigArg),
+    /// Exit 0 only when exactly the expected rules are in place; print what is missing or extra.
+    Status(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+pub struct IptablesInstallArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the iptables-restore input that would be applied, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -173,4 +201,63 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Kube
         );
     }
     Ok(out)
+}
+
+/// What an `iptables` command has to say, and whether it succeeded.
+pub struct Report {
+    pub text: String,
+    /// `false` when `status` found the rules not as wanted.
+    pub ok: bool,
+}
+
+/// Runs `imds-guard iptables …` for a validated config.
+pub fn iptables(config: &Config, action: &IptablesAction) -> Result<Report, NetfilterError> {
+    let settings = Settings::from_config(config);
+    let mut text = String::new();
+    let mut ok = true;
+    match action {
+        IptablesAction::Install(args) if args.dry_run => {
+            text = netfilter::Plan::new(&settings)?.render();
+        }
+        IptablesAction::Install(_) => {
+            let done = netfilter::install(&settings)?;
+            let _ = writeln!(
+                text,
+                "installed: {} rules with {}{}; {} connection(s) older than the rules cleared",
+                done.rules,
+                done.variant.name(netfilter::rules::Family::V4),
+                if done.ipv6 { " and IPv6" } else { "" },
+                done.cleared,
+            );
+        }
+        IptablesAction::Remove(_) => {
+            let removed = netfilter::remove(settings.backend)?;
+            for (variant, count) in &removed {
+                let name = variant.name(netfilter::rules::Family::V4);
+                let _ = writeln!(text, "removed: our chain and {count} rules with {name}");
+            }
+            if removed.is_empty() {
+                text.push_str("removed: nothing of ours was installed\n");
+            }
+        }
+        IptablesAction::Status(_) => {
+            let status = netfilter::status(&settings)?;
+            let name = status.variant.name(netfilter::rules::Family::V4);
+            let ipv6 = if status.ipv6 { "IPv4 and IPv6" } else { "IPv4" };
+            let _ = writeln!(text, "backend: {name} ({ipv6})");
+            text.push_str(&status.diff.to_string());
+            ok = status.diff.is_empty();
+            let _ = if ok {
+                writeln!(text, "ok: all {} rules in place", status.expected)
+            } else {
+                writeln!(
+                    text,
+                    "not in place: {} missing, {} extra",
+                    status.diff.missing.len(),
+                    status.diff.extra.len()
+                )
+            };
+        }
+    }
+    Ok(Report { text, ok })
 }

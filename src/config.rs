@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use crate::imds::MAX_TOKEN_TTL_SECONDS;
 use crate::inventory::Pod;
+use crate::netfilter::rules::RuleSet;
+use crate::netfilter::Backend;
 use crate::policy::pattern::PathPattern;
 use crate::policy::{Imdsv2, Policy, Rule, Selector};
 
@@ -26,6 +28,8 @@ pub struct Config {
     pub imdsv2: Imdsv2,
     pub policy: Arc<Policy>,
     pub netfilter: Netfilter,
+    /// `[imdsv2] hop_limit`: the IP TTL of the proxy's token answers to pods, when set.
+    pub token_hop_limit: Option<u8>,
 }
 
 /// `[server]`
@@ -174,6 +178,8 @@ struct RawPod {
 struct RawImdsv2 {
     require_tokens: bool,
     max_token_ttl_seconds: u32,
+    /// Wide, so that out-of-range values get the range in the message, not a type error.
+    hop_limit: Option<i64>,
 }
 
 impl Default for RawImdsv2 {
@@ -181,6 +187,7 @@ impl Default for RawImdsv2 {
         Self {
             require_tokens: false,
             max_token_ttl_seconds: MAX_TOKEN_TTL_SECONDS,
+            hop_limit: None,
         }
     }
 }
@@ -213,6 +220,8 @@ pub struct Netfilter {
     pub manage: bool,
     /// Pod interface patterns (`cali+` = every interface starting with `cali`).
     pub interfaces: Vec<String>,
+    /// Which iptables backend to write with; `auto` finds the one the host uses.
+    pub backend: Backend,
 }
 
 impl Default for Netfilter {
@@ -222,6 +231,7 @@ impl Default for Netfilter {
             interfaces: ["eni+", "cali+", "cni0", "weave", "lxc+"]
                 .map(String::from)
                 .to_vec(),
+            backend: Backend::Auto,
         }
     }
 }
@@ -311,10 +321,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             raw.imdsv2.max_token_ttl_seconds,
         )?,
     };
+    let token_hop_limit = match raw.imdsv2.hop_limit {
+        None => None,
+        Some(hops) => match u8::try_from(hops) {
+            Ok(hops @ 1..=64) => Some(hops),
+            _ => return Err(invalid(
+                "imdsv2.hop_limit",
+                "must be from 1 to 64 (the IP TTL of token answers, like the instance's hop limit)",
+            )),
+        },
+    };
     let rules = validate_rules(raw.rules)?;
-    for (i, iface) in raw.netfilter.interfaces.iter().enumerate() {
-        check_interface(iface).map_err(|r| invalid(format!("netfilter.interfaces[{i}]"), r))?;
-    }
+    validate_netfilter(&raw.netfilter, raw.server.listen)?;
     Ok(Config {
         server: raw.server,
         upstream,
@@ -322,7 +340,25 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         imdsv2,
         policy: Arc::new(Policy::new(rules, imdsv2)),
         netfilter: raw.netfilter,
+        token_hop_limit,
     })
+}
+
+fn validate_netfilter(raw: &Netfilter, listen: SocketAddr) -> Result<(), ConfigError> {
+    for (i, iface) in raw.interfaces.iter().enumerate() {
+        check_interface(iface).map_err(|r| invalid(format!("netfilter.interfaces[{i}]"), r))?;
+        if raw.interfaces[..i].contains(iface) {
+            return Err(invalid(
+                format!("netfilter.interfaces[{i}]"),
+                format!("`{iface}` is listed twice"),
+            ));
+        }
+    }
+    // `iptables install` refuses these too; with manage = true, `check` says so up front.
+    if raw.manage {
+        RuleSet::new(listen, &raw.interfaces).map_err(|e| invalid(e.key(), e))?;
+    }
+    Ok(())
 }
 
 fn validate_upstream(raw: RawUpstream) -> Result<Upstream, ConfigError> {

@@ -29,6 +29,7 @@ pub mod imds;
 pub mod inventory;
 pub mod metrics;
 pub mod net;
+pub mod netfilter;
 pub mod policy;
 pub mod proxy;
 pub mod server;

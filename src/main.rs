@@ -58,8 +58,41 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Iptables(args) => iptables(&args.action),
         Command::Run(args) => exit(runtime().and_then(|rt| rt.block_on(run(args)))),
         Command::Emulate(args) => exit(runtime().and_then(|rt| rt.block_on(emulate(args)))),
+    }
+}
+
+/// `iptables install|remove`: 0 done, 1 failed; `status`: 0 in place, 1 not, 2 cannot tell.
+/// A bad config is 2 for all three.
+fn iptables(action: &cli::IptablesAction) -> ExitCode {
+    let (cli::IptablesAction::Install(cli::IptablesInstallArgs { config: args, .. })
+    | cli::IptablesAction::Remove(args)
+    | cli::IptablesAction::Status(args)) = action;
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    match cli::iptables(&config, action) {
+        Ok(report) => {
+            print!("{}", report.text);
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("imds-guard: {e}");
+            match action {
+                cli::IptablesAction::Status(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
     }
 }
 

@@ -24,6 +24,8 @@ use crate::emulator::{self, EmulatorOptions};
 use crate::inventory::kubernetes::{self, KubeError};
 use crate::inventory::{static_source, Index};
 use crate::metrics::Metrics;
+use crate::net::{TtlHandle, TtlStream};
+use crate::netfilter::{self, NetfilterError, Settings};
 use crate::proxy::upstream::Upstream;
 use crate::proxy::Proxy;
 
@@ -41,8 +43,8 @@ pub struct Listeners {
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{0} is not available in this version")]
-    Unsupported(&'static str),
+    #[error("[netfilter] manage = true: {0}")]
+    Netfilter(#[from] NetfilterError),
     #[error("[upstream] emulator = true but no emulator listener was bound")]
     NoEmulatorListener,
     #[error("server task failed: {0}")]
@@ -59,7 +61,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     if config.netfilter.manage {
-        return Err(RunError::Unsupported("[netfilter] manage = true"));
+        // Before serving: pods that connect meanwhile wait in the listen backlog. The rules stay
+        // when the guard stops, so pods fail closed rather than reach the service directly.
+        let settings = Settings::from_config(&config);
+        let done = tokio::task::spawn_blocking(move || netfilter::install(&settings))
+            .await
+            .map_err(|e| RunError::Task(e.to_string()))??;
+        tracing::info!(
+            backend = %done.variant.name(netfilter::rules::Family::V4),
+            ipv6 = done.ipv6,
+            rules = done.rules,
+            cleared_connections = done.cleared,
+            "netfilter rules installed and verified"
+        );
     }
     // Inventory feeders run until shutdown; dropping the set stops them.
     let mut sources = tokio::task::JoinSet::new();
@@ -121,6 +135,7 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
         mode: config.server.mode,
         unknown_source_grace,
+        token_hop_limit: config.token_hop_limit,
     });
     let admin = Arc::new(Admin { inventory, metrics });
 
@@ -132,13 +147,19 @@ pub async fn run(
         rules = config.policy.rules().len(),
         "imds-guard serving"
     );
-    tasks.spawn(serve(listeners.proxy, stopped(), grace, move |peer| {
-        let proxy = Arc::clone(&proxy);
-        move |request: Request<Incoming>| {
+    tasks.spawn(serve_with_ttl(
+        listeners.proxy,
+        stopped(),
+        grace,
+        move |peer, ttl| {
             let proxy = Arc::clone(&proxy);
-            async move { proxy.handle(peer.ip(), request).await }
-        }
-    }));
+            move |request: Request<Incoming>| {
+                let proxy = Arc::clone(&proxy);
+                let ttl = ttl.clone();
+                async move { proxy.handle(peer.ip(), request, &ttl).await }
+            }
+        },
+    ));
     tasks.spawn(serve(listeners.admin, stopped(), grace, move |_peer| {
         let admin = Arc::clone(&admin);
         move |request: Request<Incoming>| {
@@ -172,6 +193,21 @@ pub async fn serve<M, H, F>(
     H: Fn(Request<Incoming>) -> F + Send + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    serve_with_ttl(listener, stop, grace, move |peer, _ttl| make(peer)).await;
+}
+
+/// Like [`serve`], and `make` also gets the connection's [`TtlHandle`], with which a handler
+/// chooses the IP TTL of the answer it is producing (the hop limit of token answers).
+pub async fn serve_with_ttl<M, H, F>(
+    listener: TcpListener,
+    stop: impl Future<Output = ()>,
+    grace: Duration,
+    make: M,
+) where
+    M: Fn(SocketAddr, TtlHandle) -> H,
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
@@ -179,7 +215,8 @@ pub async fn serve<M, H, F>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let handler = make(peer);
+                    let (stream, ttl) = TtlStream::new(stream);
+                    let handler = make(peer, ttl);
                     let service = service_fn(move |request| {
                         let answer = handler(request);
                         async move { Ok::<_, Infallible>(answer.await) }

@@ -151,6 +151,15 @@ fn refusals_name_the_key_and_reason() {
         ("[[rules]]\nname = \"a\"\nall_pods = true\nmax_token_ttl_seconds = 99999", "rules[0].max_token_ttl_seconds: must be from 1"),
         ("[netfilter]\ninterfaces = [\"cali+\", \"bad name\"]", "netfilter.interfaces[1]: an interface name may hold"),
         ("[netfilter]\ninterfaces = [\"+\"]", "netfilter.interfaces[0]: an interface name or prefix must have"),
+        ("[netfilter]\ninterfaces = [\"cali+\", \"cali+\"]", "netfilter.interfaces[1]: `cali+` is listed twice"),
+        ("[netfilter]\nbackend = \"iptables\"", "netfilter.backend: unknown variant `iptables`"),
+        ("[netfilter]\nmanage = true", "server.listen: 127.0.0.1:8181 is a loopback address: pod traffic DNATed from PREROUTING to loopback is dropped"),
+        ("[server]\nlisten = \"[fd00::1]:8181\"\n[netfilter]\nmanage = true", "server.listen: [fd00::1]:8181 is an IPv6 address"),
+        ("[server]\nlisten = \"0.0.0.0:8181\"\n[netfilter]\nmanage = true\ninterfaces = []", "netfilter.interfaces: is empty"),
+        ("[imdsv2]\nhop_limit = 0", "imdsv2.hop_limit: must be from 1 to 64"),
+        ("[imdsv2]\nhop_limit = 65", "imdsv2.hop_limit: must be from 1 to 64"),
+        ("[imdsv2]\nhop_limit = -1", "imdsv2.hop_limit: must be from 1 to 64"),
+        ("[imdsv2]\nhop_limit = \"1\"", "imdsv2.hop_limit: invalid type"),
         ("[sever]\nlisten = \"127.0.0.1:1\"", "unknown field `sever`"),
         ("[server\nlisten = 1", "line 1:"),
     ];
@@ -185,4 +194,21 @@ fn load_names_a_missing_file() {
 fn a_rule_can_select_by_namespace_only() {
     let config = parse(&format!("{RULE}\n[[rules]]\nname = \"ns\"\nnamespaces = [\"kube-system\"]\nallow = [\"/latest/meta-data/placement/**\"]\n")).unwrap();
     assert_eq!(config.policy.rules().len(), 2);
+}
+
+#[test]
+fn netfilter_and_hop_limit_keys() {
+    let config = parse("").unwrap();
+    assert_eq!(config.token_hop_limit, None);
+    assert_eq!(config.netfilter.backend, crate::netfilter::Backend::Auto);
+    // Loopback is fine while the rules are not managed (local runs, tests).
+    assert!(!config.netfilter.manage);
+    let config = parse(
+        "[server]\nlisten = \"0.0.0.0:8181\"\n[imdsv2]\nhop_limit = 2\n\
+         [netfilter]\nmanage = true\nbackend = \"legacy\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.token_hop_limit, Some(2));
+    assert!(config.netfilter.manage);
+    assert_eq!(config.netfilter.backend, crate::netfilter::Backend::Legacy);
 }

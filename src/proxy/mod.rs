@@ -22,6 +22,7 @@ use crate::config::Mode;
 use crate::imds::{self, Kind, Method};
 use crate::inventory::{Index, Lookup};
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels};
+use crate::net::TtlHandle;
 use crate::policy::target::{parse_target, CanonicalPath};
 use crate::policy::{Decision, Facts, Policy, Reason, Verdict};
 use upstream::{Answer, Upstream, UpstreamError};
@@ -59,6 +60,9 @@ pub struct Proxy {
     /// How long a request from an unknown address waits for the inventory to learn it (the pod
     /// may have started a moment before the watch delivered it). Zero for static inventories.
     pub unknown_source_grace: std::time::Duration,
+    /// The IP TTL of successful token answers (`[imdsv2] hop_limit`), so that a token dies before
+    /// it reaches anything more routing hops away; `None` answers with the normal TTL.
+    pub token_hop_limit: Option<u8>,
 }
 
 /// What the audit line and metrics need to know once the answer is made.
@@ -68,11 +72,19 @@ struct Outcome {
     rule: Option<Arc<str>>,
     upstream_ms: Option<f64>,
     error: Option<&'static str>,
+    /// The answer carries a token from the service.
+    token: bool,
 }
 
 impl Proxy {
-    /// Handles one request from `peer`. Never fails: every problem becomes an answer.
-    pub async fn handle(&self, peer: IpAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// Handles one request from `peer` on the connection whose TTL `ttl` controls. Never fails:
+    /// every problem becomes an answer.
+    pub async fn handle(
+        &self,
+        peer: IpAddr,
+        request: Request<Incoming>,
+        ttl: &TtlHandle,
+    ) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let src = peer.to_canonical();
         let method_name = request.method().as_str();
@@ -94,7 +106,7 @@ impl Proxy {
             _ => (None, None),
         };
 
-        let (response, outcome, audit_path) = match parse_target(&target) {
+        let (mut response, outcome, audit_path) = match parse_target(&target) {
             Err(e) => {
                 tracing::info!(%src, target = %shorten(&target), error = %e, "refused request target");
                 let outcome = refused(Reason::BadRequest, None);
@@ -116,6 +128,14 @@ impl Proxy {
             }
         };
 
+        if let (true, Some(hops)) = (outcome.token, self.token_hop_limit) {
+            // The TTL goes back up only a flush after a reset, and a retransmitted segment could
+            // carry the higher one: a connection that carried a token ends with it.
+            ttl.set(u32::from(hops));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let status = response.status().as_u16();
         let bytes = usize::try_from(response.body().size_hint().exact().unwrap_or(0)).unwrap_or(0);
         let elapsed = started.elapsed();
@@ -227,8 +247,14 @@ impl Proxy {
                     upstream_ms: Some(millis(answer.elapsed)),
                     rule: decision.rule,
                     error: None,
+                    token: false,
                 };
-                (relay(answer, granted_ttl), outcome)
+                let response = relay(answer, granted_ttl);
+                let outcome = Outcome {
+                    token: granted_ttl.is_some() && response.status().is_success(),
+                    ..outcome
+                };
+                (response, outcome)
             }
             Err(err) => (
                 self.upstream_failed(&err, pod_name, &decision),
@@ -238,6 +264,7 @@ impl Proxy {
                     upstream_ms: None,
                     error: Some(err.kind()),
                     rule: decision.rule,
+                    token: false,
                 },
             ),
         }
@@ -265,6 +292,7 @@ fn refused(reason: Reason, rule: Option<Arc<str>>) -> Outcome {
         rule,
         upstream_ms: None,
         error: None,
+        token: false,
     }
 }
 

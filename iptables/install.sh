@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Installs the netfilter rules that send pods' metadata-service traffic to imds-guard, for
+# operators who manage netfilter themselves. The same rules as `imds-guard iptables install`.
+#
+#   install.sh [--print] LISTEN [INTERFACE...]
+#
+# LISTEN is imds-guard's server.listen: the node's address (DNAT), 0.0.0.0:PORT or [::]:PORT
+# (REDIRECT). INTERFACEs are pod interface patterns (default: eni+ cali+ cni0 weave lxc+).
+# --print shows the iptables-restore input and changes nothing.
+#
+# Environment: IMDS_GUARD_BACKEND=auto|legacy|nft (default auto: the backend the host uses).
+# IMDS_GUARD_SAVE_V4 / IMDS_GUARD_SAVE_V6 (with --print): files holding iptables-save /
+# ip6tables-save output to plan against instead of the live rules; IPv6 is planned only when
+# IMDS_GUARD_SAVE_V6 is given.
+#
+# Idempotent: our chain IMDS-GUARD is rewritten in one iptables-restore --noflush transaction per
+# table, missing jumps are inserted, and jumps to our chain that are not wanted are deleted. No
+# other chain or rule is touched. Afterwards the tracked connections to the metadata service that
+# bypassed the rules (opened before them) are deleted.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=common.sh
+. "$here/common.sh"
+
+print=no
+if [ "${1:-}" = --print ]; then
+  print=yes
+  shift
+fi
+[ $# -ge 1 ] || die "usage: install.sh [--print] LISTEN [INTERFACE...]"
+listen=$1
+shift
+[ $# -ge 1 ] || set -- eni+ cali+ cni0 weave lxc+
+
+# Pod interface patterns, without repeats, in order.
+interfaces=()
+for iface in "$@"; do
+  case " ${interfaces[*]:-} " in *" $iface "*) ;; *) interfaces+=("$iface") ;; esac
+done
+
+case "$listen" in
+  \[*\]:*) host=${listen#\[}; host=${host%%\]*}; port=${listen##*\]:} ;;
+  *:*) host=${listen%:*}; port=${listen##*:} ;;
+  *) die "LISTEN must be ADDRESS:PORT, as server.listen" ;;
+esac
+case "$port" in '' | *[!0-9]*) die "LISTEN $listen: no port" ;; esac
+[ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "$listen has port 0: the rules need the port the proxy listens on"
+case "$host" in
+  127.* | ::1 | ::ffff:127.*)
+    die "$listen is a loopback address: pod traffic DNATed from PREROUTING to loopback is dropped by the kernel (unless route_localnet is set); listen on the node's address or on 0.0.0.0" ;;
+  0.0.0.0 | ::) v4_target="-j REDIRECT --to-ports $port" ;;
+  *:*) die "$listen is an IPv6 address: pods' IPv4 traffic cannot be DNATed to it; listen on the node's IPv4 address, on 0.0.0.0 or on [::]" ;;
+  *) v4_target="-j DNAT --to-destination $host:$port" ;;
+esac
+
+# Tables of a family, one per line: TABLE HOOK, then its rules as "TABLE rule" lines.
+wanted_tables() {
+  if [ "$1" = 4 ]; then
+    echo "nat PREROUTING"
+  else
+    [ "$host" = :: ] && echo "nat PREROUTING"
+    echo "filter FORWARD"
+  fi
+}
+wanted_rules() { # family table
+  local reject="-j REJECT --reject-with icmp6-adm-prohibited"
+  case "$1 $2" in
+    "4 nat") echo "-d 169.254.169.254/32 -p tcp -m tcp --dport 80 $v4_target" ;;
+    "6 nat") echo "-d fd00:ec2::254/128 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports $port" ;;
+    "6 filter")
+      echo "-d ::ffff:169.254.169.254/128 $reject"
+      echo "-d fd00:ec2::254/128 $reject" ;;
+  esac
+}
+
+# The iptables-restore input that turns the save text in $2 into our rule set for family $1.
+install_payload() {
+  local family=$1 current=$2 table hook rule jump i
+  local used=" "
+  while read -r table hook; do
+    used="$used$table "
+    printf '*%s\n:%s - [0:0]\n-F %s\n' "$table" "$CHAIN" "$CHAIN"
+    while IFS= read -r rule; do
+      printf -- '-A %s %s\n' "$CHAIN" "$rule"
+    done < <(wanted_rules "$family" "$table")
+    local present=()
+    for i in "${!interfaces[@]}"; do present[i]=no; done
+    while IFS= read -r jump; do
+      local keep=no
+      for i in "${!interfaces[@]}"; do
+        if [ "$jump" = "-A $hook -i ${interfaces[i]} -j $CHAIN" ] && [ "${present[i]}" = no ]; then
+          present[i]=yes
+          keep=yes
+          break
+        fi
+      done
+      [ "$keep" = yes ] || printf -- '-D %s\n' "${jump#-A }"
+    done < <(printf '%s\n' "$current" | table_jumps "$table")
+    for ((i = ${#interfaces[@]} - 1; i >= 0; i--)); do
+      [ "${present[i]}" = yes ] || printf -- '-I %s -i %s -j %s\n' "$hook" "${interfaces[i]}" "$CHAIN"
+    done
+    echo COMMIT
+  done < <(wanted_tables "$family")
+  for table in $(printf '%s\n' "$current" | tables_with_chain); do
+    case "$used" in *" $table "*) ;; *) remove_section "$table" "$current" ;; esac
+  done
+}
+
+# The rules of family $1 as iptables-save prints them, one "TABLE RULE" per line.
+expected_lines() {
+  local family=$1 table hook iface rule
+  while read -r table hook; do
+    for iface in "${interfaces[@]}"; do echo "$table -A $hook -i $iface -j $CHAIN"; done
+    wanted_rules "$family" "$table" | while IFS= read -r rule; do echo "$table -A $CHAIN $rule"; done
+  done < <(wanted_tables "$family")
+}
+
+if [ "$print" = yes ] && [ -n "${IMDS_GUARD_SAVE_V4:-}" ]; then
+  case "${IMDS_GUARD_BACKEND:-auto}" in
+    legacy) suffix=-legacy ;; nft) suffix=-nft ;; *) suffix="" ;;
+  esac
+  families=(4)
+  [ -n "${IMDS_GUARD_SAVE_V6:-}" ] && families+=(6)
+else
+  suffix=$(detect_backend)
+  families=(4)
+  if have "ip6tables$suffix-restore" && ipv6_enabled; then families+=(6); fi
+fi
+
+for family in "${families[@]}"; do
+  cmd=iptables
+  [ "$family" = 6 ] && cmd=ip6tables
+  if [ "$print" = yes ] && [ -n "${IMDS_GUARD_SAVE_V4:-}" ]; then
+    file_var=IMDS_GUARD_SAVE_V$family
+    current=$(cat "${!file_var}")
+  else
+    current=$(run "$cmd$suffix-save")
+  fi
+  payload=$(install_payload "$family" "$current")
+  if [ "$print" = yes ]; then
+    printf '# %s --noflush --wait=%s\n%s\n' "$cmd$suffix-restore" "$WAIT_SECONDS" "$payload"
+    continue
+  fi
+  printf '%s\n' "$payload" | run "$cmd$suffix-restore" --noflush --wait="$WAIT_SECONDS"
+  # Check: every rule we want is there now.
+  after=$(run "$cmd$suffix-save")
+  while read -r table rule; do
+    printf '%s\n' "$after" | table_rules "$table" | grep -qxF -- "$rule" ||
+      die "not in place after install: $cmd -t $table $rule"
+  done < <(expected_lines "$family")
+done
+[ "$print" = yes ] && exit 0
+
+# NAT is decided on a connection's first packet: connections to the metadata service opened
+# before the rules keep reaching it until their tracking entries are deleted. conntrack exits 1
+# when nothing matched.
+have conntrack || die "conntrack not found: apt-get install conntrack (the rules are installed, but connections opened before them were not cleared)"
+for family in "${families[@]}"; do
+  if [ "$family" = 4 ]; then f=ipv4 addr=169.254.169.254; else f=ipv6 addr=fd00:ec2::254; fi
+  if ! said=$(run conntrack -D -f "$f" -p tcp --orig-dst "$addr" --orig-port-dst 80 --reply-src "$addr" 2>&1); then
+    case "$said" in *" 0 flow entries"*) ;; *) die "conntrack failed: $said" ;; esac
+  fi
+done
+if [ ${#families[@]} -gt 1 ]; then what="IPv4 and IPv6"; else what=IPv4; fi
+echo "imds-guard: rules installed with iptables$suffix ($what)"
