@@ -4,9 +4,11 @@
 //! pod ─► PREROUTING -i <pod interface> ─► IMDS-GUARD ─► DNAT 169.254.169.254:80 ─► proxy
 //! ```
 //!
-//! `rules` is the rule set as data and the restore text that installs or removes it (pure).
+//! `rules` is the rule set as data and the restore text that installs or removes it, `save`
+//! reads what is installed (both pure).
 //! `tools` finds the iptables backend the host uses and runs its commands.
 pub mod rules;
+mod save;
 pub mod tools;
 
 use std::net::{IpAddr, SocketAddr};

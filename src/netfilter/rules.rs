@@ -5,9 +5,10 @@
 //! are written exactly as `iptables-save` prints them (legacy and nf_tables print the same text), so
 //! what is installed and what is found compare as strings.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::save::{parse_save, SavedTable};
 
 /// Our one chain, in every table we use. Anything that jumps to it is ours too.
 pub const CHAIN: &str = "IMDS-GUARD";
@@ -336,42 +337,6 @@ impl fmt::Display for Diff {
     }
 }
 
-/// One table of `iptables-save` output.
-struct SavedTable<'a> {
-    name: &'a str,
-    chains: Vec<&'a str>,
-    /// `-A …` lines, in order.
-    rules: Vec<&'a str>,
-}
-
-impl<'a> SavedTable<'a> {
-    fn has_chain(&self) -> bool {
-        self.chains.contains(&CHAIN)
-    }
-
-    /// Rules of other chains whose target is our chain.
-    fn jumps(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.rules.iter().copied().filter(|r| is_jump(r))
-    }
-
-    /// The rules of our chain.
-    fn own_rules(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.rules
-            .iter()
-            .copied()
-            .filter(|r| chain_of(r) == Some(CHAIN))
-    }
-}
-
-fn chain_of(rule: &str) -> Option<&str> {
-    rule.strip_prefix("-A ")?.split(' ').next()
-}
-
-fn is_jump(rule: &str) -> bool {
-    chain_of(rule) != Some(CHAIN)
-        && (rule.ends_with(&format!(" -j {CHAIN}")) || rule.ends_with(&format!(" -g {CHAIN}")))
-}
-
 /// `-A X spec` becomes `-D X spec`.
 fn delete(rule: &str) -> String {
     format!("-D {}\n", rule.strip_prefix("-A ").unwrap_or(rule))
@@ -384,38 +349,6 @@ fn remove_section(table: &SavedTable<'_>) -> String {
     }
     out.push_str(&format!("-F {CHAIN}\n-X {CHAIN}\nCOMMIT\n"));
     out
-}
-
-/// Reads `iptables-save` output: tables, their chains and their `-A` rules. Comments, counters
-/// and anything unknown are skipped.
-fn parse_save(text: &str) -> Vec<SavedTable<'_>> {
-    let mut tables: Vec<SavedTable<'_>> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut current: Option<usize> = None;
-    for line in text.lines().map(str::trim_end) {
-        if let Some(name) = line.strip_prefix('*') {
-            let i = *index.entry(name).or_insert_with(|| {
-                tables.push(SavedTable {
-                    name,
-                    chains: Vec::new(),
-                    rules: Vec::new(),
-                });
-                tables.len() - 1
-            });
-            current = Some(i);
-        } else if line == "COMMIT" {
-            current = None;
-        } else if let Some(table) = current.and_then(|i| tables.get_mut(i)) {
-            if let Some(decl) = line.strip_prefix(':') {
-                if let Some(chain) = decl.split(' ').next() {
-                    table.chains.push(chain);
-                }
-            } else if line.starts_with("-A ") {
-                table.rules.push(line);
-            }
-        }
-    }
-    tables
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! host's own rules and interfaces are never touched.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,6 +84,11 @@ impl Ns {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// [`Ns::ok`] for a command line of plain words (split at spaces; no quoting).
+    pub fn sh(&self, line: &str) -> String {
+        self.ok(&line.split(' ').collect::<Vec<_>>())
     }
 
     /// Starts a long-running `args` inside the namespace; stdout and stderr are collected.
@@ -168,8 +175,9 @@ impl Proc {
 
     /// Sends SIGTERM and waits up to `limit` for it to exit.
     pub fn terminate(&mut self, limit: Duration) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+        // The shell's own `kill`: no other package needed.
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
             .status();
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
