@@ -4,7 +4,7 @@
 //! The data path, and the modules that follow it:
 //!
 //! ```text
-//! pod ──tcp 169.254.169.254:80──► node netfilter: DNAT to the guard's listener
+//! pod ──tcp 169.254.169.254:80──► node netfilter: DNAT to the guard's listener   (netfilter)
 //!     ──► proxy      accept, read one HTTP/1 request            (proxy)
 //!     ──► identify   source IP ─► pod                           (inventory)
 //!     ──► check      strict request target, method, body        (policy::target, imds)

@@ -305,8 +305,9 @@ fn pods_are_intercepted_by_real_netfilter_rules() {
             "http://[::ffff:169.254.169.254]/latest/meta-data/instance-id",
         ],
     );
-    assert_ne!(
-        mapped.status, 200,
+    // A socket connecting to the mapped address sends IPv4: the proxy answers, not the service.
+    assert_eq!(
+        mapped.status, 403,
         "the IPv4-mapped address got through: {mapped:?}"
     );
     let own = get(node, "/latest/meta-data/instance-id", None);
