@@ -1,0 +1,46 @@
+//! `[imdsv2] hop_limit` on the request path: a successful token answer ends its connection, so
+//! that nothing sent after it on that connection could leave with the low TTL undone; every other
+//! answer, and every answer without the key, keeps the connection. (That the TTL itself is applied
+//! is shown with real routing in `tests/e2e_netns.rs`; on loopback it cannot be observed.)
+
+mod support;
+
+use imds_guard::emulator::EmulatorOptions;
+use support::*;
+
+const TTL: (&str, &str) = ("x-aws-ec2-metadata-token-ttl-seconds", "60");
+
+fn closes(answer: &Answer) -> bool {
+    answer
+        .headers
+        .get("connection")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+}
+
+#[tokio::test]
+async fn a_token_answer_with_a_hop_limit_closes_its_connection() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = Guard::start(&config("[imdsv2]\nhop_limit = 2"), emu.addr).await;
+
+    let token = request(LABELLED, guard.proxy, "PUT", "/latest/api/token", &[TTL]).await;
+    assert_eq!(token.status, 200, "{}", token.text());
+    assert!(closes(&token), "{:?}", token.headers);
+    assert_eq!(token.headers[TTL.0], "60");
+
+    let read = get(LABELLED, guard.proxy, "/latest/meta-data/instance-id").await;
+    assert_eq!(read.status, 200);
+    assert!(!closes(&read), "{:?}", read.headers);
+    // A refused token request carries no token: nothing to protect.
+    let refused = request(TEST, guard.proxy, "PUT", "/latest/api/token", &[TTL]).await;
+    assert_eq!(refused.status, 403);
+    assert!(!closes(&refused), "{:?}", refused.headers);
+}
+
+#[tokio::test]
+async fn without_a_hop_limit_token_answers_keep_the_connection() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = Guard::start(&config(""), emu.addr).await;
+    let token = request(LABELLED, guard.proxy, "PUT", "/latest/api/token", &[TTL]).await;
+    assert_eq!(token.status, 200, "{}", token.text());
+    assert!(!closes(&token), "{:?}", token.headers);
+}
