@@ -201,6 +201,8 @@ pub fn remove(backend: Backend) -> Result<Vec<(Variant, usize)>, NetfilterError>
         });
     }
     let mut removed = Vec::new();
+    let mut unreadable = None;
+    let tried = variants.len();
     for variant in variants {
         let tools = Tools {
             variant,
@@ -212,6 +214,12 @@ pub fn remove(backend: Backend) -> Result<Vec<(Variant, usize)>, NetfilterError>
                 Ok(text) => text,
                 // No IPv6 in this kernel: there is nothing of ours to remove there.
                 Err(_) if family == Family::V6 => continue,
+                // A backend whose rules cannot be read (its kernel modules are missing, say)
+                // cannot hold ours; if none can be read, that is the error.
+                Err(e) if backend == Backend::Auto => {
+                    unreadable.get_or_insert((0, e)).0 += 1;
+                    break;
+                }
                 Err(e) => return Err(e),
             };
             let ours = rules::ours(family, &current);
@@ -226,7 +234,10 @@ pub fn remove(backend: Backend) -> Result<Vec<(Variant, usize)>, NetfilterError>
             removed.push((variant, count));
         }
     }
-    Ok(removed)
+    match unreadable {
+        Some((failed, e)) if failed == tried => Err(e),
+        _ => Ok(removed),
+    }
 }
 
 /// Deletes the tracked connections to the metadata service that were not redirected to the

@@ -109,21 +109,19 @@ impl Tools {
             Backend::Legacy => require(Variant::Legacy)?,
             Backend::Nft => require(Variant::Nft)?,
             Backend::Auto => {
-                let save_all = |variant: Variant| -> Result<Option<String>, NetfilterError> {
-                    if find(&variant.program(Family::V4, "save")).is_none() {
-                        return Ok(None);
-                    }
-                    let mut text = save(variant, Family::V4)?;
-                    if find(&variant.program(Family::V6, "save")).is_some() && ipv6_enabled() {
-                        text.push_str(&save(variant, Family::V6)?);
-                    }
-                    Ok(Some(text))
+                // A backend whose rules cannot be read (its kernel modules are missing, say)
+                // cannot be the one the host uses; only when neither can be read is it an error.
+                let (legacy, nft) = (read_all(Variant::Legacy), read_all(Variant::Nft));
+                let readable = |r: &Result<Option<String>, NetfilterError>| match r {
+                    Ok(text) => text.clone(),
+                    Err(_) => None,
                 };
-                let legacy = save_all(Variant::Legacy)?;
-                let nft = save_all(Variant::Nft)?;
-                match choose(legacy.as_deref(), nft.as_deref()) {
+                match choose(readable(&legacy).as_deref(), readable(&nft).as_deref()) {
                     Some(variant) => variant,
-                    None => require(Variant::Plain)?,
+                    None => match (legacy, nft) {
+                        (Err(e), _) | (_, Err(e)) => return Err(e),
+                        _ => require(Variant::Plain)?,
+                    },
                 }
             }
         };
@@ -168,6 +166,21 @@ fn require(variant: Variant) -> Result<Variant, NetfilterError> {
             package: "iptables",
         }),
     }
+}
+
+/// Both families' rules of a backend; `None` when its commands are not installed. IPv6 is left
+/// out when it cannot be read (no IPv6 in the kernel).
+fn read_all(variant: Variant) -> Result<Option<String>, NetfilterError> {
+    if find(&variant.program(Family::V4, "save")).is_none() {
+        return Ok(None);
+    }
+    let mut text = save(variant, Family::V4)?;
+    if find(&variant.program(Family::V6, "save")).is_some() && ipv6_enabled() {
+        if let Ok(v6) = save(variant, Family::V6) {
+            text.push_str(&v6);
+        }
+    }
+    Ok(Some(text))
 }
 
 fn save(variant: Variant, family: Family) -> Result<String, NetfilterError> {
@@ -241,7 +254,10 @@ pub fn run(program: &str, args: &[String], input: Option<&str>) -> Result<Ran, N
     }
     let output = child.wait_with_output().map_err(spawn_error)?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    let mut stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    if stderr.contains("Permission denied") || stderr.contains("must be root") {
+        stderr.push_str(" (netfilter needs root, or CAP_NET_ADMIN)");
+    }
     if output.status.success() {
         Ok(Ran { stdout, stderr })
     } else {
