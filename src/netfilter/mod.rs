@@ -4,9 +4,11 @@
 //! pod ─► PREROUTING -i <pod interface> ─► IMDS-GUARD ─► DNAT 169.254.169.254:80 ─► proxy
 //! ```
 //!
-//! `rules` is the rule set as data and the restore text that installs or removes it, `save`
-//! reads what is installed (both pure).
-//! `tools` finds the iptables backend the host uses and runs its commands.
+//! `rules` is the rule set as data and the restore text that installs or removes it; `save` reads
+//! what is installed (both pure, tested without root). `tools` finds the iptables backend the host
+//! uses and runs its commands. This module puts them together: install, status, remove, and the
+//! clearing of connections older than the rules.
+
 pub mod rules;
 mod save;
 pub mod tools;
@@ -39,7 +41,7 @@ pub enum NetfilterError {
         status: String,
         stderr: String,
     },
-    #[error("the rules are not as installed; another writer changed them:\n{0}")]
+    #[error("after install the rules are not as expected (did another writer change them?):\n{0}")]
     NotInPlace(Diff),
     /// The rules are in place, but connections opened before them may still reach the service.
     #[error(
