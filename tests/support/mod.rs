@@ -3,6 +3,8 @@
 //! what was forwarded.
 #![allow(dead_code)]
 
+pub mod fake_api;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
