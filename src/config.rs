@@ -36,9 +36,12 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
-    /// Where pods' (DNATed) requests arrive.
+    /// Where pods' (DNATed) requests arrive. `${VAR}` is replaced from the environment, so a
+    /// DaemonSet can listen on `${HOST_IP}:8181`.
+    #[serde(deserialize_with = "env_addr")]
     pub listen: SocketAddr,
-    /// `/healthz`, `/readyz`, `/metrics`.
+    /// `/healthz`, `/readyz`, `/metrics`; `${VAR}` expanded as for `listen`.
+    #[serde(deserialize_with = "env_addr")]
     pub admin_listen: SocketAddr,
     pub mode: Mode,
     /// How long in-flight requests may take to finish after SIGTERM.
@@ -54,6 +57,41 @@ impl Default for Server {
             shutdown_grace_seconds: 10,
         }
     }
+}
+
+/// Reads a socket address, replacing `${VAR}` from the process environment first.
+fn env_addr<'de, D: serde::Deserializer<'de>>(de: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(de)?;
+    let expanded =
+        expand_env(&text, |name| std::env::var(name).ok()).map_err(serde::de::Error::custom)?;
+    expanded.parse().map_err(|e| {
+        serde::de::Error::custom(format!("`{expanded}` is not an address with a port ({e})"))
+    })
+}
+
+/// Replaces every `${NAME}` in `text` with `lookup(NAME)`; an unset or empty variable is an error
+/// (listening on `:8181` by accident would be worse than not starting).
+pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `${{` in `{text}`"))?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("`${{{name}}}` is not a variable name"));
+        }
+        match lookup(name).filter(|v| !v.is_empty()) {
+            Some(value) => out.push_str(&value),
+            None => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Enforce the policy, or only report what it would deny.

@@ -116,7 +116,7 @@ interfaces = ["cali+"]
 fn refusals_name_the_key_and_reason() {
     let cases: &[(&str, &str)] = &[
         ("[server]\nlsiten = \"127.0.0.1:1\"", "server.lsiten: unknown field `lsiten`, expected one of `listen`"),
-        ("[server]\nlisten = \"localhost\"", "server.listen: invalid socket address"),
+        ("[server]\nlisten = \"localhost\"", "server.listen: `localhost` is not an address with a port"),
         ("[server]\nlisten = 8181", "server.listen: invalid type"),
         ("[server]\nmode = \"enforcing\"", "server.mode: unknown variant `enforcing`"),
         ("[server]\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:1\"", "server.admin_listen: must differ"),
@@ -211,4 +211,39 @@ fn netfilter_and_hop_limit_keys() {
     assert_eq!(config.token_hop_limit, Some(2));
     assert!(config.netfilter.manage);
     assert_eq!(config.netfilter.backend, crate::netfilter::Backend::Legacy);
+}
+
+#[test]
+fn environment_variables_expand_in_addresses() {
+    let env = |name: &str| match name {
+        "HOST_IP" => Some("10.0.3.7".to_string()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    assert_eq!(expand_env("${HOST_IP}:8181", env).unwrap(), "10.0.3.7:8181");
+    assert_eq!(
+        expand_env("[${HOST_IP}]:${HOST_IP}", env).unwrap(),
+        "[10.0.3.7]:10.0.3.7"
+    );
+    assert_eq!(expand_env("127.0.0.1:8181", env).unwrap(), "127.0.0.1:8181");
+    assert_eq!(
+        expand_env("${NOPE}:1", env).unwrap_err(),
+        "environment variable NOPE is not set"
+    );
+    assert_eq!(
+        expand_env("${EMPTY}:1", env).unwrap_err(),
+        "environment variable EMPTY is not set"
+    );
+    assert!(expand_env("${HOST_IP:1", env)
+        .unwrap_err()
+        .contains("unclosed"));
+    assert!(expand_env("${A-B}:1", env)
+        .unwrap_err()
+        .contains("not a variable name"));
+    // Through the config: an unset variable names the key.
+    let got = err("[server]\nlisten = \"${IMDS_GUARD_TEST_SURELY_UNSET}:8181\"\n");
+    assert!(
+        got.contains("server.listen: environment variable IMDS_GUARD_TEST_SURELY_UNSET is not set"),
+        "{got}"
+    );
 }
