@@ -250,6 +250,8 @@ fn pods_are_intercepted_by_real_netfilter_rules() {
     // 2. install, twice: the same rule set; status 0; the foreign rules untouched.
     let (code, out) = iptables(node, "install", &dnat);
     assert_eq!(code, Some(0), "{out}");
+    // The early connections (the keep-alive one among them) were cleared, not just tolerated.
+    assert!(!out.contains(" 0 connection(s)"), "{out}");
     let once = node.rules();
     let (code, out) = iptables(node, "install", &dnat);
     assert_eq!(code, Some(0), "{out}");
