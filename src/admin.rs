@@ -1,5 +1,6 @@
 //! The admin port: `/healthz`, `/readyz`, `/metrics`. Read-only: nothing here changes state.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,6 +14,8 @@ use crate::metrics::Metrics;
 pub struct Admin {
     pub inventory: Arc<Index>,
     pub metrics: Arc<Metrics>,
+    /// Whether the interception rules are in place (always true when netfilter is not managed).
+    pub rules_ok: Arc<AtomicBool>,
 }
 
 impl Admin {
@@ -24,9 +27,16 @@ impl Admin {
         match request.uri().path() {
             // The process is up and answering.
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            // Pods can be served: the inventory has its first complete view.
-            "/readyz" if self.inventory.is_ready() => text(StatusCode::OK, "ready\n"),
-            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "inventory not synced\n"),
+            // Pods are protected and can be served: the inventory has its first complete view
+            // and, when managed, the interception rules are in place.
+            "/readyz" if !self.inventory.is_ready() => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "inventory not synced\n")
+            }
+            "/readyz" if !self.rules_ok.load(Ordering::Relaxed) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "netfilter rules not in place\n",
+            ),
+            "/readyz" => text(StatusCode::OK, "ready\n"),
             "/metrics" => {
                 self.metrics
                     .inventory_pods

@@ -38,7 +38,7 @@ pub struct ConfigArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy: identify pods, apply the policy, forward or refuse, audit.
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Serve an AWS-faithful instance metadata service emulator.
     Emulate(EmulateArgs),
     /// Validate a config file: exit 0 if valid, otherwise name the key and why.
@@ -72,6 +72,19 @@ pub struct IptablesInstallArgs {
     /// Print the iptables-restore input that would be applied, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Remove this taint (e.g. imds-guard/not-ready) from the node once the rules are in place
+    /// and the inventory is synced. Kubernetes source only; needs get and patch on nodes.
+    #[arg(long, value_name = "KEY")]
+    pub remove_startup_taint: Option<String>,
+    /// How often to check the config file for changes, in milliseconds (0: reload on SIGHUP only).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub watch_config_ms: u64,
 }
 
 #[derive(Debug, Args)]

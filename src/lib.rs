@@ -32,4 +32,6 @@ pub mod net;
 pub mod netfilter;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod server;
+pub mod taint;

@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use imds_guard::cli::{self, Cli, Command};
-use imds_guard::{audit, config, emulator, server};
+use imds_guard::{audit, config, emulator, reload, server};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -113,10 +114,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn run(args: cli::ConfigArg) -> anyhow::Result<()> {
+async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
+    let path = args.config.config;
     // The config is refused before any port is bound.
-    let config =
-        config::load(&args.config).with_context(|| format!("{}", args.config.display()))?;
+    let loaded = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let config = config::parse(&loaded).with_context(|| format!("{}", path.display()))?;
     let listeners = server::Listeners {
         proxy: bind(config.server.listen, "server.listen").await?,
         admin: bind(config.server.admin_listen, "server.admin_listen").await?,
@@ -130,8 +133,39 @@ async fn run(args: cli::ConfigArg) -> anyhow::Result<()> {
         },
     };
     let audit: Arc<dyn audit::Sink> = Arc::new(audit::Stdout::new());
-    server::run(config, listeners, audit, shutdown_signal()).await?;
+    let extras = server::Extras {
+        reload: Some(reload::Reload {
+            path,
+            loaded,
+            poll: (args.watch_config_ms > 0).then(|| Duration::from_millis(args.watch_config_ms)),
+            requests: reload_requests(),
+        }),
+        remove_startup_taint: args.remove_startup_taint,
+    };
+    server::run_with(config, listeners, audit, shutdown_signal(), extras).await?;
     Ok(())
+}
+
+/// One message per SIGHUP.
+fn reload_requests() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the config");
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; the config file is still watched")
+        }
+    }
+    rx
 }
 
 async fn emulate(args: cli::EmulateArgs) -> anyhow::Result<()> {

@@ -24,6 +24,18 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
+/// Labels of the config reload counter: `ok` or `refused`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
+/// Labels of the Kubernetes watch counters: `pods` or `namespaces`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    pub watch: &'static str,
+}
+
 /// Every metric the guard exports.
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +44,16 @@ pub struct Metrics {
     pub upstream_duration: Histogram,
     pub upstream_errors: Family<ErrorLabels, Counter>,
     pub inventory_pods: Gauge,
+    /// 1 once the inventory has its first complete view.
+    pub inventory_ready: Gauge,
+    /// Complete (re)lists applied: 1 after start, one more after each 410 Gone or restart.
+    pub watch_relists: Family<WatchLabels, Counter>,
+    /// Watch errors (API server unreachable, 410 Gone, …), each followed by a retry.
+    pub watch_errors: Family<WatchLabels, Counter>,
+    pub config_reloads: Family<ReloadLabels, Counter>,
+    /// 1 when the managed netfilter rules were last found complete, 0 when not; absent when
+    /// netfilter is not managed.
+    pub netfilter_rules_ok: Gauge,
 }
 
 impl Metrics {
@@ -69,8 +91,43 @@ impl Metrics {
             "Pods in the inventory",
             inventory_pods.clone(),
         );
+        let inventory_ready = Gauge::default();
+        registry.register(
+            "inventory_ready",
+            "1 once the inventory has its first complete view",
+            inventory_ready.clone(),
+        );
+        let watch_relists = Family::<WatchLabels, Counter>::default();
+        registry.register(
+            "watch_relists",
+            "Complete lists applied by the Kubernetes watches",
+            watch_relists.clone(),
+        );
+        let watch_errors = Family::<WatchLabels, Counter>::default();
+        registry.register(
+            "watch_errors",
+            "Kubernetes watch errors, each followed by a retry",
+            watch_errors.clone(),
+        );
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads by result (ok, refused)",
+            config_reloads.clone(),
+        );
+        let netfilter_rules_ok = Gauge::default();
+        registry.register(
+            "netfilter_rules_ok",
+            "1 when the managed netfilter rules were last found complete",
+            netfilter_rules_ok.clone(),
+        );
         Self {
             registry,
+            inventory_ready,
+            watch_relists,
+            watch_errors,
+            config_reloads,
+            netfilter_rules_ok,
             requests,
             request_duration,
             upstream_duration,

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ use crate::net::{TtlHandle, TtlStream};
 use crate::netfilter::{self, NetfilterError, Settings};
 use crate::proxy::upstream::Upstream;
 use crate::proxy::Proxy;
+use crate::reload::{self, Live, Reload};
+use crate::taint;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,7 +54,22 @@ pub enum RunError {
     Task(String),
     #[error(transparent)]
     Kubernetes(#[from] KubeError),
+    #[error("--remove-startup-taint needs [inventory] source = \"kubernetes\"")]
+    TaintNeedsKubernetes,
 }
+
+/// What `run_with` takes beyond the config and the listeners.
+#[derive(Default)]
+pub struct Extras {
+    /// Reload the policy on request and on a change of the config file.
+    pub reload: Option<Reload>,
+    /// Remove this taint from the node once the rules are in place and the inventory is synced
+    /// (Kubernetes source only): new nodes then stay unschedulable until the guard protects them.
+    pub remove_startup_taint: Option<String>,
+}
+
+/// How often managed netfilter rules are checked, and put back if something removed them.
+const NETFILTER_CHECK: Duration = Duration::from_secs(30);
 
 /// Runs the guard until `shutdown` resolves, then drains within the configured grace period.
 pub async fn run(
@@ -60,6 +78,20 @@ pub async fn run(
     audit: Arc<dyn audit::Sink>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with(config, listeners, audit, shutdown, Extras::default()).await
+}
+
+/// [`run`] with reloading and the start-up taint.
+pub async fn run_with(
+    config: Config,
+    listeners: Listeners,
+    audit: Arc<dyn audit::Sink>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    extras: Extras,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    // Whether the interception rules are in place; always true when netfilter is not managed.
+    let rules_ok = Arc::new(AtomicBool::new(true));
     if config.netfilter.manage {
         // Before serving: pods that connect meanwhile wait in the listen backlog. The rules stay
         // when the guard stops, so pods fail closed rather than reach the service directly.
@@ -74,9 +106,19 @@ pub async fn run(
             cleared_connections = done.cleared,
             "netfilter rules installed and verified"
         );
+        metrics.netfilter_rules_ok.set(1);
     }
-    // Inventory feeders run until shutdown; dropping the set stops them.
+    // Background work (inventory feeders, reload, rule checks) runs until shutdown.
     let mut sources = tokio::task::JoinSet::new();
+    if config.netfilter.manage {
+        let settings = Settings::from_config(&config);
+        sources.spawn(keep_rules(
+            settings,
+            Arc::clone(&rules_ok),
+            Arc::clone(&metrics),
+        ));
+    }
+    let mut kube_client = None;
     let (inventory, unknown_source_grace) = match config.inventory.source {
         Source::Static => {
             let index = Index::new();
@@ -95,12 +137,18 @@ pub async fn run(
             tracing::info!(node = %node, namespaces, "watching this node's pods; not ready until the first list");
             sources.spawn(kubernetes::watch_pods(
                 client.clone(),
-                node,
+                node.clone(),
                 Arc::clone(&index),
+                Arc::clone(&metrics),
             ));
             if namespaces {
-                sources.spawn(kubernetes::watch_namespaces(client, Arc::clone(&index)));
+                sources.spawn(kubernetes::watch_namespaces(
+                    client.clone(),
+                    Arc::clone(&index),
+                    Arc::clone(&metrics),
+                ));
             }
+            kube_client = Some((client, node));
             (index, config.inventory.unknown_source_grace)
         }
     };
@@ -126,18 +174,39 @@ pub async fn run(
         });
     }
 
-    let metrics = Arc::new(Metrics::new());
+    if let Some(key) = extras.remove_startup_taint {
+        let Some((client, node)) = kube_client.clone() else {
+            return Err(RunError::TaintNeedsKubernetes);
+        };
+        let (index, rules_ok) = (Arc::clone(&inventory), Arc::clone(&rules_ok));
+        sources.spawn(async move {
+            wait_until_protected(&index, &rules_ok).await;
+            taint::remove_until_done(client, &node, &key).await;
+        });
+    }
+    let live = Arc::new(Live::new(&config));
+    if let Some(reload) = extras.reload {
+        sources.spawn(reload::watch(
+            reload,
+            config.clone(),
+            Arc::clone(&live),
+            Arc::clone(&inventory),
+            Arc::clone(&metrics),
+        ));
+    }
     let proxy = Arc::new(Proxy {
-        policy: Arc::clone(&config.policy),
+        live,
         inventory: Arc::clone(&inventory),
         upstream: Upstream::new(&config.upstream),
         audit,
         metrics: Arc::clone(&metrics),
-        mode: config.server.mode,
         unknown_source_grace,
-        token_hop_limit: config.token_hop_limit,
     });
-    let admin = Arc::new(Admin { inventory, metrics });
+    let admin = Arc::new(Admin {
+        inventory,
+        metrics,
+        rules_ok,
+    });
 
     tracing::info!(
         listen = ?listeners.proxy.local_addr().ok(),
@@ -179,6 +248,54 @@ pub async fn run(
     }
     sources.shutdown().await;
     Ok(())
+}
+
+/// Checks the managed rules every [`NETFILTER_CHECK`]; puts them back when something removed them
+/// (another tool flushing `nat`, say), and reports their state to `/readyz` and the metrics.
+async fn keep_rules(settings: Settings, rules_ok: Arc<AtomicBool>, metrics: Arc<Metrics>) {
+    let mut ticks = tokio::time::interval(NETFILTER_CHECK);
+    ticks.tick().await; // The first tick is immediate; the rules were just installed.
+    loop {
+        ticks.tick().await;
+        let check = settings.clone();
+        let fine = match tokio::task::spawn_blocking(move || netfilter::status(&check)).await {
+            Ok(Ok(status)) => status.diff.is_empty(),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot check the netfilter rules");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "netfilter check task failed");
+                false
+            }
+        };
+        if !fine {
+            tracing::warn!("netfilter rules are not all in place; installing them again");
+            let again = settings.clone();
+            let installed = tokio::task::spawn_blocking(move || netfilter::install(&again)).await;
+            let ok = matches!(installed, Ok(Ok(_)));
+            if let Ok(Err(e)) = &installed {
+                tracing::error!(error = %e, "netfilter rules could not be put back");
+            }
+            rules_ok.store(ok, Ordering::Relaxed);
+            metrics.netfilter_rules_ok.set(i64::from(ok));
+        } else {
+            rules_ok.store(true, Ordering::Relaxed);
+            metrics.netfilter_rules_ok.set(1);
+        }
+    }
+}
+
+/// Resolves once the inventory is synced and the rules are in place.
+async fn wait_until_protected(index: &Index, rules_ok: &AtomicBool) {
+    let mut changes = index.subscribe();
+    loop {
+        if index.is_ready() && rules_ok.load(Ordering::Relaxed) {
+            return;
+        }
+        // Index updates wake us; the timeout covers a change of the rules' state.
+        let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
+    }
 }
 
 /// Accepts HTTP/1 connections on `listener` until `stop` resolves, then gives open connections

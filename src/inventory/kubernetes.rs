@@ -20,6 +20,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 
 use super::{Index, Pod};
+use crate::metrics::{Metrics, WatchLabels};
 
 /// Why the Kubernetes source could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,10 +126,11 @@ pub fn convert(pod: &KubePod) -> Option<(Pod, Vec<IpAddr>)> {
     Some((pod, ips))
 }
 
-/// Logs a watch's health changes once each, not once per retry.
+/// Logs a watch's health changes once each, not once per retry, and counts them.
 struct Health {
     what: &'static str,
     failing: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Health {
@@ -139,7 +141,14 @@ impl Health {
         }
     }
 
+    fn relisted(&self) {
+        let labels = WatchLabels { watch: self.what };
+        self.metrics.watch_relists.get_or_create(&labels).inc();
+    }
+
     fn failed(&mut self, err: &watcher::Error) {
+        let labels = WatchLabels { watch: self.what };
+        self.metrics.watch_errors.get_or_create(&labels).inc();
         if !self.failing {
             self.failing = true;
             tracing::warn!(watch = self.what, error = %err, "Kubernetes watch failing; serving the last known state and retrying");
@@ -148,13 +157,14 @@ impl Health {
 }
 
 /// Feeds `index` from the node's pods until the task is dropped.
-pub async fn watch_pods(client: Client, node: String, index: Arc<Index>) {
+pub async fn watch_pods(client: Client, node: String, index: Arc<Index>, metrics: Arc<Metrics>) {
     let api: Api<KubePod> = Api::all(client);
     let config = watcher::Config::default().fields(&node_selector(&node));
     let mut events = watcher(api, config).default_backoff().boxed();
     let mut health = Health {
         what: "pods",
         failing: false,
+        metrics,
     };
     let mut fresh: Vec<(Pod, Vec<IpAddr>)> = Vec::new();
     while let Some(event) = events.next().await {
@@ -167,6 +177,7 @@ pub async fn watch_pods(client: Client, node: String, index: Arc<Index>) {
                     Event::InitDone => {
                         let count = fresh.len();
                         index.reset(std::mem::take(&mut fresh));
+                        health.relisted();
                         tracing::info!(node = %node, pods = count, "pod inventory synced");
                     }
                     Event::Apply(pod) => {
@@ -187,7 +198,7 @@ pub async fn watch_pods(client: Client, node: String, index: Arc<Index>) {
 }
 
 /// Feeds `index` with namespace labels until the task is dropped.
-pub async fn watch_namespaces(client: Client, index: Arc<Index>) {
+pub async fn watch_namespaces(client: Client, index: Arc<Index>, metrics: Arc<Metrics>) {
     let api: Api<Namespace> = Api::all(client);
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
@@ -195,6 +206,7 @@ pub async fn watch_namespaces(client: Client, index: Arc<Index>) {
     let mut health = Health {
         what: "namespaces",
         failing: false,
+        metrics,
     };
     let mut fresh = Vec::new();
     let labels = |ns: &Namespace| ns.metadata.labels.clone().unwrap_or_default();
@@ -209,6 +221,7 @@ pub async fn watch_namespaces(client: Client, index: Arc<Index>) {
                     }
                     Event::InitDone => {
                         index.reset_namespaces(std::mem::take(&mut fresh));
+                        health.relisted();
                         tracing::info!("namespace labels synced");
                     }
                     Event::Apply(ns) => {

@@ -24,7 +24,8 @@ use crate::inventory::{Index, Lookup};
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels};
 use crate::net::TtlHandle;
 use crate::policy::target::{parse_target, CanonicalPath};
-use crate::policy::{Decision, Facts, Policy, Reason, Verdict};
+use crate::policy::{Decision, Facts, Reason, Verdict};
+use crate::reload::{Current, Live};
 use upstream::{Answer, Upstream, UpstreamError};
 
 /// Request headers passed to the metadata service; everything else (X-Forwarded-For, hop-by-hop
@@ -51,18 +52,15 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
-    pub policy: Arc<Policy>,
+    /// The policy, mode and hop limit in force; swapped whole on reload.
+    pub live: Arc<Live>,
     pub inventory: Arc<Index>,
     pub upstream: Upstream,
     pub audit: Arc<dyn audit::Sink>,
     pub metrics: Arc<Metrics>,
-    pub mode: Mode,
     /// How long a request from an unknown address waits for the inventory to learn it (the pod
     /// may have started a moment before the watch delivered it). Zero for static inventories.
     pub unknown_source_grace: std::time::Duration,
-    /// The IP TTL of successful token answers (`[imdsv2] hop_limit`), so that a token dies before
-    /// it reaches anything more routing hops away; `None` answers with the normal TTL.
-    pub token_hop_limit: Option<u8>,
 }
 
 /// What the audit line and metrics need to know once the answer is made.
@@ -106,6 +104,8 @@ impl Proxy {
             _ => (None, None),
         };
 
+        // One snapshot for the whole request: a reload mid-request cannot mix two policies.
+        let current = self.live.load();
         let (mut response, outcome, audit_path) = match parse_target(&target) {
             Err(e) => {
                 tracing::info!(%src, target = %shorten(&target), error = %e, "refused request target");
@@ -116,6 +116,7 @@ impl Proxy {
             Ok(path) => {
                 let (response, outcome) = self
                     .decide_and_answer(
+                        &current,
                         &request,
                         &lookup,
                         pod_name.as_deref(),
@@ -128,7 +129,7 @@ impl Proxy {
             }
         };
 
-        if let (true, Some(hops)) = (outcome.token, self.token_hop_limit) {
+        if let (true, Some(hops)) = (outcome.token, current.token_hop_limit) {
             // The TTL goes back up only a flush after a reset, and a retransmitted segment could
             // carry the higher one: a connection that carried a token ends with it.
             ttl.set(u32::from(hops));
@@ -168,8 +169,10 @@ impl Proxy {
         response
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn decide_and_answer(
         &self,
+        current: &Current,
         request: &Request<Incoming>,
         lookup: &Lookup,
         pod_name: Option<&str>,
@@ -193,13 +196,14 @@ impl Proxy {
             has_token,
         };
         let decision = match lookup {
-            Lookup::Found(pod) => self.policy.decide(pod, &facts),
-            Lookup::Unknown => self.policy.refuse(Reason::UnknownSource),
-            Lookup::Ambiguous => self.policy.refuse(Reason::AmbiguousSource),
-            Lookup::NotReady => self.policy.refuse(Reason::NotReady),
+            Lookup::Found(pod) => current.policy.decide(pod, &facts),
+            Lookup::Unknown => current.policy.refuse(Reason::UnknownSource),
+            Lookup::Ambiguous => current.policy.refuse(Reason::AmbiguousSource),
+            Lookup::NotReady => current.policy.refuse(Reason::NotReady),
         };
         let would_deny = decision.verdict == Verdict::Deny;
-        if would_deny && !(self.mode == Mode::Audit && decision.reason.audit_mode_may_forward()) {
+        if would_deny && !(current.mode == Mode::Audit && decision.reason.audit_mode_may_forward())
+        {
             let response = respond::refusal(decision.reason, pod_name, decision.rule.as_deref());
             return (response, refused(decision.reason, decision.rule));
         }

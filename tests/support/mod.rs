@@ -89,6 +89,11 @@ pub struct Guard {
 impl Guard {
     /// Starts the guard with `config` (TOML); `{upstream}` in it is replaced by `upstream`.
     pub async fn start(config: &str, upstream: SocketAddr) -> Guard {
+        Self::start_with(config, upstream, server::Extras::default()).await
+    }
+
+    /// [`Guard::start`] with reloading or the start-up taint.
+    pub async fn start_with(config: &str, upstream: SocketAddr, extras: server::Extras) -> Guard {
         let text = config.replace("{upstream}", &format!("http://{upstream}"));
         let config = imds_guard::config::parse(&text)
             .unwrap_or_else(|e| panic!("test config refused: {e}\n{text}"));
@@ -102,9 +107,16 @@ impl Guard {
             admin,
             emulator: None,
         };
-        let task = tokio::spawn(server::run(config, listeners, audit.clone(), async {
+        let stop_signal = async {
             let _ = stopped.await;
-        }));
+        };
+        let task = tokio::spawn(server::run_with(
+            config,
+            listeners,
+            audit.clone(),
+            stop_signal,
+            extras,
+        ));
         Guard {
             proxy: proxy_addr,
             admin: admin_addr,
@@ -255,7 +267,7 @@ pub struct Seen {
     pub headers: HeaderMap,
 }
 
-/// An upstream that records every request and answers 200 with the path it saw (after `delay`).
+/// An upstream that records every request and answers 200 (after `delay`).
 pub struct Recorder {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -268,7 +280,22 @@ impl Recorder {
     }
 }
 
+/// An upstream that records every request and answers 200 with the path it saw (after `delay`).
 pub async fn recorder(delay: Duration) -> Recorder {
+    recorder_answering(delay, Arc::new(|target: &str| format!("recorded {target}"))).await
+}
+
+/// The body a recording upstream answers for a request target.
+pub type AnswerFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// The response header in which a recording upstream echoes the request's `User-Agent`: one of
+/// the few headers the guard forwards, so a client can tag each request with a nonce and check
+/// that the answer it got is the answer to its own request.
+pub const ECHO_USER_AGENT: &str = "x-echo-user-agent";
+
+/// A recording upstream whose body for each target is `answer(target)` (so a test can make it
+/// answer like the metadata service would for a sensitive path).
+pub async fn recorder_answering(delay: Duration, answer: AnswerFn) -> Recorder {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -282,13 +309,15 @@ pub async fn recorder(delay: Duration) -> Recorder {
         Duration::from_secs(1),
         move |_peer| {
             let record = record.clone();
+            let answer = answer.clone();
             move |request: Request<Incoming>| {
                 record.lock().unwrap().push(Seen {
                     method: request.method().to_string(),
                     target: request.uri().to_string(),
                     headers: request.headers().clone(),
                 });
-                let body = format!("recorded {}", request.uri());
+                let body = answer(&request.uri().to_string());
+                let user_agent = request.headers().get("user-agent").cloned();
                 async move {
                     tokio::time::sleep(delay).await;
                     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -302,6 +331,9 @@ pub async fn recorder(delay: Duration) -> Recorder {
                     response
                         .headers_mut()
                         .insert("x-secret-hop", "1".parse().unwrap());
+                    if let Some(user_agent) = user_agent {
+                        response.headers_mut().insert(ECHO_USER_AGENT, user_agent);
+                    }
                     response
                 }
             }

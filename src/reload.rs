@@ -1,0 +1,241 @@
+//! Hot reload: the policy changes without a restart and without dropping a connection.
+//!
+//! What a request reads from the config lives in one [`Live`] value that is swapped whole, so a
+//! request sees either the old policy or the new one, never a mix. A reload is triggered by SIGHUP
+//! or by a change of the config file's content. The file is re-read by path on every check, which
+//! follows symlinks: a mounted ConfigMap, which the kubelet updates by swapping a `..data`
+//! symlink, is seen like any other change. A new config that fails the check is refused with the
+//! key and the reason in the log and a metric, and the old one keeps serving.
+//!
+//! Reloaded: the rules, `[imdsv2]`, `[server] mode`, and static pods. Everything that owns a
+//! socket, a watch or netfilter rules (listen addresses, upstream, inventory source, netfilter)
+//! needs a restart; such changes are logged and otherwise ignored.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::config::{self, Config, Mode, Source};
+use crate::inventory::{static_source, Index};
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+
+/// The part of the config the request path reads, swapped whole on reload.
+#[derive(Debug)]
+pub struct Current {
+    pub policy: Arc<Policy>,
+    pub mode: Mode,
+    /// `[imdsv2] hop_limit`: IP TTL of the proxy's token answers, when set.
+    pub token_hop_limit: Option<u8>,
+}
+
+impl Current {
+    fn of(config: &Config) -> Self {
+        Self {
+            policy: Arc::clone(&config.policy),
+            mode: config.server.mode,
+            token_hop_limit: config.token_hop_limit,
+        }
+    }
+}
+
+/// The live, swappable settings.
+#[derive(Debug)]
+pub struct Live {
+    current: RwLock<Arc<Current>>,
+}
+
+impl Live {
+    /// Starts with `config`'s settings.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(Current::of(config))),
+        }
+    }
+
+    /// The settings in force now (a cheap clone of a shared pointer).
+    pub fn load(&self) -> Arc<Current> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn store(&self, current: Current) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(current);
+    }
+}
+
+/// Where and when to reload from.
+pub struct Reload {
+    /// The config file, re-read by path (symlinks followed) on every check.
+    pub path: PathBuf,
+    /// The text the running config was parsed from: a change is a difference from this.
+    pub loaded: String,
+    /// How often the file is checked for a change of content; `None`: only on request.
+    pub poll: Option<Duration>,
+    /// One message per SIGHUP (or any other explicit request to reload).
+    pub requests: mpsc::UnboundedReceiver<()>,
+}
+
+/// Watches for reload requests and file changes until the task is dropped.
+pub async fn watch(
+    mut reload: Reload,
+    started: Config,
+    live: Arc<Live>,
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+) {
+    let mut running = started;
+    // The content last acted on, good or bad: a bad file is reported once, not on every poll.
+    let mut seen = Some(std::mem::take(&mut reload.loaded).into_bytes());
+    // Without polling the interval still exists but its branch is disabled.
+    let mut ticks = tokio::time::interval(reload.poll.unwrap_or(Duration::from_secs(3600)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let polling = reload.poll.is_some();
+    let mut requests_open = true;
+    loop {
+        let asked = tokio::select! {
+            request = reload.requests.recv(), if requests_open => {
+                requests_open = request.is_some();
+                request.is_some()
+            }
+            _ = ticks.tick(), if polling => false,
+            // Neither polling nor anyone left to ask: nothing can trigger a reload any more.
+            else => return,
+        };
+        let content = match tokio::fs::read(&reload.path).await {
+            Ok(content) => content,
+            Err(e) => {
+                if asked || seen.is_some() {
+                    tracing::error!(path = %reload.path.display(), error = %e, "config reload: cannot read the file; keeping the running config");
+                    metrics.config_reloads.get_or_create(&refused()).inc();
+                }
+                seen = None;
+                continue;
+            }
+        };
+        if !asked && seen.as_deref() == Some(&content[..]) {
+            continue;
+        }
+        seen = Some(content.clone());
+        let text = String::from_utf8_lossy(&content);
+        match config::parse(&text) {
+            Ok(new) => {
+                apply(&running, &new, &live, &index);
+                metrics.config_reloads.get_or_create(&ok()).inc();
+                running = new;
+            }
+            Err(e) => {
+                tracing::error!(path = %reload.path.display(), error = %e, "config reload refused; the running config stays in force");
+                metrics.config_reloads.get_or_create(&refused()).inc();
+            }
+        }
+    }
+}
+
+fn ok() -> crate::metrics::ReloadLabels {
+    crate::metrics::ReloadLabels { result: "ok" }
+}
+
+fn refused() -> crate::metrics::ReloadLabels {
+    crate::metrics::ReloadLabels { result: "refused" }
+}
+
+fn apply(running: &Config, new: &Config, live: &Live, index: &Index) {
+    let ignored = restart_needed(running, new);
+    if !ignored.is_empty() {
+        tracing::warn!(sections = ?ignored, "config reload: these changes take effect only after a restart; kept as they were");
+    }
+    if running.inventory.source == Source::Static && new.inventory.source == Source::Static {
+        static_source::load(index, &new.inventory.pods);
+    }
+    if new.policy.uses_namespace_labels()
+        && !running.policy.uses_namespace_labels()
+        && running.inventory.source == Source::Kubernetes
+    {
+        tracing::warn!("config reload: rules now select on namespace labels, but namespaces are watched only from a start with such rules; those rules match no pod until a restart");
+    }
+    live.store(Current::of(new));
+    tracing::info!(rules = new.policy.rules().len(), mode = ?new.server.mode, "config reloaded");
+}
+
+/// Sections whose change needs a restart.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.server.listen != new.server.listen || old.server.admin_listen != new.server.admin_listen
+    {
+        out.push("server.listen/admin_listen");
+    }
+    if old.server.shutdown_grace_seconds != new.server.shutdown_grace_seconds {
+        out.push("server.shutdown_grace_seconds");
+    }
+    let (a, b) = (&old.upstream, &new.upstream);
+    if a.url != b.url
+        || a.emulator != b.emulator
+        || a.connect_timeout != b.connect_timeout
+        || a.timeout != b.timeout
+    {
+        out.push("upstream");
+    }
+    let (a, b) = (&old.inventory, &new.inventory);
+    if a.source != b.source
+        || a.node_name != b.node_name
+        || a.kubeconfig != b.kubeconfig
+        || a.unknown_source_grace != b.unknown_source_grace
+    {
+        out.push("inventory");
+    }
+    let (a, b) = (&old.netfilter, &new.netfilter);
+    if a.manage != b.manage || a.interfaces != b.interfaces || a.backend != b.backend {
+        out.push("netfilter");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        config::parse(text).unwrap()
+    }
+
+    #[test]
+    fn restart_needed_names_the_sections() {
+        let old = config("[server]\nmode = \"enforce\"\n");
+        assert!(restart_needed(&old, &config("[server]\nmode = \"audit\"\n")).is_empty());
+        let new = config("[server]\nlisten = \"127.0.0.1:9999\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n[netfilter]\ninterfaces = [\"cali+\"]\n");
+        assert_eq!(
+            restart_needed(&old, &new),
+            ["server.listen/admin_listen", "upstream", "netfilter"]
+        );
+        let new = config("[inventory]\nsource = \"kubernetes\"\n");
+        assert_eq!(restart_needed(&old, &new), ["inventory"]);
+    }
+
+    #[test]
+    fn live_swaps_whole() {
+        let old = config("");
+        let live = Live::new(&old);
+        let before = live.load();
+        let new = config("[server]\nmode = \"audit\"\n[imdsv2]\nhop_limit = 2\n[[rules]]\nname = \"a\"\nall_pods = true\nallow = [\"/latest/**\"]\n");
+        apply(&old, &new, &live, &Index::new());
+        let after = live.load();
+        assert_eq!(
+            (
+                before.mode,
+                before.policy.rules().len(),
+                before.token_hop_limit
+            ),
+            (Mode::Enforce, 0, None)
+        );
+        assert_eq!(
+            (
+                after.mode,
+                after.policy.rules().len(),
+                after.token_hop_limit
+            ),
+            (Mode::Audit, 1, Some(2))
+        );
+    }
+}
