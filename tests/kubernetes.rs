@@ -442,3 +442,75 @@ async fn refuses_to_start_without_a_node_name() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_startup_taint_goes_once_the_inventory_is_synced() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = FakeApi::start().await;
+    api.upsert_node(fake_api::node(
+        NODE,
+        &[
+            ("imds-guard/not-ready", "NoSchedule"),
+            ("team", "NoExecute"),
+        ],
+    ));
+    api.upsert_pod(fake_api::pod("shop", "web", NODE, &[PROD], &[ALLOW]));
+    api.hold_lists(true);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let emu = emulator(EmulatorOptions::default()).await;
+    let extras = imds_guard::server::Extras {
+        remove_startup_taint: Some("imds-guard/not-ready".into()),
+        ..Default::default()
+    };
+    let guard = Guard::start_with(&kube_config(&kubeconfig, 0, ""), emu.addr, extras).await;
+    api.wait_for_request(|r| r.path == "/api/v1/pods", Duration::from_secs(5))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taint_keys = |api: &FakeApi| -> Vec<String> {
+        api.node(NODE).unwrap()["spec"]["taints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        taint_keys(&api),
+        ["imds-guard/not-ready", "team"],
+        "removed before the inventory synced"
+    );
+    assert!(api
+        .requests()
+        .iter()
+        .all(|r| !r.path.starts_with("/api/v1/nodes")));
+
+    api.hold_lists(false);
+    wait_ready(&guard).await;
+    let started = Instant::now();
+    while taint_keys(&api) != ["team"] {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "taint not removed: {:?}",
+            taint_keys(&api)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Patched with the node's resourceVersion as a precondition.
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r.method == "PATCH" && r.path == "/api/v1/nodes/node-a"));
+}
+
+#[tokio::test]
+async fn the_startup_taint_needs_the_kubernetes_source() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let extras = imds_guard::server::Extras {
+        remove_startup_taint: Some("imds-guard/not-ready".into()),
+        ..Default::default()
+    };
+    let guard = Guard::start_with(&config(""), emu.addr, extras).await;
+    let err = guard.stop().await.unwrap_err().to_string();
+    assert!(err.contains("--remove-startup-taint needs"), "{err}");
+}

@@ -78,6 +78,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
     if !watch {
         record(&shared, recorded.clone());
     }
+    if let Some(name) = recorded.path.strip_prefix("/api/v1/nodes/") {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Ok(
+            match super::nodes::answer(&shared, &recorded, name, &body) {
+                Ok((code, node)) => json_reply(code, &node),
+                Err(refusal) => json_reply(refusal.code, &refusal.status()),
+            },
+        );
+    }
     let reply = match answer(&shared, &recorded).await {
         Ok(reply) => reply,
         Err(refusal) => json_reply(refusal.code, &refusal.status()),
