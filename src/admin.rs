@@ -38,6 +38,8 @@ impl Admin {
             ),
             "/readyz" => text(StatusCode::OK, "ready\n"),
             "/metrics" => {
+                let ready = self.inventory.is_ready();
+                self.metrics.inventory_ready.set(i64::from(ready));
                 self.metrics
                     .inventory_pods
                     .set(i64::try_from(self.inventory.len()).unwrap_or(i64::MAX));
