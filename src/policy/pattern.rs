@@ -3,9 +3,16 @@
 //! A pattern is written like a path and goes through the same strict reader as request targets,
 //! so a pattern and a request can only ever be compared in one canonical form. Matching ignores a
 //! trailing slash on either side: in the metadata tree `meta-data` and `meta-data/` are the same
-//! resource. Deny patterns are compared case-insensitively and allow patterns exactly, so a case
-//! variant of a denied path can never slip past a deny on a case-insensitive upstream.
+//! resource.
+//!
+//! Allow patterns compare canonical segments exactly. Deny patterns compare them the way the most
+//! lenient server behind the guard could read them: ASCII case ignored, percent-escapes decoded
+//! (`aws%3Aname` is `aws:name`), spaces around a segment and dots after it ignored (`iam.` and
+//! `iam%20` are `iam` to Windows), and a segment that is nothing once trimmed (`...`) skipped. So a
+//! spelling variant of a denied path can never slip past a deny to an upstream that reads it as
+//! the denied path; at worst a deny catches a little more than it names.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::target::{parse_target, CanonicalPath};
@@ -20,7 +27,8 @@ pub struct PathPattern {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
-    Literal(String),
+    /// A literal segment: its canonical text (allow), and how a lenient server reads it (deny).
+    Literal { exact: String, lenient: String },
     /// `*`: exactly one segment.
     One,
     /// `**`: any number of segments, zero included.
@@ -51,7 +59,10 @@ impl PathPattern {
                 "*" => Ok(Segment::One),
                 "**" => Ok(Segment::Any),
                 s if s.contains('*') => Err(PatternError::PartialWildcard(s.to_owned())),
-                s => Ok(Segment::Literal(s.to_owned())),
+                s => Ok(Segment::Literal {
+                    exact: s.to_owned(),
+                    lenient: lenient_view(s).to_ascii_lowercase(),
+                }),
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -65,15 +76,30 @@ impl PathPattern {
         &self.source
     }
 
-    /// Whether `path` matches; `ignore_case` compares literal segments ASCII-case-insensitively.
-    pub fn matches(&self, path: &CanonicalPath, ignore_case: bool) -> bool {
+    /// Whether `path` matches; `lenient` compares segments as a deny pattern does (case, escapes,
+    /// trailing dots and spaces ignored: see the module docs), otherwise exactly.
+    pub fn matches(&self, path: &CanonicalPath, lenient: bool) -> bool {
         let segments: Vec<&str> = path.segments().collect();
-        self.matches_segments(&segments, ignore_case)
+        self.matches_segments(&segments, lenient)
     }
 
     /// Wildcard matching with backtracking to the last `**` only: O(pattern × path).
     /// Callers that try many patterns split the path once and use this.
-    pub fn matches_segments(&self, path: &[&str], ignore_case: bool) -> bool {
+    pub fn matches_segments(&self, path: &[&str], lenient: bool) -> bool {
+        if lenient && path.iter().any(|s| lenient_view(s).is_empty()) {
+            // A lenient server drops what trims to nothing (`...`), so the deny sees the path
+            // without it.
+            let kept: Vec<&str> = path
+                .iter()
+                .copied()
+                .filter(|s| !lenient_view(s).is_empty())
+                .collect();
+            return self.match_wildcards(&kept, true);
+        }
+        self.match_wildcards(path, lenient)
+    }
+
+    fn match_wildcards(&self, path: &[&str], lenient: bool) -> bool {
         let pat = &self.segments;
         let (mut p, mut s) = (0, 0);
         // Where the last `**` was seen, and how many path segments it currently swallows up to.
@@ -90,7 +116,10 @@ impl PathPattern {
                     s += 1;
                     continue;
                 }
-                Some(Segment::Literal(lit)) if literal_eq(lit, path[s], ignore_case) => {
+                Some(Segment::Literal {
+                    exact,
+                    lenient: lenient_lit,
+                }) if literal_eq(exact, lenient_lit, path[s], lenient) => {
                     p += 1;
                     s += 1;
                     continue;
@@ -110,12 +139,49 @@ impl PathPattern {
     }
 }
 
-fn literal_eq(pattern: &str, segment: &str, ignore_case: bool) -> bool {
-    if ignore_case {
-        pattern.eq_ignore_ascii_case(segment)
+fn literal_eq(exact: &str, lenient_lit: &str, segment: &str, lenient: bool) -> bool {
+    if lenient {
+        lenient_view(segment).eq_ignore_ascii_case(lenient_lit)
     } else {
-        pattern == segment
+        exact == segment
     }
+}
+
+/// A segment as a lenient server reads it, but for case: escapes decoded, surrounding spaces and
+/// trailing dots dropped. Borrowed unless there is an escape to decode.
+fn lenient_view(segment: &str) -> Cow<'_, str> {
+    fn trim(s: &str) -> &str {
+        s.trim_start_matches(' ').trim_end_matches(['.', ' '])
+    }
+    if segment.contains('%') {
+        Cow::Owned(trim(&percent_decode(segment)).to_owned())
+    } else {
+        Cow::Borrowed(trim(segment))
+    }
+}
+
+/// Decodes `%XX` escapes; anything malformed stays as it is (canonical paths have none, but this
+/// is public and must not trust its input).
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |k: usize| {
+            bytes
+                .get(i + k)
+                .and_then(|&b| char::from(b).to_digit(16))
+                .and_then(|d| u8::try_from(d).ok())
+        };
+        if let (b'%', Some(high), Some(low)) = (bytes[i], hex(1), hex(2)) {
+            out.push((high << 4) | low);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl fmt::Display for PathPattern {
@@ -184,6 +250,50 @@ mod tests {
         assert!(!p.matches(&path("/latest/User-Data"), false));
         assert!(p.matches(&path("/latest/User-Data"), true));
         assert!(!p.matches(&path("/latest/user-data2"), true));
+    }
+
+    /// A deny must catch every spelling that a lenient upstream reads as the denied path.
+    #[test]
+    fn deny_matching_sees_what_a_lenient_server_reads() {
+        let deny =
+            |pattern: &str, p: &str| PathPattern::parse(pattern).unwrap().matches(&path(p), true);
+        let iam = "/latest/meta-data/iam/**";
+        for p in [
+            "/latest/meta-data/iam./info",
+            "/latest/meta-data/iam../info",
+            "/latest/meta-data/iam%20/info",
+            "/latest/meta-data/iam.%20/info",
+            "/latest/meta-data/IAM.%20/security-credentials/",
+            "/latest/meta-data/.../iam/info",
+            "/latest/meta-data/iam",
+        ] {
+            assert!(deny(iam, p), "{p}");
+        }
+        for p in ["/latest/meta-data/iamx/info", "/latest/meta-data/.iam/info"] {
+            assert!(!deny(iam, p), "{p}");
+        }
+        // Escapes of characters with a meaning of their own are decoded by most servers.
+        let tag = "/latest/meta-data/tags/instance/aws:cloudformation:stack-name";
+        assert!(deny(
+            tag,
+            "/latest/meta-data/tags/instance/aws%3Acloudformation%3astack-name"
+        ));
+        assert!(deny("/latest/meta-data/a%21b", "/latest/meta-data/a!b"));
+        // Allow patterns stay exact: they only ever let through what they name.
+        assert!(!m(
+            tag,
+            "/latest/meta-data/tags/instance/aws%3Acloudformation:stack-name"
+        ));
+        assert!(!m("/latest/meta-data/iam", "/latest/meta-data/iam."));
+    }
+
+    #[test]
+    fn lenient_matching_survives_malformed_input() {
+        let p = PathPattern::parse("/a/**").unwrap();
+        for segments in [["%"], ["%4"], ["%zz"], ["%ff"], ["%C3"], [""]] {
+            let _ = p.matches_segments(&segments, true);
+        }
+        assert!(p.matches_segments(&["%41", "x"], true));
     }
 
     #[test]

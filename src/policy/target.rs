@@ -14,8 +14,9 @@
 //! - percent-escapes only for characters that have no other meaning here (space, `"`, `:`, …),
 //!   with hex digits upper-cased; an escape of an unreserved character, `/`, `\`, `%`, `;`, `?`,
 //!   `#`, a control byte or any byte ≥ 0x80 (overlong UTF-8 included) is refused;
-//! - no `.` or `..` segments; runs of `/` collapse to one; a trailing slash is kept (botocore asks
-//!   for `placement/availability-zone/` with one).
+//! - no `.` or `..` segments, nor segments of dots and escaped spaces (`..%20`, `%20`), which a
+//!   server that trims spaces reads as one or as nothing; runs of `/` collapse to one; a trailing
+//!   slash is kept (botocore asks for `placement/availability-zone/` with one).
 
 use std::fmt;
 
@@ -177,8 +178,15 @@ fn escape_allowed(b: u8) -> bool {
         && !matches!(b, b'/' | b'\\' | b'%' | b';' | b'?' | b'#')
 }
 
+/// `segment` is in canonical form here (escapes upper-cased), so a space is always `%20`.
 fn check_segment(segment: &str) -> Result<(), TargetError> {
     if segment == "." || segment == ".." {
+        return Err(TargetError::DotSegment);
+    }
+    // Windows and some other servers trim the spaces around a name (and its trailing dots), so
+    // `..%20` or `%20.` reads as a dot segment there, and a segment of spaces as no segment. No
+    // metadata path has such a segment.
+    if segment.contains("%20") && segment.replace("%20", "").bytes().all(|b| b == b'.') {
         return Err(TargetError::DotSegment);
     }
     Ok(())
@@ -242,6 +250,12 @@ mod tests {
             ("/latest/meta-data/..", DotSegment),
             ("/latest/./user-data", DotSegment),
             ("/latest/meta-data/.", DotSegment),
+            ("/latest/meta-data/..%20/user-data", DotSegment),
+            ("/latest/meta-data/%20../user-data", DotSegment),
+            ("/latest/meta-data/.%20/iam/info", DotSegment),
+            ("/latest/meta-data/.%20./user-data", DotSegment),
+            ("/latest/meta-data/%20/iam/info", DotSegment),
+            ("/latest/meta-data/%20%20", DotSegment),
             ("/../latest/user-data", DotSegment),
             ("/latest/meta-data/%2e%2e/user-data", ForbiddenEscape),
             ("/latest/meta-data/%2E%2E/user-data", ForbiddenEscape),
@@ -300,6 +314,7 @@ mod tests {
                 "/latest/meta-data/public-keys/0=key",
             ),
             ("/latest/meta-data/a%20b", "/latest/meta-data/a%20b"),
+            ("/latest/meta-data/a.%20", "/latest/meta-data/a.%20"),
             ("/latest/meta-data/a%40b", "/latest/meta-data/a%40b"),
             ("/latest/meta-data/*", "/latest/meta-data/*"),
             ("/latest/meta-data/a@b:c", "/latest/meta-data/a@b:c"),
