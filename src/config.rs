@@ -260,6 +260,8 @@ pub struct Netfilter {
     pub interfaces: Vec<String>,
     /// Which iptables backend to write with; `auto` finds the one the host uses.
     pub backend: Backend,
+    /// With `manage`, how often the rules are checked (and put back when something removed them).
+    pub check_interval_seconds: u64,
 }
 
 impl Default for Netfilter {
@@ -270,6 +272,7 @@ impl Default for Netfilter {
                 .map(String::from)
                 .to_vec(),
             backend: Backend::Auto,
+            check_interval_seconds: 30,
         }
     }
 }
@@ -391,6 +394,12 @@ fn validate_netfilter(raw: &Netfilter, listen: SocketAddr) -> Result<(), ConfigE
                 format!("`{iface}` is listed twice"),
             ));
         }
+    }
+    if !(1..=3600).contains(&raw.check_interval_seconds) {
+        return Err(invalid(
+            "netfilter.check_interval_seconds",
+            "must be from 1 to 3600",
+        ));
     }
     // `iptables install` refuses these too; with manage = true, `check` says so up front.
     if raw.manage {

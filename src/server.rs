@@ -68,9 +68,6 @@ pub struct Extras {
     pub remove_startup_taint: Option<String>,
 }
 
-/// How often managed netfilter rules are checked, and put back if something removed them.
-const NETFILTER_CHECK: Duration = Duration::from_secs(30);
-
 /// Runs the guard until `shutdown` resolves, then drains within the configured grace period.
 pub async fn run(
     config: Config,
@@ -114,6 +111,7 @@ pub async fn run_with(
         let settings = Settings::from_config(&config);
         sources.spawn(keep_rules(
             settings,
+            Duration::from_secs(config.netfilter.check_interval_seconds),
             Arc::clone(&rules_ok),
             Arc::clone(&metrics),
         ));
@@ -250,10 +248,15 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Checks the managed rules every [`NETFILTER_CHECK`]; puts them back when something removed them
-/// (another tool flushing `nat`, say), and reports their state to `/readyz` and the metrics.
-async fn keep_rules(settings: Settings, rules_ok: Arc<AtomicBool>, metrics: Arc<Metrics>) {
-    let mut ticks = tokio::time::interval(NETFILTER_CHECK);
+/// Checks the managed rules `every` so often; puts them back when something removed them (another
+/// tool flushing `nat`, say), and reports their state to `/readyz` and the metrics.
+async fn keep_rules(
+    settings: Settings,
+    every: Duration,
+    rules_ok: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) {
+    let mut ticks = tokio::time::interval(every);
     ticks.tick().await; // The first tick is immediate; the rules were just installed.
     loop {
         ticks.tick().await;

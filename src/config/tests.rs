@@ -150,6 +150,7 @@ fn refusals_name_the_key_and_reason() {
         ("[[rules]]\nname = \"a\"\nall_pods = true\nallow = \"/latest/**\"", "rules[0].allow: invalid type"),
         ("[[rules]]\nname = \"a\"\nall_pods = true\nmax_token_ttl_seconds = 99999", "rules[0].max_token_ttl_seconds: must be from 1"),
         ("[netfilter]\ninterfaces = [\"cali+\", \"bad name\"]", "netfilter.interfaces[1]: an interface name may hold"),
+        ("[netfilter]\ncheck_interval_seconds = 0", "netfilter.check_interval_seconds: must be from 1 to 3600"),
         ("[netfilter]\ninterfaces = [\"+\"]", "netfilter.interfaces[0]: an interface name or prefix must have"),
         ("[netfilter]\ninterfaces = [\"cali+\", \"cali+\"]", "netfilter.interfaces[1]: `cali+` is listed twice"),
         ("[netfilter]\nbackend = \"iptables\"", "netfilter.backend: unknown variant `iptables`"),
