@@ -4,8 +4,9 @@
 //! rendered with `kubectl kustomize` and validated with `kubernetes-validate --strict` (offline
 //! schemas; unknown fields are errors). The rendered objects are then read as JSON and held to what
 //! the guard promises: read-only RBAC with nothing on secrets and, in the base, nothing on nodes;
-//! a hostNetwork DaemonSet with NET_ADMIN as its only capability; probes on the admin port the
-//! config really listens on; and a ConfigMap that the real binary's `check` accepts.
+//! a hostNetwork DaemonSet with no capability but NET_ADMIN (and NET_RAW, which iptables-legacy
+//! needs); arguments the real binary accepts; probes on the admin port the config really listens
+//! on; and a ConfigMap that the real binary's `check` accepts.
 //!
 //! `kubectl`, `kubernetes-validate` and `python3` with PyYAML are required: when one is missing the
 //! tests fail and say what to install; they never skip.
@@ -342,7 +343,11 @@ fn check_daemonset(r: &Rendered) {
 
     let sc = &c["securityContext"];
     assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
-    assert_eq!(strings(&sc["capabilities"]["add"]), ["NET_ADMIN"]);
+    // NET_ADMIN for netfilter, NET_RAW for iptables-legacy's raw socket; nothing else.
+    assert_eq!(
+        strings(&sc["capabilities"]["add"]),
+        ["NET_ADMIN", "NET_RAW"]
+    );
     assert_ne!(sc["privileged"], true, "must not be privileged");
     assert_ne!(pod["securityContext"]["privileged"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
@@ -399,8 +404,24 @@ fn check_daemonset(r: &Rendered) {
         );
     }
 
-    // The config file `run` reads is the ConfigMap's config.toml.
+    // The image's entrypoint is the binary, and the real binary accepts these arguments (clap
+    // refuses an unknown flag before it reaches `--help`).
+    assert!(
+        c.get("command").is_none(),
+        "the image's entrypoint runs imds-guard"
+    );
     let args = strings(&c["args"]);
+    let parsed = Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .expect("run imds-guard");
+    assert!(
+        parsed.status.success(),
+        "imds-guard refuses the DaemonSet's args {args:?}:\n{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    // The config file `run` reads is the ConfigMap's config.toml.
     assert_eq!(
         args[..3],
         ["run", "--config", "/etc/imds-guard/config.toml"]
@@ -514,7 +535,7 @@ fn startup_taint_adds_get_and_patch_on_nodes_only() {
 }
 
 #[test]
-fn daemonset_is_hostnetwork_with_net_admin_only() {
+fn daemonset_is_hostnetwork_with_netfilter_capabilities_only() {
     check_daemonset(base());
     check_daemonset(everything());
 }
