@@ -488,6 +488,23 @@ fn every_component_renders_and_validates_strictly() {
     }
     let r = everything();
     assert_eq!(of_kind(r, "NetworkPolicy").count(), 2, "{}", r.yaml);
+    // Behind the DNAT, the labelled pods' requests go to the guard's port on the node.
+    let listen = config(r)["server"]["listen"]
+        .as_str()
+        .expect("listen")
+        .to_owned();
+    let allow = of_kind(r, "NetworkPolicy")
+        .find(|p| p["metadata"]["name"] == "allow-node-metadata")
+        .expect("allow-node-metadata");
+    let egress = allow["spec"]["egress"].as_array().expect("egress");
+    assert!(
+        egress
+            .iter()
+            .any(|rule| rule["ports"].as_array().is_some_and(|ports| ports
+                .iter()
+                .any(|p| p["port"].as_u64() == Some(port_of(&listen))))),
+        "allow-node-metadata does not let the labelled pods reach {listen}: {allow}"
+    );
 }
 
 #[test]
