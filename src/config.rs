@@ -46,6 +46,13 @@ pub struct Server {
     pub mode: Mode,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// Time allowed for a request's headers, and for the next request on a kept-alive connection
+    /// (so it is the idle timeout too): slow or silent clients cannot hold connections open.
+    pub header_read_timeout_ms: u64,
+    /// Open connections allowed in total; beyond, new ones get 429 and are closed.
+    pub max_connections: usize,
+    /// Open connections allowed from one source address.
+    pub max_connections_per_source: usize,
 }
 
 impl Default for Server {
@@ -55,6 +62,9 @@ impl Default for Server {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8182)),
             mode: Mode::Enforce,
             shutdown_grace_seconds: 10,
+            header_read_timeout_ms: 5000,
+            max_connections: 10_000,
+            max_connections_per_source: 256,
         }
     }
 }
@@ -351,6 +361,24 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(invalid(
             "server.admin_listen",
             "must differ from server.listen",
+        ));
+    }
+    let server = &raw.server;
+    if server.header_read_timeout_ms == 0 || server.header_read_timeout_ms > 300_000 {
+        return Err(invalid(
+            "server.header_read_timeout_ms",
+            "must be from 1 to 300000",
+        ));
+    }
+    if server.max_connections == 0 {
+        return Err(invalid("server.max_connections", "must be at least 1"));
+    }
+    if server.max_connections_per_source == 0
+        || server.max_connections_per_source > server.max_connections
+    {
+        return Err(invalid(
+            "server.max_connections_per_source",
+            "must be from 1 to server.max_connections",
         ));
     }
     let upstream = validate_upstream(raw.upstream)?;

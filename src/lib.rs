@@ -27,6 +27,7 @@ pub mod config;
 pub mod emulator;
 pub mod imds;
 pub mod inventory;
+pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod netfilter;

@@ -36,6 +36,12 @@ pub struct WatchLabels {
     pub watch: &'static str,
 }
 
+/// Labels of the refused-connection counter: `per-source` or `total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
 /// Every metric the guard exports.
 pub struct Metrics {
     registry: Registry,
@@ -54,6 +60,8 @@ pub struct Metrics {
     /// 1 when the managed netfilter rules were last found complete, 0 when not; absent when
     /// netfilter is not managed.
     pub netfilter_rules_ok: Gauge,
+    /// Connections refused by a connection limit.
+    pub connections_refused: Family<LimitLabels, Counter>,
 }
 
 impl Metrics {
@@ -121,8 +129,15 @@ impl Metrics {
             "1 when the managed netfilter rules were last found complete",
             netfilter_rules_ok.clone(),
         );
+        let connections_refused = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused by a connection limit (per-source, total)",
+            connections_refused.clone(),
+        );
         Self {
             registry,
+            connections_refused,
             inventory_ready,
             watch_relists,
             watch_errors,

@@ -24,7 +24,8 @@ use crate::config::{Config, Source};
 use crate::emulator::{self, EmulatorOptions};
 use crate::inventory::kubernetes::{self, KubeError};
 use crate::inventory::{static_source, Index};
-use crate::metrics::Metrics;
+use crate::limits::{ConnLimits, Limit};
+use crate::metrics::{LimitLabels, Metrics};
 use crate::net::{TtlHandle, TtlStream};
 use crate::netfilter::{self, NetfilterError, Settings};
 use crate::proxy::upstream::Upstream;
@@ -32,8 +33,26 @@ use crate::proxy::Proxy;
 use crate::reload::{self, Live, Reload};
 use crate::taint;
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How a listener treats its connections.
+#[derive(Clone)]
+pub struct Connections {
+    /// Time for a request's headers, and for the next request on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// Caps on open connections; `None` for listeners only the node reaches (admin).
+    pub limits: Option<Arc<ConnLimits>>,
+    /// Counts connections refused by a limit.
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(5),
+            limits: None,
+            metrics: None,
+        }
+    }
+}
 
 /// The sockets `run` serves on, bound by the caller (so tests can bind `127.0.0.1:0`).
 pub struct Listeners {
@@ -214,10 +233,19 @@ pub async fn run_with(
         rules = config.policy.rules().len(),
         "imds-guard serving"
     );
+    let connections = Connections {
+        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+        limits: Some(ConnLimits::new(
+            config.server.max_connections,
+            config.server.max_connections_per_source,
+        )),
+        metrics: Some(Arc::clone(&proxy.metrics)),
+    };
     tasks.spawn(serve_with_ttl(
         listeners.proxy,
         stopped(),
         grace,
+        connections,
         move |peer, ttl| {
             let proxy = Arc::clone(&proxy);
             move |request: Request<Incoming>| {
@@ -289,6 +317,32 @@ async fn keep_rules(
     }
 }
 
+/// Answers a connection over a limit with a fixed 429 and closes it, without reading a request.
+fn refuse_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    limit: Limit,
+    metrics: Option<&Metrics>,
+) {
+    tracing::debug!(%peer, limit = limit.as_str(), "connection refused: limit reached");
+    if let Some(metrics) = metrics {
+        let labels = LimitLabels {
+            limit: limit.as_str(),
+        };
+        metrics.connections_refused.get_or_create(&labels).inc();
+    }
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stream = stream;
+        // Bounded: a client that does not read cannot hold this task.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = stream.write_all(crate::limits::REFUSAL).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    });
+}
+
 /// Resolves once the inventory is synced and the rules are in place.
 async fn wait_until_protected(index: &Index, rules_ok: &AtomicBool) {
     let mut changes = index.subscribe();
@@ -313,7 +367,11 @@ pub async fn serve<M, H, F>(
     H: Fn(Request<Incoming>) -> F + Send + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    serve_with_ttl(listener, stop, grace, move |peer, _ttl| make(peer)).await;
+    let connections = Connections::default();
+    serve_with_ttl(listener, stop, grace, connections, move |peer, _ttl| {
+        make(peer)
+    })
+    .await;
 }
 
 /// Like [`serve`], and `make` also gets the connection's [`TtlHandle`], with which a handler
@@ -322,6 +380,7 @@ pub async fn serve_with_ttl<M, H, F>(
     listener: TcpListener,
     stop: impl Future<Output = ()>,
     grace: Duration,
+    connections: Connections,
     make: M,
 ) where
     M: Fn(SocketAddr, TtlHandle) -> H,
@@ -334,6 +393,14 @@ pub async fn serve_with_ttl<M, H, F>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let permit = match connections.limits.as_ref().map(|l| l.acquire(peer.ip())) {
+                        Some(Err(limit)) => {
+                            refuse_connection(stream, peer, limit, connections.metrics.as_deref());
+                            continue;
+                        }
+                        Some(Ok(permit)) => Some(permit),
+                        None => None,
+                    };
                     let _ = stream.set_nodelay(true);
                     let (stream, ttl) = TtlStream::new(stream);
                     let handler = make(peer, ttl);
@@ -343,13 +410,15 @@ pub async fn serve_with_ttl<M, H, F>(
                     });
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .header_read_timeout(connections.header_read_timeout)
                         .serve_connection(TokioIo::new(stream), service);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         if let Err(e) = connection.await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
+                        // The connection's place is given back only when it has ended.
+                        drop(permit);
                     });
                 }
                 Err(e) => {

@@ -1,0 +1,139 @@
+//! Connection limits: a cap on open connections per source address and in total, so that one pod
+//! (or a handful) holding thousands of idle connections cannot starve the others.
+//!
+//! A connection over a limit is answered with a fixed 429 and closed at once, before any request
+//! is read: cheap for the guard, and clear to a well-behaved client.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// Which limit refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    PerSource,
+    Total,
+}
+
+impl Limit {
+    /// The metric label and audit word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerSource => "per-source",
+            Self::Total => "total",
+        }
+    }
+}
+
+/// The answer written to a connection refused by a limit.
+pub const REFUSAL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: 73\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too-many-requests\",\"reason\":\"connection-limit\",\"pod\":null,\"rule\":null}";
+
+/// Open-connection counts against their caps.
+#[derive(Debug)]
+pub struct ConnLimits {
+    total: usize,
+    per_source: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_source: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's place; released when dropped.
+#[derive(Debug)]
+pub struct Permit {
+    limits: Arc<ConnLimits>,
+    source: IpAddr,
+}
+
+impl ConnLimits {
+    /// Caps of `total` open connections, and `per_source` from any one address.
+    pub fn new(total: usize, per_source: usize) -> Arc<Self> {
+        Arc::new(Self {
+            total,
+            per_source,
+            open: Mutex::default(),
+        })
+    }
+
+    /// Takes a place for a connection from `source`, or says which cap is reached.
+    pub fn acquire(self: &Arc<Self>, source: IpAddr) -> Result<Permit, Limit> {
+        let source = source.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= self.total {
+            return Err(Limit::Total);
+        }
+        let count = open.by_source.entry(source).or_default();
+        if *count >= self.per_source {
+            return Err(Limit::PerSource);
+        }
+        *count += 1;
+        open.total += 1;
+        Ok(Permit {
+            limits: Arc::clone(self),
+            source,
+        })
+    }
+
+    /// Open connections now.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(count) = open.by_source.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                open.by_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn per_source_and_total_caps() {
+        let limits = ConnLimits::new(3, 2);
+        let a1 = limits.acquire(ip("10.0.0.1")).unwrap();
+        let _a2 = limits.acquire(ip("10.0.0.1")).unwrap();
+        assert_eq!(
+            limits.acquire(ip("10.0.0.1")).unwrap_err(),
+            Limit::PerSource
+        );
+        // The IPv4-mapped form is the same source.
+        assert_eq!(
+            limits.acquire(ip("::ffff:10.0.0.1")).unwrap_err(),
+            Limit::PerSource
+        );
+        let _b1 = limits.acquire(ip("10.0.0.2")).unwrap();
+        assert_eq!(limits.acquire(ip("10.0.0.3")).unwrap_err(), Limit::Total);
+        assert_eq!(limits.open(), 3);
+        drop(a1);
+        assert_eq!(limits.open(), 2);
+        let _c1 = limits.acquire(ip("10.0.0.3")).unwrap();
+    }
+
+    #[test]
+    fn the_refusal_is_well_formed() {
+        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 429 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["reason"], "connection-limit");
+    }
+}
