@@ -26,7 +26,7 @@ impl Limit {
 }
 
 /// The answer written to a connection refused by a limit.
-pub const REFUSAL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: 73\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too-many-requests\",\"reason\":\"connection-limit\",\"pod\":null,\"rule\":null}";
+pub const REFUSAL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: 80\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too-many-requests\",\"reason\":\"connection-limit\",\"pod\":null,\"rule\":null}";
 
 /// Open-connection counts against their caps.
 #[derive(Debug)]
