@@ -1,7 +1,8 @@
 //! Netfilter rules that send pods' metadata traffic to the proxy (`imds-guard iptables …`).
 //!
 //! ```text
-//! pod ─► PREROUTING -i <pod interface> ─► IMDS-GUARD ─► DNAT 169.254.169.254:80 ─► proxy
+//! node mode:    pod ─► PREROUTING -i <pod interface> ─► IMDS-GUARD ─► DNAT 169.254.169.254:80 ─► proxy
+//! sidecar mode: process in the pod ─► OUTPUT ─► IMDS-GUARD ─► (unless the sidecar's UID) DNAT ─► sidecar
 //! ```
 //!
 //! `rules` is the rule set as data and the restore text that installs or removes it; `save` reads
@@ -9,6 +10,7 @@
 //! uses and runs its commands. This module puts them together: install, status, remove, and the
 //! clearing of connections older than the rules.
 
+mod lines;
 pub mod rules;
 mod save;
 pub mod tools;
@@ -56,15 +58,34 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub interfaces: Vec<String>,
     pub backend: Backend,
+    /// Sidecar mode, with the sidecar's UID (whose traffic is not redirected); `None`: node mode.
+    pub sidecar_uid: Option<u32>,
 }
 
 impl Settings {
-    /// The settings of a validated config.
+    /// The node-mode settings of a validated config.
     pub fn from_config(config: &Config) -> Settings {
         Settings {
             listen: config.server.listen,
             interfaces: config.netfilter.interfaces.clone(),
             backend: config.netfilter.backend,
+            sidecar_uid: None,
+        }
+    }
+
+    /// The sidecar-mode settings of a validated config, for the sidecar running as `uid`.
+    pub fn sidecar(config: &Config, uid: u32) -> Settings {
+        Settings {
+            sidecar_uid: Some(uid),
+            ..Settings::from_config(config)
+        }
+    }
+
+    /// The rule set these settings ask for.
+    pub fn rule_set(&self) -> Result<RuleSet, RuleError> {
+        match self.sidecar_uid {
+            Some(uid) => RuleSet::sidecar(self.listen, uid),
+            None => RuleSet::new(self.listen, &self.interfaces),
         }
     }
 }
@@ -79,7 +100,7 @@ pub struct Plan {
 impl Plan {
     /// Reads the current rules and works out what `install` would apply.
     pub fn new(settings: &Settings) -> Result<Plan, NetfilterError> {
-        let rules = RuleSet::new(settings.listen, &settings.interfaces)?;
+        let rules = settings.rule_set()?;
         let tools = Tools::detect(settings.backend)?;
         let mut payloads = Vec::new();
         for family in tools.families() {
@@ -155,7 +176,7 @@ pub struct Status {
 
 /// Compares the rules in place with the rules `settings` want.
 pub fn status(settings: &Settings) -> Result<Status, NetfilterError> {
-    let rules = RuleSet::new(settings.listen, &settings.interfaces)?;
+    let rules = settings.rule_set()?;
     let tools = Tools::detect(settings.backend)?;
     check(&tools, &rules)
 }

@@ -5,9 +5,9 @@
 //! are written exactly as `iptables-save` prints them (legacy and nf_tables print the same text), so
 //! what is installed and what is found compare as strings.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+pub use super::lines::{Diff, Line};
 use super::save::{parse_save, SavedTable};
 
 /// Our one chain, in every table we use. Anything that jumps to it is ours too.
@@ -41,7 +41,8 @@ impl Family {
 pub struct TableRules {
     /// `nat` or `filter`.
     pub table: &'static str,
-    /// The built-in chain that jumps to ours, once per pod interface pattern.
+    /// The built-in chain that jumps to ours: once per pod interface pattern (node mode), or once
+    /// for all traffic (sidecar mode).
     pub hook: &'static str,
     /// The rules of our chain, without the leading `-A IMDS-GUARD `.
     pub rules: Vec<String>,
@@ -64,6 +65,17 @@ pub enum RuleError {
     PortZero(SocketAddr),
     #[error("is empty: no pod traffic would be intercepted")]
     NoInterfaces,
+    #[error(
+        "{0}: in sidecar mode the proxy must listen on an IPv4 loopback address (127.0.0.1:PORT): \
+         the rules DNAT the pod's own IPv4 traffic there, and every connection the proxy accepts \
+         is taken to come from this pod"
+    )]
+    SidecarListen(SocketAddr),
+    #[error(
+        "is 0: every process running as the sidecar's UID bypasses the rules, so the sidecar \
+         needs a UID of its own that no other container of the pod uses (not root)"
+    )]
+    SidecarRoot,
 }
 
 impl RuleError {
@@ -71,16 +83,21 @@ impl RuleError {
     pub fn key(&self) -> &'static str {
         match self {
             RuleError::NoInterfaces => "netfilter.interfaces",
+            RuleError::SidecarRoot => "netfilter.sidecar_uid",
             _ => "server.listen",
         }
     }
 }
 
-/// The whole rule set for one listen address and set of pod interfaces.
+/// The whole rule set: node mode (pod interfaces into the node's `PREROUTING`) or sidecar mode
+/// (the pod's own `OUTPUT`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSet {
-    /// Pod interface patterns, in config order, without repeats.
+    /// Pod interface patterns, in config order, without repeats (node mode; empty for a sidecar).
     pub interfaces: Vec<String>,
+    /// What each jump to our chain matches, as `iptables-save` prints it between the hook and
+    /// `-j IMDS-GUARD`: `-i eni+` per pod interface, or nothing (sidecar: all local traffic).
+    jump_matches: Vec<String>,
     v4: Vec<TableRules>,
     v6: Vec<TableRules>,
 }
@@ -143,7 +160,52 @@ impl RuleSet {
             ],
         });
         Ok(RuleSet {
+            jump_matches: unique.iter().map(|i| format!("-i {i}")).collect(),
             interfaces: unique,
+            v4,
+            v6,
+        })
+    }
+
+    /// Sidecar mode: the rules, inside one pod's network namespace, that send the pod's own
+    /// metadata traffic to the sidecar listening on `listen` (loopback), for every process except
+    /// those running as `uid` (the sidecar, whose upstream requests must go out untouched).
+    ///
+    /// IPv4: `nat OUTPUT` DNAT (locally generated packets may be DNATed to loopback, unlike
+    /// forwarded ones). IPv6: the sidecar has no IPv6 listener, so `filter OUTPUT` rejects the
+    /// IPv6 endpoint and the IPv4-mapped form instead, for everyone but `uid`.
+    pub fn sidecar(listen: SocketAddr, uid: u32) -> Result<RuleSet, RuleError> {
+        let ip = match listen.ip() {
+            IpAddr::V4(ip) if ip.is_loopback() => ip,
+            _ => return Err(RuleError::SidecarListen(listen)),
+        };
+        if listen.port() == 0 {
+            return Err(RuleError::PortZero(listen));
+        }
+        if uid == 0 {
+            return Err(RuleError::SidecarRoot);
+        }
+        let port = listen.port();
+        let others = format!("-m owner ! --uid-owner {uid}");
+        let v4 = vec![TableRules {
+            table: "nat",
+            hook: "OUTPUT",
+            rules: vec![format!(
+                "-d {IMDS_V4}/32 -p tcp -m tcp --dport {IMDS_PORT} {others} -j DNAT --to-destination {ip}:{port}"
+            )],
+        }];
+        let reject = "-j REJECT --reject-with icmp6-adm-prohibited";
+        let v6 = vec![TableRules {
+            table: "filter",
+            hook: "OUTPUT",
+            rules: vec![
+                format!("-d {}/128 {others} {reject}", IMDS_V4.to_ipv6_mapped()),
+                format!("-d {IMDS_V6}/128 {others} {reject}"),
+            ],
+        }];
+        Ok(RuleSet {
+            interfaces: Vec::new(),
+            jump_matches: vec![String::new()],
             v4,
             v6,
         })
@@ -157,12 +219,21 @@ impl RuleSet {
         }
     }
 
+    /// The jumps of one table without the leading `-A ` (`PREROUTING -i eni+ -j IMDS-GUARD`).
+    fn jump_specs(&self, wanted: &TableRules) -> Vec<String> {
+        self.jump_matches
+            .iter()
+            .map(|m| match m.as_str() {
+                "" => format!("{} -j {CHAIN}", wanted.hook),
+                m => format!("{} {m} -j {CHAIN}", wanted.hook),
+            })
+            .collect()
+    }
+
     /// The jump lines of one table, as `iptables-save` prints them.
     fn jumps(&self, wanted: &TableRules) -> Vec<String> {
-        self.interfaces
-            .iter()
-            .map(|iface| format!("-A {} -i {iface} -j {CHAIN}", wanted.hook))
-            .collect()
+        let specs = self.jump_specs(wanted);
+        specs.into_iter().map(|s| format!("-A {s}")).collect()
     }
 
     /// Every rule of one family, as `iptables-save` prints it: the jumps, then our chain.
@@ -207,9 +278,9 @@ impl RuleSet {
                     }
                 }
             }
-            for (i, iface) in self.interfaces.iter().enumerate().rev() {
+            for (i, spec) in self.jump_specs(wanted).iter().enumerate().rev() {
                 if !present[i] {
-                    out.push_str(&format!("-I {} -i {iface} -j {CHAIN}\n", wanted.hook));
+                    out.push_str(&format!("-I {spec}\n"));
                 }
             }
             out.push_str("COMMIT\n");
@@ -271,70 +342,6 @@ pub fn ours(family: Family, current: &str) -> Vec<Line> {
         }
     }
     lines
-}
-
-/// One rule (or chain) of ours, in a family and table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    pub family: Family,
-    pub table: String,
-    /// As `iptables-save` prints it (`-A CHAIN …`), or `-N IMDS-GUARD` for a bare chain.
-    pub rule: String,
-}
-
-impl Line {
-    fn new(family: Family, table: &str, rule: String) -> Line {
-        Line {
-            family,
-            table: table.to_owned(),
-            rule,
-        }
-    }
-}
-
-impl fmt::Display for Line {
-    /// As a command an operator could type: `iptables -t nat -A PREROUTING -i eni+ -j IMDS-GUARD`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} -t {} {}",
-            self.family.command(),
-            self.table,
-            self.rule
-        )
-    }
-}
-
-/// How the rules found differ from the rules wanted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diff {
-    pub missing: Vec<Line>,
-    pub extra: Vec<Line>,
-}
-
-impl Diff {
-    /// Every wanted rule is present and nothing else of ours is.
-    pub fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.extra.is_empty()
-    }
-
-    /// Adds another family's differences.
-    pub fn merge(&mut self, other: Diff) {
-        self.missing.extend(other.missing);
-        self.extra.extend(other.extra);
-    }
-}
-
-impl fmt::Display for Diff {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for line in &self.missing {
-            writeln!(f, "missing: {line}")?;
-        }
-        for line in &self.extra {
-            writeln!(f, "extra:   {line}")?;
-        }
-        Ok(())
-    }
 }
 
 /// `-A X spec` becomes `-D X spec`.

@@ -304,3 +304,104 @@ fn rules_of_other_chains_that_merely_mention_our_name_are_not_ours() {
     assert!(ours(Family::V4, save).is_empty());
     assert_eq!(remove_payload(save), "");
 }
+
+fn sidecar(listen: &str, uid: u32) -> Result<RuleSet, RuleError> {
+    RuleSet::sidecar(listen.parse().unwrap(), uid)
+}
+
+#[test]
+fn a_sidecar_redirects_every_uid_but_its_own_from_output() {
+    let set = sidecar("127.0.0.1:8181", 1337).unwrap();
+    assert_eq!(
+        rules(&set.expected(Family::V4)),
+        [
+            "iptables -t nat -A OUTPUT -j IMDS-GUARD",
+            "iptables -t nat -A IMDS-GUARD -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -m owner ! --uid-owner 1337 -j DNAT --to-destination 127.0.0.1:8181",
+        ]
+    );
+    // No IPv6 listener: the IPv6 endpoint and the mapped form are refused, except to the sidecar.
+    assert_eq!(
+        rules(&set.expected(Family::V6)),
+        [
+            "ip6tables -t filter -A OUTPUT -j IMDS-GUARD",
+            "ip6tables -t filter -A IMDS-GUARD -d ::ffff:169.254.169.254/128 -m owner ! --uid-owner 1337 -j REJECT --reject-with icmp6-adm-prohibited",
+            "ip6tables -t filter -A IMDS-GUARD -d fd00:ec2::254/128 -m owner ! --uid-owner 1337 -j REJECT --reject-with icmp6-adm-prohibited",
+        ]
+    );
+    assert!(set.interfaces.is_empty());
+    // Any loopback address will do, as long as it is IPv4.
+    let other = sidecar("127.0.0.9:9000", 70000).unwrap();
+    assert!(rules(&other.expected(Family::V4))[1]
+        .ends_with("--uid-owner 70000 -j DNAT --to-destination 127.0.0.9:9000"));
+}
+
+#[test]
+fn sidecar_settings_the_rules_cannot_honour_are_refused() {
+    for listen in ["10.0.0.5:8181", "0.0.0.0:8181", "[::1]:8181", "[::]:8181"] {
+        let e = sidecar(listen, 1337).unwrap_err();
+        assert_eq!(e, RuleError::SidecarListen(listen.parse().unwrap()));
+        assert_eq!(e.key(), "server.listen");
+    }
+    assert!(matches!(
+        sidecar("127.0.0.1:0", 1337),
+        Err(RuleError::PortZero(_))
+    ));
+    let root = sidecar("127.0.0.1:8181", 0).unwrap_err();
+    assert_eq!(root, RuleError::SidecarRoot);
+    assert_eq!(root.key(), "netfilter.sidecar_uid");
+}
+
+#[test]
+fn sidecar_install_converges_is_idempotent_and_replaces_node_rules() {
+    let set = sidecar("127.0.0.1:8181", 1337).unwrap();
+    assert_eq!(
+        set.install_payload(Family::V4, FOREIGN),
+        "*nat\n:IMDS-GUARD - [0:0]\n-F IMDS-GUARD\n\
+         -A IMDS-GUARD -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -m owner ! --uid-owner 1337 -j DNAT --to-destination 127.0.0.1:8181\n\
+         -I OUTPUT -j IMDS-GUARD\nCOMMIT\n"
+    );
+    // A pod's namespace where something (a service mesh, say) already has an OUTPUT rule.
+    let meshed = FOREIGN.replace(
+        "COMMIT",
+        "-A OUTPUT -p tcp -m tcp --dport 15001 -j RETURN\nCOMMIT",
+    );
+    let filter = FOREIGN_FILTER.replace("COMMIT", "-A OUTPUT -o lo -j ACCEPT\nCOMMIT");
+    for (family, start) in [(Family::V4, &meshed), (Family::V6, &filter)] {
+        let once = apply(start, &set.install_payload(family, start));
+        assert!(
+            set.diff(family, &once).is_empty(),
+            "{}",
+            set.diff(family, &once)
+        );
+        let twice = apply(&once, &set.install_payload(family, &once));
+        assert_eq!(once, twice);
+        for foreign in start.lines().filter(|l| l.starts_with("-A ")) {
+            assert!(twice.contains(foreign), "lost {foreign}");
+        }
+        // Our jump comes before the foreign OUTPUT rule, which might otherwise decide first.
+        let jump = twice.find("-A OUTPUT -j IMDS-GUARD").unwrap();
+        assert!(jump < twice.rfind("-A OUTPUT ").unwrap(), "{twice}");
+    }
+    // Node rules found in the same namespace are ours too: they make way for the sidecar's.
+    let node = set_node_rules();
+    let diff = set.diff(Family::V4, &node);
+    assert_eq!(diff.extra.len(), 2, "{diff}");
+    let after = apply(&node, &set.install_payload(Family::V4, &node));
+    assert!(set.diff(Family::V4, &after).is_empty());
+    assert!(!after.contains("PREROUTING -i eni+"), "{after}");
+    // A different UID or port is a change of our chain, seen by status and repaired by install.
+    let moved = sidecar("127.0.0.1:9000", 1000).unwrap();
+    assert_eq!(moved.diff(Family::V4, &after).missing.len(), 1);
+    let again = apply(&after, &moved.install_payload(Family::V4, &after));
+    assert!(moved.diff(Family::V4, &again).is_empty());
+    assert_eq!(again.matches("-j IMDS-GUARD").count(), 1, "{again}");
+    // remove takes the sidecar's rules out like any others of ours.
+    let removed = apply(&again, &remove_payload(&again));
+    assert!(!removed.contains(CHAIN), "{removed}");
+}
+
+/// The node-mode rules, installed over FOREIGN.
+fn set_node_rules() -> String {
+    let node = set("10.0.0.5:8181", &["eni+"]);
+    apply(FOREIGN, &node.install_payload(Family::V4, FOREIGN))
+}
