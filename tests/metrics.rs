@@ -16,31 +16,54 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split(' ');
             let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
-            assert!(["counter", "gauge", "histogram", "unknown", "info"].contains(&kind), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "unknown", "info"].contains(&kind),
+                "{line}"
+            );
             typed.push(name.to_owned());
             continue;
         }
         if line.starts_with('#') || line.is_empty() {
             continue;
         }
-        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
         let name = key.split('{').next().unwrap();
-        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "bad name: {line}");
-        assert!(typed.iter().any(|t| name.starts_with(t.as_str())), "series without a TYPE: {line}");
+        assert!(
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "bad name: {line}"
+        );
+        assert!(
+            typed.iter().any(|t| name.starts_with(t.as_str())),
+            "series without a TYPE: {line}"
+        );
         if let Some(labels) = key.strip_prefix(name) {
-            assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{line}");
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line}"
+            );
         }
         series.insert(key.to_owned(), value);
     }
-    assert_eq!(text.lines().last(), Some("# EOF"), "OpenMetrics text ends with # EOF");
+    assert_eq!(
+        text.lines().last(),
+        Some("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
     series
 }
 
 async fn scrape(guard: &Guard) -> (String, BTreeMap<String, f64>) {
     let answer = get(PROD, guard.admin, "/metrics").await;
     assert_eq!(answer.status, 200);
-    assert!(answer.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(answer.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
     let text = answer.text();
     let parsed = parse(&text);
     (text, parsed)
@@ -57,27 +80,60 @@ async fn counters_move_with_traffic() {
     let (_, before) = scrape(&guard).await;
     assert_eq!(value(&before, "imds_guard_inventory_pods"), 3.0);
     assert_eq!(value(&before, "imds_guard_inventory_ready"), 1.0);
-    assert_eq!(value(&before, "imds_guard_request_duration_seconds_count"), 0.0);
+    assert_eq!(
+        value(&before, "imds_guard_request_duration_seconds_count"),
+        0.0
+    );
 
     for _ in 0..3 {
-        assert_eq!(get(PROD, guard.proxy, "/latest/meta-data/instance-id").await.status, 200);
+        assert_eq!(
+            get(PROD, guard.proxy, "/latest/meta-data/instance-id")
+                .await
+                .status,
+            200
+        );
     }
-    assert_eq!(get(TEST, guard.proxy, "/latest/meta-data/instance-id").await.status, 403);
-    assert_eq!(request(PROD, guard.proxy, "POST", "/latest/meta-data/", &[]).await.status, 405);
+    assert_eq!(
+        get(TEST, guard.proxy, "/latest/meta-data/instance-id")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        request(PROD, guard.proxy, "POST", "/latest/meta-data/", &[])
+            .await
+            .status,
+        405
+    );
     guard.wait_events(5).await;
 
     let (text, after) = scrape(&guard).await;
     let allow = r#"imds_guard_requests_total{decision="allow",reason="path-allowed",status="200"}"#;
     let no_rule = r#"imds_guard_requests_total{decision="deny",reason="no-rule",status="403"}"#;
-    let method = r#"imds_guard_requests_total{decision="deny",reason="method-not-allowed",status="405"}"#;
+    let method =
+        r#"imds_guard_requests_total{decision="deny",reason="method-not-allowed",status="405"}"#;
     assert_eq!(value(&after, allow), 3.0, "{text}");
     assert_eq!(value(&after, no_rule), 1.0, "{text}");
     assert_eq!(value(&after, method), 1.0, "{text}");
-    assert_eq!(value(&after, "imds_guard_request_duration_seconds_count"), 5.0, "{text}");
-    assert_eq!(value(&after, "imds_guard_upstream_duration_seconds_count"), 3.0, "{text}");
+    assert_eq!(
+        value(&after, "imds_guard_request_duration_seconds_count"),
+        5.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&after, "imds_guard_upstream_duration_seconds_count"),
+        3.0,
+        "{text}"
+    );
     assert!(value(&after, "imds_guard_request_duration_seconds_sum") > 0.0);
     // Bounded label sets: no pod names, addresses or paths.
-    for leak in ["prod-5c7b9", "test-6d8f", "127.0.0.2", "/latest", "instance-id"] {
+    for leak in [
+        "prod-5c7b9",
+        "test-6d8f",
+        "127.0.0.2",
+        "/latest",
+        "instance-id",
+    ] {
         assert!(!text.contains(leak), "{leak} in metrics:\n{text}");
     }
 }
@@ -86,10 +142,33 @@ async fn counters_move_with_traffic() {
 async fn upstream_errors_are_counted_by_kind() {
     let down = closed_port().await;
     let guard = Guard::start(&config(""), down).await;
-    assert_eq!(get(PROD, guard.proxy, "/latest/meta-data/instance-id").await.status, 502);
-    assert_eq!(get(PROD, guard.proxy, "/latest/meta-data/ami-id").await.status, 502);
+    assert_eq!(
+        get(PROD, guard.proxy, "/latest/meta-data/instance-id")
+            .await
+            .status,
+        502
+    );
+    assert_eq!(
+        get(PROD, guard.proxy, "/latest/meta-data/ami-id")
+            .await
+            .status,
+        502
+    );
     guard.wait_events(2).await;
     let (text, series) = scrape(&guard).await;
-    assert_eq!(value(&series, r#"imds_guard_upstream_errors_total{kind="upstream-unreachable"}"#), 2.0, "{text}");
-    assert_eq!(value(&series, r#"imds_guard_requests_total{decision="allow",reason="path-allowed",status="502"}"#), 2.0);
+    assert_eq!(
+        value(
+            &series,
+            r#"imds_guard_upstream_errors_total{kind="upstream-unreachable"}"#
+        ),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &series,
+            r#"imds_guard_requests_total{decision="allow",reason="path-allowed",status="502"}"#
+        ),
+        2.0
+    );
 }
