@@ -112,6 +112,13 @@ impl Tools {
                 // A backend whose rules cannot be read (its kernel modules are missing, say)
                 // cannot be the one the host uses; only when neither can be read is it an error.
                 let (legacy, nft) = (read_all(Variant::Legacy), read_all(Variant::Nft));
+                // Not being allowed to read one (legacy needs CAP_NET_RAW too) says nothing about
+                // which one the host uses: guessing would write our rules where nothing reads
+                // them, so that is an error, not a skip.
+                let (legacy, nft) = match (legacy, nft) {
+                    (Err(e), _) | (_, Err(e)) if is_permission(&e) => return Err(e),
+                    pair => pair,
+                };
                 let readable = |r: &Result<Option<String>, NetfilterError>| match r {
                     Ok(text) => text.clone(),
                     Err(_) => None,
@@ -269,9 +276,26 @@ pub fn run(program: &str, args: &[String], input: Option<&str>) -> Result<Ran, N
     }
 }
 
+/// Whether a failed command was refused for lack of privilege.
+fn is_permission(err: &NetfilterError) -> bool {
+    matches!(err, NetfilterError::Failed { stderr, .. }
+        if stderr.contains("Permission denied") || stderr.contains("must be root"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permission_errors_are_recognised() {
+        let failed = |stderr: &str| NetfilterError::Failed {
+            command: "iptables-legacy-save".into(),
+            status: "exit status: 4".into(),
+            stderr: stderr.into(),
+        };
+        assert!(is_permission(&failed("iptables-legacy-save: Permission denied (you must be root)")));
+        assert!(!is_permission(&failed("can't initialize iptables table `nat': Table does not exist")));
+    }
 
     const NAT_RULES: &str =
         "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j X\n-A X -j Y\nCOMMIT\n";
