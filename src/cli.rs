@@ -13,6 +13,7 @@ use crate::config::{Config, Source};
 use crate::emulator::TokenMode;
 use crate::imds::Method;
 use crate::inventory::kubernetes::{self, KubeError};
+use crate::inventory::self_source::{Identity, LabelsFile, SelfError};
 use crate::inventory::{static_source, Index, Lookup};
 use crate::netfilter::{self, NetfilterError, Settings};
 use crate::policy::target::parse_target;
@@ -127,12 +128,12 @@ pub struct ExplainArgs {
 /// A one-line summary of a valid config, for `check`.
 pub fn summary(config: &Config) -> String {
     format!(
-        "config ok: {} rule(s), inventory {:?}{}, upstream {}{}, mode {:?}",
+        "config ok: {} rule(s), inventory {}{}, upstream {}{}, mode {:?}",
         config.policy.rules().len(),
-        config.inventory.source,
+        config.inventory.source.as_str(),
         match config.inventory.source {
             Source::Static => format!(" with {} pod(s)", config.inventory.pods.len()),
-            Source::Kubernetes => String::new(),
+            Source::Kubernetes | Source::SelfPod => String::new(),
         },
         config.upstream.url,
         if config.upstream.emulator {
@@ -145,13 +146,35 @@ pub fn summary(config: &Config) -> String {
     .to_lowercase()
 }
 
+/// Why `explain` could not build the inventory.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error(transparent)]
+    Kubernetes(#[from] KubeError),
+    #[error("[inventory] source = \"self\": {0}")]
+    SelfPod(#[from] SelfError),
+}
+
 /// Decides one request as the proxy would, and describes the decision. With the Kubernetes
-/// source, the node's pods are listed once (nothing is watched).
-pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, KubeError> {
+/// source, the node's pods are listed once (nothing is watched); with the `self` source, the
+/// labels file is read once.
+pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, ExplainError> {
     let index = match config.inventory.source {
         Source::Static => {
             let index = Index::new();
             static_source::load(&index, &config.inventory.pods);
+            index
+        }
+        Source::SelfPod => {
+            let settings = &config.inventory.self_pod;
+            let identity = Identity::resolve(settings, |name| std::env::var(name).ok())?;
+            let index = Index::any_source();
+            match &settings.labels_file {
+                Some(path) => {
+                    LabelsFile::new(path.clone(), identity).read_now(&index);
+                }
+                None => index.reset([(identity.pod(Default::default()), Vec::new())]),
+            }
             index
         }
         Source::Kubernetes => {

@@ -19,6 +19,9 @@ use crate::netfilter::Backend;
 use crate::policy::pattern::PathPattern;
 use crate::policy::{Imdsv2, Policy, Rule, Selector};
 
+mod self_pod;
+pub use self_pod::SelfPod;
+
 /// A config that passed every check.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -170,6 +173,21 @@ pub enum Source {
     Static,
     /// A node-scoped watch of the Kubernetes API.
     Kubernetes,
+    /// This pod only (sidecar mode): identity from the downward API; every connection the proxy
+    /// accepts is this pod's.
+    #[serde(rename = "self")]
+    SelfPod,
+}
+
+impl Source {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Static => "static",
+            Source::Kubernetes => "kubernetes",
+            Source::SelfPod => "self",
+        }
+    }
 }
 
 /// `[inventory]`
@@ -184,6 +202,8 @@ pub struct Inventory {
     pub unknown_source_grace: Duration,
     /// Static pods with the IPs they hold.
     pub pods: Vec<(Pod, Vec<IpAddr>)>,
+    /// The `self` source's settings (sidecar mode).
+    pub self_pod: SelfPod,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +214,11 @@ struct RawInventory {
     kubeconfig: Option<PathBuf>,
     unknown_source_grace_ms: u64,
     pods: Vec<RawPod>,
+    pod_namespace: Option<String>,
+    pod_name: Option<String>,
+    pod_uid: Option<String>,
+    labels_file: Option<PathBuf>,
+    labels_poll_ms: Option<u64>,
 }
 
 impl Default for RawInventory {
@@ -204,6 +229,11 @@ impl Default for RawInventory {
             kubeconfig: None,
             unknown_source_grace_ms: 1000,
             pods: Vec::new(),
+            pod_namespace: None,
+            pod_name: None,
+            pod_uid: None,
+            labels_file: None,
+            labels_poll_ms: None,
         }
     }
 }
@@ -272,6 +302,8 @@ pub struct Netfilter {
     pub backend: Backend,
     /// With `manage`, how often the rules are checked (and put back when something removed them).
     pub check_interval_seconds: u64,
+    /// The sidecar's UID for `iptables install --sidecar`: its traffic is not redirected.
+    pub sidecar_uid: Option<u32>,
 }
 
 impl Default for Netfilter {
@@ -283,6 +315,7 @@ impl Default for Netfilter {
                 .to_vec(),
             backend: Backend::Auto,
             check_interval_seconds: 30,
+            sidecar_uid: None,
         }
     }
 }
@@ -383,6 +416,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let upstream = validate_upstream(raw.upstream)?;
     let inventory = validate_inventory(raw.inventory)?;
+    if inventory.source == Source::SelfPod {
+        self_pod::check_mode(raw.server.listen, &raw.netfilter)?;
+    }
     let imdsv2 = Imdsv2 {
         require_tokens: raw.imdsv2.require_tokens,
         max_token_ttl_seconds: check_ttl(
@@ -422,6 +458,10 @@ fn validate_netfilter(raw: &Netfilter, listen: SocketAddr) -> Result<(), ConfigE
                 format!("`{iface}` is listed twice"),
             ));
         }
+    }
+    if raw.sidecar_uid == Some(0) {
+        let e = crate::netfilter::rules::RuleError::SidecarRoot;
+        return Err(invalid(e.key(), e));
     }
     if !(1..=3600).contains(&raw.check_interval_seconds) {
         return Err(invalid(
@@ -500,6 +540,16 @@ fn validate_inventory(raw: RawInventory) -> Result<Inventory, ConfigError> {
     if raw.node_name.as_deref() == Some("") {
         return Err(invalid("inventory.node_name", "must not be empty"));
     }
+    let self_pod = self_pod::validate(
+        raw.source,
+        self_pod::RawSelfPod {
+            pod_namespace: raw.pod_namespace,
+            pod_name: raw.pod_name,
+            pod_uid: raw.pod_uid,
+            labels_file: raw.labels_file,
+            labels_poll_ms: raw.labels_poll_ms,
+        },
+    )?;
     let mut owners: HashMap<IpAddr, String> = HashMap::new();
     let mut pods = Vec::with_capacity(raw.pods.len());
     for (i, p) in raw.pods.into_iter().enumerate() {
@@ -532,6 +582,7 @@ fn validate_inventory(raw: RawInventory) -> Result<Inventory, ConfigError> {
         kubeconfig: raw.kubeconfig,
         unknown_source_grace: Duration::from_millis(raw.unknown_source_grace_ms),
         pods,
+        self_pod,
     })
 }
 

@@ -182,6 +182,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         || a.node_name != b.node_name
         || a.kubeconfig != b.kubeconfig
         || a.unknown_source_grace != b.unknown_source_grace
+        || a.self_pod != b.self_pod
     {
         out.push("inventory");
     }

@@ -23,6 +23,7 @@ use crate::audit;
 use crate::config::{Config, Source};
 use crate::emulator::{self, EmulatorOptions};
 use crate::inventory::kubernetes::{self, KubeError};
+use crate::inventory::self_source::{self, SelfError};
 use crate::inventory::{static_source, Index};
 use crate::limits::{ConnLimits, Limit};
 use crate::metrics::{LimitLabels, Metrics};
@@ -75,6 +76,8 @@ pub enum RunError {
     Kubernetes(#[from] KubeError),
     #[error("--remove-startup-taint needs [inventory] source = \"kubernetes\"")]
     TaintNeedsKubernetes,
+    #[error("[inventory] source = \"self\": {0}")]
+    SelfPod(#[from] SelfError),
 }
 
 /// What `run_with` takes beyond the config and the listeners.
@@ -141,6 +144,17 @@ pub async fn run_with(
             let index = Index::new();
             static_source::load(&index, &config.inventory.pods);
             (Arc::new(index), Duration::ZERO)
+        }
+        Source::SelfPod => {
+            let index = Arc::new(Index::any_source());
+            let env = |name: &str| std::env::var(name).ok();
+            if let Some(watch) = self_source::start(&index, &config.inventory.self_pod, env)? {
+                sources.spawn(watch);
+            }
+            if config.policy.uses_namespace_labels() {
+                tracing::warn!("rules select on namespace labels, which sidecar mode cannot know (no API access): those rules select nothing");
+            }
+            (index, Duration::ZERO)
         }
         Source::Kubernetes => {
             let node = kubernetes::node_name(config.inventory.node_name.as_deref())?;

@@ -33,6 +33,8 @@ type Labels = BTreeMap<String, String>;
 #[derive(Default)]
 struct State {
     pods_synced: bool,
+    /// Sidecar mode: the one pod held answers for every address (see [`Index::any_source`]).
+    any_source: bool,
     /// `None` when namespace labels are not tracked (static source, or no rule uses them).
     namespaces: Option<Namespaces>,
     by_uid: HashMap<String, (Arc<Pod>, Vec<IpAddr>)>,
@@ -76,12 +78,30 @@ impl Index {
         index
     }
 
+    /// An index for one pod (sidecar mode): every address is that pod's, since only the pod's
+    /// own processes can reach a loopback listener. It answers [`Lookup::NotReady`] until
+    /// [`Index::reset`], then the one pod it holds; [`Lookup::Unknown`] if it holds none and
+    /// [`Lookup::Ambiguous`] if it holds more than one, so it never picks one.
+    pub fn any_source() -> Self {
+        let index = Self::new();
+        index.write().any_source = true;
+        index
+    }
+
     /// Looks up the pod holding `ip`. IPv4-mapped IPv6 addresses are read as IPv4, so a pod cannot
     /// change its identity by how it writes its address.
     pub fn lookup(&self, ip: IpAddr) -> Lookup {
         let state = self.read();
         if !state.is_ready() {
             return Lookup::NotReady;
+        }
+        if state.any_source {
+            let mut pods = state.by_uid.values();
+            return match (pods.next(), pods.next()) {
+                (None, _) => Lookup::Unknown,
+                (Some((pod, _)), None) => Lookup::Found(Arc::clone(pod)),
+                _ => Lookup::Ambiguous,
+            };
         }
         match state.by_ip.get(&ip.to_canonical()).map(Vec::as_slice) {
             None | Some([]) => Lookup::Unknown,

@@ -2,11 +2,15 @@
 //!
 //! One [`Index`] answers every lookup on the request path; sources only feed it. The static source
 //! (pods listed in the config) fills it once at start; the Kubernetes source feeds it from a
-//! node-scoped watch through the same `apply` / `delete` / `reset` calls. Lookups never block on
-//! a source and never call out: they read the last state the index was given.
+//! node-scoped watch through the same `apply` / `delete` / `reset` calls; the `self` source
+//! (sidecar mode) holds the one pod the guard runs in, for every address, and replaces it when
+//! the pod's labels file changes. Lookups never block on a source and never call out: they read
+//! the last state the index was given.
 
 mod index;
 pub mod kubernetes;
+pub mod labels;
+pub mod self_source;
 pub mod static_source;
 
 use std::collections::BTreeMap;

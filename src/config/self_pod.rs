@@ -1,0 +1,206 @@
+//! `[inventory]` keys of the `self` source (sidecar mode), and what sidecar mode asks of the rest
+//! of the config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{invalid, ConfigError, Netfilter, Source};
+
+/// The `self` source's settings: who this pod is, when the downward API does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelfPod {
+    /// `inventory.pod_namespace`; `$POD_NAMESPACE` when unset.
+    pub namespace: Option<String>,
+    /// `inventory.pod_name`; `$POD_NAME` when unset.
+    pub name: Option<String>,
+    /// `inventory.pod_uid`; `$POD_UID` when unset, else `self:NAMESPACE/NAME`.
+    pub uid: Option<String>,
+    /// The downward-API file of the pod's labels (`metadata.labels`); without it the pod has no
+    /// labels as far as the policy knows.
+    pub labels_file: Option<PathBuf>,
+    /// How often the labels file is checked for a change of content.
+    pub labels_poll: Duration,
+}
+
+/// The raw keys, as read from `[inventory]`.
+pub(super) struct RawSelfPod {
+    pub(super) pod_namespace: Option<String>,
+    pub(super) pod_name: Option<String>,
+    pub(super) pod_uid: Option<String>,
+    pub(super) labels_file: Option<PathBuf>,
+    pub(super) labels_poll_ms: Option<u64>,
+}
+
+/// Checks the keys; they belong to the `self` source only, so that a node-mode config cannot
+/// carry a pod identity that silently means nothing.
+pub(super) fn validate(source: Source, raw: RawSelfPod) -> Result<SelfPod, ConfigError> {
+    let keys = [
+        ("inventory.pod_namespace", raw.pod_namespace.as_deref()),
+        ("inventory.pod_name", raw.pod_name.as_deref()),
+        ("inventory.pod_uid", raw.pod_uid.as_deref()),
+    ];
+    for (key, value) in keys {
+        match value {
+            Some(_) if source != Source::SelfPod => {
+                return Err(invalid(key, "only used with source = \"self\""))
+            }
+            Some("") => return Err(invalid(key, "must not be empty")),
+            _ => {}
+        }
+    }
+    if source != Source::SelfPod {
+        if raw.labels_file.is_some() {
+            return Err(invalid(
+                "inventory.labels_file",
+                "only used with source = \"self\"",
+            ));
+        }
+        if raw.labels_poll_ms.is_some() {
+            return Err(invalid(
+                "inventory.labels_poll_ms",
+                "only used with source = \"self\"",
+            ));
+        }
+    }
+    if raw
+        .labels_file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        return Err(invalid("inventory.labels_file", "must not be empty"));
+    }
+    let poll = raw.labels_poll_ms.unwrap_or(1000);
+    if !(10..=60_000).contains(&poll) {
+        return Err(invalid(
+            "inventory.labels_poll_ms",
+            "must be from 10 to 60000",
+        ));
+    }
+    Ok(SelfPod {
+        namespace: raw.pod_namespace,
+        name: raw.pod_name,
+        uid: raw.pod_uid,
+        labels_file: raw.labels_file,
+        labels_poll: Duration::from_millis(poll),
+    })
+}
+
+/// What the `self` source needs of the other sections.
+pub(super) fn check_mode(listen: SocketAddr, netfilter: &Netfilter) -> Result<(), ConfigError> {
+    // Every connection the proxy accepts is taken to be this pod's: only a loopback listener
+    // guarantees that (other pods cannot reach the pod's loopback).
+    if !listen.ip().to_canonical().is_loopback() {
+        return Err(invalid(
+            "server.listen",
+            format!(
+                "{listen}: with inventory.source = \"self\" the proxy must listen on a loopback \
+                 address (127.0.0.1:PORT), since every connection it accepts is taken to be this \
+                 pod's"
+            ),
+        ));
+    }
+    if netfilter.manage {
+        return Err(invalid(
+            "netfilter.manage",
+            "cannot be true with inventory.source = \"self\": the sidecar runs without NET_ADMIN; \
+             its rules are installed by an init container with `imds-guard iptables install \
+             --sidecar`",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Source};
+    use std::time::Duration;
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const SIDECAR: &str =
+        "[server]\nlisten = \"127.0.0.1:8181\"\nadmin_listen = \"0.0.0.0:8182\"\n";
+
+    #[test]
+    fn the_self_source_and_its_keys() {
+        let config = parse(&format!(
+            "{SIDECAR}[inventory]\nsource = \"self\"\npod_namespace = \"shop\"\npod_name = \"web\"\n\
+             pod_uid = \"u-1\"\nlabels_file = \"/etc/podinfo/labels\"\nlabels_poll_ms = 250\n\
+             [netfilter]\nsidecar_uid = 1337\n"
+        ))
+        .unwrap();
+        let own = &config.inventory.self_pod;
+        assert_eq!(config.inventory.source, Source::SelfPod);
+        assert_eq!(config.inventory.source.as_str(), "self");
+        assert_eq!(own.namespace.as_deref(), Some("shop"));
+        assert_eq!(own.name.as_deref(), Some("web"));
+        assert_eq!(own.uid.as_deref(), Some("u-1"));
+        assert_eq!(
+            own.labels_file.as_deref(),
+            Some(std::path::Path::new("/etc/podinfo/labels"))
+        );
+        assert_eq!(own.labels_poll, Duration::from_millis(250));
+        assert_eq!(config.netfilter.sidecar_uid, Some(1337));
+        // Everything from the environment: nothing needs to be set in the file.
+        let bare = parse(&format!("{SIDECAR}[inventory]\nsource = \"self\"\n")).unwrap();
+        assert_eq!(bare.inventory.self_pod.labels_poll, Duration::from_secs(1));
+        assert!(bare.inventory.self_pod.labels_file.is_none());
+    }
+
+    #[test]
+    fn sidecar_mode_refusals_name_the_key() {
+        let self_with = |extra: &str| format!("{SIDECAR}[inventory]\nsource = \"self\"\n{extra}");
+        let cases = [
+            (
+                "[server]\nlisten = \"0.0.0.0:8181\"\n[inventory]\nsource = \"self\"\n".to_owned(),
+                "server.listen: 0.0.0.0:8181: with inventory.source = \"self\" the proxy must listen on a loopback address",
+            ),
+            (
+                "[server]\nlisten = \"10.0.0.5:8181\"\n[inventory]\nsource = \"self\"\n".to_owned(),
+                "server.listen: 10.0.0.5:8181",
+            ),
+            (
+                self_with("[netfilter]\nmanage = true\n"),
+                "netfilter.manage: cannot be true with inventory.source = \"self\"",
+            ),
+            (
+                self_with("pod_name = \"\"\n"),
+                "inventory.pod_name: must not be empty",
+            ),
+            (
+                self_with("labels_file = \"\"\n"),
+                "inventory.labels_file: must not be empty",
+            ),
+            (
+                self_with("labels_poll_ms = 5\n"),
+                "inventory.labels_poll_ms: must be from 10 to 60000",
+            ),
+            (
+                "[inventory]\npod_namespace = \"shop\"\n".to_owned(),
+                "inventory.pod_namespace: only used with source = \"self\"",
+            ),
+            (
+                "[inventory]\nsource = \"kubernetes\"\nlabels_file = \"/x\"\n".to_owned(),
+                "inventory.labels_file: only used with source = \"self\"",
+            ),
+            (
+                "[inventory]\nlabels_poll_ms = 100\n".to_owned(),
+                "inventory.labels_poll_ms: only used with source = \"self\"",
+            ),
+            (
+                "[netfilter]\nsidecar_uid = 0\n".to_owned(),
+                "netfilter.sidecar_uid: is 0: every process running as the sidecar's UID bypasses",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = err(&text);
+            assert!(got.starts_with(want), "{text}\n=> {got}\nwanted {want}");
+        }
+        assert!(err("[netfilter]\nsidecar_uid = -1\n").starts_with("netfilter.sidecar_uid: "));
+    }
+}

@@ -1,0 +1,211 @@
+//! The `self` source (sidecar mode): the guard runs inside one pod, and every connection it
+//! accepts is that pod's.
+//!
+//! The pod's namespace, name and uid come from the downward API's environment (`POD_NAMESPACE`,
+//! `POD_NAME`, `POD_UID`), or from the config; its labels from a downward-API volume file, which
+//! the kubelet rewrites when the labels change (by swapping a `..data` symlink, so the file is
+//! re-read by path and compared by content, as the config reload does). There is no Kubernetes
+//! API access at all.
+//!
+//! Fail closed: with a labels file configured, the index is not ready (pods get 503) until the file
+//! has been read once; a malformed or unreadable file later keeps the last good labels, with a log
+//! line per change of state, never a guess.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::labels::{parse_labels, LabelsError};
+use super::{Index, Pod};
+use crate::config::SelfPod;
+
+/// Why the `self` source cannot say who this pod is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelfError {
+    #[error("no pod namespace: set [inventory] pod_namespace or $POD_NAMESPACE (the downward API's metadata.namespace)")]
+    NoNamespace,
+    #[error(
+        "no pod name: set [inventory] pod_name or $POD_NAME (the downward API's metadata.name)"
+    )]
+    NoName,
+}
+
+/// Who this pod is, without its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl Identity {
+    /// The config's keys first, then the environment (`env` looks a variable up, so that tests
+    /// need not change the process environment). An empty variable counts as unset.
+    pub fn resolve(
+        settings: &SelfPod,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Identity, SelfError> {
+        let pick = |configured: &Option<String>, var: &str| {
+            configured
+                .clone()
+                .or_else(|| env(var))
+                .filter(|v| !v.is_empty())
+        };
+        let namespace = pick(&settings.namespace, "POD_NAMESPACE").ok_or(SelfError::NoNamespace)?;
+        let name = pick(&settings.name, "POD_NAME").ok_or(SelfError::NoName)?;
+        let uid =
+            pick(&settings.uid, "POD_UID").unwrap_or_else(|| format!("self:{namespace}/{name}"));
+        Ok(Identity {
+            namespace,
+            name,
+            uid,
+        })
+    }
+
+    /// The pod with `labels`. Namespace labels stay empty: they are not known without the API.
+    pub fn pod(&self, labels: BTreeMap<String, String>) -> Pod {
+        Pod {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            labels,
+            namespace_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// The labels file and what was last made of it.
+pub struct LabelsFile {
+    path: PathBuf,
+    identity: Identity,
+    /// The content last acted on, good or bad (`None`: unreadable, or not read yet): a bad file is
+    /// reported once, not on every poll.
+    seen: Option<Vec<u8>>,
+    /// Whether the last read failed (so that recovering is logged once, too).
+    unreadable: bool,
+}
+
+/// What one look at the labels file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// The content is as last seen: nothing to do.
+    Unchanged,
+    /// New labels were given to the index.
+    Applied,
+    /// The file could not be read or parsed; the index keeps what it had (nothing, the first
+    /// time: not ready).
+    Kept(String),
+}
+
+impl LabelsFile {
+    /// The file at `path`, for the pod `identity`.
+    pub fn new(path: PathBuf, identity: Identity) -> LabelsFile {
+        LabelsFile {
+            path,
+            identity,
+            seen: None,
+            unreadable: false,
+        }
+    }
+
+    /// Acts on one read of the file: new, well-formed content replaces the pod's labels in the
+    /// index; anything else keeps what the index has.
+    pub fn update(&mut self, read: std::io::Result<Vec<u8>>, index: &Index) -> Refresh {
+        let content = match read {
+            Ok(content) => content,
+            Err(e) => {
+                let why = format!("cannot read the labels file: {e}");
+                if !self.unreadable {
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot read the labels file; keeping the last good labels");
+                }
+                self.unreadable = true;
+                self.seen = None;
+                return Refresh::Kept(why);
+            }
+        };
+        self.unreadable = false;
+        if self.seen.as_deref() == Some(&content[..]) {
+            return Refresh::Unchanged;
+        }
+        let parsed = std::str::from_utf8(&content)
+            .map_err(|_| LabelsError::NotUtf8)
+            .and_then(parse_labels);
+        self.seen = Some(content);
+        match parsed {
+            Ok(labels) => {
+                tracing::info!(pod = %format!("{}/{}", self.identity.namespace, self.identity.name), labels = labels.len(), "pod labels read");
+                index.reset([(self.identity.pod(labels), Vec::new())]);
+                Refresh::Applied
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "malformed labels file; keeping the last good labels");
+                Refresh::Kept(e.to_string())
+            }
+        }
+    }
+
+    /// Reads the file now (blocking; for start-up and one-off commands).
+    pub fn read_now(&mut self, index: &Index) -> Refresh {
+        let read = read_capped(&self.path);
+        self.update(read, index)
+    }
+
+    /// Re-reads the file every `poll` until the task is dropped.
+    pub async fn watch(mut self, index: Arc<Index>, poll: Duration) {
+        let mut ticks = tokio::time::interval(poll);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let path = self.path.clone();
+            let read = tokio::task::spawn_blocking(move || read_capped(&path))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            self.update(read, &index);
+        }
+    }
+}
+
+/// Labels are small (Kubernetes caps them); a file larger than this is not a labels file.
+const MAX_LABELS_FILE: u64 = 1 << 20;
+
+fn read_capped(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut content = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_LABELS_FILE + 1)
+        .read_to_end(&mut content)?;
+    if content.len() as u64 > MAX_LABELS_FILE {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_LABELS_FILE} bytes"
+        )));
+    }
+    Ok(content)
+}
+
+/// Gives `index` (made with [`Index::any_source`]) this pod. Without a labels file the pod has no
+/// labels and the index is ready at once; with one, the file is read now and the returned task
+/// (to be spawned) keeps re-reading it. The first read failing is not an error: the index stays
+/// not ready, pods get 503, and the task keeps trying.
+pub fn start(
+    index: &Arc<Index>,
+    settings: &SelfPod,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<impl Future<Output = ()> + Send + 'static>, SelfError> {
+    let identity = Identity::resolve(settings, env)?;
+    tracing::info!(namespace = %identity.namespace, name = %identity.name, uid = %identity.uid, labels_file = ?settings.labels_file, "sidecar mode: every connection is this pod's");
+    let Some(path) = settings.labels_file.clone() else {
+        index.reset([(identity.pod(BTreeMap::new()), Vec::new())]);
+        return Ok(None);
+    };
+    let mut file = LabelsFile::new(path, identity);
+    if let Refresh::Kept(why) = file.read_now(index) {
+        tracing::warn!(reason = %why, "not ready until the labels file has been read");
+    }
+    Ok(Some(file.watch(Arc::clone(index), settings.labels_poll)))
+}
+
+#[cfg(test)]
+#[path = "self_source_tests.rs"]
+mod tests;
