@@ -61,9 +61,9 @@ pub enum IptablesAction {
     /// Install the rules (idempotent), check them, and clear connections older than them.
     Install(IptablesInstallArgs),
     /// Remove our chain and every jump to it; nothing else is touched.
-    Remove(ConfigArg),
+    Remove(IptablesRulesArgs),
     /// Exit 0 only when exactly the expected rules are in place; print what is missing or extra.
-    Status(ConfigArg),
+    Status(IptablesRulesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +73,49 @@ pub struct IptablesInstallArgs {
     /// Print the iptables-restore input that would be applied, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IptablesRulesArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+}
+
+/// Node mode (the default) or sidecar mode.
+#[derive(Debug, Args)]
+pub struct ModeArgs {
+    /// Sidecar mode, run inside the pod's network namespace: nat OUTPUT sends every process's
+    /// metadata traffic to server.listen (loopback), except the sidecar's own UID's.
+    #[arg(long)]
+    pub sidecar: bool,
+    /// The sidecar's UID, instead of [netfilter] sidecar_uid.
+    #[arg(long, value_name = "UID", requires = "sidecar")]
+    pub sidecar_uid: Option<u32>,
+}
+
+impl ModeArgs {
+    /// The rule settings for `config` in this mode.
+    fn settings(&self, config: &Config) -> Result<Settings, NetfilterError> {
+        if !self.sidecar {
+            if config.inventory.source == Source::SelfPod {
+                return Err(NetfilterError::Usage(
+                    "inventory.source = \"self\" is sidecar mode: add --sidecar",
+                ));
+            }
+            return Ok(Settings::from_config(config));
+        }
+        let uid =
+            self.sidecar_uid
+                .or(config.netfilter.sidecar_uid)
+                .ok_or(NetfilterError::Usage(
+                "--sidecar needs the sidecar's UID: --sidecar-uid UID or [netfilter] sidecar_uid",
+            ))?;
+        Ok(Settings::sidecar(config, uid))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -248,14 +291,15 @@ pub struct Report {
 
 /// Runs `imds-guard iptables …` for a validated config.
 pub fn iptables(config: &Config, action: &IptablesAction) -> Result<Report, NetfilterError> {
-    let settings = Settings::from_config(config);
     let mut text = String::new();
     let mut ok = true;
     match action {
         IptablesAction::Install(args) if args.dry_run => {
+            let settings = args.mode.settings(config)?;
             text = netfilter::Plan::new(&settings)?.render();
         }
-        IptablesAction::Install(_) => {
+        IptablesAction::Install(args) => {
+            let settings = args.mode.settings(config)?;
             let done = netfilter::install(&settings)?;
             let _ = writeln!(
                 text,
@@ -266,8 +310,9 @@ pub fn iptables(config: &Config, action: &IptablesAction) -> Result<Report, Netf
                 done.cleared,
             );
         }
+        // Everything of ours goes, whichever mode installed it: no UID is needed.
         IptablesAction::Remove(_) => {
-            let removed = netfilter::remove(settings.backend)?;
+            let removed = netfilter::remove(config.netfilter.backend)?;
             for (variant, count) in &removed {
                 let name = variant.name(netfilter::rules::Family::V4);
                 let _ = writeln!(text, "removed: our chain and {count} rules with {name}");
@@ -276,8 +321,8 @@ pub fn iptables(config: &Config, action: &IptablesAction) -> Result<Report, Netf
                 text.push_str("removed: nothing of ours was installed\n");
             }
         }
-        IptablesAction::Status(_) => {
-            let status = netfilter::status(&settings)?;
+        IptablesAction::Status(args) => {
+            let status = netfilter::status(&args.mode.settings(config)?)?;
             let name = status.variant.name(netfilter::rules::Family::V4);
             let ipv6 = if status.ipv6 { "IPv4 and IPv6" } else { "IPv4" };
             let _ = writeln!(text, "backend: {name} ({ipv6})");
@@ -297,3 +342,7 @@ pub fn iptables(config: &Config, action: &IptablesAction) -> Result<Report, Netf
     }
     Ok(Report { text, ok })
 }
+
+#[cfg(test)]
+#[path = "cli_tests.rs"]
+mod tests;

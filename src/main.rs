@@ -69,8 +69,8 @@ fn main() -> ExitCode {
 /// A bad config is 2 for all three.
 fn iptables(action: &cli::IptablesAction) -> ExitCode {
     let (cli::IptablesAction::Install(cli::IptablesInstallArgs { config: args, .. })
-    | cli::IptablesAction::Remove(args)
-    | cli::IptablesAction::Status(args)) = action;
+    | cli::IptablesAction::Remove(cli::IptablesRulesArgs { config: args, .. })
+    | cli::IptablesAction::Status(cli::IptablesRulesArgs { config: args, .. })) = action;
     let config = match config::load(&args.config) {
         Ok(config) => config,
         Err(e) => {

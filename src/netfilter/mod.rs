@@ -27,6 +27,9 @@ use tools::{Tools, Variant};
 pub enum NetfilterError {
     #[error("{key}: {0}", key = .0.key())]
     Rules(#[from] RuleError),
+    /// The command line does not say enough (sidecar mode without a UID, say).
+    #[error("{0}")]
+    Usage(&'static str),
     #[error("{program} not found: apt-get install {package}")]
     NotFound {
         program: String,
