@@ -22,8 +22,20 @@ pub struct Got {
 
 /// `curl` inside `ns`, bounded by `max_secs`.
 pub fn curl(ns: &Ns, max_secs: u32, args: &[&str]) -> Got {
+    curl_as(ns, None, max_secs, args)
+}
+
+/// [`curl`] run as `uid` (and the same gid, no supplementary groups) when given, with `setpriv`.
+pub fn curl_as(ns: &Ns, uid: Option<u32>, max_secs: u32, args: &[&str]) -> Got {
     let max = max_secs.to_string();
-    let mut all = vec!["curl", "-sS", "--max-time", &max, "-w", "\n%{http_code}"];
+    let (reuid, regid) = uid
+        .map(|u| (format!("--reuid={u}"), format!("--regid={u}")))
+        .unwrap_or_default();
+    let mut all = match uid {
+        Some(_) => vec!["setpriv", &reuid, &regid, "--clear-groups"],
+        None => Vec::new(),
+    };
+    all.extend(["curl", "-sS", "--max-time", &max, "-w", "\n%{http_code}"]);
     all.extend_from_slice(args);
     let out = ns.exec(&all);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

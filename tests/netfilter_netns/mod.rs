@@ -162,6 +162,11 @@ impl Proc {
             .clone()
     }
 
+    /// Its process id (`ip netns exec` execs the command, so this is the command's own).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it at once (SIGKILL: a crash) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
