@@ -16,6 +16,8 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// Whether the interception rules are in place (always true when netfilter is not managed).
     pub rules_ok: Arc<AtomicBool>,
+    /// The audit sink, for its count of dropped lines.
+    pub audit: Arc<dyn crate::audit::Sink>,
 }
 
 impl Admin {
@@ -38,6 +40,8 @@ impl Admin {
             ),
             "/readyz" => text(StatusCode::OK, "ready\n"),
             "/metrics" => {
+                let dropped = i64::try_from(self.audit.dropped()).unwrap_or(i64::MAX);
+                self.metrics.audit_dropped_lines.set(dropped);
                 let ready = self.inventory.is_ready();
                 self.metrics.inventory_ready.set(i64::from(ready));
                 self.metrics

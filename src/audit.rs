@@ -44,10 +44,20 @@ pub struct Event<'a> {
 /// Where audit events go.
 pub trait Sink: Send + Sync + 'static {
     fn record(&self, event: &Event<'_>);
+
+    /// Lines that could not be written so far (reported as a metric).
+    fn dropped(&self) -> u64 {
+        0
+    }
 }
 
-/// Writes events as JSON lines to stdout through a background writer, so a slow stdout reader
-/// does not hold requests; nothing is dropped (the writer applies back-pressure when full).
+/// How many lines may wait for the writer thread: about 6 MiB of audit at most.
+const QUEUE_LINES: usize = 16_384;
+
+/// Writes events as JSON lines to stdout from a background thread, so the request path never
+/// waits for stdout. Lines are batched into large writes (one system call for many lines). If the
+/// reader of stdout falls so far behind that the queue fills, new lines are dropped rather than
+/// stalling requests, and counted: [`Sink::dropped`] feeds `imds_guard_audit_dropped_lines`.
 pub struct Stdout {
     writer: NonBlocking,
     /// Flushes what is queued when the sink is dropped at shutdown.
@@ -58,9 +68,13 @@ impl Stdout {
     /// A sink on the process's stdout.
     pub fn new() -> Self {
         let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(false)
+            .lossy(true)
+            .buffered_lines_limit(QUEUE_LINES)
             .thread_name("imds-guard-audit")
-            .finish(std::io::stdout());
+            .finish(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stdout(),
+            ));
         Self {
             writer,
             _guard: guard,
@@ -86,6 +100,10 @@ impl Sink for Stdout {
             }
             Err(e) => tracing::error!(error = %e, "audit event could not be encoded"),
         }
+    }
+
+    fn dropped(&self) -> u64 {
+        u64::try_from(self.writer.error_counter().dropped_lines()).unwrap_or(u64::MAX)
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub netfilter_rules_ok: Gauge,
     /// Connections refused by a connection limit.
     pub connections_refused: Family<LimitLabels, Counter>,
+    /// Audit lines dropped because stdout's reader fell behind (0 in a healthy setup).
+    pub audit_dropped_lines: Gauge,
 }
 
 impl Metrics {
@@ -135,8 +137,15 @@ impl Metrics {
             "Connections refused by a connection limit (per-source, total)",
             connections_refused.clone(),
         );
+        let audit_dropped_lines = Gauge::default();
+        registry.register(
+            "audit_dropped_lines",
+            "Audit lines dropped because the reader of stdout fell behind",
+            audit_dropped_lines.clone(),
+        );
         Self {
             registry,
+            audit_dropped_lines,
             connections_refused,
             inventory_ready,
             watch_relists,

@@ -229,7 +229,7 @@ pub async fn run_with(
         live,
         inventory: Arc::clone(&inventory),
         upstream: Upstream::new(&config.upstream),
-        audit,
+        audit: Arc::clone(&audit),
         metrics: Arc::clone(&metrics),
         unknown_source_grace,
     });
@@ -237,6 +237,7 @@ pub async fn run_with(
         inventory,
         metrics,
         rules_ok,
+        audit,
     });
 
     tracing::info!(

@@ -126,6 +126,11 @@ async fn counters_move_with_traffic() {
         "{text}"
     );
     assert!(value(&after, "imds_guard_request_duration_seconds_sum") > 0.0);
+    assert_eq!(
+        after.get("imds_guard_audit_dropped_lines"),
+        Some(&0.0),
+        "{text}"
+    );
     // Bounded label sets: no pod names, addresses or paths.
     for leak in [
         "prod-5c7b9",

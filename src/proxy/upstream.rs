@@ -68,9 +68,11 @@ impl Upstream {
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(true);
+        // Enough idle connections for every request in flight to find one: a pool smaller than
+        // the concurrency makes the excess open (and close) a connection per request.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(1024)
             .build(connector);
         Self {
             client,
