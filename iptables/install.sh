@@ -3,9 +3,13 @@
 # operators who manage netfilter themselves. The same rules as `imds-guard iptables install`.
 #
 #   install.sh [--print] LISTEN [INTERFACE...]
+#   install.sh [--print] --sidecar UID LISTEN
 #
 # LISTEN is imds-guard's server.listen: the node's address (DNAT), 0.0.0.0:PORT or [::]:PORT
 # (REDIRECT). INTERFACEs are pod interface patterns (default: eni+ cali+ cni0 weave lxc+).
+# --sidecar UID: sidecar mode, inside a pod's network namespace (`imds-guard iptables install
+# --sidecar`): nat OUTPUT DNATs every process's metadata traffic to LISTEN (loopback), except
+# the sidecar's UID's; IPv6 metadata traffic is rejected, except the sidecar's.
 # --print shows the iptables-restore input and changes nothing.
 #
 # Environment: IMDS_GUARD_BACKEND=auto|legacy|nft (default auto: the backend the host uses).
@@ -22,15 +26,27 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
 . "$here/common.sh"
 
+usage="usage: install.sh [--print] LISTEN [INTERFACE...] | install.sh [--print] --sidecar UID LISTEN"
 print=no
-if [ "${1:-}" = --print ]; then
-  print=yes
+sidecar_uid=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --print) print=yes ;;
+    --sidecar) [ $# -ge 2 ] || die "$usage"; sidecar_uid=$2; shift ;;
+    *) break ;;
+  esac
   shift
-fi
-[ $# -ge 1 ] || die "usage: install.sh [--print] LISTEN [INTERFACE...]"
+done
+[ $# -ge 1 ] || die "$usage"
 listen=$1
 shift
-[ $# -ge 1 ] || set -- eni+ cali+ cni0 weave lxc+
+if [ -n "$sidecar_uid" ]; then
+  case "$sidecar_uid" in '' | *[!0-9]*) die "--sidecar UID: $sidecar_uid is not a UID" ;; esac
+  [ ${#sidecar_uid} -le 10 ] && [ "$sidecar_uid" -le 4294967295 ] || die "--sidecar UID: $sidecar_uid is not a UID"
+  [ $# -eq 0 ] || die "$usage"
+else
+  [ $# -ge 1 ] || set -- eni+ cali+ cni0 weave lxc+
+fi
 
 # Pod interface patterns, without repeats, in order.
 interfaces=()
@@ -44,18 +60,40 @@ case "$listen" in
   *) die "LISTEN must be ADDRESS:PORT, as server.listen" ;;
 esac
 case "$port" in '' | *[!0-9]*) die "LISTEN $listen: no port" ;; esac
+if [ -n "$sidecar_uid" ]; then
+  case "$host" in
+    127.*) ;;
+    *) die "$listen: in sidecar mode the proxy must listen on an IPv4 loopback address (127.0.0.1:PORT): the rules DNAT the pod's own IPv4 traffic there, and every connection the proxy accepts is taken to come from this pod" ;;
+  esac
+fi
 [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "$listen has port 0: the rules need the port the proxy listens on"
-case "$host" in
-  127.* | ::1 | ::ffff:127.*)
-    die "$listen is a loopback address: pod traffic DNATed from PREROUTING to loopback is dropped by the kernel (unless route_localnet is set); listen on the node's address or on 0.0.0.0" ;;
-  0.0.0.0 | ::) v4_target="-j REDIRECT --to-ports $port" ;;
-  *:*) die "$listen is an IPv6 address: pods' IPv4 traffic cannot be DNATed to it; listen on the node's IPv4 address, on 0.0.0.0 or on [::]" ;;
-  *) v4_target="-j DNAT --to-destination $host:$port" ;;
-esac
+if [ -n "$sidecar_uid" ]; then
+  [ "$sidecar_uid" -ne 0 ] || die "the sidecar's UID is 0: every process running as the sidecar's UID bypasses the rules, so the sidecar needs a UID of its own that no other container of the pod uses (not root)"
+  v4_target="-j DNAT --to-destination $host:$port"
+else
+  case "$host" in
+    127.* | ::1 | ::ffff:127.*)
+      die "$listen is a loopback address: pod traffic DNATed from PREROUTING to loopback is dropped by the kernel (unless route_localnet is set); listen on the node's address or on 0.0.0.0" ;;
+    0.0.0.0 | ::) v4_target="-j REDIRECT --to-ports $port" ;;
+    *:*) die "$listen is an IPv6 address: pods' IPv4 traffic cannot be DNATed to it; listen on the node's IPv4 address, on 0.0.0.0 or on [::]" ;;
+    *) v4_target="-j DNAT --to-destination $host:$port" ;;
+  esac
+fi
+
+# What each jump to our chain matches (then " -j IMDS-GUARD"): one per pod interface in node
+# mode, all traffic in sidecar mode.
+jump_specs=()
+if [ -n "$sidecar_uid" ]; then
+  jump_specs=("")
+else
+  for iface in "${interfaces[@]}"; do jump_specs+=("-i $iface "); done
+fi
 
 # Tables of a family, one per line: TABLE HOOK, then its rules as "TABLE rule" lines.
 wanted_tables() {
-  if [ "$1" = 4 ]; then
+  if [ -n "$sidecar_uid" ]; then
+    if [ "$1" = 4 ]; then echo "nat OUTPUT"; else echo "filter OUTPUT"; fi
+  elif [ "$1" = 4 ]; then
     echo "nat PREROUTING"
   else
     [ "$host" = :: ] && echo "nat PREROUTING"
@@ -64,6 +102,16 @@ wanted_tables() {
 }
 wanted_rules() { # family table
   local reject="-j REJECT --reject-with icmp6-adm-prohibited"
+  if [ -n "$sidecar_uid" ]; then
+    local others="-m owner ! --uid-owner $sidecar_uid"
+    case "$1 $2" in
+      "4 nat") echo "-d 169.254.169.254/32 -p tcp -m tcp --dport 80 $others $v4_target" ;;
+      "6 filter")
+        echo "-d ::ffff:169.254.169.254/128 $others $reject"
+        echo "-d fd00:ec2::254/128 $others $reject" ;;
+    esac
+    return
+  fi
   case "$1 $2" in
     "4 nat") echo "-d 169.254.169.254/32 -p tcp -m tcp --dport 80 $v4_target" ;;
     "6 nat") echo "-d fd00:ec2::254/128 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports $port" ;;
@@ -84,11 +132,11 @@ install_payload() {
       printf -- '-A %s %s\n' "$CHAIN" "$rule"
     done < <(wanted_rules "$family" "$table")
     local present=()
-    for i in "${!interfaces[@]}"; do present[i]=no; done
+    for i in "${!jump_specs[@]}"; do present[i]=no; done
     while IFS= read -r jump; do
       local keep=no
-      for i in "${!interfaces[@]}"; do
-        if [ "$jump" = "-A $hook -i ${interfaces[i]} -j $CHAIN" ] && [ "${present[i]}" = no ]; then
+      for i in "${!jump_specs[@]}"; do
+        if [ "$jump" = "-A $hook ${jump_specs[i]}-j $CHAIN" ] && [ "${present[i]}" = no ]; then
           present[i]=yes
           keep=yes
           break
@@ -96,8 +144,8 @@ install_payload() {
       done
       [ "$keep" = yes ] || printf -- '-D %s\n' "${jump#-A }"
     done < <(printf '%s\n' "$current" | table_jumps "$table")
-    for ((i = ${#interfaces[@]} - 1; i >= 0; i--)); do
-      [ "${present[i]}" = yes ] || printf -- '-I %s -i %s -j %s\n' "$hook" "${interfaces[i]}" "$CHAIN"
+    for ((i = ${#jump_specs[@]} - 1; i >= 0; i--)); do
+      [ "${present[i]}" = yes ] || printf -- '-I %s %s-j %s\n' "$hook" "${jump_specs[i]}" "$CHAIN"
     done
     echo COMMIT
   done < <(wanted_tables "$family")
@@ -108,9 +156,9 @@ install_payload() {
 
 # The rules of family $1 as iptables-save prints them, one "TABLE RULE" per line.
 expected_lines() {
-  local family=$1 table hook iface rule
+  local family=$1 table hook spec rule
   while read -r table hook; do
-    for iface in "${interfaces[@]}"; do echo "$table -A $hook -i $iface -j $CHAIN"; done
+    for spec in "${jump_specs[@]}"; do echo "$table -A $hook $spec-j $CHAIN"; done
     wanted_rules "$family" "$table" | while IFS= read -r rule; do echo "$table -A $CHAIN $rule"; done
   done < <(wanted_tables "$family")
 }

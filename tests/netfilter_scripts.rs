@@ -215,3 +215,105 @@ fn the_scripts_rules_pass_the_binary_s_status_in_a_namespace() {
     let status = node.exec(&[BIN, "iptables", "status", "--config", config]);
     assert_eq!(status.status.code(), Some(1), "{}", text(&status));
 }
+
+#[test]
+fn install_sh_sidecar_prints_what_the_rust_generator_would_apply() {
+    let states = [("", ""), (FOREIGN_V4, ""), (DRIFTED_V4, V6_DUAL)];
+    for (listen, uid) in [("127.0.0.1:8181", 1337), ("127.0.0.9:15001", 4_294_967_295)] {
+        let set = RuleSet::sidecar(listen.parse().unwrap(), uid).unwrap();
+        for (v4, v6) in states {
+            let want = render(
+                Variant::Nft,
+                &[
+                    (Family::V4, set.install_payload(Family::V4, v4)),
+                    (Family::V6, set.install_payload(Family::V6, v6)),
+                ],
+            );
+            let uid = uid.to_string();
+            let out = print("install.sh", &["--sidecar", &uid, listen], v4, v6);
+            assert!(
+                out.status.success(),
+                "--sidecar {uid} {listen}: {}",
+                text(&out)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                want,
+                "install.sh --sidecar {uid} {listen} differs from the Rust rule set"
+            );
+        }
+    }
+}
+
+#[test]
+fn install_sh_sidecar_refuses_what_the_rust_generator_refuses_with_the_same_words() {
+    for (listen, uid) in [
+        ("10.0.0.5:8181", 1337),
+        ("0.0.0.0:8181", 1337),
+        ("[::1]:8181", 1337),
+        ("127.0.0.1:0", 1337),
+        ("127.0.0.1:8181", 0),
+    ] {
+        let rust = RuleSet::sidecar(listen.parse().unwrap(), uid).unwrap_err();
+        let out = print(
+            "install.sh",
+            &["--sidecar", &uid.to_string(), listen],
+            "",
+            "",
+        );
+        assert!(
+            !out.status.success(),
+            "install.sh accepted --sidecar {uid} {listen}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            format!("imds-guard: {rust}"),
+        );
+    }
+    for bad in [
+        &["--sidecar", "x", "127.0.0.1:8181"][..],
+        &["--sidecar", "4294967296", "127.0.0.1:8181"],
+        &["--sidecar", "1", "127.0.0.1:8181", "eni+"],
+    ] {
+        let out = print("install.sh", bad, "", "");
+        assert!(!out.status.success(), "install.sh accepted {bad:?}");
+    }
+}
+
+#[test]
+fn the_sidecar_script_s_rules_pass_the_binary_s_status_in_a_namespace() {
+    preflight(&[
+        ("ip", "iproute2"),
+        ("iptables", "iptables"),
+        ("conntrack", "conntrack"),
+    ]);
+    let pod = Ns::new("scripts-sidecar");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:8181\"\n[inventory]\nsource = \"self\"\n[netfilter]\nsidecar_uid = 1337\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let install = script("install.sh");
+    let install = install.to_str().unwrap();
+    let binary = |action: &str, extra: &[&str]| {
+        let mut args = vec![BIN, "iptables", action, "--sidecar", "--config", config];
+        args.extend_from_slice(extra);
+        pod.exec(&args)
+    };
+    let sh = pod.ok(&[install, "--print", "--sidecar", "1337", "127.0.0.1:8181"]);
+    let rust = binary("install", &["--dry-run"]);
+    assert_eq!(sh, String::from_utf8_lossy(&rust.stdout), "fresh namespace");
+
+    pod.ok(&[install, "--sidecar", "1337", "127.0.0.1:8181"]);
+    let status = binary("status", &[]);
+    assert!(status.status.success(), "{}", text(&status));
+    // Another UID is another rule set: status says so.
+    let other = binary("status", &["--sidecar-uid", "1000"]);
+    assert_eq!(other.status.code(), Some(1), "{}", text(&other));
+
+    pod.ok(&[script("remove.sh").to_str().unwrap()]);
+    assert!(!pod.rules().contains("IMDS-GUARD"));
+}

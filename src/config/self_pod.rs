@@ -194,7 +194,7 @@ mod tests {
             ),
             (
                 "[netfilter]\nsidecar_uid = 0\n".to_owned(),
-                "netfilter.sidecar_uid: is 0: every process running as the sidecar's UID bypasses",
+                "netfilter.sidecar_uid: the sidecar's UID is 0: every process running as the sidecar's UID bypasses",
             ),
         ];
         for (text, want) in cases {

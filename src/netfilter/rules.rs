@@ -72,8 +72,8 @@ pub enum RuleError {
     )]
     SidecarListen(SocketAddr),
     #[error(
-        "is 0: every process running as the sidecar's UID bypasses the rules, so the sidecar \
-         needs a UID of its own that no other container of the pod uses (not root)"
+        "the sidecar's UID is 0: every process running as the sidecar's UID bypasses the rules, \
+         so the sidecar needs a UID of its own that no other container of the pod uses (not root)"
     )]
     SidecarRoot,
 }
