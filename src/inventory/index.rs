@@ -113,12 +113,17 @@ impl Index {
     /// Like [`Index::lookup`], but an unknown IP may wait up to `grace` for the index to learn it:
     /// a pod often asks for metadata before the watch has delivered it. Woken by index updates.
     pub async fn lookup_or_wait(&self, ip: IpAddr, grace: Duration) -> Lookup {
+        let found = self.lookup(ip);
+        if !matches!(found, Lookup::Unknown) || grace.is_zero() {
+            return found;
+        }
         let deadline = tokio::time::Instant::now() + grace;
-        // Subscribe before looking, so an update between the look and the wait is not missed.
+        // Subscribe before looking again, so an update between the look and the wait is not
+        // missed.
         let mut changes = self.changes.subscribe();
         loop {
             let found = self.lookup(ip);
-            if found != Lookup::Unknown || grace.is_zero() {
+            if !matches!(found, Lookup::Unknown) {
                 return found;
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
