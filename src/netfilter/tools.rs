@@ -293,8 +293,12 @@ mod tests {
             status: "exit status: 4".into(),
             stderr: stderr.into(),
         };
-        assert!(is_permission(&failed("iptables-legacy-save: Permission denied (you must be root)")));
-        assert!(!is_permission(&failed("can't initialize iptables table `nat': Table does not exist")));
+        assert!(is_permission(&failed(
+            "iptables-legacy-save: Permission denied (you must be root)"
+        )));
+        assert!(!is_permission(&failed(
+            "can't initialize iptables table `nat': Table does not exist"
+        )));
     }
 
     const NAT_RULES: &str =
