@@ -153,6 +153,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_sidecar_example_is_valid() {
+        let text = include_str!("../../deploy/sidecar/example/imds-guard.toml");
+        let config = parse(text).unwrap();
+        assert_eq!(config.inventory.source, Source::SelfPod);
+        // The component's runAsUser.
+        assert_eq!(config.netfilter.sidecar_uid, Some(1337));
+        assert!(config.server.listen.ip().is_loopback());
+    }
+
+    #[test]
     fn sidecar_mode_refusals_name_the_key() {
         let self_with = |extra: &str| format!("{SIDECAR}[inventory]\nsource = \"self\"\n{extra}");
         let cases = [
