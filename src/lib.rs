@@ -14,6 +14,12 @@
 //!     ──► audit      one JSON line per request, always          (audit, metrics)
 //! ```
 //!
+//! Two deployment modes share that path. Node mode: the node's `PREROUTING` DNATs pods' traffic
+//! to a hostNetwork guard, which identifies pods from a watch of the node's pods
+//! (`inventory::kubernetes`). Sidecar mode: inside one pod, `OUTPUT` DNATs every process but the
+//! guard's UID to the guard on loopback (`netfilter::rules::RuleSet::sidecar`), and every
+//! connection is that pod (`inventory::self_source`, from the downward API).
+//!
 //! `config` parses and validates the TOML once, before anything listens. `emulator` is an
 //! AWS-faithful IMDS used as the upstream for local runs, tests and benchmarks. `server` wires the
 //! parts together around listeners and a shutdown future handed in by the caller, so tests bind
