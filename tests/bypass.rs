@@ -36,8 +36,11 @@ const ALLOWED: &str = "/latest/meta-data/instance-id";
 const USER_DATA_MARKER: &str = "USER-DATA-MARKER";
 const CREDENTIALS: &str = r#"{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"ASIAMARKER","SecretAccessKey":"marker-secret","Token":"marker-token"}"#;
 
-/// How long a client waits for more bytes before it takes the answer as complete.
+/// How long a client waits for more bytes before it takes the answer to a case as complete. (What
+/// was forwarded does not depend on it: the recorder is read only once the guard has stopped.)
 const QUIET: Duration = Duration::from_millis(1000);
+/// The same for answers that end with the connection (`Connection: close`), on a busy machine.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// The guard's config, with `allow` and `deny` pattern lists for the pod under test.
 fn config(allow: &str, deny: &str) -> String {
@@ -170,15 +173,15 @@ fn answer_problems(reply: &str) -> Vec<String> {
         .collect()
 }
 
-/// Writes `bytes` on a fresh connection from `from` and reads until the server closes or goes
-/// quiet. A write may fail half-way when the server refuses early and closes; what it answered
-/// still counts.
-async fn send(from: &str, to: std::net::SocketAddr, bytes: &[u8]) -> String {
+/// Writes `bytes` on a fresh connection from `from` and reads until the server closes or is quiet
+/// for `quiet`. A write may fail half-way when the server refuses early and closes; what it
+/// answered still counts.
+async fn send(from: &str, to: std::net::SocketAddr, bytes: &[u8], quiet: Duration) -> String {
     let mut stream = connect_from(from, to).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(bytes)).await;
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
-    while let Ok(Ok(n @ 1..)) = tokio::time::timeout(QUIET, stream.read(&mut buf)).await {
+    while let Ok(Ok(n @ 1..)) = tokio::time::timeout(quiet, stream.read(&mut buf)).await {
         out.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&out).into_owned()
@@ -205,17 +208,21 @@ struct Outcome {
 async fn run_case(config: String, name: String, bytes: Vec<u8>) -> Outcome {
     let rec: Recorder = recorder_answering(Duration::ZERO, Arc::new(answer_like_imds)).await;
     let guard = Guard::start(&config, rec.addr).await;
-    let reply = send(POD, guard.proxy, &bytes).await;
+    let reply = send(POD, guard.proxy, &bytes, QUIET).await;
     let mut problems = answer_problems(&reply);
 
     let health = format!("GET {ALLOWED} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let health_reply = send(POD, guard.proxy, health.as_bytes()).await;
+    let health_reply = send(POD, guard.proxy, health.as_bytes(), CLOSE_WAIT).await;
     if statuses(&health_reply).first() != Some(&200)
         || !health_reply.ends_with(&format!("recorded {ALLOWED}"))
     {
         problems.push(format!(
             "an allowed request afterwards was not served: {health_reply:?}"
         ));
+    }
+    // Stopping waits for requests in flight, so a late forward of this case is recorded too.
+    if let Err(e) = guard.stop().await {
+        problems.push(format!("the guard did not stop cleanly: {e}"));
     }
     // Everything the upstream saw, the health request included (it must pass the same checks).
     let seen = rec.seen();
@@ -388,7 +395,7 @@ async fn pipelined_requests_are_decided_one_by_one() {
         b"GET /latest/meta-data/hostname HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
     ]
     .concat();
-    let reply = send(POD, guard.proxy, &pipelined).await;
+    let reply = send(POD, guard.proxy, &pipelined, CLOSE_WAIT).await;
     assert_eq!(statuses(&reply), [200, 403, 403, 400, 200], "{reply}");
     assert_eq!(answer_problems(&reply), Vec::<String>::new());
     let targets: Vec<String> = rec.seen().into_iter().map(|s| s.target).collect();
