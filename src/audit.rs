@@ -6,10 +6,11 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 
 /// One audited request.
 #[derive(Debug, Clone, Serialize)]
@@ -51,33 +52,86 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
-/// How many lines may wait for the writer thread: about 6 MiB of audit at most.
-const QUEUE_LINES: usize = 16_384;
+/// The most audit text that may wait for the writer (about 20,000 lines): beyond, lines are
+/// dropped and counted rather than held in memory without bound.
+const MAX_PENDING: usize = 8 * 1024 * 1024;
+/// How often the writer thread hands what is pending to stdout.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 /// Writes events as JSON lines to stdout from a background thread, so the request path never
-/// waits for stdout. Lines are batched into large writes (one system call for many lines). If the
-/// reader of stdout falls so far behind that the queue fills, new lines are dropped rather than
-/// stalling requests, and counted: [`Sink::dropped`] feeds `imds_guard_audit_dropped_lines`.
+/// waits for stdout. Requests append their line to a shared buffer (no wake-up, no system call);
+/// the writer hands the whole buffer to stdout every 20 ms in one write. If the reader of stdout
+/// falls so far behind that 8 MiB are waiting, new lines are dropped rather than stalling
+/// requests, and counted: [`Sink::dropped`] feeds `imds_guard_audit_dropped_lines`. Dropping the
+/// sink writes out everything still pending.
 pub struct Stdout {
-    writer: NonBlocking,
-    /// Flushes what is queued when the sink is dropped at shutdown.
-    _guard: WorkerGuard,
+    shared: Arc<Pending>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// Most text that may wait (see [`MAX_PENDING`]).
+    max_pending: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    text: Mutex<Vec<u8>>,
+    dropped: AtomicU64,
+    stop: AtomicBool,
 }
 
 impl Stdout {
     /// A sink on the process's stdout.
     pub fn new() -> Self {
-        let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(true)
-            .buffered_lines_limit(QUEUE_LINES)
-            .thread_name("imds-guard-audit")
-            .finish(std::io::BufWriter::with_capacity(
-                64 * 1024,
-                std::io::stdout(),
-            ));
+        Self::to_writer(std::io::stdout(), MAX_PENDING)
+    }
+
+    /// The same sink on any writer, with its own bound on pending text.
+    pub fn to_writer(out: impl Write + Send + 'static, max_pending: usize) -> Self {
+        let shared = Arc::new(Pending::default());
+        let for_writer = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("imds-guard-audit".into())
+            .spawn(move || write_out(&for_writer, out))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the audit writer; audit lines go nowhere"))
+            .ok();
         Self {
+            shared,
             writer,
-            _guard: guard,
+            max_pending,
+        }
+    }
+}
+
+/// The writer thread: every [`FLUSH_EVERY`], swaps the pending text out and writes it.
+fn write_out(shared: &Pending, mut out: impl Write) {
+    let mut spare = Vec::with_capacity(64 * 1024);
+    let mut failing = false;
+    loop {
+        let stopping = shared.stop.load(Ordering::Acquire);
+        if !stopping {
+            std::thread::park_timeout(FLUSH_EVERY);
+        }
+        std::mem::swap(
+            &mut *shared.text.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut spare,
+        );
+        if !spare.is_empty() {
+            let written = out.write_all(&spare).and_then(|()| out.flush());
+            match (written, failing) {
+                (Err(e), false) => {
+                    failing = true;
+                    tracing::error!(error = %e, "audit lines could not be written to stdout");
+                }
+                (Ok(()), true) => failing = false,
+                _ => {}
+            }
+            if failing {
+                let lines = spare.iter().filter(|b| **b == b'\n').count();
+                shared.dropped.fetch_add(lines as u64, Ordering::Relaxed);
+            }
+            spare.clear();
+        }
+        if stopping {
+            return;
         }
     }
 }
@@ -88,24 +142,46 @@ impl Default for Stdout {
     }
 }
 
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(writer) = self.writer.take() {
+            writer.thread().unpark();
+            let _ = writer.join();
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's scratch space for encoding a line outside the shared lock.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl Sink for Stdout {
     fn record(&self, event: &Event<'_>) {
-        match serde_json::to_vec(event) {
-            Ok(mut line) => {
-                line.push(b'\n');
-                let mut writer = self.writer.clone();
-                if let Err(e) = writer.write_all(&line) {
-                    tracing::error!(error = %e, "audit line could not be written");
-                }
+        SCRATCH.with_borrow_mut(|line| {
+            line.clear();
+            if let Err(e) = serde_json::to_writer(&mut *line, event) {
+                tracing::error!(error = %e, "audit event could not be encoded");
+                return;
             }
-            Err(e) => tracing::error!(error = %e, "audit event could not be encoded"),
-        }
+            line.push(b'\n');
+            let mut text = self.shared.text.lock().unwrap_or_else(|e| e.into_inner());
+            if text.len() + line.len() > self.max_pending {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                text.extend_from_slice(line);
+            }
+        });
     }
 
     fn dropped(&self) -> u64 {
-        u64::try_from(self.writer.error_counter().dropped_lines()).unwrap_or(u64::MAX)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Keeps events in memory as JSON values: for tests and embedding.
 #[derive(Default)]

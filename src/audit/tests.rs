@@ -1,0 +1,123 @@
+//! The background writer: lines arrive whole and in order, nothing waits for a slow reader, and
+//! what cannot be held is counted.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A writer that keeps what it is given, and can be made to stall.
+#[derive(Clone, Default)]
+struct Probe {
+    written: Arc<Mutex<Vec<u8>>>,
+    stalled: Arc<AtomicBool>,
+}
+
+impl Write for Probe {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        while self.stalled.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.written.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn event(path: &str) -> Event<'_> {
+    Event {
+        ts: now(),
+        src: "10.0.0.1".parse().unwrap(),
+        pod: Some("ns/pod"),
+        pod_uid: Some("uid"),
+        method: "GET",
+        path,
+        decision: "allow",
+        reason: "path-allowed",
+        rule: Some("r"),
+        status: 200,
+        imds_version: "v1",
+        upstream_ms: Some(0.5),
+        error: None,
+        bytes: 10,
+        duration_ms: 0.6,
+    }
+}
+
+fn lines(probe: &Probe) -> Vec<serde_json::Value> {
+    let text = String::from_utf8(probe.written.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_line_arrives_whole_and_in_order_and_drop_flushes() {
+    let probe = Probe::default();
+    let sink = Stdout::to_writer(probe.clone(), MAX_PENDING);
+    let paths: Vec<String> = (0..500)
+        .map(|i| format!("/latest/meta-data/n{i}"))
+        .collect();
+    for path in &paths {
+        sink.record(&event(path));
+    }
+    drop(sink);
+    let got = lines(&probe);
+    assert_eq!(got.len(), 500);
+    for (line, path) in got.iter().zip(&paths) {
+        assert_eq!(line["path"], path.as_str());
+        assert_eq!(line["pod"], "ns/pod");
+    }
+}
+
+#[test]
+fn lines_are_written_without_waiting_for_the_end() {
+    let probe = Probe::default();
+    let sink = Stdout::to_writer(probe.clone(), MAX_PENDING);
+    sink.record(&event("/a"));
+    let started = Instant::now();
+    while lines(&probe).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "line never written"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(sink.dropped(), 0);
+}
+
+#[test]
+fn a_stalled_reader_never_blocks_and_drops_are_counted() {
+    let probe = Probe::default();
+    probe.stalled.store(true, Ordering::Release);
+    let one_line = serde_json::to_vec(&event("/latest/meta-data/x"))
+        .unwrap()
+        .len()
+        + 1;
+    // Room for ten lines pending.
+    let sink = Stdout::to_writer(probe.clone(), one_line * 10);
+    // Let the writer take the first (empty) batch and stall on its first real write.
+    sink.record(&event("/latest/meta-data/x"));
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    for _ in 0..100 {
+        sink.record(&event("/latest/meta-data/x"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "recording waited for the writer"
+    );
+    assert_eq!(
+        sink.dropped(),
+        90,
+        "ten fit, ninety are dropped and counted"
+    );
+    probe.stalled.store(false, Ordering::Release);
+    drop(sink);
+    assert_eq!(lines(&probe).len(), 11);
+}
