@@ -426,6 +426,9 @@ pub async fn serve_with_ttl<M, H, F>(
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(connections.header_read_timeout)
+                        // Metadata requests are tiny: a 16 KiB read buffer bounds both what one
+                        // connection can make the guard hold and the size of a request's head.
+                        .max_buf_size(16 * 1024)
                         .serve_connection(TokioIo::new(stream), service);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
