@@ -178,3 +178,79 @@ fn configmap_passes_imds_guard_check() {
         assert_eq!(config["netfilter"]["manage"].as_bool(), Some(true));
     }
 }
+
+/// The sidecar example: it renders and validates; the sidecar runs as exactly the UID the rules
+/// exempt, with no capability; only the init container that installs the rules has any (and only
+/// the netfilter ones); and its policy passes the real binary's `check`.
+#[test]
+fn sidecar_example_renders_and_holds_its_promises() {
+    let r = render(&render::deploy_dir().join("sidecar/example"));
+    let deployment = of_kind(&r, "Deployment").next().expect("a Deployment");
+    let spec = &deployment["spec"]["template"]["spec"];
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| spec[k].as_array().into_iter().flatten())
+        .collect();
+    let with_caps: Vec<&str> = containers
+        .iter()
+        .filter(|c| c["securityContext"]["capabilities"]["add"].is_array())
+        .map(|c| c["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        with_caps,
+        ["imds-guard-iptables"],
+        "only the rule installer has capabilities"
+    );
+    let installer = containers
+        .iter()
+        .find(|c| c["name"] == "imds-guard-iptables")
+        .unwrap();
+    assert_eq!(
+        strings(&installer["securityContext"]["capabilities"]["add"]),
+        ["NET_ADMIN", "NET_RAW"]
+    );
+    assert!(strings(&installer["args"]).contains(&"--sidecar"));
+
+    let sidecar = containers
+        .iter()
+        .find(|c| c["name"] == "imds-guard")
+        .expect("the sidecar");
+    assert_eq!(
+        sidecar["restartPolicy"], "Always",
+        "a native sidecar, started before the app"
+    );
+    assert_eq!(sidecar["securityContext"]["runAsNonRoot"], true);
+    let uid = sidecar["securityContext"]["runAsUser"]
+        .as_i64()
+        .expect("runAsUser");
+
+    let configmap = of_kind(&r, "ConfigMap")
+        .next()
+        .expect("the policy ConfigMap");
+    let text = configmap["data"]["config.toml"]
+        .as_str()
+        .expect("config.toml");
+    let policy: toml::Table = toml::from_str(text).expect("TOML");
+    assert_eq!(
+        policy["netfilter"]["sidecar_uid"].as_integer(),
+        Some(uid),
+        "the exempted UID is the sidecar's runAsUser"
+    );
+    assert_eq!(policy["inventory"]["source"].as_str(), Some("self"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("POD_NAME", "inventory-api-0")
+        .env("POD_NAMESPACE", "shop")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
