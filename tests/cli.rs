@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use support::*;
 
@@ -196,14 +195,6 @@ fn help_lists_the_commands() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn run_serves_the_shipped_defaults_and_stops_on_sigterm() {
     // The shipped config with its ports moved to free ones, so the test runs anywhere.
@@ -224,15 +215,7 @@ async fn run_serves_the_shipped_defaults_and_stops_on_sigterm() {
     let proxy: SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
 
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(admin).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the guard did not start");
+    wait_listening(admin).await;
     assert_eq!(get(PROD, admin, "/readyz").await.status, 200);
 
     let allowed = get(PROD, proxy, "/latest/meta-data/instance-id").await;

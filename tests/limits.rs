@@ -140,16 +140,7 @@ async fn connection_caps_per_source_and_in_total() {
 #[tokio::test]
 async fn ten_thousand_idle_connections_do_not_starve_a_pod() {
     let emu = emulator(EmulatorOptions::default()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (port, admin) = (free_port(), free_port());
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nheader_read_timeout_ms = 120000\nmax_connections = 12000\nmax_connections_per_source = 600\n{}",
         config("").replace("{upstream}", &format!("http://{}", emu.addr))
@@ -165,14 +156,7 @@ async fn ten_thousand_idle_connections_do_not_starve_a_pod() {
         .spawn()
         .unwrap();
     let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(proxy).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the guard did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(proxy).await;
 
     let mut idle = Vec::with_capacity(10_000);
     for i in 0..10_000u32 {

@@ -235,14 +235,7 @@ async fn sighup_reloads_the_real_binary() {
         .spawn()
         .unwrap();
     let proxy: std::net::SocketAddr = format!("127.0.0.1:{proxy}").parse().unwrap();
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(proxy).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the guard did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(proxy).await;
     let status = |from: &'static str| async move {
         get(from, proxy, "/latest/meta-data/instance-id")
             .await
@@ -297,12 +290,4 @@ async fn sighup_reloads_the_real_binary() {
         stderr.contains("server.mode: unknown variant `sometimes`"),
         "{stderr}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -369,3 +369,25 @@ pub async fn black_hole() -> (SocketAddr, JoinHandle<()>) {
 pub fn config(extra: &str) -> String {
     format!("[upstream]\nurl = \"{{upstream}}\"\nconnect_timeout_ms = 500\ntimeout_ms = 1500\n{extra}\n{SEED}")
 }
+
+/// A loopback port that was free a moment ago (bound, then released), for child processes that
+/// take their addresses from a config file.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (at most 10 s) until something accepts connections on `addr`: a child process started.
+pub async fn wait_listening(addr: SocketAddr) {
+    let started = std::time::Instant::now();
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing listens on {addr}: the guard did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
