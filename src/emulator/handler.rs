@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use super::creds::CredentialSource;
-use super::tokens::{IssueError, TokenStore, MAX_TTL_SECS, MIN_TTL_SECS};
+use super::tokens::{TokenStore, MAX_TTL_SECS, MIN_TTL_SECS};
 use super::tree::{Lookup, Node};
 use super::TokenMode;
 
@@ -95,25 +95,14 @@ fn issue_token(state: &State, headers: &HeaderMap) -> Reply {
     let Some(secs) = requested_ttl(headers) else {
         return Reply::normal(error(StatusCode::BAD_REQUEST, "Bad Request", false));
     };
-    match state.store.issue(Duration::from_secs(secs), Instant::now()) {
-        Ok(token) => {
-            let mut response = text(StatusCode::OK, "text/plain", token, false);
-            response
-                .headers_mut()
-                .insert(TTL_HEADER, HeaderValue::from(secs));
-            Reply {
-                response,
-                ttl: ResponseTtl::HopLimit(state.hop_limit),
-            }
-        }
-        Err(IssueError::Full) => {
-            tracing::warn!("token store is full; refusing to issue more tokens");
-            Reply::normal(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service Unavailable",
-                false,
-            ))
-        }
+    let token = state.store.issue(Duration::from_secs(secs), Instant::now());
+    let mut response = text(StatusCode::OK, "text/plain", token, false);
+    response
+        .headers_mut()
+        .insert(TTL_HEADER, HeaderValue::from(secs));
+    Reply {
+        response,
+        ttl: ResponseTtl::HopLimit(state.hop_limit),
     }
 }
 
