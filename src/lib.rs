@@ -20,10 +20,13 @@
 //! guard's UID to the guard on loopback (`netfilter::rules::RuleSet::sidecar`), and every
 //! connection is that pod (`inventory::self_source`, from the downward API).
 //!
-//! `config` parses and validates the TOML once, before anything listens. `emulator` is an
-//! AWS-faithful IMDS used as the upstream for local runs, tests and benchmarks. `server` wires the
-//! parts together around listeners and a shutdown future handed in by the caller, so tests bind
-//! `127.0.0.1:0` and drive the real server.
+//! `config` parses and validates the TOML once, before anything listens; `reload` swaps the policy
+//! in place on SIGHUP or a change of the file. `limits` caps open connections per source and in
+//! total; `net` sets the IP TTL of token answers (the hop limit). `taint` removes the node's
+//! start-up taint once the guard protects it. `emulator` is an AWS-faithful IMDS used as the
+//! upstream for local runs, tests and benchmarks. `server` wires the parts together around
+//! listeners and a shutdown future handed in by the caller, so tests bind `127.0.0.1:0` and drive
+//! the real server.
 #![forbid(unsafe_code)]
 
 pub mod admin;
