@@ -24,5 +24,7 @@ COPY --from=build /imds-guard /usr/local/bin/imds-guard
 # Runs as root on purpose: managing netfilter needs NET_ADMIN (and NET_RAW for iptables-legacy),
 # and Kubernetes gives added capabilities only to uid 0. The DaemonSet drops every other
 # capability, forbids privilege escalation and mounts the root filesystem read-only.
+# One malloc arena: less memory held after bursts (README "Performance").
+ENV MALLOC_ARENA_MAX=1
 ENTRYPOINT ["imds-guard"]
 CMD ["run", "--config", "/etc/imds-guard/config.toml"]
