@@ -245,12 +245,7 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Expl
                 path: &path,
                 has_token: args.token,
             };
-            let decision = match &lookup {
-                Lookup::Found(pod) => policy.decide(pod, &facts),
-                Lookup::Unknown => policy.refuse(Reason::UnknownSource),
-                Lookup::Ambiguous => policy.refuse(Reason::AmbiguousSource),
-                Lookup::NotReady => policy.refuse(Reason::NotReady),
-            };
+            let decision = policy.decide_for(&lookup, &facts);
             (decision, format!("canonical path {path}"))
         }
     };

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::imds::{self, Kind, Method};
-use crate::inventory::Pod;
+use crate::inventory::{Lookup, Pod};
 use pattern::PathPattern;
 use target::CanonicalPath;
 
@@ -205,6 +205,17 @@ impl Policy {
             rule: None,
             max_token_ttl_seconds: self.imdsv2.max_token_ttl_seconds,
             require_tokens: self.imdsv2.require_tokens,
+        }
+    }
+
+    /// Decides one request from whoever the inventory says the source is: the proxy and `explain`
+    /// share this, so they cannot disagree about an unknown, ambiguous or not-yet-known source.
+    pub fn decide_for(&self, lookup: &Lookup, facts: &Facts<'_>) -> Decision {
+        match lookup {
+            Lookup::Found(pod) => self.decide(pod, facts),
+            Lookup::Unknown => self.refuse(Reason::UnknownSource),
+            Lookup::Ambiguous => self.refuse(Reason::AmbiguousSource),
+            Lookup::NotReady => self.refuse(Reason::NotReady),
         }
     }
 

@@ -417,3 +417,25 @@ fn reason_names_and_statuses() {
     assert!(!Reason::BadRequest.audit_mode_may_forward());
     assert!(Reason::PathNotAllowed.audit_mode_may_forward());
 }
+
+#[test]
+fn decide_for_maps_every_lookup() {
+    let policy = seed_policy();
+    let path = parse_target("/latest/meta-data/ami-id").unwrap();
+    let facts = Facts {
+        method: Method::Get,
+        path: &path,
+        has_token: false,
+    };
+    let prod = pod("imds", "prod-5c7b9", &[("app", "prod")]);
+    let found = policy.decide_for(&Lookup::Found(std::sync::Arc::new(prod.clone())), &facts);
+    assert_eq!(found, policy.decide(&prod, &facts));
+    for (lookup, reason) in [
+        (Lookup::Unknown, Reason::UnknownSource),
+        (Lookup::Ambiguous, Reason::AmbiguousSource),
+        (Lookup::NotReady, Reason::NotReady),
+    ] {
+        let d = policy.decide_for(&lookup, &facts);
+        assert_eq!((d.verdict, d.reason, d.rule), (Verdict::Deny, reason, None));
+    }
+}

@@ -195,12 +195,7 @@ impl Proxy {
             path,
             has_token,
         };
-        let decision = match lookup {
-            Lookup::Found(pod) => current.policy.decide(pod, &facts),
-            Lookup::Unknown => current.policy.refuse(Reason::UnknownSource),
-            Lookup::Ambiguous => current.policy.refuse(Reason::AmbiguousSource),
-            Lookup::NotReady => current.policy.refuse(Reason::NotReady),
-        };
+        let decision = current.policy.decide_for(lookup, &facts);
         let would_deny = decision.verdict == Verdict::Deny;
         if would_deny && !(current.mode == Mode::Audit && decision.reason.audit_mode_may_forward())
         {
