@@ -97,94 +97,70 @@ fn config_path_from_the_environment() {
 
 #[test]
 fn explain_prints_decision_pod_rule_and_reason() {
-    let out = imds_guard(&[
-        "explain",
-        "--source",
-        "127.0.0.2",
-        "--path",
-        "/latest/meta-data/iam/info",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    for want in [
-        "decision: deny",
-        "status:   403",
-        "reason:   denied-by-rule",
-        "pod:      imds/prod-5c7b9",
-        "rule:     imds/prod: instance metadata, no credentials",
-    ] {
-        assert!(text.contains(want), "want {want:?} in\n{text}");
+    // (source, path, method, every line the explanation must hold)
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "127.0.0.2",
+            "/latest/meta-data/iam/info",
+            "GET",
+            &[
+                "decision: deny",
+                "status:   403",
+                "reason:   denied-by-rule",
+                "pod:      imds/prod-5c7b9",
+                "rule:     imds/prod: instance metadata, no credentials",
+            ],
+        ),
+        (
+            "127.0.0.2",
+            "/latest/meta-data/ami-id",
+            "GET",
+            &["decision: allow", "reason:   path-allowed"],
+        ),
+        (
+            "127.0.0.3",
+            "/latest/meta-data/ami-id",
+            "GET",
+            &["reason:   no-rule", "pod:      imds/test-6d8f"],
+        ),
+        (
+            "10.9.9.9",
+            "/latest/meta-data/",
+            "GET",
+            &["reason:   unknown-source"],
+        ),
+        (
+            "127.0.0.4",
+            "/latest/api/token",
+            "PUT",
+            &["reason:   token-allowed", "TTL capped at 21600"],
+        ),
+        (
+            "127.0.0.4",
+            "/latest/%2e%2e/x",
+            "GET",
+            &["status:   400", "percent-escape"],
+        ),
+        (
+            "127.0.0.4",
+            "/latest/meta-data/",
+            "POST",
+            &["status:   405"],
+        ),
+    ];
+    for (source, path, method, wants) in cases {
+        let out = imds_guard(&[
+            "explain", "--source", source, "--path", path, "--method", method,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        for want in *wants {
+            assert!(
+                text.contains(want),
+                "{method} {path} from {source}: want {want:?} in\n{text}"
+            );
+        }
     }
-
-    let text = stdout(&imds_guard(&[
-        "explain",
-        "--source",
-        "127.0.0.2",
-        "--path",
-        "/latest/meta-data/ami-id",
-    ]));
-    assert!(
-        text.contains("decision: allow") && text.contains("reason:   path-allowed"),
-        "{text}"
-    );
-
-    let text = stdout(&imds_guard(&[
-        "explain",
-        "--source",
-        "127.0.0.3",
-        "--path",
-        "/latest/meta-data/ami-id",
-    ]));
-    assert!(
-        text.contains("reason:   no-rule") && text.contains("pod:      imds/test-6d8f"),
-        "{text}"
-    );
-
-    let text = stdout(&imds_guard(&[
-        "explain",
-        "--source",
-        "10.9.9.9",
-        "--path",
-        "/latest/meta-data/",
-    ]));
-    assert!(text.contains("reason:   unknown-source"), "{text}");
-
-    let text = stdout(&imds_guard(&[
-        "explain",
-        "--source",
-        "127.0.0.4",
-        "--path",
-        "/latest/api/token",
-        "--method",
-        "PUT",
-    ]));
-    assert!(
-        text.contains("reason:   token-allowed") && text.contains("TTL capped at 21600"),
-        "{text}"
-    );
-
-    let text = stdout(&imds_guard(&[
-        "explain",
-        "--source",
-        "127.0.0.4",
-        "--path",
-        "/latest/%2e%2e/x",
-    ]));
-    assert!(
-        text.contains("status:   400") && text.contains("percent-escape"),
-        "{text}"
-    );
-
-    let text = stdout(&imds_guard(&[
-        "explain",
-        "--source",
-        "127.0.0.4",
-        "--path",
-        "/latest/meta-data/",
-        "--method",
-        "POST",
-    ]));
-    assert!(text.contains("status:   405"), "{text}");
 }
 
 #[test]
