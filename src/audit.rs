@@ -57,16 +57,22 @@ pub trait Sink: Send + Sync + 'static {
 const MAX_PENDING: usize = 8 * 1024 * 1024;
 /// How often the writer thread hands what is pending to stdout.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// Pending text that wakes the writer before its time: under load, lines leave in blocks of this
+/// size instead of piling up for 20 ms, which keeps the buffers (and the memory they hold) small.
+const FLUSH_AT: usize = 64 * 1024;
 
 /// Writes events as JSON lines to stdout from a background thread, so the request path never
 /// waits for stdout. Requests append their line to a shared buffer (no wake-up, no system call);
-/// the writer hands the whole buffer to stdout every 20 ms in one write. If the reader of stdout
+/// the writer hands the whole buffer to stdout every 20 ms in one write, or as soon as 64 KiB are
+/// waiting. If the reader of stdout
 /// falls so far behind that 8 MiB are waiting, new lines are dropped rather than stalling
 /// requests, and counted: [`Sink::dropped`] feeds `imds_guard_audit_dropped_lines`. Dropping the
 /// sink writes out everything still pending.
 pub struct Stdout {
     shared: Arc<Pending>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The writer, to wake it early when [`FLUSH_AT`] is reached.
+    wake: Option<std::thread::Thread>,
     /// Most text that may wait (see [`MAX_PENDING`]).
     max_pending: usize,
 }
@@ -86,29 +92,39 @@ impl Stdout {
 
     /// The same sink on any writer, with its own bound on pending text.
     pub fn to_writer(out: impl Write + Send + 'static, max_pending: usize) -> Self {
+        Self::flushing_every(out, max_pending, FLUSH_EVERY)
+    }
+
+    /// [`Stdout::to_writer`] with the writer's period chosen.
+    fn flushing_every(
+        out: impl Write + Send + 'static,
+        max_pending: usize,
+        every: Duration,
+    ) -> Self {
         let shared = Arc::new(Pending::default());
         let for_writer = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("imds-guard-audit".into())
-            .spawn(move || write_out(&for_writer, out))
+            .spawn(move || write_out(&for_writer, out, every))
             .map_err(|e| tracing::error!(error = %e, "cannot start the audit writer; audit lines go nowhere"))
             .ok();
         Self {
             shared,
+            wake: writer.as_ref().map(|w| w.thread().clone()),
             writer,
             max_pending,
         }
     }
 }
 
-/// The writer thread: every [`FLUSH_EVERY`], swaps the pending text out and writes it.
-fn write_out(shared: &Pending, mut out: impl Write) {
+/// The writer thread: every `every` (or when woken), swaps the pending text out and writes it.
+fn write_out(shared: &Pending, mut out: impl Write, every: Duration) {
     let mut spare = Vec::with_capacity(64 * 1024);
     let mut failing = false;
     loop {
         let stopping = shared.stop.load(Ordering::Acquire);
         if !stopping {
-            std::thread::park_timeout(FLUSH_EVERY);
+            std::thread::park_timeout(every);
         }
         std::mem::swap(
             &mut *shared.text.lock().unwrap_or_else(|e| e.into_inner()),
@@ -129,6 +145,10 @@ fn write_out(shared: &Pending, mut out: impl Write) {
                 shared.dropped.fetch_add(lines as u64, Ordering::Relaxed);
             }
             spare.clear();
+            // A burst (a slow reader) may have grown it; keep only what steady load needs.
+            if spare.capacity() > 4 * FLUSH_AT {
+                spare.shrink_to(2 * FLUSH_AT);
+            }
         }
         if stopping {
             return;
@@ -167,10 +187,16 @@ impl Sink for Stdout {
             }
             line.push(b'\n');
             let mut text = self.shared.text.lock().unwrap_or_else(|e| e.into_inner());
-            if text.len() + line.len() > self.max_pending {
+            let before = text.len();
+            if before + line.len() > self.max_pending {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            } else {
-                text.extend_from_slice(line);
+                return;
+            }
+            text.extend_from_slice(line);
+            let crossed = before < FLUSH_AT && text.len() >= FLUSH_AT;
+            drop(text);
+            if let (true, Some(writer)) = (crossed, &self.wake) {
+                writer.unpark();
             }
         });
     }

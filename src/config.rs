@@ -130,6 +130,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Deadline for the whole upstream exchange, answer body included.
     pub timeout: Duration,
+    /// Most connections open to the service at once; more requests wait for one.
+    pub max_connections: usize,
 }
 
 impl Upstream {
@@ -152,6 +154,7 @@ struct RawUpstream {
     emulator: bool,
     connect_timeout_ms: u64,
     timeout_ms: u64,
+    max_connections: usize,
 }
 
 impl Default for RawUpstream {
@@ -161,6 +164,7 @@ impl Default for RawUpstream {
             emulator: false,
             connect_timeout_ms: 1000,
             timeout_ms: 3000,
+            max_connections: 64,
         }
     }
 }

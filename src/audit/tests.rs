@@ -92,6 +92,38 @@ fn lines_are_written_without_waiting_for_the_end() {
 }
 
 #[test]
+fn a_full_block_is_written_before_the_period_ends() {
+    let probe = Probe::default();
+    // A period no test waits for: whatever arrives was sent early.
+    let sink = Stdout::flushing_every(probe.clone(), MAX_PENDING, Duration::from_secs(3600));
+    let one_line = serde_json::to_vec(&event("/latest/meta-data/x"))
+        .unwrap()
+        .len()
+        + 1;
+    let below = (FLUSH_AT - 1) / one_line;
+    // The writer's first turn takes what is pending at once; let it pass before recording.
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..below {
+        sink.record(&event("/latest/meta-data/x"));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        lines(&probe).is_empty(),
+        "less than a block waits for the period"
+    );
+    sink.record(&event("/latest/meta-data/x"));
+    let started = Instant::now();
+    while lines(&probe).len() < below + 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a full block was not written early"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(sink.dropped(), 0);
+}
+
+#[test]
 fn a_stalled_reader_never_blocks_and_drops_are_counted() {
     let probe = Probe::default();
     probe.stalled.store(true, Ordering::Release);

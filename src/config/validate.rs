@@ -122,12 +122,19 @@ fn validate_upstream(raw: RawUpstream) -> Result<Upstream, ConfigError> {
         };
         return Err(invalid(key, "must be greater than 0"));
     }
+    if raw.max_connections == 0 || raw.max_connections > 4096 {
+        return Err(invalid(
+            "upstream.max_connections",
+            "must be from 1 to 4096",
+        ));
+    }
     let upstream = Upstream {
         url: format!("http://{authority}"),
         authority,
         emulator: raw.emulator,
         connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
         timeout: Duration::from_millis(raw.timeout_ms),
+        max_connections: raw.max_connections,
     };
     if upstream.emulator && upstream.socket_addr().is_none() {
         return Err(invalid(
