@@ -6,7 +6,9 @@ filter, and imds-guard, driven by wrk with the same load, in alternating rounds;
     BENCH_SECONDS=10 BENCH_ROUNDS=5 python3 bench/run.py
 
 Needs wrk and nginx (Debian packages; installed when missing and running as root). Prints one
-table: req/s, p50, p99 per target, concurrency and request, and the ratios imds-guard/nginx and
+table: req/s, p50, p99 and the CPU time the server itself used per request (the emulator for
+direct, nginx's workers, imds-guard; the load generator and the emulator behind a proxy share the
+same cores) per target, concurrency and request, and the ratios imds-guard/nginx and
 imds-guard/direct; then imds-guard's memory: idle with 250 pods, peak after the load, and with
 5,000 idle keep-alive connections open. Everything listens on 127.0.0.1 only.
 """
@@ -141,12 +143,26 @@ def to_ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(port, concurrency, request, workdir):
+def cpu_seconds(pids):
+    """User plus system CPU time used so far by `pids`."""
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port, concurrency, request, workdir, pids):
+    """req/s, p50 ms, p99 ms, and CPU microseconds per request used by `pids` (the server)."""
     script = os.path.join(workdir, f"{request}.lua")
     url = f"http://127.0.0.1:{port}" + ("/latest/api/token" if request == "PUT token" else GET_PATH)
     threads = min(2, concurrency)
+    cpu_before = cpu_seconds(pids)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{SECONDS}s", "--latency",
                           "-s", script, url], capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pids) - cpu_before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = to_ms(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1))
     p99 = to_ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1))
@@ -154,7 +170,7 @@ def wrk(port, concurrency, request, workdir):
     if non2xx:
         sys.exit(f"{port} {request}: {non2xx.group(1)} non-2xx answers: the load is not measuring "
                  f"what it should\n{out}")
-    return rps, p50, p99
+    return rps, p50, p99, cpu * 1e6 / max(requests, 1)
 
 
 def rss_kib(pid, field):
@@ -198,17 +214,27 @@ def main():
 
     procs = []
     try:
-        procs.append(subprocess.Popen([BIN, "emulate", "--listen", f"127.0.0.1:{PORTS['direct']}"],
-                                      stderr=subprocess.DEVNULL))
+        emulator = subprocess.Popen([BIN, "emulate", "--listen", f"127.0.0.1:{PORTS['direct']}"],
+                                    stderr=subprocess.DEVNULL)
+        procs.append(emulator)
         audit = open(os.path.join(workdir, "audit.log"), "w")
+        # As deployed: the DaemonSet and the image set MALLOC_ARENA_MAX=1.
         guard = subprocess.Popen([BIN, "run", "--config", config], stdout=audit,
-                                 stderr=subprocess.DEVNULL, env=dict(os.environ, RUST_LOG="warn"))
+                                 stderr=subprocess.DEVNULL,
+                                 env=dict(os.environ, RUST_LOG="warn", MALLOC_ARENA_MAX="1"))
         procs.append(guard)
         subprocess.run(["nginx", "-c", os.path.join(workdir, "nginx.conf")], check=True)
         for port in PORTS.values():
             wait_port(port)
         time.sleep(0.5)
         idle_rss = rss_kib(guard.pid, "VmRSS")
+        with open(os.path.join(workdir, "nginx.pid")) as f:
+            nginx_master = f.read().strip()
+        nginx_workers = subprocess.run(["pgrep", "-P", nginx_master], capture_output=True,
+                                       text=True, check=True).stdout.split()
+        # Whose CPU time is counted for each target: the server answering on its port.
+        servers = {"direct": [emulator.pid], "nginx": [int(p) for p in nginx_workers],
+                   "imds-guard": [guard.pid]}
 
         results = {}
         targets = list(PORTS)
@@ -219,7 +245,8 @@ def main():
                 for concurrency in CONCURRENCY:
                     for target in order:
                         cell = results.setdefault((target, request, concurrency), [])
-                        cell.append(wrk(PORTS[target], concurrency, request, workdir))
+                        cell.append(wrk(PORTS[target], concurrency, request, workdir,
+                                        servers[target]))
             print(f"round {round_no + 1}/{ROUNDS} done", file=sys.stderr)
         peak_rss = rss_kib(guard.pid, "VmHWM")
 
@@ -233,17 +260,18 @@ def main():
         median = lambda values: statistics.median(values)
         print(f"\n{ROUNDS} rounds x {SECONDS} s per cell, wrk -t2 (-t1 at c=1), medians; "
               f"{os.cpu_count()} cores; imds-guard with {PODS} pods and {RULES} rules\n")
-        print("| request | c | target | req/s | p50 ms | p99 ms |")
-        print("|---|---|---|---|---|---|")
+        print("| request | c | target | req/s | p50 ms | p99 ms | server CPU µs/req |")
+        print("|---|---|---|---|---|---|---|")
         ratios = []
         for request in ["GET", "PUT token"]:
             for concurrency in CONCURRENCY:
                 row = {}
                 for target in targets:
                     cells = results[(target, request, concurrency)]
-                    row[target] = tuple(median([c[i] for c in cells]) for i in range(3))
-                    rps, p50, p99 = row[target]
-                    print(f"| {request} | {concurrency} | {target} | {rps:.0f} | {p50:.3f} | {p99:.3f} |")
+                    row[target] = tuple(median([c[i] for c in cells]) for i in range(4))
+                    rps, p50, p99, cpu = row[target]
+                    print(f"| {request} | {concurrency} | {target} | {rps:.0f} | {p50:.3f} | "
+                          f"{p99:.3f} | {cpu:.1f} |")
                 ratios.append((request, concurrency,
                                row["imds-guard"][0] / row["nginx"][0],
                                row["imds-guard"][0] / row["direct"][0],

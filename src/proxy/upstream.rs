@@ -84,7 +84,10 @@ struct Shared {
     /// One permit per connection that may be open.
     slots: Semaphore,
     /// Connections ready for a request, the most recently used last.
-    idle: Mutex<Vec<Connection>>,
+    // Boxed: a connection moves in and out of request futures, which stay small (and so do the
+    // per-connection allocations that hold them) only if it is a pointer.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<Connection>>>,
     connect_timeout: Duration,
     timeout: Duration,
 }
@@ -159,7 +162,8 @@ impl Upstream {
             },
             None => request,
         };
-        let conn = self.connect().await?;
+        // Boxed: connecting is rare, and its state would otherwise enlarge every exchange.
+        let conn = Box::pin(self.connect()).await?;
         match self.exchange_on(conn, request).await {
             Ok(answer) => Ok(answer),
             Err(Retry::No(err)) => Err(err),
@@ -173,7 +177,7 @@ impl Upstream {
     /// service keeps it open.
     async fn exchange_on(
         &self,
-        mut conn: Connection,
+        mut conn: Box<Connection>,
         request: Request<Empty<Bytes>>,
     ) -> Result<Answer, Retry> {
         let sent = conn.sender.try_send_request(request);
@@ -209,7 +213,7 @@ impl Upstream {
     }
 
     /// The most recently used idle connection that is still open.
-    fn checkout(&self) -> Option<Connection> {
+    fn checkout(&self) -> Option<Box<Connection>> {
         let mut idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(mut conn) = idle.pop() {
             if conn.idle_since.elapsed() < IDLE_TIMEOUT && conn.is_open() {
@@ -220,7 +224,7 @@ impl Upstream {
     }
 
     /// Puts `conn` back for the next request, unless the service is closing it.
-    fn checkin(&self, mut conn: Connection) {
+    fn checkin(&self, mut conn: Box<Connection>) {
         if !conn.is_open() {
             return;
         }
@@ -236,7 +240,7 @@ impl Upstream {
         idle.push(conn);
     }
 
-    async fn connect(&self) -> Result<Connection, UpstreamError> {
+    async fn connect(&self) -> Result<Box<Connection>, UpstreamError> {
         let connecting = async {
             match self.shared.addr {
                 Some(addr) => TcpStream::connect(addr).await,
@@ -263,12 +267,12 @@ impl Upstream {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Unreachable(error_chain(&e)))?;
-        Ok(Connection {
+        Ok(Box::new(Connection {
             sender,
             io,
             ended: false,
             idle_since: Instant::now(),
-        })
+        }))
     }
 }
 
