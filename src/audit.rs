@@ -16,7 +16,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct Event<'a> {
     /// RFC 3339 UTC time, milliseconds.
-    pub ts: String,
+    pub ts: Timestamp,
     /// The source address as seen by the guard (IPv4-mapped IPv6 shown as IPv4).
     pub src: IpAddr,
     /// `namespace/name`, or null when the source is not a known pod.
@@ -236,7 +236,18 @@ impl Sink for Memory {
     }
 }
 
-/// The current time in the audit format.
-pub fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+/// When an event happened. Written straight into the line as RFC 3339 UTC with milliseconds,
+/// without a string of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Timestamp(std::time::SystemTime);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+/// The current time, for an event.
+pub fn now() -> Timestamp {
+    Timestamp(std::time::SystemTime::now())
 }

@@ -7,6 +7,7 @@
 pub mod respond;
 pub mod upstream;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -106,12 +107,13 @@ impl Proxy {
 
         // One snapshot for the whole request: a reload mid-request cannot mix two policies.
         let current = self.live.load();
-        let (mut response, outcome, audit_path) = match parse_target(&target) {
+        let parsed = parse_target(&target);
+        let (mut response, outcome, audit_path) = match &parsed {
             Err(e) => {
                 tracing::info!(%src, target = %shorten(&target), error = %e, "refused request target");
                 let outcome = refused(Reason::BadRequest, None);
                 let response = respond::refusal(Reason::BadRequest, pod_name.as_deref(), None);
-                (response, outcome, shorten(&target))
+                (response, outcome, Cow::Owned(shorten(&target)))
             }
             Ok(path) => {
                 let (response, outcome) = self
@@ -121,11 +123,11 @@ impl Proxy {
                         &lookup,
                         pod_name.as_deref(),
                         method,
-                        &path,
+                        path,
                         has_token,
                     )
                     .await;
-                (response, outcome, path.to_string())
+                (response, outcome, Cow::Borrowed(path.as_str()))
             }
         };
 
@@ -297,10 +299,10 @@ fn refused(reason: Reason, rule: Option<Arc<str>>) -> Outcome {
 
 /// The request target as the client sent it, in a form the strict reader can judge: origin-form
 /// as is; absolute-, authority- and asterisk-form in full so that they are recognised and refused.
-fn target_text(uri: &http::Uri) -> std::borrow::Cow<'_, str> {
+fn target_text(uri: &http::Uri) -> Cow<'_, str> {
     match (uri.scheme(), uri.authority(), uri.path_and_query()) {
-        (None, None, Some(pq)) => std::borrow::Cow::Borrowed(pq.as_str()),
-        _ => std::borrow::Cow::Owned(uri.to_string()),
+        (None, None, Some(pq)) => Cow::Borrowed(pq.as_str()),
+        _ => Cow::Owned(uri.to_string()),
     }
 }
 
@@ -331,10 +333,13 @@ fn relay(answer: Answer, granted_ttl: Option<u32>) -> Response<Full<Bytes>> {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in listed
-        .iter()
-        .chain(&HOP_BY_HOP.map(HeaderName::from_static))
-    {
+    // One look at the (few) headers there are, rather than a lookup for each that might be.
+    let unwanted: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(&name.as_str()) || listed.contains(name))
+        .cloned()
+        .collect();
+    for name in unwanted {
         headers.remove(name);
     }
     headers.remove(header::TRANSFER_ENCODING);
