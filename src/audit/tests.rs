@@ -153,3 +153,72 @@ fn a_stalled_reader_never_blocks_and_drops_are_counted() {
     drop(sink);
     assert_eq!(lines(&probe).len(), 11);
 }
+
+/// The hand-written line is byte for byte what `serde_json` makes of the event, whatever the
+/// strings hold (quotes, backslashes, control characters, non-ASCII) and whatever the numbers.
+mod same_text_as_serde {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line(event: &Event<'_>) -> String {
+        let mut out = Vec::new();
+        event.write_line(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_ordinary_and_the_hostile() {
+        for path in [
+            "/latest/meta-data/iam/security-credentials/",
+            "/a\"b\\c",
+            "/\u{0}\u{1f}\u{7f}",
+            "/é/漢字/\u{2028}",
+            "",
+        ] {
+            let mut e = event(path);
+            let expected = serde_json::to_string(&e).unwrap() + "\n";
+            assert_eq!(line(&e), expected, "{path:?}");
+            e.pod = None;
+            e.rule = None;
+            e.upstream_ms = None;
+            e.error = Some("upstream-timeout");
+            e.src = "::ffff:10.0.0.1".parse().unwrap();
+            let expected = serde_json::to_string(&e).unwrap() + "\n";
+            assert_eq!(line(&e), expected, "{path:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_event(
+            pod in proptest::option::of(".*"),
+            method in ".*",
+            path in ".*",
+            rule in proptest::option::of("[ -~]*"),
+            status in any::<u16>(),
+            upstream_ms in proptest::option::of(0.0f64..1e7),
+            bytes in any::<usize>(),
+            duration_ms in 0.0f64..1e7,
+            src in any::<std::net::IpAddr>(),
+        ) {
+            let e = Event {
+                ts: now(),
+                src,
+                pod: pod.as_deref(),
+                pod_uid: pod.as_deref(),
+                method: &method,
+                path: &path,
+                decision: "deny",
+                reason: "path-not-allowed",
+                rule: rule.as_deref(),
+                status,
+                imds_version: "v2",
+                upstream_ms,
+                error: None,
+                bytes,
+                duration_ms,
+            };
+            prop_assert_eq!(line(&e), serde_json::to_string(&e).unwrap() + "\n");
+        }
+    }
+}

@@ -32,12 +32,12 @@ use upstream::{Answer, Upstream, UpstreamError};
 /// Request headers passed to the metadata service; everything else (X-Forwarded-For, hop-by-hop
 /// headers, cookies, Host…) is dropped. The service needs nothing more, and an allowlist cannot be
 /// outwitted by a header nobody thought of.
-const FORWARDED_REQUEST_HEADERS: [&str; 4] = [
-    "user-agent",
-    "accept",
-    imds::TOKEN_HEADER,
-    imds::TOKEN_TTL_HEADER,
-];
+const FORWARDED_REQUEST_HEADERS: [HeaderName; 4] =
+    [header::USER_AGENT, header::ACCEPT, TOKEN, TOKEN_TTL];
+
+/// The IMDSv2 headers as names, looked up without parsing a string each time.
+const TOKEN: HeaderName = HeaderName::from_static(imds::TOKEN_HEADER);
+const TOKEN_TTL: HeaderName = HeaderName::from_static(imds::TOKEN_TTL_HEADER);
 
 /// Response headers that describe one connection, not the answer (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -88,7 +88,7 @@ impl Proxy {
         let src = peer.to_canonical();
         let method_name = request.method().as_str();
         let method = Method::from_name(method_name);
-        let has_token = request.headers().contains_key(imds::TOKEN_HEADER);
+        let has_token = request.headers().contains_key(TOKEN);
         let imds_version = if has_token || method == Method::Put {
             "v2"
         } else {
@@ -210,18 +210,10 @@ impl Proxy {
         let kind = imds::classify(method, path);
         let mut granted_ttl = None;
         if kind == Kind::TokenRequest {
-            match imds::parse_ttl(
-                request
-                    .headers()
-                    .get(imds::TOKEN_TTL_HEADER)
-                    .map(HeaderValue::as_bytes),
-            ) {
+            match imds::parse_ttl(request.headers().get(TOKEN_TTL).map(HeaderValue::as_bytes)) {
                 Ok(ttl) => {
                     let ttl = ttl.min(decision.max_token_ttl_seconds);
-                    headers.insert(
-                        HeaderName::from_static(imds::TOKEN_TTL_HEADER),
-                        HeaderValue::from(ttl),
-                    );
+                    headers.insert(TOKEN_TTL, HeaderValue::from(ttl));
                     granted_ttl = Some(ttl);
                 }
                 Err(e) => {
@@ -233,11 +225,15 @@ impl Proxy {
             }
         }
 
-        match self
-            .upstream
-            .send(request.method().clone(), path.as_str(), headers)
-            .await
-        {
+        let sent = match upstream_target(request.uri(), path) {
+            Ok(target) => {
+                self.upstream
+                    .send(request.method().clone(), target, headers)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match sent {
             Ok(answer) => {
                 self.metrics
                     .upstream_duration
@@ -306,13 +302,23 @@ fn target_text(uri: &http::Uri) -> Cow<'_, str> {
     }
 }
 
+/// The target sent upstream: the canonical path. When the client wrote it exactly so (the usual
+/// case), its already-read form is reused rather than read again.
+fn upstream_target(asked: &http::Uri, path: &CanonicalPath) -> Result<http::Uri, UpstreamError> {
+    match (asked.scheme(), asked.authority(), asked.path_and_query()) {
+        (None, None, Some(pq)) if pq.as_str() == path.as_str() => Ok(asked.clone()),
+        _ => http::Uri::try_from(path.as_str())
+            .map_err(|e| UpstreamError::Broken(format!("cannot build upstream URI: {e}"))),
+    }
+}
+
 fn forwarded_headers(incoming: &HeaderMap) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len());
     for name in FORWARDED_REQUEST_HEADERS {
         // One value each: a repeated token or TTL header is not something a real client sends, and
         // passing several would let upstream and guard read different ones.
-        if let Some(value) = incoming.get(name) {
-            headers.insert(HeaderName::from_static(name), value.clone());
+        if let Some(value) = incoming.get(&name) {
+            headers.insert(name, value.clone());
         }
     }
     headers
@@ -346,7 +352,7 @@ fn relay(answer: Answer, granted_ttl: Option<u32>) -> Response<Full<Bytes>> {
     // Some SDKs (the Rust one) fail on a token answer without the TTL header.
     if let (Some(ttl), true) = (granted_ttl, status.is_success()) {
         headers
-            .entry(HeaderName::from_static(imds::TOKEN_TTL_HEADER))
+            .entry(TOKEN_TTL)
             .or_insert_with(|| HeaderValue::from(ttl));
     }
     let mut response = Response::new(Full::new(body));

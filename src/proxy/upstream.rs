@@ -119,19 +119,18 @@ impl Upstream {
         }
     }
 
-    /// Sends `method path` with `headers` (already filtered by the caller) and reads the answer.
+    /// Sends `method target` (origin form) with `headers` (already filtered by the caller) and
+    /// reads the answer.
     pub async fn send(
         &self,
         method: http::Method,
-        path: &str,
+        target: http::Uri,
         mut headers: HeaderMap,
     ) -> Result<Answer, UpstreamError> {
-        let uri = http::Uri::try_from(path)
-            .map_err(|e| UpstreamError::Broken(format!("cannot build upstream URI: {e}")))?;
         headers.insert(HOST, self.shared.host.clone());
         let mut request = Request::new(Empty::new());
         *request.method_mut() = method;
-        *request.uri_mut() = uri;
+        *request.uri_mut() = target;
         *request.headers_mut() = headers;
 
         let started = Instant::now();
