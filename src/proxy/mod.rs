@@ -226,10 +226,14 @@ impl Proxy {
         }
 
         let sent = match upstream_target(request.uri(), path) {
+            // Boxed: hyper keeps room for a request's whole future on every open connection, so
+            // the exchange's state is allocated only while a request is forwarded.
             Ok(target) => {
-                self.upstream
-                    .send(request.method().clone(), target, headers)
-                    .await
+                Box::pin(
+                    self.upstream
+                        .send(request.method().clone(), target, headers),
+                )
+                .await
             }
             Err(e) => Err(e),
         };
