@@ -57,6 +57,20 @@ pub struct Server {
     pub max_connections: usize,
     /// Open connections allowed from one source address.
     pub max_connections_per_source: usize,
+    /// Threads serving pods' connections, each with its own event loop; 0: one per CPU the
+    /// process may use.
+    pub workers: usize,
+}
+
+impl Server {
+    /// The number of proxy threads: `workers`, or one per CPU the process may use (cgroup quotas
+    /// included) when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
+    }
 }
 
 impl Default for Server {
@@ -69,6 +83,7 @@ impl Default for Server {
             header_read_timeout_ms: 5000,
             max_connections: 10_000,
             max_connections_per_source: 256,
+            workers: 0,
         }
     }
 }

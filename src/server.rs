@@ -15,8 +15,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::admin::Admin;
 use crate::audit;
@@ -25,7 +25,7 @@ use crate::emulator::{self, EmulatorOptions};
 use crate::inventory::kubernetes::{self, KubeError};
 use crate::inventory::self_source::{self, SelfError};
 use crate::inventory::{static_source, Index};
-use crate::limits::{ConnLimits, Limit};
+use crate::limits::{ConnLimits, Limit, Permit};
 use crate::metrics::{LimitLabels, Metrics};
 use crate::net::{TtlHandle, TtlStream};
 use crate::netfilter::{self, NetfilterError, Settings};
@@ -225,17 +225,27 @@ pub async fn run_with(
             Arc::clone(&metrics),
         ));
     }
-    let proxy = Arc::new(Proxy {
-        live,
-        inventory: Arc::clone(&inventory),
-        upstream: Upstream::new(&config.upstream),
-        audit: Arc::clone(&audit),
-        metrics: Arc::clone(&metrics),
-        unknown_source_grace,
-    });
+    // One proxy per worker thread: they share the policy, the inventory, the audit sink and the
+    // metrics, and each has its own share of the upstream connections (used only on its thread).
+    let workers = config.server.worker_threads();
+    let proxies: Vec<Arc<Proxy>> = (0..workers)
+        .map(|i| {
+            Arc::new(Proxy {
+                live: Arc::clone(&live),
+                inventory: Arc::clone(&inventory),
+                upstream: Upstream::with_connections(
+                    &config.upstream,
+                    share(config.upstream.max_connections, workers, i),
+                ),
+                audit: Arc::clone(&audit),
+                metrics: Arc::clone(&metrics),
+                unknown_source_grace,
+            })
+        })
+        .collect();
     let admin = Arc::new(Admin {
         inventory,
-        metrics,
+        metrics: Arc::clone(&metrics),
         rules_ok,
         audit,
     });
@@ -246,6 +256,7 @@ pub async fn run_with(
         upstream = %config.upstream.url,
         mode = ?config.server.mode,
         rules = config.policy.rules().len(),
+        workers,
         "imds-guard serving"
     );
     let connections = Connections {
@@ -254,22 +265,10 @@ pub async fn run_with(
             config.server.max_connections,
             config.server.max_connections_per_source,
         )),
-        metrics: Some(Arc::clone(&proxy.metrics)),
+        metrics: Some(Arc::clone(&metrics)),
     };
-    tasks.spawn(serve_with_ttl(
-        listeners.proxy,
-        stopped(),
-        grace,
-        connections,
-        move |peer, ttl| {
-            let proxy = Arc::clone(&proxy);
-            move |request: Request<Incoming>| {
-                let proxy = Arc::clone(&proxy);
-                let ttl = ttl.clone();
-                async move { proxy.handle(peer.ip(), request, &ttl).await }
-            }
-        },
-    ));
+    let threads = start_workers(proxies, connections.header_read_timeout, grace)?;
+    tasks.spawn(spread(listeners.proxy, stopped(), connections, threads));
     tasks.spawn(serve(listeners.admin, stopped(), grace, move |_peer| {
         let admin = Arc::clone(&admin);
         move |request: Request<Incoming>| {
@@ -408,49 +407,227 @@ pub async fn serve_with_ttl<M, H, F>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let permit = match connections.limits.as_ref().map(|l| l.acquire(peer.ip())) {
-                        Some(Err(limit)) => {
+                    let permit = match admit(peer, &connections) {
+                        Ok(permit) => permit,
+                        Err(limit) => {
                             refuse_connection(stream, peer, limit, connections.metrics.as_deref());
                             continue;
                         }
-                        Some(Ok(permit)) => Some(permit),
-                        None => None,
                     };
-                    let _ = stream.set_nodelay(true);
-                    let (stream, ttl) = TtlStream::new(stream);
-                    let handler = make(peer, ttl);
-                    let service = service_fn(move |request| {
-                        let answer = handler(request);
-                        async move { Ok::<_, Infallible>(answer.await) }
-                    });
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(connections.header_read_timeout)
-                        // Metadata requests are tiny: a 16 KiB read buffer bounds both what one
-                        // connection can make the guard hold and the size of a request's head.
-                        .max_buf_size(16 * 1024)
-                        .serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                        // The connection's place is given back only when it has ended.
-                        drop(permit);
-                    });
+                    let timeout = connections.header_read_timeout;
+                    serve_connection(stream, peer, permit, timeout, &graceful, |ttl| make(peer, ttl));
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Err(e) => accept_failed(&e).await,
             },
             () = &mut stop => break,
         }
     }
     drop(listener);
+    drain(graceful, grace).await;
+}
+
+/// Takes a place for a new connection from `peer`, or says which limit refuses it.
+fn admit(peer: SocketAddr, connections: &Connections) -> Result<Option<Permit>, Limit> {
+    connections
+        .limits
+        .as_ref()
+        .map(|limits| limits.acquire(peer.ip()))
+        .transpose()
+}
+
+/// Out of file descriptors and the like: back off instead of spinning.
+async fn accept_failed(e: &std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Serves one connection with hyper on the current runtime. `make` gets the connection's
+/// [`TtlHandle`] and gives the request handler; the connection's `permit` goes back when it ends.
+fn serve_connection<H, F>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: Option<Permit>,
+    header_read_timeout: Duration,
+    graceful: &GracefulShutdown,
+    make: impl FnOnce(TtlHandle) -> H,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    let (stream, ttl) = TtlStream::new(stream);
+    let handler = make(ttl);
+    let service = service_fn(move |request| {
+        let answer = handler(request);
+        async move { Ok::<_, Infallible>(answer.await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        // Metadata requests are tiny: a 16 KiB read buffer bounds both what one connection can
+        // make the guard hold and the size of a request's head.
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+        // The connection's place is given back only when it has ended.
+        drop(permit);
+    });
+}
+
+/// Lets open connections finish their requests, for at most `grace`.
+async fn drain(graceful: GracefulShutdown, grace: Duration) {
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+}
+
+/// A connection accepted for a worker thread.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: Option<Permit>,
+}
+
+/// A proxy worker thread, as the accepting task sees it.
+struct Worker {
+    /// Where its connections go; dropping it tells the worker to drain and stop.
+    handoff: mpsc::UnboundedSender<Accepted>,
+    /// Resolves when the worker has drained and stopped.
+    done: oneshot::Receiver<()>,
+}
+
+/// The `i`th of `workers` shares of `total` upstream connections (the shares add up to `total`;
+/// none is smaller than one).
+fn share(total: usize, workers: usize, i: usize) -> usize {
+    (total / workers + usize::from(i < total % workers)).max(1)
+}
+
+/// Starts one thread per proxy, each running its own single-threaded event loop: a request is then
+/// read, decided, forwarded and answered on one thread, without waking another, and the upstream
+/// connections it uses belong to that thread.
+fn start_workers(
+    proxies: Vec<Arc<Proxy>>,
+    header_read_timeout: Duration,
+    grace: Duration,
+) -> Result<Vec<Worker>, RunError> {
+    let mut workers = Vec::with_capacity(proxies.len());
+    for (i, proxy) in proxies.into_iter().enumerate() {
+        let (handoff, connections) = mpsc::unbounded_channel();
+        let (finished, done) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RunError::Task(format!("cannot start a proxy worker: {e}")))?;
+        std::thread::Builder::new()
+            .name(format!("imds-guard-proxy-{i}"))
+            .spawn(move || {
+                runtime.block_on(work(connections, proxy, header_read_timeout, grace));
+                let _ = finished.send(());
+            })
+            .map_err(|e| RunError::Task(format!("cannot start a proxy worker thread: {e}")))?;
+        workers.push(Worker { handoff, done });
+    }
+    Ok(workers)
+}
+
+/// A worker thread's loop: serves the connections handed to it until the accepting task stops,
+/// then drains them within `grace`.
+async fn work(
+    mut connections: mpsc::UnboundedReceiver<Accepted>,
+    proxy: Arc<Proxy>,
+    header_read_timeout: Duration,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    while let Some(Accepted {
+        stream,
+        peer,
+        permit,
+    }) = connections.recv().await
+    {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot take over an accepted connection");
+                continue;
+            }
+        };
+        let proxy = Arc::clone(&proxy);
+        serve_connection(
+            stream,
+            peer,
+            permit,
+            header_read_timeout,
+            &graceful,
+            |ttl| {
+                move |request: Request<Incoming>| {
+                    let proxy = Arc::clone(&proxy);
+                    let ttl = ttl.clone();
+                    async move { proxy.handle(peer.ip(), request, &ttl).await }
+                }
+            },
+        );
+    }
+    drain(graceful, grace).await;
+}
+
+/// Accepts pods' connections until `stop` resolves and hands them to the worker threads in turn
+/// (after the connection limits); then stops the workers and waits until they have drained.
+async fn spread(
+    listener: TcpListener,
+    stop: impl Future<Output = ()>,
+    connections: Connections,
+    workers: Vec<Worker>,
+) {
+    let (handoffs, done): (Vec<_>, Vec<_>) =
+        workers.into_iter().map(|w| (w.handoff, w.done)).unzip();
+    let mut next = 0;
+    tokio::pin!(stop);
+    'accepting: loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let permit = match admit(peer, &connections) {
+                        Ok(permit) => permit,
+                        Err(limit) => {
+                            refuse_connection(stream, peer, limit, connections.metrics.as_deref());
+                            continue;
+                        }
+                    };
+                    let stream = match stream.into_std() {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "cannot hand over an accepted connection");
+                            continue;
+                        }
+                    };
+                    let mut accepted = Accepted { stream, peer, permit };
+                    // A worker that has stopped (it never should) is passed over; with none left
+                    // the guard stops serving, and pods' connections are refused.
+                    for _ in 0..handoffs.len() {
+                        let worker = &handoffs[next % handoffs.len()];
+                        next += 1;
+                        match worker.send(accepted) {
+                            Ok(()) => continue 'accepting,
+                            Err(returned) => accepted = returned.0,
+                        }
+                    }
+                    tracing::error!("every proxy worker has stopped; no longer serving");
+                    break;
+                }
+                Err(e) => accept_failed(&e).await,
+            },
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    drop(handoffs);
+    for worker in done {
+        let _ = worker.await;
     }
 }

@@ -103,6 +103,10 @@ async fn connection_caps_per_source_and_in_total() {
         200
     );
 
+    // That connection has ended on the client's side; give the guard time to see it end (it
+    // serves connections on worker threads, not on the test's), so its place is free again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
     // Fill the total: 3 (TEST) + 3 (LABELLED) + 2 (STRANGER) = 8.
     for _ in 0..3 {
         held.push(connect_from(LABELLED, guard.proxy).await);

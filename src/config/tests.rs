@@ -125,6 +125,7 @@ fn refusals_name_the_key_and_reason() {
         ("[upstream]\nurl = \"http://user@169.254.169.254\"", "upstream.url: must not carry user information"),
         ("[upstream]\nurl = \"http://imds.local\"\nemulator = true", "upstream.url: with emulator = true"),
         ("[upstream]\ntimeout_ms = 0", "upstream.timeout_ms: must be greater than 0"),
+        ("[server]\nworkers = 65", "server.workers: must be from 0 (one per CPU) to 64"),
         ("[upstream]\nmax_connections = 0", "upstream.max_connections: must be from 1 to 4096"),
         ("[upstream]\nmax_connections = 5000", "upstream.max_connections: must be from 1 to 4096"),
         ("[upstream]\nemulator = \"yes\"", "upstream.emulator: invalid type"),

@@ -28,6 +28,12 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "must be from 1 to server.max_connections",
         ));
     }
+    if server.workers > 64 {
+        return Err(invalid(
+            "server.workers",
+            "must be from 0 (one per CPU) to 64",
+        ));
+    }
     let upstream = validate_upstream(raw.upstream)?;
     let inventory = validate_inventory(raw.inventory)?;
     if inventory.source == Source::SelfPod {

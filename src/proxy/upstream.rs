@@ -104,6 +104,12 @@ struct Connection {
 impl Upstream {
     /// A client for the configured upstream, with its connect and total timeouts.
     pub fn new(config: &config::Upstream) -> Self {
+        Self::with_connections(config, config.max_connections)
+    }
+
+    /// Like [`Upstream::new`], with at most `connections` open (at least one).
+    pub fn with_connections(config: &config::Upstream, connections: usize) -> Self {
+        let connections = connections.max(1);
         let host = HeaderValue::from_str(config.authority.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("169.254.169.254"));
         Self {
@@ -111,8 +117,8 @@ impl Upstream {
                 authority: config.authority.clone(),
                 addr: config.socket_addr(),
                 host,
-                slots: Semaphore::new(config.max_connections),
-                idle: Mutex::new(Vec::with_capacity(config.max_connections)),
+                slots: Semaphore::new(connections),
+                idle: Mutex::new(Vec::with_capacity(connections)),
                 connect_timeout: config.connect_timeout,
                 timeout: config.timeout,
             }),
