@@ -58,16 +58,22 @@ pub struct Server {
     /// Open connections allowed from one source address.
     pub max_connections_per_source: usize,
     /// Threads serving pods' connections, each with its own event loop; 0: one per CPU the
-    /// process may use.
+    /// process may use, at most [`AUTO_WORKERS_MAX`].
     pub workers: usize,
 }
 
+/// The most proxy threads `workers = 0` starts: more cores than this serve no node's pods better
+/// (the metadata service itself answers far fewer requests than a handful of threads can pass).
+pub const AUTO_WORKERS_MAX: usize = 8;
+
 impl Server {
-    /// The number of proxy threads: `workers`, or one per CPU the process may use (cgroup quotas
-    /// included) when it is 0.
+    /// The number of proxy threads: `workers`, or when it is 0 one per CPU the process may use
+    /// (cgroup quotas included), at most [`AUTO_WORKERS_MAX`].
     pub fn worker_threads(&self) -> usize {
         match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            0 => std::thread::available_parallelism()
+                .map_or(1, std::num::NonZero::get)
+                .min(AUTO_WORKERS_MAX),
             n => n,
         }
     }

@@ -254,3 +254,12 @@ fn environment_variables_expand_in_addresses() {
         "{got}"
     );
 }
+
+#[test]
+fn workers_as_set_or_one_per_cpu_up_to_the_cap() {
+    let set = parse("[server]\nworkers = 3").unwrap();
+    assert_eq!(set.server.worker_threads(), 3);
+    let auto = parse("").unwrap();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(auto.server.worker_threads(), cpus.min(AUTO_WORKERS_MAX));
+}
