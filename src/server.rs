@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -402,28 +403,45 @@ pub async fn serve_with_ttl<M, H, F>(
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let timeout = connections.header_read_timeout;
+    accept_admitted(listener, stop, &connections, |stream, peer, permit| {
+        serve_connection(stream, peer, permit, timeout, &graceful, |ttl| {
+            make(peer, ttl)
+        });
+        ControlFlow::Continue(())
+    })
+    .await;
+    drain(graceful, grace).await;
+}
+
+/// Accepts connections on `listener` until `stop` resolves or `take` says to stop, and gives
+/// `take` each one that the connection limits admit, with its place; the others get the 429
+/// refusal. The listener is closed on return.
+async fn accept_admitted(
+    listener: TcpListener,
+    stop: impl Future<Output = ()>,
+    connections: &Connections,
+    mut take: impl FnMut(TcpStream, SocketAddr, Option<Permit>) -> ControlFlow<()>,
+) {
     tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let permit = match admit(peer, &connections) {
-                        Ok(permit) => permit,
-                        Err(limit) => {
-                            refuse_connection(stream, peer, limit, connections.metrics.as_deref());
-                            continue;
+                Ok((stream, peer)) => match admit(peer, connections) {
+                    Ok(permit) => {
+                        if take(stream, peer, permit).is_break() {
+                            break;
                         }
-                    };
-                    let timeout = connections.header_read_timeout;
-                    serve_connection(stream, peer, permit, timeout, &graceful, |ttl| make(peer, ttl));
-                }
+                    }
+                    Err(limit) => {
+                        refuse_connection(stream, peer, limit, connections.metrics.as_deref());
+                    }
+                },
                 Err(e) => accept_failed(&e).await,
             },
             () = &mut stop => break,
         }
     }
-    drop(listener);
-    drain(graceful, grace).await;
 }
 
 /// Takes a place for a new connection from `peer`, or says which limit refuses it.
@@ -587,45 +605,33 @@ async fn spread(
     let (handoffs, done): (Vec<_>, Vec<_>) =
         workers.into_iter().map(|w| (w.handoff, w.done)).unzip();
     let mut next = 0;
-    tokio::pin!(stop);
-    'accepting: loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let permit = match admit(peer, &connections) {
-                        Ok(permit) => permit,
-                        Err(limit) => {
-                            refuse_connection(stream, peer, limit, connections.metrics.as_deref());
-                            continue;
-                        }
-                    };
-                    let stream = match stream.into_std() {
-                        Ok(stream) => stream,
-                        Err(e) => {
-                            tracing::warn!(%peer, error = %e, "cannot hand over an accepted connection");
-                            continue;
-                        }
-                    };
-                    let mut accepted = Accepted { stream, peer, permit };
-                    // A worker that has stopped (it never should) is passed over; with none left
-                    // the guard stops serving, and pods' connections are refused.
-                    for _ in 0..handoffs.len() {
-                        let worker = &handoffs[next % handoffs.len()];
-                        next += 1;
-                        match worker.send(accepted) {
-                            Ok(()) => continue 'accepting,
-                            Err(returned) => accepted = returned.0,
-                        }
-                    }
-                    tracing::error!("every proxy worker has stopped; no longer serving");
-                    break;
-                }
-                Err(e) => accept_failed(&e).await,
-            },
-            () = &mut stop => break,
+    accept_admitted(listener, stop, &connections, |stream, peer, permit| {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot hand over an accepted connection");
+                return ControlFlow::Continue(());
+            }
+        };
+        let mut accepted = Accepted {
+            stream,
+            peer,
+            permit,
+        };
+        // A worker that has stopped (it never should) is passed over; with none left the guard
+        // stops serving, and pods' connections are refused.
+        for _ in 0..handoffs.len() {
+            let worker = &handoffs[next % handoffs.len()];
+            next += 1;
+            match worker.send(accepted) {
+                Ok(()) => return ControlFlow::Continue(()),
+                Err(returned) => accepted = returned.0,
+            }
         }
-    }
-    drop(listener);
+        tracing::error!("every proxy worker has stopped; no longer serving");
+        ControlFlow::Break(())
+    })
+    .await;
     drop(handoffs);
     for worker in done {
         let _ = worker.await;

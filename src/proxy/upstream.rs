@@ -102,12 +102,8 @@ struct Connection {
 }
 
 impl Upstream {
-    /// A client for the configured upstream, with its connect and total timeouts.
-    pub fn new(config: &config::Upstream) -> Self {
-        Self::with_connections(config, config.max_connections)
-    }
-
-    /// Like [`Upstream::new`], with at most `connections` open (at least one).
+    /// A client for the configured upstream, with its connect and total timeouts and at most
+    /// `connections` open (at least one): a worker's share of `max_connections`.
     pub fn with_connections(config: &config::Upstream, connections: usize) -> Self {
         let connections = connections.max(1);
         let host = HeaderValue::from_str(config.authority.as_str())
