@@ -202,21 +202,16 @@ mod same_text_as_serde {
             src in any::<std::net::IpAddr>(),
         ) {
             let e = Event {
-                ts: now(),
                 src,
                 pod: pod.as_deref(),
                 pod_uid: pod.as_deref(),
                 method: &method,
-                path: &path,
-                decision: "deny",
-                reason: "path-not-allowed",
                 rule: rule.as_deref(),
                 status,
-                imds_version: "v2",
                 upstream_ms,
-                error: None,
                 bytes,
                 duration_ms,
+                ..event(&path)
             };
             prop_assert_eq!(line(&e), serde_json::to_string(&e).unwrap() + "\n");
         }
