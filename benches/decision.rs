@@ -9,8 +9,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use imds_guard::imds::Method;
 use imds_guard::inventory::Pod;
 use imds_guard::policy::pattern::PathPattern;
-use imds_guard::policy::target::parse_target;
 use imds_guard::policy::{Facts, Imdsv2, Policy, Rule, Selector, Verdict};
+use imds_guard::target::parse_target;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

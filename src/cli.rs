@@ -16,8 +16,8 @@ use crate::inventory::kubernetes::{self, KubeError};
 use crate::inventory::self_source::{Identity, LabelsFile, SelfError};
 use crate::inventory::{static_source, Index, Lookup};
 use crate::netfilter::{self, NetfilterError, Settings};
-use crate::policy::target::parse_target;
 use crate::policy::{Facts, Reason, Verdict};
+use crate::target::parse_target;
 
 /// imds-guard: keeps pods away from the cloud instance metadata service unless a policy allows
 /// them, and audits every request.

@@ -14,8 +14,7 @@ use serde::Deserialize;
 
 use crate::imds::MAX_TOKEN_TTL_SECONDS;
 use crate::inventory::Pod;
-use crate::netfilter::rules::RuleSet;
-use crate::netfilter::Backend;
+
 use crate::policy::pattern::PathPattern;
 use crate::policy::{Imdsv2, Policy, Rule, Selector};
 
@@ -47,6 +46,7 @@ pub struct Server {
     /// `/healthz`, `/readyz`, `/metrics`; `${VAR}` expanded as for `listen`.
     #[serde(deserialize_with = "env_addr")]
     pub admin_listen: SocketAddr,
+    #[serde(with = "ModeKey")]
     pub mode: Mode,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace_seconds: u64,
@@ -129,14 +129,27 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
     Ok(out)
 }
 
-/// Enforce the policy, or only report what it would deny.
+pub use imds_guard_core::disposition::Mode;
+
+/// How `[server] mode` is written: the core's [`Mode`], in lowercase.
+#[derive(Deserialize)]
+#[serde(remote = "Mode", rename_all = "lowercase")]
+enum ModeKey {
+    Enforce,
+    Audit,
+}
+
+/// Which iptables backend to use (`[netfilter] backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub enum Backend {
+    /// The one the host uses (see the module documentation).
     #[default]
-    Enforce,
-    /// Forward what would be denied and log `would-deny`: for a safe roll-out.
-    Audit,
+    Auto,
+    /// `iptables-legacy`.
+    Legacy,
+    /// `iptables-nft`.
+    Nft,
 }
 
 /// `[upstream]`

@@ -7,7 +7,7 @@
 //! pod ──tcp 169.254.169.254:80──► node netfilter: DNAT to the guard's listener   (netfilter)
 //!     ──► proxy      accept, read one HTTP/1 request            (proxy)
 //!     ──► identify   source IP ─► pod                           (inventory)
-//!     ──► check      strict request target, method, body        (policy::target, imds)
+//!     ──► check      strict request target, method, body        (target, imds)
 //!     ──► decide     pod × method × path × token ─► allow/deny  (policy)
 //!     ──► forward    pooled upstream client to the real IMDS    (proxy::upstream)
 //!         or refuse  403/401/405/400/503 with a short JSON body (proxy::respond)
@@ -29,18 +29,18 @@
 //! the real server.
 #![forbid(unsafe_code)]
 
+pub use imds_guard_core::{disposition, imds, policy, target};
+
 pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod emulator;
-pub mod imds;
 pub mod inventory;
 pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod netfilter;
-pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod server;

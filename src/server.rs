@@ -25,7 +25,7 @@ use crate::config::{Config, Source};
 use crate::emulator::{self, EmulatorOptions};
 use crate::inventory::kubernetes::{self, KubeError};
 use crate::inventory::self_source::{self, SelfError};
-use crate::inventory::{static_source, Index};
+use crate::inventory::{static_source, Index, Wait as _};
 use crate::limits::{ConnLimits, Limit, Permit};
 use crate::metrics::{LimitLabels, Metrics};
 use crate::net::{TtlHandle, TtlStream};

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use imds_guard::imds::Method;
 use imds_guard::inventory::Pod;
 use imds_guard::policy::pattern::PathPattern;
-use imds_guard::policy::target::{parse_target, CanonicalPath};
 use imds_guard::policy::{Decision, Facts, Imdsv2, Policy, Rule, Selector, Verdict};
+use imds_guard::target::{parse_target, CanonicalPath};
 use proptest::prelude::*;
 use proptest::sample::select;
 

@@ -10,11 +10,11 @@ mod lenient;
 
 use std::collections::BTreeMap;
 
-use imds_guard::imds::Method;
-use imds_guard::inventory::Pod;
-use imds_guard::policy::pattern::PathPattern;
-use imds_guard::policy::target::parse_target;
-use imds_guard::policy::{Facts, Imdsv2, Policy, Rule, Selector, Verdict};
+use imds_guard_core::imds::Method;
+use imds_guard_core::index::Pod;
+use imds_guard_core::policy::pattern::PathPattern;
+use imds_guard_core::target::parse_target;
+use imds_guard_core::policy::{Facts, Imdsv2, Policy, Rule, Selector, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 fn pod(app: &str) -> Pod {

@@ -9,7 +9,7 @@ mod canonical;
 #[path = "../../tests/bypass/lenient.rs"]
 mod lenient;
 
-use imds_guard::policy::target::parse_target;
+use imds_guard_core::target::parse_target;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

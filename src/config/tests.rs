@@ -207,7 +207,7 @@ fn a_rule_can_select_by_namespace_only() {
 fn netfilter_and_hop_limit_keys() {
     let config = parse("").unwrap();
     assert_eq!(config.token_hop_limit, None);
-    assert_eq!(config.netfilter.backend, crate::netfilter::Backend::Auto);
+    assert_eq!(config.netfilter.backend, super::Backend::Auto);
     // Loopback is fine while the rules are not managed (local runs, tests).
     assert!(!config.netfilter.manage);
     let config = parse(
@@ -217,7 +217,7 @@ fn netfilter_and_hop_limit_keys() {
     .unwrap();
     assert_eq!(config.token_hop_limit, Some(2));
     assert!(config.netfilter.manage);
-    assert_eq!(config.netfilter.backend, crate::netfilter::Backend::Legacy);
+    assert_eq!(config.netfilter.backend, super::Backend::Legacy);
 }
 
 #[test]

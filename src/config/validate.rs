@@ -2,6 +2,7 @@
 //! each refusal naming its key.
 
 use super::*;
+use imds_guard_core::netfilter::rules::{RuleError, RuleSet};
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.server.listen == raw.server.admin_listen {
@@ -80,7 +81,7 @@ fn validate_netfilter(raw: &Netfilter, listen: SocketAddr) -> Result<(), ConfigE
         }
     }
     if raw.sidecar_uid == Some(0) {
-        let e = crate::netfilter::rules::RuleError::SidecarRoot;
+        let e = RuleError::SidecarRoot;
         return Err(invalid(e.key(), e));
     }
     if !(1..=3600).contains(&raw.check_interval_seconds) {

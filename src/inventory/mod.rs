@@ -7,31 +7,77 @@
 //! the pod's labels file changes. Lookups never block on a source and never call out: they read
 //! the last state the index was given.
 
-mod index;
 pub mod kubernetes;
 pub mod labels;
 pub mod self_source;
 pub mod static_source;
 
-use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
 
-pub use index::{Index, Lookup};
+use tokio::sync::watch;
 
-/// A pod as the policy sees it. Deliberately free of Kubernetes types: any source can build one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pod {
-    pub namespace: String,
-    pub name: String,
-    /// Tells apart two pods that had the same name at different times (audit lines carry it).
-    pub uid: String,
-    pub labels: BTreeMap<String, String>,
-    /// Labels of the pod's namespace, for rules that select on them.
-    pub namespace_labels: BTreeMap<String, String>,
-}
+pub use imds_guard_core::index::{Labels, Lookup, Pod};
 
-impl Pod {
-    /// `namespace/name`, as audit lines and refusals name the pod.
-    pub fn qualified_name(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+/// The index the sources feed and every request reads: the core's index, telling a watch channel
+/// of each change so that requests waiting for an unknown address wake on updates.
+pub type Index = imds_guard_core::index::Index<Changes>;
+
+/// Counts the index's changes on a watch channel.
+pub struct Changes(watch::Sender<u64>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self(watch::Sender::new(0))
     }
 }
+
+impl imds_guard_core::index::Observer for Changes {
+    fn changed(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Waiting on the index: what the request path and start-up need beyond a lookup.
+pub trait Wait {
+    /// Like `lookup`, but an unknown IP may wait up to `grace` for the index to learn it: a pod
+    /// often asks for metadata before the watch has delivered it. Woken by index updates.
+    fn lookup_or_wait(
+        &self,
+        ip: IpAddr,
+        grace: Duration,
+    ) -> impl std::future::Future<Output = Lookup> + Send;
+
+    /// A receiver that sees a new value after every change.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+}
+
+impl Wait for Index {
+    async fn lookup_or_wait(&self, ip: IpAddr, grace: Duration) -> Lookup {
+        let found = self.lookup(ip);
+        if !matches!(found, Lookup::Unknown) || grace.is_zero() {
+            return found;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        // Subscribe before looking again, so an update between the look and the wait is not
+        // missed.
+        let mut changes = self.subscribe();
+        loop {
+            let found = self.lookup(ip);
+            if !matches!(found, Lookup::Unknown) {
+                return found;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return self.lookup(ip),
+            }
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.observer().0.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests;

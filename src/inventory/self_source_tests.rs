@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::inventory::Lookup;
+use crate::inventory::{Lookup, Wait as _};
 
 fn settings() -> SelfPod {
     SelfPod {

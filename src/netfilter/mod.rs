@@ -10,16 +10,15 @@
 //! uses and runs its commands. This module puts them together: install, status, remove, and the
 //! clearing of connections older than the rules.
 
-mod lines;
-pub mod rules;
-mod save;
 pub mod tools;
+
+pub use imds_guard_core::netfilter::rules;
 
 use std::net::{IpAddr, SocketAddr};
 
+pub use crate::config::Backend;
 use crate::config::Config;
 use rules::{Diff, Family, RuleError, RuleSet, IMDS_PORT, IMDS_V4, IMDS_V6};
-pub use tools::Backend;
 use tools::{Tools, Variant};
 
 /// Why the rules could not be installed, removed or checked.

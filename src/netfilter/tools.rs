@@ -11,26 +11,12 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde::Deserialize;
-
 use super::rules::{Family, CHAIN};
+use super::Backend;
 use super::NetfilterError;
 
 /// How long `iptables-restore` waits for the xtables lock held by another writer.
 pub const LOCK_WAIT_SECONDS: u32 = 10;
-
-/// Which iptables backend to use (`[netfilter] backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// The one the host uses (see the module documentation).
-    #[default]
-    Auto,
-    /// `iptables-legacy`.
-    Legacy,
-    /// `iptables-nft`.
-    Nft,
-}
 
 /// A set of iptables commands: `iptables-legacy-*`, `iptables-nft-*`, or plain `iptables-*` on
 /// hosts that ship only one backend under the plain names.

@@ -21,12 +21,12 @@ use hyper::body::{Body as _, Incoming};
 use crate::audit::{self, Event};
 use crate::config::Mode;
 use crate::imds::{self, Kind, Method};
-use crate::inventory::{Index, Lookup};
+use crate::inventory::{Index, Lookup, Wait as _};
 use crate::metrics::{ErrorLabels, Metrics, RequestLabels};
 use crate::net::TtlHandle;
-use crate::policy::target::{parse_target, CanonicalPath};
 use crate::policy::{Decision, Facts, Reason, Verdict};
 use crate::reload::{Current, Live};
+use crate::target::{parse_target, CanonicalPath};
 use upstream::{Answer, Upstream, UpstreamError};
 
 /// Request headers passed to the metadata service; everything else (X-Forwarded-For, hop-by-hop

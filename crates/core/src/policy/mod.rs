@@ -7,15 +7,15 @@
 //! ones, so adding a rule never loosens token requirements for anyone.
 
 pub mod pattern;
-pub mod target;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::disposition::Refusal;
 use crate::imds::{self, Kind, Method};
-use crate::inventory::{Lookup, Pod};
+use crate::index::{Lookup, Pod};
+use crate::target::CanonicalPath;
 use pattern::PathPattern;
-use target::CanonicalPath;
 
 /// Which pods a rule applies to. Every selector that is set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -143,15 +143,10 @@ impl Reason {
         }
     }
 
-    /// The HTTP status of a refusal for this reason.
+    /// The HTTP status of a refusal for this reason (from the one table,
+    /// [`Refusal::disposition`]).
     pub fn status(self) -> u16 {
-        match self {
-            Self::BadRequest => 400,
-            Self::TokenRequired => 401,
-            Self::MethodNotAllowed => 405,
-            Self::NotReady => 503,
-            _ => 403,
-        }
+        Refusal::Denied(self).disposition().status
     }
 
     /// Whether `mode = "audit"` may forward a request denied for this reason. Malformed and

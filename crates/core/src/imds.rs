@@ -3,7 +3,7 @@
 //! Pure: names of headers, the token endpoint, what each method may do, and the token TTL range.
 //! The proxy and the emulator both build on these, so the two cannot disagree about the protocol.
 
-use crate::policy::target::CanonicalPath;
+use crate::target::CanonicalPath;
 
 /// The IMDSv2 session-token endpoint (PUT only).
 pub const TOKEN_PATH: &str = "/latest/api/token";
@@ -93,7 +93,7 @@ pub fn parse_ttl(value: Option<&[u8]>) -> Result<u32, TtlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::target::parse_target;
+    use crate::target::parse_target;
 
     fn kind(method: &str, path: &str) -> Kind {
         classify(Method::from_name(method), &parse_target(path).unwrap())

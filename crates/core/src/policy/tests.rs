@@ -1,7 +1,7 @@
 //! Decision tests: ordinary `#[test]`s, no IO.
 
 use super::*;
-use crate::policy::target::parse_target;
+use crate::target::parse_target;
 
 fn pod(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Pod {
     Pod {

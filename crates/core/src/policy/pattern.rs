@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::target::{parse_target, CanonicalPath};
+use crate::target::{parse_target, CanonicalPath};
 
 /// One compiled path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub enum PatternError {
     #[error("a pattern must start with `/`")]
     NotAbsolute,
     #[error("not a valid path: {0}")]
-    Path(#[from] super::target::TargetError),
+    Path(#[from] crate::target::TargetError),
     #[error("`*` and `**` must stand alone as a whole segment (`/a/*/b`, `/a/**`), not in `{0}`")]
     PartialWildcard(String),
 }

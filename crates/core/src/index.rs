@@ -9,11 +9,35 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
 
-use tokio::sync::watch;
+/// A pod as the policy sees it. Deliberately free of Kubernetes types: any source can build one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    /// Tells apart two pods that had the same name at different times (audit lines carry it).
+    pub uid: String,
+    pub labels: BTreeMap<String, String>,
+    /// Labels of the pod's namespace, for rules that select on them.
+    pub namespace_labels: BTreeMap<String, String>,
+}
 
-use super::Pod;
+impl Pod {
+    /// `namespace/name`, as audit lines and refusals name the pod.
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Told after every change of an [`Index`], once its lock is released: the adapter that shares
+/// the index wakes requests waiting for an address through it. `()` tells no one.
+pub trait Observer: Send + Sync {
+    fn changed(&self);
+}
+
+impl Observer for () {
+    fn changed(&self) {}
+}
 
 /// The answer to "who is this IP?".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +52,8 @@ pub enum Lookup {
     NotReady,
 }
 
-type Labels = BTreeMap<String, String>;
+/// Label keys and values.
+pub type Labels = BTreeMap<String, String>;
 
 #[derive(Default)]
 struct State {
@@ -48,25 +73,25 @@ struct Namespaces {
 }
 
 /// The index shared by the feeding source and the request path.
-pub struct Index {
+pub struct Index<O = ()> {
     state: RwLock<State>,
-    /// Bumped on every change, so requests waiting for an unknown IP wake on updates instead of
-    /// polling.
-    changes: watch::Sender<u64>,
+    /// Told of every change, so that requests waiting for an unknown IP wake on updates instead
+    /// of polling.
+    observer: O,
 }
 
-impl Default for Index {
+impl<O: Observer + Default> Default for Index<O> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Index {
+impl<O: Observer + Default> Index<O> {
     /// An empty index that answers [`Lookup::NotReady`] until [`Index::reset`] is called.
     pub fn new() -> Self {
         Self {
             state: RwLock::new(State::default()),
-            changes: watch::Sender::new(0),
+            observer: O::default(),
         }
     }
 
@@ -86,6 +111,13 @@ impl Index {
         let index = Self::new();
         index.write().any_source = true;
         index
+    }
+}
+
+impl<O: Observer> Index<O> {
+    /// What is told of this index's changes.
+    pub fn observer(&self) -> &O {
+        &self.observer
     }
 
     /// Looks up the pod holding `ip`. IPv4-mapped IPv6 addresses are read as IPv4, so a pod cannot
@@ -107,29 +139,6 @@ impl Index {
             None | Some([]) => Lookup::Unknown,
             Some([pod]) => Lookup::Found(Arc::clone(pod)),
             Some(_) => Lookup::Ambiguous,
-        }
-    }
-
-    /// Like [`Index::lookup`], but an unknown IP may wait up to `grace` for the index to learn it:
-    /// a pod often asks for metadata before the watch has delivered it. Woken by index updates.
-    pub async fn lookup_or_wait(&self, ip: IpAddr, grace: Duration) -> Lookup {
-        let found = self.lookup(ip);
-        if !matches!(found, Lookup::Unknown) || grace.is_zero() {
-            return found;
-        }
-        let deadline = tokio::time::Instant::now() + grace;
-        // Subscribe before looking again, so an update between the look and the wait is not
-        // missed.
-        let mut changes = self.changes.subscribe();
-        loop {
-            let found = self.lookup(ip);
-            if !matches!(found, Lookup::Unknown) {
-                return found;
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return self.lookup(ip),
-            }
         }
     }
 
@@ -212,14 +221,9 @@ impl Index {
         self.changed(state);
     }
 
-    /// A receiver that sees a new value after every change (for tests and measurements).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-
     fn changed(&self, state: RwLockWriteGuard<'_, State>) {
         drop(state);
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.observer.changed();
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {

@@ -1,0 +1,325 @@
+//! What becomes of a request, and the one table of the answers the guard makes itself.
+//!
+//! A decided request is forwarded, forwarded in audit mode (`would-deny`), or refused
+//! ([`Disposal::of`], shared by the proxy and `explain`). Every answer the guard makes itself — a
+//! refusal for a policy or protocol reason, a failed forward, a connection over a limit — takes
+//! its status, its JSON `error` word, its JSON `reason` and its extra headers from
+//! [`Refusal::disposition`], and from nowhere else.
+
+use crate::policy::{Decision, Reason, Verdict};
+
+/// Enforce the policy, or only report what it would deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Forward what would be denied and log `would-deny`: for a safe roll-out.
+    Audit,
+}
+
+/// What becomes of a decided request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposal {
+    /// Allowed: forwarded.
+    Forward,
+    /// Denied, but audit mode forwards it.
+    WouldDeny,
+    /// Refused with the decision's reason.
+    Refuse,
+}
+
+impl Disposal {
+    /// The one audit-mode gate: audit mode forwards what the policy would deny, never what the
+    /// strict reader could not vouch for ([`Reason::audit_mode_may_forward`]).
+    pub fn of(decision: &Decision, mode: Mode) -> Self {
+        match decision.verdict {
+            Verdict::Allow => Self::Forward,
+            Verdict::Deny if mode == Mode::Audit && decision.reason.audit_mode_may_forward() => {
+                Self::WouldDeny
+            }
+            Verdict::Deny => Self::Refuse,
+        }
+    }
+
+    /// Whether the request goes to the metadata service.
+    pub fn forwards(self) -> bool {
+        self != Self::Refuse
+    }
+
+    /// The `decision` word of audit lines and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forward => "allow",
+            Self::WouldDeny => "would-deny",
+            Self::Refuse => "deny",
+        }
+    }
+}
+
+/// Why forwarding to the metadata service failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamFailure {
+    /// No connection could be made.
+    Unreachable,
+    /// No complete answer in time.
+    Timeout,
+    /// The answer was not HTTP the guard can relay.
+    Broken,
+    /// The answer was larger than the guard relays.
+    TooLarge,
+}
+
+impl UpstreamFailure {
+    /// The name in audit lines (`error`), metrics and the JSON answer (`reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreachable => "upstream-unreachable",
+            Self::Timeout => "upstream-timeout",
+            Self::Broken => "upstream-broken",
+            Self::TooLarge => "upstream-too-large",
+        }
+    }
+}
+
+/// Why the guard answers itself instead of the metadata service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The policy or the protocol refused the request.
+    Denied(Reason),
+    /// The request was to be forwarded, and forwarding failed.
+    Upstream(UpstreamFailure),
+    /// A connection over a connection limit, answered before any request is read.
+    ConnectionLimit,
+}
+
+/// How the guard answers: the status, the JSON body's words, and the headers that go with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disposition {
+    pub status: u16,
+    /// The JSON body's `error`: the status in a word.
+    pub error: &'static str,
+    /// The JSON body's `reason`.
+    pub reason: &'static str,
+    /// `Retry-After` in seconds, for refusals a client should retry shortly.
+    pub retry_after: Option<u32>,
+    /// `Allow`, for methods that are not allowed.
+    pub allow: Option<&'static str>,
+}
+
+/// The methods the metadata service accepts, as a 405 names them.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, PUT";
+
+impl Refusal {
+    /// The table: every answer the guard makes itself.
+    pub fn disposition(self) -> Disposition {
+        let (status, reason, retry_after, allow) = match self {
+            Self::Denied(reason) => {
+                let status = match reason {
+                    Reason::BadRequest => 400,
+                    Reason::TokenRequired => 401,
+                    Reason::MethodNotAllowed => 405,
+                    Reason::NotReady => 503,
+                    _ => 403,
+                };
+                let allow = (reason == Reason::MethodNotAllowed).then_some(ALLOWED_METHODS);
+                // Not ready is temporary: ask well-behaved clients to come back shortly.
+                let retry_after = (reason == Reason::NotReady).then_some(1);
+                (status, reason.as_str(), retry_after, allow)
+            }
+            Self::Upstream(failure) => {
+                let status = match failure {
+                    UpstreamFailure::Timeout => 504,
+                    _ => 502,
+                };
+                (status, failure.as_str(), None, None)
+            }
+            Self::ConnectionLimit => (429, "connection-limit", Some(1), None),
+        };
+        Disposition {
+            status,
+            error: error_word(status),
+            reason,
+            retry_after,
+            allow,
+        }
+    }
+}
+
+/// The `error` word for a status.
+fn error_word(status: u16) -> &'static str {
+    match status {
+        400 => "bad-request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        405 => "method-not-allowed",
+        429 => "too-many-requests",
+        502 => "bad-gateway",
+        503 => "unavailable",
+        504 => "gateway-timeout",
+        _ => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn decision(verdict: Verdict, reason: Reason) -> Decision {
+        Decision {
+            verdict,
+            reason,
+            rule: Some(Arc::from("r")),
+            max_token_ttl_seconds: 21_600,
+            require_tokens: false,
+        }
+    }
+
+    #[test]
+    fn every_refusal_has_its_status_and_words() {
+        let cases = [
+            (
+                Refusal::Denied(Reason::BadRequest),
+                400,
+                "bad-request",
+                "bad-request",
+            ),
+            (
+                Refusal::Denied(Reason::TokenRequired),
+                401,
+                "unauthorized",
+                "token-required",
+            ),
+            (
+                Refusal::Denied(Reason::PathNotAllowed),
+                403,
+                "forbidden",
+                "path-not-allowed",
+            ),
+            (
+                Refusal::Denied(Reason::DeniedByRule),
+                403,
+                "forbidden",
+                "denied-by-rule",
+            ),
+            (Refusal::Denied(Reason::NoRule), 403, "forbidden", "no-rule"),
+            (
+                Refusal::Denied(Reason::UnknownSource),
+                403,
+                "forbidden",
+                "unknown-source",
+            ),
+            (
+                Refusal::Denied(Reason::AmbiguousSource),
+                403,
+                "forbidden",
+                "ambiguous-source",
+            ),
+            (
+                Refusal::Denied(Reason::MethodNotAllowed),
+                405,
+                "method-not-allowed",
+                "method-not-allowed",
+            ),
+            (
+                Refusal::Denied(Reason::NotReady),
+                503,
+                "unavailable",
+                "not-ready",
+            ),
+            (
+                Refusal::Upstream(UpstreamFailure::Timeout),
+                504,
+                "gateway-timeout",
+                "upstream-timeout",
+            ),
+            (
+                Refusal::Upstream(UpstreamFailure::Unreachable),
+                502,
+                "bad-gateway",
+                "upstream-unreachable",
+            ),
+            (
+                Refusal::Upstream(UpstreamFailure::Broken),
+                502,
+                "bad-gateway",
+                "upstream-broken",
+            ),
+            (
+                Refusal::Upstream(UpstreamFailure::TooLarge),
+                502,
+                "bad-gateway",
+                "upstream-too-large",
+            ),
+            (
+                Refusal::ConnectionLimit,
+                429,
+                "too-many-requests",
+                "connection-limit",
+            ),
+        ];
+        for (refusal, status, error, reason) in cases {
+            let d = refusal.disposition();
+            assert_eq!(
+                (d.status, d.error, d.reason),
+                (status, error, reason),
+                "{refusal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn extra_headers_go_with_their_refusals() {
+        let d = Refusal::Denied(Reason::MethodNotAllowed).disposition();
+        assert_eq!((d.allow, d.retry_after), (Some("GET, HEAD, PUT"), None));
+        let d = Refusal::Denied(Reason::NotReady).disposition();
+        assert_eq!((d.allow, d.retry_after), (None, Some(1)));
+        let d = Refusal::ConnectionLimit.disposition();
+        assert_eq!(d.retry_after, Some(1));
+        let d = Refusal::Denied(Reason::PathNotAllowed).disposition();
+        assert_eq!((d.allow, d.retry_after), (None, None));
+    }
+
+    #[test]
+    fn audit_mode_forwards_policy_denials_only() {
+        let allow = decision(Verdict::Allow, Reason::PathAllowed);
+        assert_eq!(Disposal::of(&allow, Mode::Enforce), Disposal::Forward);
+        assert_eq!(Disposal::of(&allow, Mode::Audit), Disposal::Forward);
+        for reason in [
+            Reason::PathNotAllowed,
+            Reason::DeniedByRule,
+            Reason::NoRule,
+            Reason::UnknownSource,
+            Reason::TokenRequired,
+        ] {
+            let deny = decision(Verdict::Deny, reason);
+            assert_eq!(
+                Disposal::of(&deny, Mode::Enforce),
+                Disposal::Refuse,
+                "{reason:?}"
+            );
+            assert_eq!(
+                Disposal::of(&deny, Mode::Audit),
+                Disposal::WouldDeny,
+                "{reason:?}"
+            );
+        }
+        for reason in [
+            Reason::BadRequest,
+            Reason::MethodNotAllowed,
+            Reason::NotReady,
+        ] {
+            let deny = decision(Verdict::Deny, reason);
+            assert_eq!(
+                Disposal::of(&deny, Mode::Audit),
+                Disposal::Refuse,
+                "{reason:?}"
+            );
+        }
+        assert_eq!(
+            [Disposal::Forward, Disposal::WouldDeny, Disposal::Refuse].map(Disposal::as_str),
+            ["allow", "would-deny", "deny"]
+        );
+        assert!(Disposal::WouldDeny.forwards() && !Disposal::Refuse.forwards());
+    }
+}
