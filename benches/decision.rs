@@ -62,11 +62,7 @@ fn decide(c: &mut Criterion) {
         let path = parse_target("/latest/meta-data/placement/availability-zone/").unwrap();
         group.bench_with_input(BenchmarkId::new("rules", n), &n, |b, _| {
             b.iter(|| {
-                let facts = Facts {
-                    method: Method::Get,
-                    path: black_box(&path),
-                    has_token: false,
-                };
+                let facts = Facts::new(Method::Get, black_box(&path), false);
                 assert_eq!(
                     policy.decide(black_box(&pod), &facts).verdict,
                     Verdict::Allow

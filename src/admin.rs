@@ -1,6 +1,5 @@
 //! The admin port: `/healthz`, `/readyz`, `/metrics`. Read-only: nothing here changes state.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -9,13 +8,14 @@ use http_body_util::Full;
 
 use crate::inventory::Index;
 use crate::metrics::Metrics;
+use crate::netfilter::keeper::RulesState;
 
 /// State the admin endpoints report on.
 pub struct Admin {
     pub inventory: Arc<Index>,
     pub metrics: Arc<Metrics>,
-    /// Whether the interception rules are in place (always true when netfilter is not managed).
-    pub rules_ok: Arc<AtomicBool>,
+    /// Whether the interception rules are in place (always, when netfilter is not managed).
+    pub rules: RulesState,
     /// The audit sink, for its count of dropped lines.
     pub audit: Arc<dyn crate::audit::Sink>,
 }
@@ -34,7 +34,7 @@ impl Admin {
             "/readyz" if !self.inventory.is_ready() => {
                 text(StatusCode::SERVICE_UNAVAILABLE, "inventory not synced\n")
             }
-            "/readyz" if !self.rules_ok.load(Ordering::Relaxed) => text(
+            "/readyz" if !self.rules.in_place() => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "netfilter rules not in place\n",
             ),

@@ -10,11 +10,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Source};
+use crate::disposition::{Disposal, Refusal};
 use crate::emulator::TokenMode;
 use crate::imds::Method;
-use crate::inventory::kubernetes::{self, KubeError};
-use crate::inventory::self_source::{Identity, LabelsFile, SelfError};
-use crate::inventory::{static_source, Index, Lookup};
+use crate::inventory::{self, Feed, InventoryError, Lookup};
 use crate::netfilter::{self, NetfilterError, Settings};
 use crate::policy::{Facts, Reason, Verdict};
 use crate::target::parse_target;
@@ -193,39 +192,14 @@ pub fn summary(config: &Config) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
     #[error(transparent)]
-    Kubernetes(#[from] KubeError),
-    #[error("[inventory] source = \"self\": {0}")]
-    SelfPod(#[from] SelfError),
+    Inventory(#[from] InventoryError),
 }
 
 /// Decides one request as the proxy would, and describes the decision. With the Kubernetes
 /// source, the node's pods are listed once (nothing is watched); with the `self` source, the
 /// labels file is read once.
 pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, ExplainError> {
-    let index = match config.inventory.source {
-        Source::Static => {
-            let index = Index::new();
-            static_source::load(&index, &config.inventory.pods);
-            index
-        }
-        Source::SelfPod => {
-            let settings = &config.inventory.self_pod;
-            let identity = Identity::resolve(settings, |name| std::env::var(name).ok())?;
-            let index = Index::any_source();
-            match &settings.labels_file {
-                Some(path) => {
-                    LabelsFile::new(path.clone(), identity).read_now(&index);
-                }
-                None => index.reset([(identity.pod(Default::default()), Vec::new())]),
-            }
-            index
-        }
-        Source::Kubernetes => {
-            let node = kubernetes::node_name(config.inventory.node_name.as_deref())?;
-            let client = kubernetes::client(config.inventory.kubeconfig.as_deref()).await?;
-            kubernetes::list_once(client, &node, config.policy.uses_namespace_labels()).await?
-        }
-    };
+    let index = inventory::start(config, Feed::Once).await?.index;
     let lookup = index.lookup(args.source);
     let pod = match &lookup {
         Lookup::Found(pod) => pod.qualified_name(),
@@ -240,25 +214,22 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Expl
             format!("request target refused: {e}"),
         ),
         Ok(path) => {
-            let facts = Facts {
-                method: Method::from_name(&args.method),
-                path: &path,
-                has_token: args.token,
-            };
+            let facts = Facts::new(Method::from_name(&args.method), &path, args.token);
             let decision = policy.decide_for(&lookup, &facts);
             (decision, format!("canonical path {path}"))
         }
     };
-    let verdict = match (decision.verdict, config.server.mode) {
-        (Verdict::Allow, _) => "allow",
-        (Verdict::Deny, crate::config::Mode::Audit) if decision.reason.audit_mode_may_forward() => {
-            "would-deny (audit mode forwards it)"
-        }
-        (Verdict::Deny, _) => "deny",
+    let verdict = match Disposal::of(&decision, config.server.mode) {
+        Disposal::Forward => "allow",
+        Disposal::WouldDeny => "would-deny (audit mode forwards it)",
+        Disposal::Refuse => "deny",
     };
     let status = match decision.verdict {
         Verdict::Allow => "forwarded; the metadata service answers".to_owned(),
-        Verdict::Deny => decision.reason.status().to_string(),
+        Verdict::Deny => Refusal::Denied(decision.reason)
+            .disposition()
+            .status
+            .to_string(),
     };
     let mut out = String::new();
     let _ = writeln!(out, "decision: {verdict}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::imds::MAX_TOKEN_TTL_SECONDS;
-use crate::inventory::Pod;
+use crate::index::Pod;
 
 use crate::policy::pattern::PathPattern;
 use crate::policy::{Imdsv2, Policy, Rule, Selector};
@@ -33,6 +33,24 @@ pub struct Config {
     pub netfilter: Netfilter,
     /// `[imdsv2] hop_limit`: the IP TTL of the proxy's token answers to pods, when set.
     pub token_hop_limit: Option<u8>,
+    /// `run --remove-startup-taint KEY`: the taint removed from the node once the guard protects
+    /// it (see [`Config::remove_startup_taint`]).
+    pub startup_taint: Option<String>,
+}
+
+impl Config {
+    /// Adds `run --remove-startup-taint KEY`, checked with the rest of the config before anything
+    /// listens: only the Kubernetes source knows the node to untaint.
+    pub fn remove_startup_taint(mut self, key: Option<String>) -> Result<Self, ConfigError> {
+        if key.is_some() && self.inventory.source != Source::Kubernetes {
+            return Err(invalid(
+                "inventory.source",
+                "--remove-startup-taint needs [inventory] source = \"kubernetes\"",
+            ));
+        }
+        self.startup_taint = key;
+        Ok(self)
+    }
 }
 
 /// `[server]`

@@ -29,7 +29,7 @@
 //! the real server.
 #![forbid(unsafe_code)]
 
-pub use imds_guard_core::{disposition, imds, policy, target};
+pub use imds_guard_core::{disposition, imds, index, policy, target};
 
 pub mod admin;
 pub mod audit;
@@ -38,10 +38,13 @@ pub mod config;
 pub mod emulator;
 pub mod inventory;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod net;
 pub mod netfilter;
 pub mod proxy;
 pub mod reload;
+pub mod respond;
 pub mod server;
 pub mod taint;
+pub mod upstream;

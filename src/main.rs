@@ -119,7 +119,9 @@ async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     // The config is refused before any port is bound.
     let loaded = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let config = config::parse(&loaded).with_context(|| format!("{}", path.display()))?;
+    let config = config::parse(&loaded)
+        .and_then(|config| config.remove_startup_taint(args.remove_startup_taint))
+        .with_context(|| format!("{}", path.display()))?;
     let listeners = server::Listeners {
         proxy: bind(config.server.listen, "server.listen").await?,
         admin: bind(config.server.admin_listen, "server.admin_listen").await?,
@@ -133,16 +135,16 @@ async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
         },
     };
     let audit: Arc<dyn audit::Sink> = Arc::new(audit::Stdout::new());
-    let extras = server::Extras {
+    let options = server::Options {
         reload: Some(reload::Reload {
             path,
             loaded,
             poll: (args.watch_config_ms > 0).then(|| Duration::from_millis(args.watch_config_ms)),
             requests: reload_requests(),
         }),
-        remove_startup_taint: args.remove_startup_taint,
+        ..server::Options::new(audit)
     };
-    server::run_with(config, listeners, audit, shutdown_signal(), extras).await?;
+    server::run(config, listeners, options, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
+use crate::inventory::{Index, Wait as _};
+
 /// Removes the taint `key` (any effect) from `node`. `Ok(false)` when the node does not carry it.
 pub async fn remove(client: Client, node: &str, key: &str) -> Result<bool, kube::Error> {
     let api: Api<Node> = Api::all(client);
@@ -61,5 +63,17 @@ pub async fn remove_until_done(client: Client, node: &str, key: &str) {
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+/// Resolves once the inventory is synced and `protected` says the rules are in place.
+pub async fn wait_until_protected(index: &Index, protected: impl Fn() -> bool) {
+    let mut changes = index.subscribe();
+    loop {
+        if index.is_ready() && protected() {
+            return;
+        }
+        // Index updates wake us; the timeout covers a change of the rules' state.
+        let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
     }
 }

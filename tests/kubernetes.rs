@@ -459,7 +459,7 @@ async fn the_startup_taint_goes_once_the_inventory_is_synced() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let emu = emulator(EmulatorOptions::default()).await;
-    let extras = imds_guard::server::Extras {
+    let extras = support::Extras {
         remove_startup_taint: Some("imds-guard/not-ready".into()),
         ..Default::default()
     };
@@ -503,14 +503,13 @@ async fn the_startup_taint_goes_once_the_inventory_is_synced() {
         .any(|r| r.method == "PATCH" && r.path == "/api/v1/nodes/node-a"));
 }
 
-#[tokio::test]
-async fn the_startup_taint_needs_the_kubernetes_source() {
-    let emu = emulator(EmulatorOptions::default()).await;
-    let extras = imds_guard::server::Extras {
-        remove_startup_taint: Some("imds-guard/not-ready".into()),
-        ..Default::default()
-    };
-    let guard = Guard::start_with(&config(""), emu.addr, extras).await;
-    let err = guard.stop().await.unwrap_err().to_string();
+#[test]
+fn the_startup_taint_needs_the_kubernetes_source() {
+    // Refused with the config, before anything listens.
+    let err = imds_guard::config::parse(&config(""))
+        .unwrap()
+        .remove_startup_taint(Some("imds-guard/not-ready".into()))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--remove-startup-taint needs"), "{err}");
 }

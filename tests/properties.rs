@@ -254,14 +254,7 @@ fn decide(
     path: &CanonicalPath,
     token: bool,
 ) -> Decision {
-    policy.decide(
-        pod,
-        &Facts {
-            method,
-            path,
-            has_token: token,
-        },
-    )
+    policy.decide(pod, &Facts::new(method, path, token))
 }
 
 fn methods() -> impl Strategy<Value = Method> {

@@ -13,7 +13,6 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use imds_guard::emulator::EmulatorOptions;
 use imds_guard::reload::Reload;
-use imds_guard::server::Extras;
 use support::*;
 
 const TEST_ALLOWED: &str = r#"

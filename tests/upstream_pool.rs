@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use imds_guard::server;
+use imds_guard::listen;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -43,7 +43,7 @@ async fn counting_upstream(delay: Duration) -> (std::net::SocketAddr, Arc<Counts
     let addr = listener.local_addr().unwrap();
     let counts = Arc::new(Counts::default());
     let for_server = Arc::clone(&counts);
-    tokio::spawn(server::serve(
+    tokio::spawn(listen::serve(
         listener,
         std::future::pending(),
         Duration::from_secs(1),

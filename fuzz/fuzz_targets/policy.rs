@@ -90,11 +90,7 @@ fuzz_target!(|data: &[u8]| {
         let decide = |path| {
             policy.decide(
                 &pod,
-                &Facts {
-                    method,
-                    path,
-                    has_token,
-                },
+                &Facts::new(method, path, has_token),
             )
         };
         let decision = decide(&path);

@@ -67,6 +67,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         policy: Arc::new(Policy::new(rules, imdsv2)),
         netfilter: raw.netfilter,
         token_hop_limit,
+        startup_taint: None,
     })
 }
 

@@ -18,7 +18,6 @@ mod handler;
 mod tokens;
 mod tree;
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -27,15 +26,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::Service;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::net::{TtlHandle, TtlStream};
+use crate::listen::{self, Connections};
+use crate::net::TtlHandle;
 use handler::{ResponseTtl, State};
 
 /// Whether reads need an IMDSv2 session token.
@@ -103,9 +102,9 @@ const MIN_CREDENTIALS_TTL: Duration = Duration::from_secs(2);
 const MAX_METADATA_FILE: u64 = 16 * 1024 * 1024;
 /// How long a client may take to send request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause after a failed accept (e.g. out of file descriptors), so the loop
-/// does not spin while the condition lasts.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long in-flight requests may finish once the emulator is told to stop (the header read
+/// timeout bounds a client still sending its request).
+const DRAIN: Duration = Duration::from_secs(30);
 
 /// Errors of the emulator's configuration.
 #[derive(Debug, thiserror::Error)]
@@ -221,34 +220,30 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
 }
 
 /// Answers the requests of one connection and sets the TTL of each response.
-struct ConnectionService {
+/// The request handler of one connection from `peer`, whose answers' IP TTL `ttl` sets.
+fn connection_handler(
     state: Arc<State>,
+    peer: SocketAddr,
     ttl: TtlHandle,
-    peer: std::net::SocketAddr,
-}
-
-impl Service<http::Request<Incoming>> for ConnectionService {
-    type Response = http::Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
-
-    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let reply = handler::handle(&self.state, &req);
+) -> impl Fn(http::Request<Incoming>) -> std::future::Ready<http::Response<Full<Bytes>>> + Send + 'static
+{
+    move |req| {
+        let reply = handler::handle(&state, &req);
         tracing::debug!(
-            peer = %self.peer,
+            peer = %peer,
             method = %req.method(),
             path = req.uri().path(),
             status = reply.response.status().as_u16(),
             "metadata request"
         );
-        // hyper calls this only once the previous response is fully
-        // buffered, and writes this response next, so the TTL chosen here is
-        // the one it leaves with (see `crate::net` for the details).
+        // hyper calls this only once the previous response is fully buffered, and writes this
+        // response next, so the TTL chosen here is the one it leaves with (see `crate::net` for
+        // the details).
         match reply.ttl {
-            ResponseTtl::HopLimit(hops) => self.ttl.set(u32::from(hops)),
-            ResponseTtl::Normal => self.ttl.reset(),
+            ResponseTtl::HopLimit(hops) => ttl.set(u32::from(hops)),
+            ResponseTtl::Normal => ttl.reset(),
         }
-        std::future::ready(Ok(reply.response))
+        std::future::ready(reply.response)
     }
 }
 
@@ -265,51 +260,21 @@ pub async fn serve(
 ) -> io::Result<()> {
     let state =
         Arc::new(build_state(options).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?);
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
     tracing::debug!(
         address = ?listener.local_addr().ok(),
         tokens = %state.tokens,
         hop_limit = state.hop_limit,
         "metadata emulator listening"
     );
-
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
-        // Responses are small and sent whole; do not let Nagle delay them.
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot disable Nagle's algorithm");
-        }
-        let (stream, ttl) = TtlStream::new(stream);
-        let service = ConnectionService {
-            state: Arc::clone(&state),
-            ttl,
-            peer,
-        };
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
-        });
-    }
-
-    drop(listener);
+    let connections = Connections {
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        ..Connections::default()
+    };
+    listen::serve_with_ttl(listener, shutdown, DRAIN, connections, |peer, ttl| {
+        connection_handler(Arc::clone(&state), peer, ttl)
+    })
+    .await;
     tracing::info!("metadata emulator stopping");
-    graceful.shutdown().await;
     Ok(())
 }
 

@@ -54,11 +54,10 @@ async fn token_responses_leave_with_the_hop_limit_and_others_do_not() {
         ..EmulatorOptions::default()
     };
     let state = Arc::new(build_state(options).expect("state"));
-    let (stream, ttl) = TtlStream::new(server);
-    let service = ConnectionService { state, ttl, peer };
-    tokio::spawn(
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
-    );
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    listen::serve_connection(server, peer, None, HEADER_READ_TIMEOUT, &graceful, |ttl| {
+        connection_handler(state, peer, ttl)
+    });
 
     let get = "GET /latest/meta-data/mac HTTP/1.1\r\nHost: x\r\n\r\n";
     assert!(exchange(&mut client, get).await.starts_with("HTTP/1.1 200"));

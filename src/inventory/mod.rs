@@ -7,6 +7,7 @@
 //! the pod's labels file changes. Lookups never block on a source and never call out: they read
 //! the last state the index was given.
 
+mod build;
 pub mod kubernetes;
 pub mod labels;
 pub mod self_source;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use build::{start, Feed, Inventory, InventoryError};
 pub use imds_guard_core::index::{Labels, Lookup, Pod};
 
 /// The index the sources feed and every request reads: the core's index, telling a watch channel

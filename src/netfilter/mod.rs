@@ -10,6 +10,7 @@
 //! uses and runs its commands. This module puts them together: install, status, remove, and the
 //! clearing of connections older than the rules.
 
+pub mod keeper;
 pub mod tools;
 
 pub use imds_guard_core::netfilter::rules;
@@ -52,6 +53,8 @@ pub enum NetfilterError {
         "the rules are installed, but connections opened before them could not be cleared: {0}"
     )]
     Conntrack(Box<NetfilterError>),
+    #[error("netfilter task failed: {0}")]
+    Task(String),
 }
 
 /// What the rules are made from: `server.listen` and the `[netfilter]` section.

@@ -86,16 +86,25 @@ pub struct Guard {
     task: Option<JoinHandle<Result<(), server::RunError>>>,
 }
 
+/// What a test adds to a guard's start beyond its config: reloading, the start-up taint.
+#[derive(Default)]
+pub struct Extras {
+    pub reload: Option<imds_guard::reload::Reload>,
+    /// As `run --remove-startup-taint KEY`.
+    pub remove_startup_taint: Option<String>,
+}
+
 impl Guard {
     /// Starts the guard with `config` (TOML); `{upstream}` in it is replaced by `upstream`.
     pub async fn start(config: &str, upstream: SocketAddr) -> Guard {
-        Self::start_with(config, upstream, server::Extras::default()).await
+        Self::start_with(config, upstream, Extras::default()).await
     }
 
     /// [`Guard::start`] with reloading or the start-up taint.
-    pub async fn start_with(config: &str, upstream: SocketAddr, extras: server::Extras) -> Guard {
+    pub async fn start_with(config: &str, upstream: SocketAddr, extras: Extras) -> Guard {
         let text = config.replace("{upstream}", &format!("http://{upstream}"));
         let config = imds_guard::config::parse(&text)
+            .and_then(|config| config.remove_startup_taint(extras.remove_startup_taint))
             .unwrap_or_else(|e| panic!("test config refused: {e}\n{text}"));
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -110,13 +119,11 @@ impl Guard {
         let stop_signal = async {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(server::run_with(
-            config,
-            listeners,
-            audit.clone(),
-            stop_signal,
-            extras,
-        ));
+        let options = server::Options {
+            reload: extras.reload,
+            ..server::Options::new(audit.clone())
+        };
+        let task = tokio::spawn(server::run(config, listeners, options, stop_signal));
         Guard {
             proxy: proxy_addr,
             admin: admin_addr,
@@ -301,7 +308,7 @@ pub async fn recorder_answering(delay: Duration, answer: AnswerFn) -> Recorder {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (stop, stopped) = oneshot::channel::<()>();
     let record = seen.clone();
-    tokio::spawn(server::serve(
+    tokio::spawn(imds_guard::listen::serve(
         listener,
         async {
             let _ = stopped.await;

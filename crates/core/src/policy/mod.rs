@@ -94,9 +94,24 @@ pub struct Policy {
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
     pub method: Method,
+    /// What the request is in protocol terms, classified once ([`Facts::new`]) for the decision
+    /// and for whoever carries it out.
+    pub kind: Kind,
     pub path: &'a CanonicalPath,
     /// Whether the request carries an IMDSv2 token header.
     pub has_token: bool,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of a request with this method, canonical path and token header (or none).
+    pub fn new(method: Method, path: &'a CanonicalPath, has_token: bool) -> Self {
+        Self {
+            method,
+            kind: imds::classify(method, path),
+            path,
+            has_token,
+        }
+    }
 }
 
 /// Allow or deny.
@@ -241,7 +256,7 @@ impl Policy {
             ..decision.clone()
         };
 
-        let kind = imds::classify(facts.method, facts.path);
+        let kind = facts.kind;
         if kind == Kind::NotAllowed {
             return deny(Reason::MethodNotAllowed, None);
         }

@@ -74,11 +74,7 @@ fn decide(policy: &Policy, pod: &Pod, method: &str, path: &str, has_token: bool)
     let path = parse_target(path).unwrap();
     policy.decide(
         pod,
-        &Facts {
-            method: Method::from_name(method),
-            path: &path,
-            has_token,
-        },
+        &Facts::new(Method::from_name(method), &path, has_token),
     )
 }
 
@@ -422,11 +418,7 @@ fn reason_names_and_statuses() {
 fn decide_for_maps_every_lookup() {
     let policy = seed_policy();
     let path = parse_target("/latest/meta-data/ami-id").unwrap();
-    let facts = Facts {
-        method: Method::Get,
-        path: &path,
-        has_token: false,
-    };
+    let facts = Facts::new(Method::Get, &path, false);
     let prod = pod("imds", "prod-5c7b9", &[("app", "prod")]);
     let found = policy.decide_for(&Lookup::Found(std::sync::Arc::new(prod.clone())), &facts);
     assert_eq!(found, policy.decide(&prod, &facts));

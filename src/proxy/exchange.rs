@@ -1,0 +1,182 @@
+//! One request as the guard handles it: read once from the request's parts, carried through the
+//! decision and the answer, and written out whole as one audit line and its metrics.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Body;
+
+use crate::audit::{self, Event};
+use crate::disposition::{Disposal, Refusal};
+use crate::imds::Method;
+use crate::inventory::{Lookup, Pod};
+use crate::metrics::{Metrics, RequestLabels};
+use crate::policy::{Decision, Reason};
+use crate::respond;
+
+use super::relay::TOKEN;
+
+/// Everything known about one request, from its first byte to its audit line.
+pub(super) struct Exchange<'r> {
+    started: Instant,
+    /// The source address, IPv4-mapped addresses read as IPv4.
+    pub src: IpAddr,
+    /// The method as sent (shortened for the audit line when written).
+    method_name: &'r str,
+    pub method: Method,
+    /// Whether the request carries an IMDSv2 token header.
+    pub has_token: bool,
+    /// `v2` for token requests and reads with a token, `v1` otherwise.
+    imds_version: &'static str,
+    /// The pod the inventory named, when it named exactly one.
+    pod: Option<Arc<Pod>>,
+    /// `namespace/name` of that pod, made once for the refusal body and the audit line.
+    pod_name: Option<String>,
+    /// What becomes of the request; a refusal until a decision says otherwise.
+    disposal: Disposal,
+    reason: Reason,
+    rule: Option<Arc<str>>,
+    /// Time the metadata service took, when it answered.
+    upstream_ms: Option<f64>,
+    /// Why forwarding failed, when it did.
+    error: Option<&'static str>,
+    /// The answer carries a token from the service (so the hop limit applies to it).
+    pub carried_token: bool,
+}
+
+impl<'r> Exchange<'r> {
+    /// Reads what every request has: source, method, token header.
+    pub fn new<B>(peer: IpAddr, request: &'r Request<B>) -> Self {
+        let method_name = request.method().as_str();
+        let method = Method::from_name(method_name);
+        let has_token = request.headers().contains_key(TOKEN);
+        Self {
+            started: Instant::now(),
+            src: peer.to_canonical(),
+            method_name,
+            method,
+            has_token,
+            imds_version: if has_token || method == Method::Put {
+                "v2"
+            } else {
+                "v1"
+            },
+            pod: None,
+            pod_name: None,
+            disposal: Disposal::Refuse,
+            reason: Reason::BadRequest,
+            rule: None,
+            upstream_ms: None,
+            error: None,
+            carried_token: false,
+        }
+    }
+
+    /// Notes whom the inventory says the source is.
+    pub fn identify(&mut self, lookup: &Lookup) {
+        if let Lookup::Found(pod) = lookup {
+            self.pod_name = Some(pod.qualified_name());
+            self.pod = Some(Arc::clone(pod));
+        }
+    }
+
+    /// Notes the decision and what becomes of it.
+    pub fn decided(&mut self, decision: &Decision, disposal: Disposal) {
+        self.disposal = disposal;
+        self.reason = decision.reason;
+        self.rule = decision.rule.clone();
+    }
+
+    /// Refuses for `reason` (keeping the rule already noted, if any) and makes the answer.
+    pub fn refuse(&mut self, reason: Reason) -> Response<Full<Bytes>> {
+        self.disposal = Disposal::Refuse;
+        self.reason = reason;
+        self.answer(Refusal::Denied(reason))
+    }
+
+    /// The guard's own answer for `refusal`, naming the pod and the rule noted so far.
+    pub fn answer(&self, refusal: Refusal) -> Response<Full<Bytes>> {
+        respond::refusal(refusal, self.pod_name.as_deref(), self.rule.as_deref())
+    }
+
+    /// Notes how long the metadata service took.
+    pub fn answered_after(&mut self, elapsed: Duration) {
+        self.upstream_ms = Some(millis(elapsed));
+    }
+
+    /// Notes why forwarding failed.
+    pub fn failed(&mut self, error: &'static str) {
+        self.error = Some(error);
+    }
+
+    /// Writes the audit line and the request metrics for the answer given. `path` is the
+    /// canonical path, or the (shortened) target as sent when it could not be read.
+    pub fn finish(
+        self,
+        path: &str,
+        response: &Response<Full<Bytes>>,
+        sink: &dyn audit::Sink,
+        metrics: &Metrics,
+    ) {
+        let status = response.status().as_u16();
+        let bytes = usize::try_from(response.body().size_hint().exact().unwrap_or(0)).unwrap_or(0);
+        let elapsed = self.started.elapsed();
+        let decision = self.disposal.as_str();
+        sink.record(&Event {
+            ts: audit::now(),
+            src: self.src,
+            pod: self.pod_name.as_deref(),
+            pod_uid: self.pod.as_deref().map(|pod| pod.uid.as_str()),
+            method: shorten_method(self.method_name),
+            path,
+            decision,
+            reason: self.reason.as_str(),
+            rule: self.rule.as_deref(),
+            status,
+            imds_version: self.imds_version,
+            upstream_ms: self.upstream_ms,
+            error: self.error,
+            bytes,
+            duration_ms: millis(elapsed),
+        });
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                decision,
+                reason: self.reason.as_str(),
+                status,
+            })
+            .inc();
+        metrics.request_duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Milliseconds with microsecond precision, as audit lines show them.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// Bounds what a hostile target can put in a log or audit line.
+pub(super) fn shorten(text: &str) -> String {
+    const MAX: usize = 256;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+fn shorten_method(method: &str) -> &str {
+    let mut end = method.len().min(32);
+    while !method.is_char_boundary(end) {
+        end -= 1;
+    }
+    &method[..end]
+}

@@ -1,0 +1,153 @@
+//! The guard's own answers as HTTP: refusals, failed forwards, and the refusal of a connection
+//! over a limit.
+//!
+//! What each answer says (status, JSON words, extra headers) comes from the core's one table,
+//! [`Refusal::disposition`]; this module only writes it out. Every answer the guard makes itself
+//! is a short JSON object with a fixed shape, so clients and operators can tell it from the
+//! metadata service's own answers. Internal detail (error chains, addresses) goes to the log,
+//! never to the pod.
+
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use imds_guard_core::disposition::{Disposition, Refusal};
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'static str,
+    reason: &'a str,
+    pod: Option<&'a str>,
+    rule: Option<&'a str>,
+}
+
+/// The answer for `refusal`, naming the pod and the rule when there are.
+pub fn refusal(refusal: Refusal, pod: Option<&str>, rule: Option<&str>) -> Response<Full<Bytes>> {
+    let d = refusal.disposition();
+    let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN);
+    let mut response = Response::new(Full::new(Bytes::from(body(&d, pod, rule))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(allow) = d.allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    if let Some(seconds) = d.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// The whole HTTP/1.1 answer written to a connection refused by a connection limit, before any
+/// request is read (so hyper is not involved): made once, from the same table.
+pub static CONNECTION_REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let d = Refusal::ConnectionLimit.disposition();
+    let body = body(&d, None, None);
+    let reason = StatusCode::from_u16(d.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut head = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        d.status,
+        body.len()
+    );
+    if let Some(seconds) = d.retry_after {
+        head.push_str(&format!("retry-after: {seconds}\r\n"));
+    }
+    head.push_str("connection: close\r\n\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&body);
+    out
+});
+
+fn body(d: &Disposition, pod: Option<&str>, rule: Option<&str>) -> Vec<u8> {
+    let body = Body {
+        error: d.error,
+        reason: d.reason,
+        pod,
+        rule,
+    };
+    // Serialising four strings cannot fail; fall back to a fixed body rather than panic anyway.
+    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":\"error\"}".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use imds_guard_core::disposition::UpstreamFailure;
+    use imds_guard_core::policy::Reason;
+
+    async fn body_json(response: Response<Full<Bytes>>) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusal_shape() {
+        let r = refusal(
+            Refusal::Denied(Reason::PathNotAllowed),
+            Some("imds/test-6d8f"),
+            None,
+        );
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_json(r).await,
+            serde_json::json!({"error":"forbidden","reason":"path-not-allowed","pod":"imds/test-6d8f","rule":null})
+        );
+    }
+
+    #[tokio::test]
+    async fn statuses_and_extra_headers() {
+        let r = refusal(Refusal::Denied(Reason::MethodNotAllowed), None, None);
+        assert_eq!(
+            (r.status().as_u16(), &r.headers()[header::ALLOW]),
+            (405, &HeaderValue::from_static("GET, HEAD, PUT"))
+        );
+        let r = refusal(Refusal::Denied(Reason::NotReady), None, None);
+        assert_eq!(
+            (r.status().as_u16(), &r.headers()[header::RETRY_AFTER]),
+            (503, &HeaderValue::from_static("1"))
+        );
+        assert_eq!(
+            refusal(Refusal::Denied(Reason::TokenRequired), None, Some("r")).status(),
+            401
+        );
+        assert_eq!(
+            refusal(Refusal::Denied(Reason::BadRequest), None, None).status(),
+            400
+        );
+        let r = refusal(
+            Refusal::Upstream(UpstreamFailure::Timeout),
+            Some("a/b"),
+            Some("r"),
+        );
+        assert_eq!(r.status(), 504);
+        assert_eq!(body_json(r).await["reason"], "upstream-timeout");
+        let r = refusal(Refusal::Upstream(UpstreamFailure::Unreachable), None, None);
+        assert_eq!(r.status(), 502);
+        let body = body_json(r).await;
+        assert_eq!(
+            (body["error"].as_str(), body["reason"].as_str()),
+            (Some("bad-gateway"), Some("upstream-unreachable"))
+        );
+    }
+
+    #[test]
+    fn the_connection_refusal_is_well_formed() {
+        let text = std::str::from_utf8(&CONNECTION_REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 429 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["reason"], "connection-limit");
+    }
+}

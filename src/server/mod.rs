@@ -1,0 +1,226 @@
+//! The whole process, read top to bottom: each part started by its own `start`, all of them
+//! stopped by one shutdown future handed in by the caller.
+//!
+//! Order matters where it says so: the interception rules go in before anything is served, the
+//! inventory is watched before the proxy answers (until its first full list the proxy answers
+//! 503), and on shutdown the listeners close first and in-flight requests get the grace period.
+
+mod workers;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::Admin;
+use crate::audit;
+use crate::config::Config;
+use crate::emulator::{self, EmulatorOptions};
+use crate::inventory::{self, Feed, InventoryError};
+use crate::limits::ConnLimits;
+use crate::listen::{self, Connections};
+use crate::metrics::Metrics;
+use crate::netfilter::{self, NetfilterError};
+use crate::proxy::Proxy;
+use crate::reload::{self, Live, Reload};
+use crate::taint;
+use crate::upstream::Upstream;
+
+/// The sockets `run` serves on, bound by the caller (so tests can bind `127.0.0.1:0`).
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: TcpListener,
+    /// Where the built-in emulator serves, when it is to run (`[upstream] emulator = true`: the
+    /// binary binds the upstream URL's address).
+    pub emulator: Option<TcpListener>,
+}
+
+/// What `run` is handed besides the config and the sockets.
+pub struct Options {
+    /// Where audit lines go.
+    pub audit: Arc<dyn audit::Sink>,
+    /// Reload the policy on request and on a change of the config file.
+    pub reload: Option<Reload>,
+}
+
+impl Options {
+    /// Audit lines to `audit`, no reloading.
+    pub fn new(audit: Arc<dyn audit::Sink>) -> Self {
+        Self {
+            audit,
+            reload: None,
+        }
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("[netfilter] manage = true: {0}")]
+    Netfilter(#[from] NetfilterError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error("cannot start the proxy's threads: {0}")]
+    Workers(std::io::Error),
+    #[error("server task failed: {0}")]
+    Task(String),
+}
+
+/// Runs the guard until `shutdown` resolves, then drains within the configured grace period.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    // What keeps state current (rule checks, inventory watches, reload, the taint) runs until
+    // shutdown; what serves is stopped by `stop` and drained.
+    let mut background = tokio::task::JoinSet::new();
+    let mut serving = tokio::task::JoinSet::new();
+    let (stop, stopped) = stop_signal();
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+
+    // 1. Interception, before anything is served: pods that connect meanwhile wait in the
+    //    listen backlog.
+    let (rules, keeper) = netfilter::keeper::start(&config, &metrics).await?;
+    if let Some(keeper) = keeper {
+        background.spawn(keeper);
+    }
+
+    // 2. Who is who.
+    let inventory = inventory::start(&config, Feed::Watch(Arc::clone(&metrics))).await?;
+    let index = Arc::clone(&inventory.index);
+    for feeder in inventory.feeders {
+        background.spawn(feeder);
+    }
+
+    // 3. The built-in emulator, as the upstream of local runs.
+    if let Some(listener) = listeners.emulator {
+        tracing::info!(addr = ?listener.local_addr().ok(), "built-in emulator serving as the metadata service");
+        let stop = stopped();
+        serving.spawn(async move {
+            if let Err(e) = emulator::serve(listener, EmulatorOptions::default(), stop).await {
+                tracing::error!(error = %e, "emulator stopped");
+            }
+        });
+    }
+
+    // 4. New nodes stay unschedulable until the guard protects them.
+    if let (Some(key), Some((client, node))) = (config.startup_taint.clone(), inventory.kubernetes)
+    {
+        let (index, rules) = (Arc::clone(&index), rules.clone());
+        background.spawn(async move {
+            taint::wait_until_protected(&index, || rules.in_place()).await;
+            taint::remove_until_done(client, &node, &key).await;
+        });
+    }
+
+    // 5. The policy in force, swapped whole on reload.
+    let live = Arc::new(Live::new(&config));
+    if let Some(reload) = options.reload {
+        background.spawn(reload::watch(
+            reload,
+            config.clone(),
+            Arc::clone(&live),
+            Arc::clone(&index),
+            Arc::clone(&metrics),
+        ));
+    }
+
+    // 6. The proxy: one per worker thread, sharing the policy, the inventory, the audit sink and
+    //    the metrics; each with its own share of the upstream connections.
+    let workers = config.server.worker_threads();
+    let proxies = (0..workers)
+        .map(|i| {
+            Arc::new(Proxy {
+                live: Arc::clone(&live),
+                inventory: Arc::clone(&index),
+                upstream: Upstream::with_connections(
+                    &config.upstream,
+                    workers::share(config.upstream.max_connections, workers, i),
+                ),
+                audit: Arc::clone(&options.audit),
+                metrics: Arc::clone(&metrics),
+                unknown_source_grace: inventory.unknown_source_grace,
+            })
+        })
+        .collect();
+    let connections = Connections {
+        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+        limits: Some(ConnLimits::new(
+            config.server.max_connections,
+            config.server.max_connections_per_source,
+        )),
+        metrics: Some(Arc::clone(&metrics)),
+    };
+    let threads = workers::start_workers(proxies, connections.header_read_timeout, grace)
+        .map_err(RunError::Workers)?;
+    tracing::info!(
+        listen = ?listeners.proxy.local_addr().ok(),
+        admin = ?listeners.admin.local_addr().ok(),
+        upstream = %config.upstream.url,
+        mode = ?config.server.mode,
+        rules = config.policy.rules().len(),
+        workers,
+        "imds-guard serving"
+    );
+    serving.spawn(workers::spread(
+        listeners.proxy,
+        stopped(),
+        connections,
+        threads,
+    ));
+
+    // 7. The admin port: health, readiness, metrics.
+    let admin = Arc::new(Admin {
+        inventory: index,
+        metrics,
+        rules,
+        audit: options.audit,
+    });
+    serving.spawn(listen::serve(
+        listeners.admin,
+        stopped(),
+        grace,
+        move |_peer| {
+            let admin = Arc::clone(&admin);
+            move |request: Request<Incoming>| {
+                let response = admin.handle(&request);
+                async move { response }
+            }
+        },
+    ));
+
+    shutdown.await;
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: no new connections, finishing requests in flight"
+    );
+    let _ = stop.send(true);
+    while let Some(result) = serving.join_next().await {
+        result.map_err(|e| RunError::Task(e.to_string()))?;
+    }
+    background.shutdown().await;
+    Ok(())
+}
+
+/// A sender that stops everything serving, and a maker of futures that resolve when it does.
+fn stop_signal() -> (
+    watch::Sender<bool>,
+    impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+) {
+    let (tx, rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = rx.clone();
+        Box::pin(async move {
+            // Resolves on the signal, or if the sender is gone (which only happens on exit).
+            let _ = rx.wait_for(|stop| *stop).await;
+        }) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+    };
+    (tx, stopped)
+}

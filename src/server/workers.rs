@@ -1,0 +1,192 @@
+//! The proxy's threads: one per CPU (`[server] workers`), each running its own single-threaded
+//! event loop, and the accepting task that hands them connections in turn.
+//!
+//! Why not tokio's work-stealing runtime: measured with `bench/run.py` in alternating runs (README,
+//! "Performance"), one event loop per thread — a request read, decided, forwarded and answered on
+//! one thread without waking another, with that thread's own share of the upstream connections —
+//! served more requests per second at 32 and 256 connections (54.4k and 53.8k against 52.1k and
+//! 49.3k at 32) and spent less CPU per request at one (45.3 and 48.0 µs against 54.3 and 55.1 µs)
+//! than the multi-thread runtime it replaced. Kept because it pays.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::limits::Permit;
+use crate::listen::{accept_admitted, drain, serve_connection, Connections};
+use crate::proxy::Proxy;
+
+/// A connection accepted for a worker thread.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: Option<Permit>,
+}
+
+/// A proxy worker thread, as the accepting task sees it.
+pub struct Worker {
+    /// Where its connections go; dropping it tells the worker to drain and stop.
+    handoff: mpsc::UnboundedSender<Accepted>,
+    /// Resolves when the worker has drained and stopped.
+    done: oneshot::Receiver<()>,
+}
+
+/// The `i`th of `workers` shares of `total` upstream connections (the shares add up to `total`;
+/// none is smaller than one).
+pub fn share(total: usize, workers: usize, i: usize) -> usize {
+    (total / workers + usize::from(i < total % workers)).max(1)
+}
+
+/// Starts one thread per proxy, each running its own single-threaded event loop: a request is then
+/// read, decided, forwarded and answered on one thread, without waking another, and the upstream
+/// connections it uses belong to that thread.
+pub fn start_workers(
+    proxies: Vec<Arc<Proxy>>,
+    header_read_timeout: Duration,
+    grace: Duration,
+) -> Result<Vec<Worker>, std::io::Error> {
+    let mut workers = Vec::with_capacity(proxies.len());
+    for (i, proxy) in proxies.into_iter().enumerate() {
+        let (handoff, connections) = mpsc::unbounded_channel();
+        let (finished, done) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("imds-guard-proxy-{i}"))
+            .spawn(move || {
+                runtime.block_on(work(connections, proxy, header_read_timeout, grace));
+                let _ = finished.send(());
+            })?;
+        workers.push(Worker { handoff, done });
+    }
+    Ok(workers)
+}
+
+/// A worker thread's loop: serves the connections handed to it until the accepting task stops,
+/// then drains them within `grace`.
+async fn work(
+    mut connections: mpsc::UnboundedReceiver<Accepted>,
+    proxy: Arc<Proxy>,
+    header_read_timeout: Duration,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    while let Some(Accepted {
+        stream,
+        peer,
+        permit,
+    }) = connections.recv().await
+    {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot take over an accepted connection");
+                continue;
+            }
+        };
+        let proxy = Arc::clone(&proxy);
+        serve_connection(
+            stream,
+            peer,
+            permit,
+            header_read_timeout,
+            &graceful,
+            |ttl| {
+                move |request: Request<Incoming>| {
+                    let proxy = Arc::clone(&proxy);
+                    let ttl = ttl.clone();
+                    async move {
+                        let (response, hops) = proxy.handle(peer.ip(), request).await;
+                        if let Some(hops) = hops {
+                            // hyper writes this answer next, so it leaves with this TTL (see
+                            // `crate::net`).
+                            ttl.set(u32::from(hops));
+                        }
+                        response
+                    }
+                }
+            },
+        );
+    }
+    drain(graceful, grace).await;
+}
+
+/// Accepts pods' connections until `stop` resolves and hands them to the worker threads in turn
+/// (after the connection limits); then stops the workers and waits until they have drained.
+pub async fn spread(
+    listener: TcpListener,
+    stop: impl Future<Output = ()>,
+    connections: Connections,
+    workers: Vec<Worker>,
+) {
+    let (handoffs, done): (Vec<_>, Vec<_>) =
+        workers.into_iter().map(|w| (w.handoff, w.done)).unzip();
+    let mut next = 0;
+    accept_admitted(listener, stop, &connections, |stream, peer, permit| {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot hand over an accepted connection");
+                return ControlFlow::Continue(());
+            }
+        };
+        let mut accepted = Accepted {
+            stream,
+            peer,
+            permit,
+        };
+        // A worker that has stopped (it never should) is passed over; with none left the guard
+        // stops serving, and pods' connections are refused.
+        for _ in 0..handoffs.len() {
+            let worker = &handoffs[next % handoffs.len()];
+            next += 1;
+            match worker.send(accepted) {
+                Ok(()) => return ControlFlow::Continue(()),
+                Err(returned) => accepted = returned.0,
+            }
+        }
+        tracing::error!("every proxy worker has stopped; no longer serving");
+        ControlFlow::Break(())
+    })
+    .await;
+    drop(handoffs);
+    for worker in done {
+        let _ = worker.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn upstream_connections_are_shared_out_whole() {
+        for total in [1, 2, 3, 7, 64, 4096] {
+            for workers in 1..=9 {
+                let shares: Vec<usize> = (0..workers).map(|i| share(total, workers, i)).collect();
+                assert!(
+                    shares.iter().all(|&s| s >= 1),
+                    "{total} over {workers}: {shares:?}"
+                );
+                let sum: usize = shares.iter().sum();
+                // Exactly the total, unless there are more workers than connections (one each).
+                assert_eq!(
+                    sum,
+                    total.max(workers),
+                    "{total} over {workers}: {shares:?}"
+                );
+                let (min, max) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+                assert!(max - min <= 1, "{total} over {workers}: {shares:?}");
+            }
+        }
+    }
+}
