@@ -36,6 +36,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod emulator;
+pub mod file_watch;
 pub mod inventory;
 pub mod limits;
 pub mod listen;

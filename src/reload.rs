@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::config::{self, Config, Mode, Source};
+use crate::file_watch::{self, Judged, Seen};
 use crate::inventory::{static_source, Index};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -77,60 +78,51 @@ pub struct Reload {
     pub requests: mpsc::UnboundedReceiver<()>,
 }
 
+/// Config files are a few kilobytes; the cap, far above any real config, only keeps a wrong path
+/// (a device, a log) from being read into memory whole.
+const MAX_CONFIG_FILE: u64 = 16 << 20;
+
 /// Watches for reload requests and file changes until the task is dropped.
 pub async fn watch(
-    mut reload: Reload,
+    reload: Reload,
     started: Config,
     live: Arc<Live>,
     index: Arc<Index>,
     metrics: Arc<Metrics>,
 ) {
+    let Reload {
+        path,
+        loaded,
+        poll,
+        requests,
+    } = reload;
     let mut running = started;
-    // The content last acted on, good or bad: a bad file is reported once, not on every poll.
-    let mut seen = Some(std::mem::take(&mut reload.loaded).into_bytes());
-    // Without polling the interval still exists but its branch is disabled.
-    let mut ticks = tokio::time::interval(reload.poll.unwrap_or(Duration::from_secs(3600)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let polling = reload.poll.is_some();
-    let mut requests_open = true;
-    loop {
-        let asked = tokio::select! {
-            request = reload.requests.recv(), if requests_open => {
-                requests_open = request.is_some();
-                request.is_some()
-            }
-            _ = ticks.tick(), if polling => false,
-            // Neither polling nor anyone left to ask: nothing can trigger a reload any more.
-            else => return,
-        };
-        let content = match tokio::fs::read(&reload.path).await {
-            Ok(content) => content,
-            Err(e) => {
-                if asked || seen.is_some() {
-                    tracing::error!(path = %reload.path.display(), error = %e, "config reload: cannot read the file; keeping the running config");
-                    metrics.config_reloads.get_or_create(&refused()).inc();
-                }
-                seen = None;
-                continue;
-            }
-        };
-        if !asked && seen.as_deref() == Some(&content[..]) {
-            continue;
-        }
-        seen = Some(content.clone());
-        let text = String::from_utf8_lossy(&content);
-        match config::parse(&text) {
-            Ok(new) => {
-                apply(&running, &new, &live, &index);
-                metrics.config_reloads.get_or_create(&ok()).inc();
-                running = new;
-            }
-            Err(e) => {
-                tracing::error!(path = %reload.path.display(), error = %e, "config reload refused; the running config stays in force");
+    // The running config was parsed from `loaded`: the file unchanged since is not a change.
+    let seen = Seen::acted_on(loaded.into_bytes());
+    let act = |judged: Judged<'_>| match judged {
+        Judged::Unchanged => {}
+        Judged::Failed { error, report } => {
+            if report {
+                tracing::error!(path = %path.display(), error = %error, "config reload: cannot read the file; keeping the running config");
                 metrics.config_reloads.get_or_create(&refused()).inc();
             }
         }
-    }
+        Judged::Changed(content) => {
+            let text = String::from_utf8_lossy(content);
+            match config::parse(&text) {
+                Ok(new) => {
+                    apply(&running, &new, &live, &index);
+                    metrics.config_reloads.get_or_create(&ok()).inc();
+                    running = new;
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "config reload refused; the running config stays in force");
+                    metrics.config_reloads.get_or_create(&refused()).inc();
+                }
+            }
+        }
+    };
+    file_watch::watch(&path, MAX_CONFIG_FILE, seen, poll, Some(requests), act).await
 }
 
 fn ok() -> crate::metrics::ReloadLabels {

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod as KubePod};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -156,40 +156,60 @@ impl Health {
     }
 }
 
-/// Feeds `index` from the node's pods until the task is dropped.
-pub async fn watch_pods(client: Client, node: String, index: Arc<Index>, metrics: Arc<Metrics>) {
-    let api: Api<KubePod> = Api::all(client);
-    let config = watcher::Config::default().fields(&node_selector(&node));
-    let mut events = watcher(api, config).default_backoff().boxed();
+/// What a watch of one kind of object does to the index; [`feed`] is the loop around it.
+trait Feed {
+    /// The Kubernetes object watched.
+    type Object;
+    /// What the index keeps of one object.
+    type Entry;
+    /// The `watch` label of the logs and metrics.
+    const WATCH: &'static str;
+    /// The object's entry; `None` when it has none (an incomplete object).
+    fn entry(&self, object: &Self::Object) -> Option<Self::Entry>;
+    /// Replaces the index's entries with `fresh`, a complete list.
+    fn reset(&self, index: &Index, fresh: Vec<Self::Entry>);
+    /// Adds or replaces one entry.
+    fn apply(&self, index: &Index, entry: Self::Entry);
+    /// Removes the object's entry.
+    fn delete(&self, index: &Index, object: &Self::Object);
+    /// Logs a completed list of `count` entries.
+    fn synced(&self, count: usize);
+}
+
+/// Feeds `index` from `events`, retried with backoff, until they end.
+async fn feed<F: Feed>(
+    feed: F,
+    events: impl Stream<Item = watcher::Result<Event<F::Object>>>,
+    index: &Index,
+    metrics: Arc<Metrics>,
+) {
+    let mut events = std::pin::pin!(events.default_backoff());
     let mut health = Health {
-        what: "pods",
+        what: F::WATCH,
         failing: false,
         metrics,
     };
-    let mut fresh: Vec<(Pod, Vec<IpAddr>)> = Vec::new();
+    // A relist in progress: it replaces the index wholly once complete.
+    let mut fresh = Vec::new();
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
                 health.ok();
                 match event {
                     Event::Init => fresh.clear(),
-                    Event::InitApply(pod) => fresh.extend(convert(&pod)),
+                    Event::InitApply(object) => fresh.extend(feed.entry(&object)),
                     Event::InitDone => {
                         let count = fresh.len();
-                        index.reset(std::mem::take(&mut fresh));
+                        feed.reset(index, std::mem::take(&mut fresh));
                         health.relisted();
-                        tracing::info!(node = %node, pods = count, "pod inventory synced");
+                        feed.synced(count);
                     }
-                    Event::Apply(pod) => {
-                        if let Some((pod, ips)) = convert(&pod) {
-                            index.apply(pod, ips);
+                    Event::Apply(object) => {
+                        if let Some(entry) = feed.entry(&object) {
+                            feed.apply(index, entry);
                         }
                     }
-                    Event::Delete(pod) => {
-                        if let Some(uid) = &pod.metadata.uid {
-                            index.delete(uid);
-                        }
-                    }
+                    Event::Delete(object) => feed.delete(index, &object),
                 }
             }
             Err(err) => health.failed(&err),
@@ -197,48 +217,82 @@ pub async fn watch_pods(client: Client, node: String, index: Arc<Index>, metrics
     }
 }
 
-/// Feeds `index` with namespace labels until the task is dropped.
-pub async fn watch_namespaces(client: Client, index: Arc<Index>, metrics: Arc<Metrics>) {
-    let api: Api<Namespace> = Api::all(client);
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut health = Health {
-        what: "namespaces",
-        failing: false,
-        metrics,
-    };
-    let mut fresh = Vec::new();
-    let labels = |ns: &Namespace| ns.metadata.labels.clone().unwrap_or_default();
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(event) => {
-                health.ok();
-                match event {
-                    Event::Init => fresh.clear(),
-                    Event::InitApply(ns) => {
-                        fresh.extend(ns.metadata.name.clone().map(|n| (n, labels(&ns))))
-                    }
-                    Event::InitDone => {
-                        index.reset_namespaces(std::mem::take(&mut fresh));
-                        health.relisted();
-                        tracing::info!("namespace labels synced");
-                    }
-                    Event::Apply(ns) => {
-                        if let Some(name) = &ns.metadata.name {
-                            index.apply_namespace(name, labels(&ns));
-                        }
-                    }
-                    Event::Delete(ns) => {
-                        if let Some(name) = &ns.metadata.name {
-                            index.delete_namespace(name);
-                        }
-                    }
-                }
-            }
-            Err(err) => health.failed(&err),
+/// The node's pods, by uid.
+struct Pods {
+    node: String,
+}
+
+impl Feed for Pods {
+    type Object = KubePod;
+    type Entry = (Pod, Vec<IpAddr>);
+    const WATCH: &'static str = "pods";
+
+    fn entry(&self, pod: &KubePod) -> Option<Self::Entry> {
+        convert(pod)
+    }
+
+    fn reset(&self, index: &Index, fresh: Vec<Self::Entry>) {
+        index.reset(fresh);
+    }
+
+    fn apply(&self, index: &Index, (pod, ips): Self::Entry) {
+        index.apply(pod, ips);
+    }
+
+    fn delete(&self, index: &Index, pod: &KubePod) {
+        if let Some(uid) = &pod.metadata.uid {
+            index.delete(uid);
         }
     }
+
+    fn synced(&self, count: usize) {
+        tracing::info!(node = %self.node, pods = count, "pod inventory synced");
+    }
+}
+
+/// Every namespace's labels, by name.
+struct Namespaces;
+
+impl Feed for Namespaces {
+    type Object = Namespace;
+    type Entry = (String, BTreeMap<String, String>);
+    const WATCH: &'static str = "namespaces";
+
+    fn entry(&self, ns: &Namespace) -> Option<Self::Entry> {
+        let labels = ns.metadata.labels.clone().unwrap_or_default();
+        ns.metadata.name.clone().map(|name| (name, labels))
+    }
+
+    fn reset(&self, index: &Index, fresh: Vec<Self::Entry>) {
+        index.reset_namespaces(fresh);
+    }
+
+    fn apply(&self, index: &Index, (name, labels): Self::Entry) {
+        index.apply_namespace(&name, labels);
+    }
+
+    fn delete(&self, index: &Index, ns: &Namespace) {
+        if let Some(name) = &ns.metadata.name {
+            index.delete_namespace(name);
+        }
+    }
+
+    fn synced(&self, _: usize) {
+        tracing::info!("namespace labels synced");
+    }
+}
+
+/// Feeds `index` from the node's pods until the task is dropped.
+pub async fn watch_pods(client: Client, node: String, index: Arc<Index>, metrics: Arc<Metrics>) {
+    let config = watcher::Config::default().fields(&node_selector(&node));
+    let events = watcher(Api::<KubePod>::all(client), config);
+    feed(Pods { node }, events, &index, metrics).await
+}
+
+/// Feeds `index` with namespace labels until the task is dropped.
+pub async fn watch_namespaces(client: Client, index: Arc<Index>, metrics: Arc<Metrics>) {
+    let events = watcher(Api::<Namespace>::all(client), watcher::Config::default());
+    feed(Namespaces, events, &index, metrics).await
 }
 
 /// One complete list of the node's pods (and namespaces when `namespaces` is set) into a fresh

@@ -13,13 +13,14 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::labels::{parse_labels, LabelsError};
 use super::{Index, Pod};
 use crate::config::SelfPod;
+use crate::file_watch::{self, Judged, Seen};
 
 /// Why the `self` source cannot say who this pod is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,11 +81,8 @@ impl Identity {
 pub struct LabelsFile {
     path: PathBuf,
     identity: Identity,
-    /// The content last acted on, good or bad (`None`: unreadable, or not read yet): a bad file is
-    /// reported once, not on every poll.
-    seen: Option<Vec<u8>>,
-    /// Whether the last read failed (so that recovering is logged once, too).
-    unreadable: bool,
+    /// A bad file is reported once, not on every poll.
+    seen: Seen,
 }
 
 /// What one look at the labels file did.
@@ -105,84 +103,71 @@ impl LabelsFile {
         LabelsFile {
             path,
             identity,
-            seen: None,
-            unreadable: false,
+            seen: Seen::nothing(),
         }
     }
 
     /// Acts on one read of the file: new, well-formed content replaces the pod's labels in the
     /// index; anything else keeps what the index has.
     pub fn update(&mut self, read: std::io::Result<Vec<u8>>, index: &Index) -> Refresh {
-        let content = match read {
-            Ok(content) => content,
-            Err(e) => {
-                let why = format!("cannot read the labels file: {e}");
-                if !self.unreadable {
-                    tracing::error!(path = %self.path.display(), error = %e, "cannot read the labels file; keeping the last good labels");
-                }
-                self.unreadable = true;
-                self.seen = None;
-                return Refresh::Kept(why);
-            }
-        };
-        self.unreadable = false;
-        if self.seen.as_deref() == Some(&content[..]) {
-            return Refresh::Unchanged;
-        }
-        let parsed = std::str::from_utf8(&content)
-            .map_err(|_| LabelsError::NotUtf8)
-            .and_then(parse_labels);
-        self.seen = Some(content);
-        match parsed {
-            Ok(labels) => {
-                tracing::info!(pod = %format!("{}/{}", self.identity.namespace, self.identity.name), labels = labels.len(), "pod labels read");
-                index.reset([(self.identity.pod(labels), Vec::new())]);
-                Refresh::Applied
-            }
-            Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "malformed labels file; keeping the last good labels");
-                Refresh::Kept(e.to_string())
-            }
-        }
+        refresh(
+            &self.path,
+            &self.identity,
+            self.seen.judge(read, false),
+            index,
+        )
     }
 
     /// Reads the file now (blocking; for start-up and one-off commands).
     pub fn read_now(&mut self, index: &Index) -> Refresh {
-        let read = read_capped(&self.path);
+        let read = file_watch::read_capped(&self.path, MAX_LABELS_FILE);
         self.update(read, index)
     }
 
     /// Re-reads the file every `poll` until the task is dropped.
-    pub async fn watch(mut self, index: Arc<Index>, poll: Duration) {
-        let mut ticks = tokio::time::interval(poll);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let path = self.path.clone();
-            let read = tokio::task::spawn_blocking(move || read_capped(&path))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            self.update(read, &index);
+    pub async fn watch(self, index: Arc<Index>, poll: Duration) {
+        let LabelsFile {
+            path,
+            identity,
+            seen,
+        } = self;
+        let act = |judged: Judged<'_>| {
+            refresh(&path, &identity, judged, &index);
+        };
+        file_watch::watch(&path, MAX_LABELS_FILE, seen, Some(poll), None, act).await
+    }
+}
+
+/// Acts on one judged read of the labels file at `path`, for the pod `identity`.
+fn refresh(path: &Path, identity: &Identity, judged: Judged<'_>, index: &Index) -> Refresh {
+    let content = match judged {
+        Judged::Unchanged => return Refresh::Unchanged,
+        Judged::Failed { error, report } => {
+            if report {
+                tracing::error!(path = %path.display(), error = %error, "cannot read the labels file; keeping the last good labels");
+            }
+            return Refresh::Kept(format!("cannot read the labels file: {error}"));
+        }
+        Judged::Changed(content) => content,
+    };
+    let parsed = std::str::from_utf8(content)
+        .map_err(|_| LabelsError::NotUtf8)
+        .and_then(parse_labels);
+    match parsed {
+        Ok(labels) => {
+            tracing::info!(pod = %format!("{}/{}", identity.namespace, identity.name), labels = labels.len(), "pod labels read");
+            index.reset([(identity.pod(labels), Vec::new())]);
+            Refresh::Applied
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "malformed labels file; keeping the last good labels");
+            Refresh::Kept(e.to_string())
         }
     }
 }
 
 /// Labels are small (Kubernetes caps them); a file larger than this is not a labels file.
 const MAX_LABELS_FILE: u64 = 1 << 20;
-
-fn read_capped(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let mut content = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_LABELS_FILE + 1)
-        .read_to_end(&mut content)?;
-    if content.len() as u64 > MAX_LABELS_FILE {
-        return Err(std::io::Error::other(format!(
-            "larger than {MAX_LABELS_FILE} bytes"
-        )));
-    }
-    Ok(content)
-}
 
 /// Gives `index` (made with [`Index::any_source`]) this pod. Without a labels file the pod has no
 /// labels and the index is ready at once; with one, the file is read now and the returned task

@@ -209,9 +209,12 @@ fn a_huge_file_is_not_read_as_labels() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("labels");
     std::fs::write(&path, vec![b'a'; (MAX_LABELS_FILE + 1) as usize]).unwrap();
-    assert!(read_capped(&path).is_err());
+    assert!(file_watch::read_capped(&path, MAX_LABELS_FILE).is_err());
     std::fs::write(&path, "a=\"b\"").unwrap();
-    assert_eq!(read_capped(&path).unwrap(), b"a=\"b\"");
+    assert_eq!(
+        file_watch::read_capped(&path, MAX_LABELS_FILE).unwrap(),
+        b"a=\"b\""
+    );
 }
 
 #[test]
