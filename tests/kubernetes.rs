@@ -506,7 +506,8 @@ async fn the_startup_taint_goes_once_the_inventory_is_synced() {
 #[test]
 fn the_startup_taint_needs_the_kubernetes_source() {
     // Refused with the config, before anything listens.
-    let err = imds_guard::config::parse(&config(""))
+    let text = config("").replace("{upstream}", "http://127.0.0.1:1");
+    let err = imds_guard::config::parse(&text)
         .unwrap()
         .remove_startup_taint(Some("imds-guard/not-ready".into()))
         .unwrap_err()

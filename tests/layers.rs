@@ -1,0 +1,275 @@
+//! The layering holds: core ← config ← adapters ← app ← main, with no cycle between modules.
+//!
+//! The core is its own crate (`crates/core`): it cannot import the main crate, and this test
+//! checks that it depends on nothing that does IO. Inside the main crate, every `crate::…` path a
+//! module names is checked against the layer table below: a module may name its own layer or one
+//! beneath it, never one above, and the modules of one layer may not name each other in a circle.
+//! A new top-level module must be given a layer here, or this test fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Layers from the bottom up. `core` holds the main crate's re-exports of the core crate.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "core",
+        &["disposition", "imds", "index", "policy", "target"],
+    ),
+    ("config", &["config"]),
+    (
+        "adapters",
+        &[
+            "audit",
+            "emulator",
+            "file_watch",
+            "inventory",
+            "limits",
+            "listen",
+            "metrics",
+            "net",
+            "netfilter",
+            "respond",
+            "taint",
+            "upstream",
+        ],
+    ),
+    ("app", &["admin", "cli", "proxy", "reload", "server"]),
+];
+
+/// What the core crate may depend on: nothing that does IO.
+const CORE_DEPENDENCIES: &[&str] = &["thiserror"];
+
+/// Names whose appearance in the core's code means IO or an adapter's types.
+const NOT_IN_CORE: &[&str] = &[
+    "tokio",
+    "hyper",
+    "kube",
+    "k8s_openapi",
+    "http::",
+    "std::fs",
+    "std::process",
+    "std::net::Tcp",
+    "std::net::Udp",
+    "imds_guard::",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level module a file of `src/` belongs to (`src/proxy/relay.rs` → `proxy`;
+/// `src/cli_tests.rs`, included by `cli.rs`, → `cli`).
+fn module_of(src: &Path, file: &Path) -> String {
+    let relative = file.strip_prefix(src).unwrap();
+    let first = relative.components().next().unwrap().as_os_str();
+    let name = first.to_str().unwrap().trim_end_matches(".rs");
+    name.strip_suffix("_tests").unwrap_or(name).to_owned()
+}
+
+/// Every top-level module a text names with `crate::`, grouped imports included.
+fn named_modules(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    // Comments name modules without importing them.
+    let code: String = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        let before = rest[..at].chars().last();
+        rest = &rest[at + "crate::".len()..];
+        // `imds_guard_core::` and the like are other crates, not `crate::`.
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// The import graph of the main crate's top-level modules, from its sources.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let module = module_of(&src, &file);
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let named = named_modules(&text);
+        graph
+            .entry(module.clone())
+            .or_default()
+            .extend(named.into_iter().filter(|n| *n != module));
+    }
+    graph
+}
+
+/// Every way `graph` breaks the layers: unknown modules, imports upwards, cycles.
+fn violations(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let layer_of: BTreeMap<&str, usize> = LAYERS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, modules))| modules.iter().map(move |m| (*m, i)))
+        .collect();
+    let mut out = Vec::new();
+    for (module, named) in graph {
+        let Some(&mine) = layer_of.get(module.as_str()) else {
+            out.push(format!(
+                "src/{module}: not in the layer table of tests/layers.rs"
+            ));
+            continue;
+        };
+        for other in named {
+            match layer_of.get(other.as_str()) {
+                None => out.push(format!("{module} names crate::{other}, which has no layer")),
+                Some(&theirs) if theirs > mine => out.push(format!(
+                    "{module} ({}) names crate::{other} ({}), a layer above it",
+                    LAYERS[mine].0, LAYERS[theirs].0
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    // Cycles: a depth-first walk that meets a module still on its path.
+    fn walk<'a>(
+        graph: &'a BTreeMap<String, BTreeSet<String>>,
+        at: &'a str,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+        out: &mut Vec<String>,
+    ) {
+        if let Some(i) = path.iter().position(|m| *m == at) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(at);
+            out.push(format!("import cycle: {}", cycle.join(" → ")));
+            return;
+        }
+        if !done.insert(at) {
+            return;
+        }
+        path.push(at);
+        for next in graph.get(at).into_iter().flatten() {
+            walk(graph, next, path, done, out);
+        }
+        path.pop();
+    }
+    let mut done = BTreeSet::new();
+    for module in graph.keys() {
+        walk(graph, module, &mut Vec::new(), &mut done, &mut out);
+    }
+    out
+}
+
+#[test]
+fn the_main_crate_imports_only_downwards_and_without_cycles() {
+    let graph = graph();
+    assert!(
+        graph.contains_key("proxy") && graph.contains_key("config"),
+        "{graph:?}"
+    );
+    let found = violations(&graph);
+    assert!(found.is_empty(), "layering broken:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_checker_sees_upward_imports_cycles_and_unknown_modules() {
+    let graph = |edges: &[(&str, &str)]| {
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (from, to) in edges {
+            g.entry(from.to_string())
+                .or_default()
+                .insert(to.to_string());
+            g.entry(to.to_string()).or_default();
+        }
+        g
+    };
+    assert!(violations(&graph(&[("proxy", "config"), ("config", "policy")])).is_empty());
+    let up = violations(&graph(&[("config", "inventory")]));
+    assert!(up.iter().any(|v| v.contains("a layer above")), "{up:?}");
+    let cycle = violations(&graph(&[
+        ("inventory", "metrics"),
+        ("metrics", "inventory"),
+    ]));
+    assert!(
+        cycle.iter().any(|v| v.starts_with("import cycle")),
+        "{cycle:?}"
+    );
+    let unknown = violations(&graph(&[("gadget", "config")]));
+    assert!(
+        unknown.iter().any(|v| v.contains("not in the layer table")),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        named_modules("use crate::{audit, config::Config};\nlet x = crate::proxy::y; // crate::server\nimds_guard_core::policy"),
+        BTreeSet::from(["audit".to_owned(), "config".to_owned(), "proxy".to_owned()])
+    );
+}
+
+#[test]
+fn the_core_crate_does_no_io() {
+    let core = root().join("crates/core");
+    let manifest = std::fs::read_to_string(core.join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = manifest.parse().unwrap();
+    for section in ["dependencies", "build-dependencies"] {
+        let Some(deps) = manifest.get(section).and_then(|d| d.as_table()) else {
+            continue;
+        };
+        for name in deps.keys() {
+            assert!(
+                CORE_DEPENDENCIES.contains(&name.as_str()),
+                "crates/core [{section}] {name}: the core depends on nothing that does IO ({CORE_DEPENDENCIES:?})"
+            );
+        }
+    }
+    let mut files = Vec::new();
+    rust_files(&core.join("src"), &mut files);
+    assert!(files.len() > 5, "{files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for name in NOT_IN_CORE {
+                assert!(
+                    !code.contains(name),
+                    "{}:{}: the core names `{name}`: {line}",
+                    file.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+}
