@@ -212,7 +212,15 @@ async fn an_allowed_read_is_forwarded_with_only_the_allowed_headers() {
 
 #[tokio::test]
 async fn each_denial_is_refused_with_its_status_and_reason_and_nothing_is_forwarded() {
-    let cases: [(&str, Request<Empty<Bytes>>, u16, &str, Option<&str>); 9] = [
+    // From, request, status, reason, the rule named.
+    type Case = (
+        &'static str,
+        Request<Empty<Bytes>>,
+        u16,
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: [Case; 9] = [
         (
             "10.0.0.9",
             request("GET", "/latest/meta-data/", &[]),
@@ -379,7 +387,9 @@ async fn audit_mode_forwards_what_the_policy_would_deny_but_not_what_is_malforme
 
 #[tokio::test]
 async fn a_failed_forward_is_answered_from_the_table_and_audited_with_its_error() {
-    let cases: [(fn() -> UpstreamError, u16, &str, &str); 3] = [
+    // The failure, the status, the JSON error word, the reason.
+    type Case = (fn() -> UpstreamError, u16, &'static str, &'static str);
+    let cases: [Case; 3] = [
         (
             || UpstreamError::Timeout,
             504,
