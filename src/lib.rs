@@ -5,28 +5,39 @@
 //!
 //! ```text
 //! pod ──tcp 169.254.169.254:80──► node netfilter: DNAT to the guard's listener   (netfilter)
-//!     ──► proxy      accept, read one HTTP/1 request            (proxy)
-//!     ──► identify   source IP ─► pod                           (inventory)
-//!     ──► check      strict request target, method, body        (target, imds)
-//!     ──► decide     pod × method × path × token ─► allow/deny  (policy)
-//!     ──► forward    pooled upstream client to the real IMDS    (proxy::upstream)
-//!         or refuse  403/401/405/400/503 with a short JSON body (proxy::respond)
-//!     ──► audit      one JSON line per request, always          (audit, metrics)
+//!     ──► accept     connection limits, hyper HTTP/1, hop-limit handle   (listen, limits, net)
+//!     ──► read       strict request target, method, body — 400 at once   (target, imds)
+//!     ──► identify   source IP ─► pod                                    (inventory, index)
+//!     ──► decide     pod × method × path × token ─► allow/deny           (policy)
+//!     ──► dispose    forward, forward in audit mode, or refuse           (disposition)
+//!     ──► forward    pooled upstream client to the real IMDS             (upstream)
+//!         or refuse  the status, JSON and headers of the one table       (respond)
+//!     ──► audit      one JSON line per request, always                   (audit, metrics)
+//! ```
+//! `proxy` carries one request through these steps as one `Exchange`.
+//!
+//! The layers, each importing only from those beneath it (`tests/layers.rs` checks):
+//!
+//! ```text
+//! core      imds_guard_core (crates/core): target, imds, index, policy, disposition, netfilter
+//!           rules — no IO; re-exported here as `target`, `imds`, `index`, `policy`, `disposition`
+//! config    parsed and validated once, before anything listens
+//! adapters  inventory, netfilter, upstream, audit, metrics, emulator, listen, respond, file_watch,
+//!           limits, net, taint — each started by its own `start` where it runs on its own
+//! app       proxy, server, admin, reload, cli
+//! main      wiring only
 //! ```
 //!
-//! Two deployment modes share that path. Node mode: the node's `PREROUTING` DNATs pods' traffic
-//! to a hostNetwork guard, which identifies pods from a watch of the node's pods
+//! Two deployment modes share the path. Node mode: the node's `PREROUTING` DNATs pods' traffic to
+//! a hostNetwork guard, which identifies pods from a watch of the node's pods
 //! (`inventory::kubernetes`). Sidecar mode: inside one pod, `OUTPUT` DNATs every process but the
 //! guard's UID to the guard on loopback (`netfilter::rules::RuleSet::sidecar`), and every
 //! connection is that pod (`inventory::self_source`, from the downward API).
 //!
-//! `config` parses and validates the TOML once, before anything listens; `reload` swaps the policy
-//! in place on SIGHUP or a change of the file. `limits` caps open connections per source and in
-//! total; `net` sets the IP TTL of token answers (the hop limit). `taint` removes the node's
-//! start-up taint once the guard protects it. `emulator` is an AWS-faithful IMDS used as the
-//! upstream for local runs, tests and benchmarks. `server` wires the parts together around
-//! listeners and a shutdown future handed in by the caller, so tests bind `127.0.0.1:0` and drive
-//! the real server.
+//! `server::run` composes the parts around listeners and a shutdown future handed in by the
+//! caller, so tests bind `127.0.0.1:0` and drive the real server; `reload` swaps the policy in
+//! place on SIGHUP or a change of the file (watched by `file_watch`); `emulator` is an
+//! AWS-faithful IMDS used as the upstream for local runs, tests and benchmarks.
 #![forbid(unsafe_code)]
 
 pub use imds_guard_core::{disposition, imds, index, policy, target};
