@@ -1,12 +1,17 @@
 //! The admin port: `/healthz`, `/readyz`, `/metrics`. Read-only: nothing here changes state.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
 
 use crate::inventory::Index;
+use crate::listen;
 use crate::metrics::Metrics;
 use crate::netfilter::keeper::RulesState;
 
@@ -21,6 +26,24 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// Serves the admin port on `listener` until `stop`, then lets requests finish within `grace`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        stop: impl Future<Output = ()>,
+        grace: Duration,
+    ) {
+        let admin = Arc::new(self);
+        listen::serve(listener, stop, grace, move |_peer| {
+            let admin = Arc::clone(&admin);
+            move |request: Request<Incoming>| {
+                let response = admin.handle(&request);
+                async move { response }
+            }
+        })
+        .await;
+    }
+
     /// Answers one admin request.
     pub fn handle<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
         if request.method() != Method::GET && request.method() != Method::HEAD {

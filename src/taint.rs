@@ -6,6 +6,7 @@
 //! concurrent change of the node (another controller adding a taint) makes the API server refuse
 //! the patch (409) instead of losing that change; the guard then reads the node again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -13,6 +14,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
 use crate::inventory::{Index, Wait as _};
+use crate::netfilter::keeper::RulesState;
 
 /// Removes the taint `key` (any effect) from `node`. `Ok(false)` when the node does not carry it.
 pub async fn remove(client: Client, node: &str, key: &str) -> Result<bool, kube::Error> {
@@ -66,14 +68,19 @@ pub async fn remove_until_done(client: Client, node: &str, key: &str) {
     }
 }
 
-/// Resolves once the inventory is synced and `protected` says the rules are in place.
-pub async fn wait_until_protected(index: &Index, protected: impl Fn() -> bool) {
+/// Removes the taint `key` from `node` once the inventory is synced and the interception rules
+/// are in place: until then the node stays unschedulable, so no pod runs unprotected.
+pub async fn remove_once_protected(
+    client: Client,
+    node: String,
+    key: String,
+    index: Arc<Index>,
+    rules: RulesState,
+) {
     let mut changes = index.subscribe();
-    loop {
-        if index.is_ready() && protected() {
-            return;
-        }
+    while !(index.is_ready() && rules.in_place()) {
         // Index updates wake us; the timeout covers a change of the rules' state.
         let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
     }
+    remove_until_done(client, &node, &key).await;
 }

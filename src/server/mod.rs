@@ -11,8 +11,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Request;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -21,14 +19,10 @@ use crate::audit;
 use crate::config::Config;
 use crate::emulator::{self, EmulatorOptions};
 use crate::inventory::{self, Feed, InventoryError};
-use crate::limits::ConnLimits;
-use crate::listen::{self, Connections};
 use crate::metrics::Metrics;
 use crate::netfilter::{self, NetfilterError};
-use crate::proxy::Proxy;
 use crate::reload::{self, Live, Reload};
 use crate::taint;
-use crate::upstream::Upstream;
 
 /// The sockets `run` serves on, bound by the caller (so tests can bind `127.0.0.1:0`).
 pub struct Listeners {
@@ -113,11 +107,13 @@ pub async fn run(
     // 4. New nodes stay unschedulable until the guard protects them.
     if let (Some(key), Some((client, node))) = (config.startup_taint.clone(), inventory.kubernetes)
     {
-        let (index, rules) = (Arc::clone(&index), rules.clone());
-        background.spawn(async move {
-            taint::wait_until_protected(&index, || rules.in_place()).await;
-            taint::remove_until_done(client, &node, &key).await;
-        });
+        background.spawn(taint::remove_once_protected(
+            client,
+            node,
+            key,
+            Arc::clone(&index),
+            rules.clone(),
+        ));
     }
 
     // 5. The policy in force, swapped whole on reload.
@@ -132,69 +128,35 @@ pub async fn run(
         ));
     }
 
-    // 6. The proxy: one per worker thread, sharing the policy, the inventory, the audit sink and
-    //    the metrics; each with its own share of the upstream connections.
-    let workers = config.server.worker_threads();
-    let proxies = (0..workers)
-        .map(|i| {
-            Arc::new(Proxy {
-                live: Arc::clone(&live),
-                inventory: Arc::clone(&index),
-                upstream: Upstream::with_connections(
-                    &config.upstream,
-                    workers::share(config.upstream.max_connections, workers, i),
-                ),
-                audit: Arc::clone(&options.audit),
-                metrics: Arc::clone(&metrics),
-                unknown_source_grace: inventory.unknown_source_grace,
-            })
-        })
-        .collect();
-    let connections = Connections {
-        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
-        limits: Some(ConnLimits::new(
-            config.server.max_connections,
-            config.server.max_connections_per_source,
-        )),
-        metrics: Some(Arc::clone(&metrics)),
-    };
-    let threads = workers::start_workers(proxies, connections.header_read_timeout, grace)
-        .map_err(RunError::Workers)?;
+    // 6. The proxy, on its worker threads.
     tracing::info!(
         listen = ?listeners.proxy.local_addr().ok(),
         admin = ?listeners.admin.local_addr().ok(),
         upstream = %config.upstream.url,
         mode = ?config.server.mode,
         rules = config.policy.rules().len(),
-        workers,
+        workers = config.server.worker_threads(),
         "imds-guard serving"
     );
-    serving.spawn(workers::spread(
-        listeners.proxy,
-        stopped(),
-        connections,
-        threads,
-    ));
+    let shared = workers::Shared {
+        live,
+        inventory: Arc::clone(&index),
+        audit: Arc::clone(&options.audit),
+        metrics: Arc::clone(&metrics),
+        unknown_source_grace: inventory.unknown_source_grace,
+    };
+    let proxy = workers::start(&config, shared, listeners.proxy, stopped(), grace)
+        .map_err(RunError::Workers)?;
+    serving.spawn(proxy);
 
     // 7. The admin port: health, readiness, metrics.
-    let admin = Arc::new(Admin {
+    let admin = Admin {
         inventory: index,
         metrics,
         rules,
         audit: options.audit,
-    });
-    serving.spawn(listen::serve(
-        listeners.admin,
-        stopped(),
-        grace,
-        move |_peer| {
-            let admin = Arc::clone(&admin);
-            move |request: Request<Incoming>| {
-                let response = admin.handle(&request);
-                async move { response }
-            }
-        },
-    ));
+    };
+    serving.spawn(admin.serve(listeners.admin, stopped(), grace));
 
     shutdown.await;
     tracing::info!(

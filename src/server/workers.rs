@@ -20,9 +20,15 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::limits::Permit;
+use crate::audit;
+use crate::config::Config;
+use crate::inventory::Index;
+use crate::limits::{ConnLimits, Permit};
 use crate::listen::{accept_admitted, drain, serve_connection, Connections};
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::reload::Live;
+use crate::upstream::Upstream;
 
 /// A connection accepted for a worker thread.
 struct Accepted {
@@ -32,23 +38,71 @@ struct Accepted {
 }
 
 /// A proxy worker thread, as the accepting task sees it.
-pub struct Worker {
+struct Worker {
     /// Where its connections go; dropping it tells the worker to drain and stop.
     handoff: mpsc::UnboundedSender<Accepted>,
     /// Resolves when the worker has drained and stopped.
     done: oneshot::Receiver<()>,
 }
 
+/// What the proxies of all workers share.
+pub struct Shared {
+    pub live: Arc<Live>,
+    pub inventory: Arc<Index>,
+    pub audit: Arc<dyn audit::Sink>,
+    pub metrics: Arc<Metrics>,
+    /// See [`Proxy::unknown_source_grace`].
+    pub unknown_source_grace: Duration,
+}
+
+/// Starts `[server] workers` threads, each with its own proxy and its own share of the upstream
+/// connections, and gives the task that accepts pods' connections on `listener` (after the
+/// connection limits) and hands them out until `stop`; then the workers drain within `grace`.
+pub fn start(
+    config: &Config,
+    shared: Shared,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> Result<impl Future<Output = ()> + Send + 'static, std::io::Error> {
+    let workers = config.server.worker_threads();
+    let proxies = (0..workers)
+        .map(|i| {
+            Arc::new(Proxy {
+                live: Arc::clone(&shared.live),
+                inventory: Arc::clone(&shared.inventory),
+                upstream: Upstream::with_connections(
+                    &config.upstream,
+                    share(config.upstream.max_connections, workers, i),
+                ),
+                audit: Arc::clone(&shared.audit),
+                metrics: Arc::clone(&shared.metrics),
+                unknown_source_grace: shared.unknown_source_grace,
+            })
+        })
+        .collect();
+    let connections = Connections {
+        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+        limits: Some(ConnLimits::new(
+            config.server.max_connections,
+            config.server.max_connections_per_source,
+        )),
+        metrics: Some(shared.metrics),
+    };
+    let threads = start_workers(proxies, connections.header_read_timeout, grace)?;
+    Ok(spread(listener, stop, connections, threads))
+}
+
 /// The `i`th of `workers` shares of `total` upstream connections (the shares add up to `total`;
 /// none is smaller than one).
-pub fn share(total: usize, workers: usize, i: usize) -> usize {
+fn share(total: usize, workers: usize, i: usize) -> usize {
     (total / workers + usize::from(i < total % workers)).max(1)
 }
 
 /// Starts one thread per proxy, each running its own single-threaded event loop: a request is then
 /// read, decided, forwarded and answered on one thread, without waking another, and the upstream
 /// connections it uses belong to that thread.
-pub fn start_workers(
+fn start_workers(
     proxies: Vec<Arc<Proxy>>,
     header_read_timeout: Duration,
     grace: Duration,
@@ -122,7 +176,7 @@ async fn work(
 
 /// Accepts pods' connections until `stop` resolves and hands them to the worker threads in turn
 /// (after the connection limits); then stops the workers and waits until they have drained.
-pub async fn spread(
+async fn spread(
     listener: TcpListener,
     stop: impl Future<Output = ()>,
     connections: Connections,
