@@ -279,3 +279,27 @@ fn emulate_refuses_a_bad_hop_limit() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("hop-limit"), "{}", stderr(&out));
 }
+
+#[test]
+fn run_refuses_the_startup_taint_without_the_kubernetes_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("[server]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
+    );
+    let out = imds_guard(&[
+        "run",
+        "--config",
+        &config,
+        "--remove-startup-taint",
+        "imds-guard/not-ready",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "inventory.source: --remove-startup-taint needs [inventory] source = \"kubernetes\""
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

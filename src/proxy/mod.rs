@@ -72,9 +72,12 @@ impl<U: Forward> Proxy<U> {
                 (response, Cow::Owned(shorten(&target)))
             }
             Ok(path) => {
-                let response = self
-                    .decide_and_answer(&current, &mut exchange, &request, path)
-                    .await;
+                // Boxed: hyper keeps room for a request's whole future on every open connection,
+                // idle ones included, so the state of deciding and forwarding is allocated only
+                // while a request is decided and forwarded (one allocation, as the upstream
+                // exchange alone needed before).
+                let response =
+                    Box::pin(self.decide_and_answer(&current, &mut exchange, &request, path)).await;
                 (response, Cow::Borrowed(path.as_str()))
             }
         };
@@ -135,14 +138,10 @@ impl<U: Forward> Proxy<U> {
         }
 
         let sent = match upstream_target(request.uri(), path) {
-            // Boxed: hyper keeps room for a request's whole future on every open connection, so
-            // the exchange's state is allocated only while a request is forwarded.
             Ok(target) => {
-                Box::pin(
-                    self.upstream
-                        .send(request.method().clone(), target, headers),
-                )
-                .await
+                self.upstream
+                    .send(request.method().clone(), target, headers)
+                    .await
             }
             Err(e) => Err(e),
         };
