@@ -1,5 +1,6 @@
 # Shared by install.sh and remove.sh: the iptables backend, and reading iptables-save output.
-# Mirrors src/netfilter (tools.rs, rules.rs); tests/netfilter_scripts.rs checks that they agree.
+# Mirrors src/netfilter/tools.rs and crates/core/src/netfilter/rules.rs; tests/netfilter_scripts.rs
+# checks that they agree.
 
 CHAIN=IMDS-GUARD
 WAIT_SECONDS=10
