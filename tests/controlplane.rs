@@ -1,0 +1,229 @@
+//! The Kubernetes inventory against a real kube-apiserver and etcd (`support::controlplane`):
+//! pods created with `spec.nodeName`, their status set through `pods/status`, as a kubelet would.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use imds_guard::emulator::EmulatorOptions;
+use support::controlplane::ControlPlane;
+use support::*;
+
+const NODE: &str = "node-a";
+const ALLOW: (&str, &str) = ("allow-node-metadata-lookup", "true");
+
+/// Creates a pod on `node` with `labels`, then gives it `ip` and phase Running.
+async fn running_pod(pods: &Api<Pod>, name: &str, node: &str, ip: &str, labels: &[(&str, &str)]) {
+    create_pod(pods, name, node, labels, false).await;
+    set_status(pods, name, "Running", ip).await;
+}
+
+/// Creates a pod on `node`, as the scheduler would have placed it; no kubelet runs it.
+async fn create_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    node: &str,
+    labels: &[(&str, &str)],
+    host_network: bool,
+) {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": host_network,
+            "containers": [{"name": "app", "image": "app"}],
+        },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+}
+
+/// Sets what a kubelet reports: the phase and the pod's address.
+async fn set_status(pods: &Api<Pod>, name: &str, phase: &str, ip: &str) {
+    let status = json!({"status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+/// The guard on `NODE`, against `plane`, once ready.
+async fn ready_guard(plane: &ControlPlane, emu: &Emulator, extra: &str) -> Guard {
+    let guard = Guard::start(
+        &format!("{}{extra}", guard_config(&plane.kubeconfig)),
+        emu.addr,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(TEST, guard.admin, "/readyz").await.status != 200 {
+        assert!(Instant::now() < deadline, "the guard never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    guard
+}
+
+fn guard_config(kubeconfig: &std::path::Path) -> String {
+    format!(
+        r#"
+[upstream]
+url = "{{upstream}}"
+
+[inventory]
+source = "kubernetes"
+node_name = "{NODE}"
+kubeconfig = "{}"
+
+[[rules]]
+name = "seed"
+pod_labels = {{ "allow-node-metadata-lookup" = "true" }}
+allow = ["/latest/**"]
+"#,
+        kubeconfig.display()
+    )
+}
+
+async fn until_reason(guard: &Guard, from: &str, want: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = get(from, guard.proxy, "/latest/meta-data/instance-id").await;
+        let got = match answer.status.as_u16() {
+            200 => "allowed".to_owned(),
+            _ => answer.json()["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{from}: still {got} after {within:?}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_guard_knows_its_nodes_pods_from_a_real_api_server() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let client = plane.client().await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    running_pod(&pods, "labelled", NODE, LABELLED, &[ALLOW]).await;
+    running_pod(&pods, "plain", NODE, TEST, &[]).await;
+    // Another node's pod: the guard's node-scoped watch never sees it.
+    running_pod(&pods, "elsewhere", "node-b", PROD, &[ALLOW]).await;
+
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = ready_guard(&plane, &emu, "").await;
+    let within = Duration::from_secs(5);
+    until_reason(&guard, LABELLED, "allowed", within).await;
+    until_reason(&guard, TEST, "no-rule", within).await;
+    until_reason(&guard, PROD, "unknown-source", within).await;
+
+    // A label change reaches the decision through the watch.
+    let patch = json!({"metadata": {"labels": {"allow-node-metadata-lookup": "true"}}});
+    pods.patch("plain", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let took = until_reason(&guard, TEST, "allowed", within).await;
+    println!("label change → changed decision: {took:?}");
+
+    // Deleted (grace 0: there is no kubelet to finish it): its address is unknown again.
+    pods.delete(
+        "labelled",
+        &kube::api::DeleteParams::default().grace_period(0),
+    )
+    .await
+    .unwrap();
+    until_reason(&guard, LABELLED, "unknown-source", within).await;
+    guard.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn terminal_host_network_and_doubly_claimed_addresses_against_a_real_api_server() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let pods: Api<Pod> = Api::namespaced(plane.client().await, "default");
+    // Two live pods claim one address: refused as ambiguous, never guessed.
+    running_pod(&pods, "twin-a", NODE, PROD, &[ALLOW]).await;
+    running_pod(&pods, "twin-b", NODE, PROD, &[ALLOW]).await;
+    // A hostNetwork pod holds the node's address, not one of its own.
+    create_pod(&pods, "host", NODE, &[ALLOW], true).await;
+    set_status(&pods, "host", "Running", TEST).await;
+    running_pod(&pods, "job", NODE, LABELLED, &[ALLOW]).await;
+
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = ready_guard(&plane, &emu, "").await;
+    let within = Duration::from_secs(5);
+    until_reason(&guard, PROD, "ambiguous-source", within).await;
+    until_reason(&guard, TEST, "unknown-source", within).await;
+    until_reason(&guard, LABELLED, "allowed", within).await;
+
+    // A pod that has finished releases its address ...
+    set_status(&pods, "job", "Succeeded", LABELLED).await;
+    until_reason(&guard, LABELLED, "unknown-source", within).await;
+    // ... which a new pod may then take.
+    running_pod(&pods, "job-2", NODE, LABELLED, &[ALLOW]).await;
+    until_reason(&guard, LABELLED, "allowed", within).await;
+    // One twin gone: the address is the other's.
+    pods.delete(
+        "twin-b",
+        &kube::api::DeleteParams::default().grace_period(0),
+    )
+    .await
+    .unwrap();
+    until_reason(&guard, PROD, "allowed", within).await;
+    guard.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn namespace_labels_and_an_api_server_outage_against_a_real_api_server() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut plane = ControlPlane::start().await;
+    let client = plane.client().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns =
+        serde_json::from_value(json!({"metadata": {"name": "infra", "labels": {"team": "infra"}}}))
+            .unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let infra: Api<Pod> = Api::namespaced(client.clone(), "infra");
+    running_pod(&infra, "tool", NODE, TEST, &[]).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    running_pod(&pods, "labelled", NODE, LABELLED, &[ALLOW]).await;
+
+    let rule = "\n[[rules]]\nname = \"infra\"\nnamespace_labels = { team = \"infra\" }\nallow = [\"/latest/meta-data/**\"]\n";
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = ready_guard(&plane, &emu, rule).await;
+    let within = Duration::from_secs(5);
+    until_reason(&guard, TEST, "allowed", within).await;
+    // The namespace's labels are watched: taking the label away changes the decision.
+    let patch = json!({"metadata": {"labels": {"team": "other"}}});
+    namespaces
+        .patch("infra", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    until_reason(&guard, TEST, "no-rule", within).await;
+
+    // With the API server gone the last index keeps serving, and unknown addresses stay refused.
+    plane.stop_apiserver();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_reason(&guard, LABELLED, "allowed", within).await;
+    until_reason(&guard, TEST, "no-rule", within).await;
+    until_reason(&guard, PROD, "unknown-source", within).await;
+    assert_eq!(get(TEST, guard.admin, "/readyz").await.status, 200);
+    guard.stop().await.unwrap();
+}

@@ -1,0 +1,214 @@
+//! A real Kubernetes control plane for the tests: etcd and kube-apiserver, built from their
+//! published Go modules by `build.sh` (cached per machine), started on loopback ports with RBAC
+//! authorization, a generated serving certificate, service-account signing keys and an admin
+//! identity (a client certificate in `system:masters`). Every process started is ended when the
+//! [`ControlPlane`] is dropped, by pid, a failing test included.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+
+use super::free_port;
+
+/// The programs' directory, built on first use. Fails the test, naming what is missing, when they
+/// cannot be built.
+pub fn binaries() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/controlplane/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (install bash)", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: the control plane could not be built (it needs Go 1.26 and the Go module proxy)",
+        script.display()
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// etcd and kube-apiserver, running until dropped.
+pub struct ControlPlane {
+    dir: tempfile::TempDir,
+    processes: Vec<Child>,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// A kubeconfig with the admin identity.
+    pub kubeconfig: PathBuf,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for child in self.processes.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver and waits until the API server is ready (60 s at most).
+    pub async fn start() -> ControlPlane {
+        let bin = binaries();
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path();
+
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "imds-guard test CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let ca_file = write(pki, "ca.crt", &ca_cert.pem());
+
+        let serving_key = KeyPair::generate().unwrap();
+        let mut serving =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        serving
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+        let serving_cert = serving.signed_by(&serving_key, &issuer).unwrap();
+        let serving_crt = write(pki, "apiserver.crt", &serving_cert.pem());
+        let serving_pem = write(pki, "apiserver.key", &serving_key.serialize_pem());
+
+        let admin_key = KeyPair::generate().unwrap();
+        let mut admin = CertificateParams::new(Vec::<String>::new()).unwrap();
+        admin.distinguished_name.push(DnType::CommonName, "admin");
+        admin
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
+        admin
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+        let admin_cert = admin.signed_by(&admin_key, &issuer).unwrap();
+        let admin_crt = write(pki, "admin.crt", &admin_cert.pem());
+        let admin_pem = write(pki, "admin.key", &admin_key.serialize_pem());
+
+        let sa = KeyPair::generate().unwrap();
+        let sa_key = write(pki, "sa.key", &sa.serialize_pem());
+        let sa_pub = write(pki, "sa.pub", &sa.public_key_pem());
+
+        let mut processes = Vec::new();
+        let (client, peer) = (free_port(), free_port());
+        let etcd = Command::new(bin.join("etcd"))
+            .arg(format!("--data-dir={}", pki.join("etcd").display()))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+            .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
+            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
+            .arg("--unsafe-no-fsync")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(pki.join("etcd.log")).unwrap())
+            .spawn()
+            .expect("start etcd");
+        processes.push(etcd);
+
+        let port = free_port();
+        let url = format!("https://127.0.0.1:{port}");
+        let apiserver = Command::new(bin.join("kube-apiserver"))
+            .arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
+            .arg(format!("--cert-dir={}", pki.display()))
+            .arg(format!("--tls-cert-file={}", serving_crt.display()))
+            .arg(format!("--tls-private-key-file={}", serving_pem.display()))
+            .arg(format!("--client-ca-file={}", ca_file.display()))
+            .arg(format!("--secure-port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg("--service-cluster-ip-range=10.0.0.0/24")
+            .arg("--allow-privileged")
+            .arg("--authorization-mode=RBAC")
+            .arg(format!("--service-account-issuer={url}/"))
+            .arg(format!("--service-account-key-file={}", sa_pub.display()))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                sa_key.display()
+            ))
+            // No controller manager makes service-account tokens for pods.
+            .arg("--disable-admission-plugins=ServiceAccount")
+            .arg("--etcd-compaction-interval=0")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(pki.join("apiserver.log")).unwrap())
+            .spawn()
+            .expect("start kube-apiserver");
+        processes.push(apiserver);
+
+        let kubeconfig = write(
+            pki,
+            "kubeconfig",
+            &format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\n    certificate-authority: {}\n\
+                 users:\n- name: admin\n  user:\n    client-certificate: {}\n    client-key: {}\n\
+                 contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n    namespace: default\n\
+                 current-context: test\n",
+                ca_file.display(),
+                admin_crt.display(),
+                admin_pem.display()
+            ),
+        );
+        let mut plane = ControlPlane {
+            dir,
+            processes,
+            url,
+            kubeconfig,
+        };
+        plane.wait_ready().await;
+        plane
+    }
+
+    /// Stops kube-apiserver (etcd keeps running), as an outage of the API would.
+    pub fn stop_apiserver(&mut self) {
+        let apiserver = &mut self.processes[1];
+        let _ = apiserver.kill();
+        let _ = apiserver.wait();
+    }
+
+    /// A kube client with the admin identity.
+    pub async fn client(&self) -> kube::Client {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = self.client().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for (child, log) in self.processes.iter_mut().zip(["etcd.log", "apiserver.log"]) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "{log}: exited ({status}):\n{}",
+                        std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default()
+                    );
+                }
+            }
+            let request = http::Request::get("/readyz").body(Vec::new()).unwrap();
+            match client.request_text(request).await {
+                Ok(text) if text.trim() == "ok" => return,
+                _ if Instant::now() > deadline => panic!(
+                    "kube-apiserver not ready after 60 s; its log:\n{}",
+                    std::fs::read_to_string(self.dir.path().join("apiserver.log"))
+                        .unwrap_or_default()
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+}
