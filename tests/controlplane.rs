@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -10,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use imds_guard::emulator::EmulatorOptions;
-use support::controlplane::ControlPlane;
+use support::controlplane::{ControlPlane, Gate};
 use support::*;
 
 const NODE: &str = "node-a";
@@ -225,5 +226,60 @@ async fn namespace_labels_and_an_api_server_outage_against_a_real_api_server() {
     until_reason(&guard, TEST, "no-rule", within).await;
     until_reason(&guard, PROD, "unknown-source", within).await;
     assert_eq!(get(TEST, guard.admin, "/readyz").await.status, 200);
+    guard.stop().await.unwrap();
+}
+
+/// The guard's `watch_relists` counter for pods, from its metrics.
+async fn pod_relists(guard: &Guard) -> u64 {
+    let text = get(TEST, guard.admin, "/metrics").await.text();
+    text.lines()
+        .find(|l| l.starts_with("imds_guard_watch_relists_total{") && l.contains("watch=\"pods\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pod relist counter in:\n{text}"))
+}
+
+#[tokio::test]
+async fn after_compacted_history_the_watch_gets_its_410_and_the_relist_replaces_the_index() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let pods: Api<Pod> = Api::namespaced(plane.client().await, "default");
+    running_pod(&pods, "old", NODE, LABELLED, &[ALLOW]).await;
+    let api: SocketAddr = plane.url.trim_start_matches("https://").parse().unwrap();
+    let gate = Gate::to(api).await;
+    let kubeconfig = plane.kubeconfig_via(gate.addr);
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = Guard::start(&guard_config(&kubeconfig), emu.addr).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(TEST, guard.admin, "/readyz").await.status != 200 {
+        assert!(Instant::now() < deadline, "the guard never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let within = Duration::from_secs(10);
+    until_reason(&guard, LABELLED, "allowed", within).await;
+    assert_eq!(pod_relists(&guard).await, 1);
+
+    // The guard loses the API; meanwhile the node's pods change and etcd forgets the history.
+    gate.close();
+    pods.delete("old", &kube::api::DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    running_pod(&pods, "new", NODE, TEST, &[ALLOW]).await;
+    let latest = pods
+        .get("new")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    plane.compact(&latest).await;
+    // While away: the last index serves.
+    until_reason(&guard, LABELLED, "allowed", within).await;
+
+    // Back: resuming from its old resourceVersion gets 410; the relist replaces the index wholly.
+    gate.open();
+    until_reason(&guard, TEST, "allowed", within).await;
+    until_reason(&guard, LABELLED, "unknown-source", within).await;
+    assert_eq!(pod_relists(&guard).await, 2);
     guard.stop().await.unwrap();
 }

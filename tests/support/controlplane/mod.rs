@@ -12,7 +12,14 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
 
-use super::free_port;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use super::{free_port, raw};
 
 /// The programs' directory, built on first use. Fails the test, naming what is missing, when they
 /// cannot be built.
@@ -39,6 +46,8 @@ pub struct ControlPlane {
     pub url: String,
     /// A kubeconfig with the admin identity.
     pub kubeconfig: PathBuf,
+    /// etcd's client address.
+    pub etcd: SocketAddr,
 }
 
 impl Drop for ControlPlane {
@@ -140,6 +149,9 @@ impl ControlPlane {
             // No controller manager makes service-account tokens for pods.
             .arg("--disable-admission-plugins=ServiceAccount")
             .arg("--etcd-compaction-interval=0")
+            // Watches are served from etcd, so "too old" is decided by etcd's compaction, which
+            // the tests trigger themselves (`compact`).
+            .arg("--watch-cache=false")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(pki.join("apiserver.log")).unwrap())
             .spawn()
@@ -164,9 +176,35 @@ impl ControlPlane {
             processes,
             url,
             kubeconfig,
+            etcd: SocketAddr::from(([127, 0, 0, 1], client)),
         };
         plane.wait_ready().await;
         plane
+    }
+
+    /// Compacts etcd's history up to `revision` (a resourceVersion): watches from before it get
+    /// 410 Gone.
+    pub async fn compact(&self, revision: &str) {
+        let body = format!(r#"{{"revision":"{revision}","physical":true}}"#);
+        let request = format!(
+            "POST /v3/kv/compaction HTTP/1.1\r\nHost: etcd\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = raw("127.0.0.1", self.etcd, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "compaction: {answer}");
+    }
+
+    /// A kubeconfig like the admin's, whose server is `server` (a [`Gate`] in front of the API).
+    pub fn kubeconfig_via(&self, server: SocketAddr) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig)
+            .unwrap()
+            .replace(&self.url, &format!("https://{server}"));
+        write(
+            self.dir.path(),
+            &format!("kubeconfig-{}", server.port()),
+            &text,
+        )
     }
 
     /// Stops kube-apiserver (etcd keeps running), as an outage of the API would.
@@ -210,5 +248,64 @@ impl ControlPlane {
                 _ => tokio::time::sleep(Duration::from_millis(250)).await,
             }
         }
+    }
+}
+
+/// A TCP forwarder to the API server that can be closed (every connection through it dropped, new
+/// ones refused) and opened again: an outage of the API as one client sees it, while the test
+/// itself keeps talking to the API server directly.
+pub struct Gate {
+    pub addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Gate {
+    /// Forwards to `to`, open.
+    pub async fn to(to: SocketAddr) -> Gate {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (is_open, held) = (Arc::clone(&open), Arc::clone(&connections));
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !is_open.load(Ordering::SeqCst) {
+                    continue; // Dropped: refused while closed.
+                }
+                held.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Gate {
+            addr,
+            open,
+            connections,
+            accept,
+        }
+    }
+
+    /// Drops every connection through the gate and refuses new ones.
+    pub fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.close();
+        self.accept.abort();
     }
 }
