@@ -59,11 +59,12 @@ async fn set_status(pods: &Api<Pod>, name: &str, phase: &str, ip: &str) {
 
 /// The guard on `NODE`, against `plane`, once ready.
 async fn ready_guard(plane: &ControlPlane, emu: &Emulator, extra: &str) -> Guard {
-    let guard = Guard::start(
-        &format!("{}{extra}", guard_config(&plane.kubeconfig)),
-        emu.addr,
-    )
-    .await;
+    ready_guard_via(&plane.kubeconfig, emu, extra).await
+}
+
+/// The guard on `NODE`, reaching the API through `kubeconfig`, once ready.
+async fn ready_guard_via(kubeconfig: &std::path::Path, emu: &Emulator, extra: &str) -> Guard {
+    let guard = Guard::start(&format!("{}{extra}", guard_config(kubeconfig)), emu.addr).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while get(TEST, guard.admin, "/readyz").await.status != 200 {
         assert!(Instant::now() < deadline, "the guard never became ready");
@@ -249,12 +250,7 @@ async fn after_compacted_history_the_watch_gets_its_410_and_the_relist_replaces_
     let gate = Gate::to(api).await;
     let kubeconfig = plane.kubeconfig_via(gate.addr);
     let emu = emulator(EmulatorOptions::default()).await;
-    let guard = Guard::start(&guard_config(&kubeconfig), emu.addr).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(TEST, guard.admin, "/readyz").await.status != 200 {
-        assert!(Instant::now() < deadline, "the guard never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let guard = ready_guard_via(&kubeconfig, &emu, "").await;
     let within = Duration::from_secs(10);
     until_reason(&guard, LABELLED, "allowed", within).await;
     assert_eq!(pod_relists(&guard).await, 1);
