@@ -64,33 +64,17 @@ async fn ready_guard(plane: &ControlPlane, emu: &Emulator, extra: &str) -> Guard
 
 /// The guard on `NODE`, reaching the API through `kubeconfig`, once ready.
 async fn ready_guard_via(kubeconfig: &std::path::Path, emu: &Emulator, extra: &str) -> Guard {
-    let guard = Guard::start(&format!("{}{extra}", guard_config(kubeconfig)), emu.addr).await;
+    let guard = Guard::start(
+        &format!("{}{extra}", kube_config(NODE, kubeconfig, 0, "")),
+        emu.addr,
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while get(TEST, guard.admin, "/readyz").await.status != 200 {
         assert!(Instant::now() < deadline, "the guard never became ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     guard
-}
-
-fn guard_config(kubeconfig: &std::path::Path) -> String {
-    format!(
-        r#"
-[upstream]
-url = "{{upstream}}"
-
-[inventory]
-source = "kubernetes"
-node_name = "{NODE}"
-kubeconfig = "{}"
-
-[[rules]]
-name = "seed"
-pod_labels = {{ "allow-node-metadata-lookup" = "true" }}
-allow = ["/latest/**"]
-"#,
-        kubeconfig.display()
-    )
 }
 
 async fn until_reason(guard: &Guard, from: &str, want: &str, within: Duration) -> Duration {

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use imds_guard::emulator::EmulatorOptions;
@@ -15,28 +14,6 @@ use support::*;
 
 const NODE: &str = "node-a";
 const ALLOW: (&str, &str) = ("allow-node-metadata-lookup", "true");
-
-fn kube_config(kubeconfig: &Path, grace_ms: u64, extra_rules: &str) -> String {
-    format!(
-        r#"
-[upstream]
-url = "{{upstream}}"
-
-[inventory]
-source = "kubernetes"
-node_name = "{NODE}"
-kubeconfig = "{}"
-unknown_source_grace_ms = {grace_ms}
-
-[[rules]]
-name = "seed"
-pod_labels = {{ "allow-node-metadata-lookup" = "true" }}
-allow = ["/latest/**"]
-{extra_rules}
-"#,
-        kubeconfig.display()
-    )
-}
 
 struct Setup {
     api: FakeApi,
@@ -54,7 +31,11 @@ async fn setup(grace_ms: u64, extra_rules: &str, pods: Vec<Value>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let emu = emulator(EmulatorOptions::default()).await;
-    let guard = Guard::start(&kube_config(&kubeconfig, grace_ms, extra_rules), emu.addr).await;
+    let guard = Guard::start(
+        &kube_config(NODE, &kubeconfig, grace_ms, extra_rules),
+        emu.addr,
+    )
+    .await;
     wait_ready(&guard).await;
     Setup {
         api,
@@ -142,7 +123,7 @@ async fn not_ready_before_the_first_list() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let emu = emulator(EmulatorOptions::default()).await;
-    let guard = Guard::start(&kube_config(&kubeconfig, 0, ""), emu.addr).await;
+    let guard = Guard::start(&kube_config(NODE, &kubeconfig, 0, ""), emu.addr).await;
     api.wait_for_request(|r| r.path == "/api/v1/pods", Duration::from_secs(5))
         .await;
 
@@ -349,7 +330,7 @@ allow = ["/latest/meta-data/**"]
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let emu = emulator(EmulatorOptions::default()).await;
-    let guard = Guard::start(&kube_config(&kubeconfig, 0, rule), emu.addr).await;
+    let guard = Guard::start(&kube_config(NODE, &kubeconfig, 0, rule), emu.addr).await;
     wait_ready(&guard).await;
     assert!(api
         .requests()
@@ -381,7 +362,7 @@ async fn explain_lists_the_node_once() {
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
-        kube_config(&kubeconfig, 0, "").replace("{upstream}", "http://169.254.169.254"),
+        kube_config(NODE, &kubeconfig, 0, "").replace("{upstream}", "http://169.254.169.254"),
     )
     .unwrap();
     let explain = |source: &'static str| {
@@ -463,7 +444,7 @@ async fn the_startup_taint_goes_once_the_inventory_is_synced() {
         remove_startup_taint: Some("imds-guard/not-ready".into()),
         ..Default::default()
     };
-    let guard = Guard::start_with(&kube_config(&kubeconfig, 0, ""), emu.addr, extras).await;
+    let guard = Guard::start_with(&kube_config(NODE, &kubeconfig, 0, ""), emu.addr, extras).await;
     api.wait_for_request(|r| r.path == "/api/v1/pods", Duration::from_secs(5))
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -380,6 +380,35 @@ pub fn config(extra: &str) -> String {
 
 /// A loopback port that was free a moment ago (bound, then released), for child processes that
 /// take their addresses from a config file.
+/// A config for the guard on `node` with the Kubernetes source reached through `kubeconfig`, the
+/// seed rule and `extra_rules`; `{upstream}` is left for [`Guard::start`].
+pub fn kube_config(
+    node: &str,
+    kubeconfig: &std::path::Path,
+    grace_ms: u64,
+    extra_rules: &str,
+) -> String {
+    format!(
+        r#"
+[upstream]
+url = "{{upstream}}"
+
+[inventory]
+source = "kubernetes"
+node_name = "{node}"
+kubeconfig = "{}"
+unknown_source_grace_ms = {grace_ms}
+
+[[rules]]
+name = "seed"
+pod_labels = {{ "allow-node-metadata-lookup" = "true" }}
+allow = ["/latest/**"]
+{extra_rules}
+"#,
+        kubeconfig.display()
+    )
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
