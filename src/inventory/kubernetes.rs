@@ -195,6 +195,7 @@ async fn feed<F: Feed>(
         match event {
             Ok(event) => {
                 health.ok();
+                index.resume();
                 match event {
                     Event::Init => fresh.clear(),
                     Event::InitApply(object) => fresh.extend(feed.entry(&object)),
@@ -212,9 +213,28 @@ async fn feed<F: Feed>(
                     Event::Delete(object) => feed.delete(index, &object),
                 }
             }
-            Err(err) => health.failed(&err),
+            Err(err) => {
+                if forbidden(&err) {
+                    // Listing may be allowed and watching not: the index would then be stale
+                    // from the start. Fail closed until the watch delivers again.
+                    index.suspend();
+                }
+                health.failed(&err);
+            }
         }
     }
+}
+
+/// Whether the API server refused the watch itself (401, 403), rather than failing for a while.
+fn forbidden(err: &watcher::Error) -> bool {
+    let code = match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code,
+        watcher::Error::WatchError(status) => status.code,
+        _ => return false,
+    };
+    matches!(code, 401 | 403)
 }
 
 /// The node's pods, by uid.

@@ -58,6 +58,8 @@ pub type Labels = BTreeMap<String, String>;
 #[derive(Default)]
 struct State {
     pods_synced: bool,
+    /// The source says it may not keep the index current (see [`Index::suspend`]).
+    suspended: bool,
     /// Sidecar mode: the one pod held answers for every address (see [`Index::any_source`]).
     any_source: bool,
     /// `None` when namespace labels are not tracked (static source, or no rule uses them).
@@ -190,6 +192,24 @@ impl<O: Observer> Index<O> {
         self.changed(state);
     }
 
+    /// The source may not keep the index current (the API server forbids its watch): what the
+    /// index holds can only grow stale — a deleted pod's address, reused by a new pod, would keep
+    /// the old pod's identity — so lookups answer [`Lookup::NotReady`] until [`Index::resume`].
+    pub fn suspend(&self) {
+        let mut state = self.write();
+        state.suspended = true;
+        self.changed(state);
+    }
+
+    /// The source delivers again: lookups answer from the index once more.
+    pub fn resume(&self) {
+        let mut state = self.write();
+        if state.suspended {
+            state.suspended = false;
+            self.changed(state);
+        }
+    }
+
     /// Sets one namespace's labels (tracked indexes only) and re-labels its pods.
     pub fn apply_namespace(&self, name: &str, labels: Labels) {
         let mut state = self.write();
@@ -239,7 +259,7 @@ impl<O: Observer> Index<O> {
 
 impl State {
     fn is_ready(&self) -> bool {
-        self.pods_synced && self.namespaces.as_ref().is_none_or(|n| n.synced)
+        !self.suspended && self.pods_synced && self.namespaces.as_ref().is_none_or(|n| n.synced)
     }
 
     fn insert(&mut self, mut pod: Pod, mut ips: Vec<IpAddr>) {

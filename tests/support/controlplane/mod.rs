@@ -207,6 +207,21 @@ impl ControlPlane {
         )
     }
 
+    /// A kubeconfig that authenticates with `token` (a ServiceAccount's, say) instead of the
+    /// admin's certificate.
+    pub fn kubeconfig_with_token(&self, name: &str, token: &str) -> PathBuf {
+        let ca = self.dir.path().join("ca.crt");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+             users:\n- name: {name}\n  user:\n    token: {token}\n\
+             contexts:\n- name: test\n  context:\n    cluster: test\n    user: {name}\n\
+             current-context: test\n",
+            self.url,
+            ca.display()
+        );
+        write(self.dir.path(), &format!("kubeconfig-{name}"), &text)
+    }
+
     /// Stops kube-apiserver (etcd keeps running), as an outage of the API would.
     pub fn stop_apiserver(&mut self) {
         let apiserver = &mut self.processes[1];

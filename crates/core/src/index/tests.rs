@@ -138,3 +138,15 @@ fn untracked_namespaces_keep_the_sources_labels() {
     };
     assert_eq!(p.namespace_labels, labels(&[("from", "config")]));
 }
+
+#[test]
+fn a_suspended_index_answers_not_ready_until_resumed() {
+    let index = Index::new();
+    index.reset([(pod("u1", "a"), vec![ip("10.0.0.1")])]);
+    index.suspend();
+    assert!(!index.is_ready());
+    assert_eq!(index.lookup(ip("10.0.0.1")), Lookup::NotReady);
+    index.resume();
+    assert!(index.is_ready());
+    assert_eq!(found_name(&index, "10.0.0.1"), "a");
+}
