@@ -11,51 +11,11 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use imds_guard::emulator::EmulatorOptions;
-use support::controlplane::{ControlPlane, Gate};
+use support::controlplane::{create_pod, running_pod, set_status, ControlPlane, Gate};
 use support::*;
 
 const NODE: &str = "node-a";
 const ALLOW: (&str, &str) = ("allow-node-metadata-lookup", "true");
-
-/// Creates a pod on `node` with `labels`, then gives it `ip` and phase Running.
-async fn running_pod(pods: &Api<Pod>, name: &str, node: &str, ip: &str, labels: &[(&str, &str)]) {
-    create_pod(pods, name, node, labels, false).await;
-    set_status(pods, name, "Running", ip).await;
-}
-
-/// Creates a pod on `node`, as the scheduler would have placed it; no kubelet runs it.
-async fn create_pod(
-    pods: &Api<Pod>,
-    name: &str,
-    node: &str,
-    labels: &[(&str, &str)],
-    host_network: bool,
-) {
-    let labels: serde_json::Map<String, serde_json::Value> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "nodeName": node,
-            "hostNetwork": host_network,
-            "containers": [{"name": "app", "image": "app"}],
-        },
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-}
-
-/// Sets what a kubelet reports: the phase and the pod's address.
-async fn set_status(pods: &Api<Pod>, name: &str, phase: &str, ip: &str) {
-    let status = json!({"status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]}});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-}
 
 /// The guard on `NODE`, against `plane`, once ready.
 async fn ready_guard(plane: &ControlPlane, emu: &Emulator, extra: &str) -> Guard {

@@ -14,7 +14,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use imds_guard::emulator::EmulatorOptions;
-use support::controlplane::ControlPlane;
+use support::controlplane::{running_pod, ControlPlane};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");
@@ -144,17 +144,14 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
     let client = plane.client().await;
     apply_deploy(&plane);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "labelled", "labels": {"allow-node-metadata-lookup": "true"}},
-        "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "app"}]},
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let status =
-        json!({"status": {"phase": "Running", "podIP": LABELLED, "podIPs": [{"ip": LABELLED}]}});
-    pods.patch_status("labelled", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
+    running_pod(
+        &pods,
+        "labelled",
+        NODE,
+        LABELLED,
+        &[("allow-node-metadata-lookup", "true")],
+    )
+    .await;
     let kubeconfig = plane.kubeconfig_with_token("imds-guard", &guard_token(client.clone()).await);
     let emu = emulator(EmulatorOptions::default()).await;
 

@@ -19,6 +19,10 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
 use super::{free_port, raw};
 
 /// The programs' directory, built on first use. Fails the test, naming what is missing, when they
@@ -264,6 +268,52 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// Creates a pod on `node` with `labels`, then gives it `ip` and phase Running.
+pub async fn running_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    node: &str,
+    ip: &str,
+    labels: &[(&str, &str)],
+) {
+    create_pod(pods, name, node, labels, false).await;
+    set_status(pods, name, "Running", ip).await;
+}
+
+/// Creates a pod on `node`, as the scheduler would have placed it; no kubelet runs it.
+pub async fn create_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    node: &str,
+    labels: &[(&str, &str)],
+    host_network: bool,
+) {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": host_network,
+            "containers": [{"name": "app", "image": "app"}],
+        },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+}
+
+/// Sets what a kubelet reports: the phase and the pod's address.
+pub async fn set_status(pods: &Api<Pod>, name: &str, phase: &str, ip: &str) {
+    let status = json!({"status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
 }
 
 /// A TCP forwarder to the API server that can be closed (every connection through it dropped, new
