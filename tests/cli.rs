@@ -303,3 +303,30 @@ fn run_refuses_the_startup_taint_without_the_kubernetes_source() {
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn refuses_to_start_without_a_node_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.2:0\"\n[inventory]\nsource = \"kubernetes\"\n",
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("NODE_NAME")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no node name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -11,7 +11,9 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use imds_guard::emulator::EmulatorOptions;
-use support::controlplane::{create_pod, running_pod, set_status, ControlPlane, Gate};
+use support::controlplane::{
+    create_pod, running_pod, set_status, Audited, ControlPlane, Gate, GUARD_AGENT,
+};
 use support::*;
 
 const NODE: &str = "node-a";
@@ -24,17 +26,38 @@ async fn ready_guard(plane: &ControlPlane, emu: &Emulator, extra: &str) -> Guard
 
 /// The guard on `NODE`, reaching the API through `kubeconfig`, once ready.
 async fn ready_guard_via(kubeconfig: &std::path::Path, emu: &Emulator, extra: &str) -> Guard {
-    let guard = Guard::start(
-        &format!("{}{extra}", kube_config(NODE, kubeconfig, 0, "")),
-        emu.addr,
-    )
-    .await;
+    let guard = Guard::start(&kube_config(NODE, kubeconfig, 0, extra), emu.addr).await;
+    wait_ready(&guard).await;
+    guard
+}
+
+async fn wait_ready(guard: &Guard) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while get(TEST, guard.admin, "/readyz").await.status != 200 {
         assert!(Instant::now() < deadline, "the guard never became ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    guard
+}
+
+/// The value of `key` in a request URI's query, percent-decoded.
+fn query_value(uri: &str, key: &str) -> Option<String> {
+    let query = uri.split_once('?')?.1;
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&raw[i + 1..i + 3], 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 async fn until_reason(guard: &Guard, from: &str, want: &str, within: Duration) -> Duration {
@@ -163,6 +186,20 @@ async fn namespace_labels_and_an_api_server_outage_against_a_real_api_server() {
         .await
         .unwrap();
     until_reason(&guard, TEST, "no-rule", within).await;
+    // A rule uses namespace labels, so namespaces are listed and watched (pods still node-scoped).
+    let requests = plane.requests_from(GUARD_AGENT);
+    for verb in ["list", "watch"] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.verb == verb && r.uri.starts_with("/api/v1/namespaces?")),
+            "no {verb} of namespaces: {requests:#?}"
+        );
+    }
+    assert!(requests
+        .iter()
+        .all(|r| r.uri.starts_with("/api/v1/namespaces?")
+            || query_value(&r.uri, "fieldSelector").as_deref() == Some("spec.nodeName=node-a")));
 
     // With the API server gone the last index keeps serving, and unknown addresses stay refused.
     plane.stop_apiserver();
@@ -222,4 +259,145 @@ async fn after_compacted_history_the_watch_gets_its_410_and_the_relist_replaces_
     until_reason(&guard, LABELLED, "unknown-source", within).await;
     assert_eq!(pod_relists(&guard).await, 2);
     guard.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn not_ready_until_the_first_list_and_every_request_is_node_scoped() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let pods: Api<Pod> = Api::namespaced(plane.client().await, "default");
+    running_pod(&pods, "labelled", NODE, LABELLED, &[ALLOW]).await;
+    running_pod(&pods, "elsewhere", "node-b", PROD, &[ALLOW]).await;
+    let api: SocketAddr = plane.url.trim_start_matches("https://").parse().unwrap();
+    let gate = Gate::to(api).await;
+    gate.close();
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = Guard::start(
+        &kube_config(NODE, &plane.kubeconfig_via(gate.addr), 0, ""),
+        emu.addr,
+    )
+    .await;
+
+    // No list yet: alive, not ready, and pods are told to retry rather than refused.
+    for _ in 0..10 {
+        assert_eq!(get(TEST, guard.admin, "/readyz").await.status, 503);
+        assert_eq!(get(TEST, guard.admin, "/healthz").await.status, 200);
+        let answer = get(LABELLED, guard.proxy, "/latest/meta-data/instance-id").await;
+        assert_eq!(answer.status, 503, "{}", answer.text());
+        assert_eq!(answer.json()["reason"], "not-ready");
+        assert_eq!(answer.headers["retry-after"], "1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        plane.requests_from(GUARD_AGENT).is_empty(),
+        "the gate let a request through"
+    );
+
+    gate.open();
+    wait_ready(&guard).await;
+    until_reason(&guard, LABELLED, "allowed", Duration::from_secs(5)).await;
+    until_reason(&guard, PROD, "unknown-source", Duration::from_secs(5)).await;
+
+    // As the API server recorded them: pods only, listed and watched, always for this node; no rule
+    // uses namespace labels, so namespaces are never asked for.
+    let requests = plane.requests_from(GUARD_AGENT);
+    let verbs: Vec<&str> = requests.iter().map(|r| r.verb.as_str()).collect();
+    assert!(
+        verbs.contains(&"list") && verbs.contains(&"watch"),
+        "{requests:#?}"
+    );
+    for Audited { verb, uri, code } in &requests {
+        assert!(uri.starts_with("/api/v1/pods?"), "{verb} {uri}");
+        assert_eq!(
+            query_value(uri, "fieldSelector").as_deref(),
+            Some("spec.nodeName=node-a"),
+            "{verb} {uri}"
+        );
+        assert_eq!(*code, 200, "{verb} {uri}");
+    }
+    guard.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_just_before_the_pods_address_arrives_waits_for_it() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let pods: Api<Pod> = Api::namespaced(plane.client().await, "default");
+    let emu = emulator(EmulatorOptions::default()).await;
+    // A grace of 2 s for addresses the index does not know yet.
+    let guard = Guard::start(&kube_config(NODE, &plane.kubeconfig, 2000, ""), emu.addr).await;
+    wait_ready(&guard).await;
+
+    let proxy = guard.proxy;
+    let early =
+        tokio::spawn(async move { get(STRANGER, proxy, "/latest/meta-data/instance-id").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The pod is scheduled and its kubelet reports the address while the request waits.
+    running_pod(&pods, "new", NODE, STRANGER, &[ALLOW]).await;
+    let answer = early.await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+
+    // Without a pod, an unknown address is refused once the grace is over.
+    let started = Instant::now();
+    let answer = get("127.0.0.10", guard.proxy, "/latest/meta-data/instance-id").await;
+    assert_eq!(answer.json()["reason"], "unknown-source");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    guard.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn explain_lists_the_node_once_and_never_watches() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let pods: Api<Pod> = Api::namespaced(plane.client().await, "default");
+    running_pod(&pods, "web", NODE, "10.1.2.3", &[ALLOW]).await;
+    running_pod(&pods, "elsewhere", "node-b", "10.1.2.4", &[ALLOW]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        kube_config(NODE, &plane.kubeconfig, 0, "").replace("{upstream}", "http://169.254.169.254"),
+    )
+    .unwrap();
+    let explain = |source: &'static str| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+                .args(["explain", "--config"])
+                .arg(&config)
+                .args(["--source", source, "--path", "/latest/meta-data/"])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = explain("10.1.2.3").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("decision: allow") && text.contains("pod:      default/web"),
+        "{text}"
+    );
+    let out = explain("10.1.2.4").await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reason:   unknown-source"), "{text}");
+
+    // Two runs, one node-scoped list each, and nothing else.
+    let requests = plane.requests_from(GUARD_AGENT);
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    for r in &requests {
+        assert_eq!(r.verb, "list", "{r:?}");
+        assert_eq!(
+            query_value(&r.uri, "fieldSelector").as_deref(),
+            Some("spec.nodeName=node-a"),
+            "{r:?}"
+        );
+    }
 }

@@ -68,7 +68,17 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeError> {
             .await
             .map_err(|e| KubeError::Config(e.to_string()))?,
     };
-    Client::try_from(config).map_err(KubeError::Api)
+    Client::try_from(with_user_agent(config)).map_err(KubeError::Api)
+}
+
+/// Every request to the API names the guard and its version (`imds-guard/0.x.y`), so its requests
+/// can be told apart in the API server's audit log.
+fn with_user_agent(mut config: kube::Config) -> kube::Config {
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("imds-guard/", env!("CARGO_PKG_VERSION"))),
+    ));
+    config
 }
 
 /// The field selector that keeps every pod request node-scoped.

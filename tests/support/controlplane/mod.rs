@@ -112,6 +112,14 @@ impl ControlPlane {
         let sa_key = write(pki, "sa.key", &sa.serialize_pem());
         let sa_pub = write(pki, "sa.pub", &sa.public_key_pem());
 
+        // Every request's metadata (who, verb, URI, answer), for tests that count requests.
+        let audit_policy = write(
+            pki,
+            "audit-policy.yaml",
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n\
+             rules:\n- level: Metadata\n",
+        );
+
         let mut processes = Vec::new();
         let (client, peer) = (free_port(), free_port());
         let etcd = Command::new(bin.join("etcd"))
@@ -156,6 +164,12 @@ impl ControlPlane {
             // Watches are served from etcd, so "too old" is decided by etcd's compaction, which
             // the tests trigger themselves (`compact`).
             .arg("--watch-cache=false")
+            .arg(format!("--audit-policy-file={}", audit_policy.display()))
+            .arg(format!(
+                "--audit-log-path={}",
+                pki.join("audit.log").display()
+            ))
+            .arg("--audit-log-mode=blocking")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(pki.join("apiserver.log")).unwrap())
             .spawn()
@@ -233,6 +247,27 @@ impl ControlPlane {
         let _ = apiserver.wait();
     }
 
+    /// The requests the API server's audit log holds from clients whose `User-Agent` starts with
+    /// `agent`, in order, each once (a watch is logged when it starts and again when it ends).
+    pub fn requests_from(&self, agent: &str) -> Vec<Audited> {
+        let log = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        log.lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("audit event"))
+            .filter(|event| {
+                event["userAgent"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with(agent))
+            })
+            .filter(|event| seen.insert(event["auditID"].as_str().unwrap_or_default().to_owned()))
+            .map(|event| Audited {
+                verb: event["verb"].as_str().unwrap_or_default().to_owned(),
+                uri: event["requestURI"].as_str().unwrap_or_default().to_owned(),
+                code: event["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
+            })
+            .collect()
+    }
+
     /// A kube client with the admin identity.
     pub async fn client(&self) -> kube::Client {
         let config = kube::Config::from_custom_kubeconfig(
@@ -269,6 +304,19 @@ impl ControlPlane {
         }
     }
 }
+
+/// One request as the API server's audit log recorded it.
+#[derive(Debug, Clone)]
+pub struct Audited {
+    /// `list`, `watch`, `get`, `patch`, ...
+    pub verb: String,
+    /// Path and query, as sent.
+    pub uri: String,
+    pub code: u16,
+}
+
+/// What the guard sends as its `User-Agent`.
+pub const GUARD_AGENT: &str = "imds-guard/";
 
 /// Creates a pod on `node` with `labels`, then gives it `ip` and phase Running.
 pub async fn running_pod(
