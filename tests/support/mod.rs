@@ -378,8 +378,6 @@ pub fn config(extra: &str) -> String {
     format!("[upstream]\nurl = \"{{upstream}}\"\nconnect_timeout_ms = 500\ntimeout_ms = 1500\n{extra}\n{SEED}")
 }
 
-/// A loopback port that was free a moment ago (bound, then released), for child processes that
-/// take their addresses from a config file.
 /// A config for the guard on `node` with the Kubernetes source reached through `kubeconfig`, the
 /// seed rule and `extra_rules`; `{upstream}` is left for [`Guard::start`].
 pub fn kube_config(
@@ -409,6 +407,8 @@ allow = ["/latest/**"]
     )
 }
 
+/// A loopback port that was free a moment ago (bound, then released), for child processes that
+/// take their addresses from a config file.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -71,8 +71,23 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver and waits until the API server is ready (60 s at most).
+    /// Ports are picked free and may be taken by another test before the programs bind them: then
+    /// it starts again on others.
     pub async fn start() -> ControlPlane {
         let bin = binaries();
+        let mut attempts = 0;
+        loop {
+            match ControlPlane::start_once(&bin).await {
+                Ok(plane) => return plane,
+                Err(log) if log.contains("address already in use") && attempts < 3 => {
+                    attempts += 1;
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+    }
+
+    async fn start_once(bin: &Path) -> Result<ControlPlane, String> {
         let dir = tempfile::tempdir().unwrap();
         let pki = dir.path();
 
@@ -196,8 +211,8 @@ impl ControlPlane {
             kubeconfig,
             etcd: SocketAddr::from(([127, 0, 0, 1], client)),
         };
-        plane.wait_ready().await;
-        plane
+        plane.wait_ready().await?;
+        Ok(plane)
     }
 
     /// Compacts etcd's history up to `revision` (a resourceVersion): watches from before it get
@@ -279,21 +294,21 @@ impl ControlPlane {
         kube::Client::try_from(config).unwrap()
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let client = self.client().await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             for (child, log) in self.processes.iter_mut().zip(["etcd.log", "apiserver.log"]) {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
+                    return Err(format!(
                         "{log}: exited ({status}):\n{}",
                         std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default()
-                    );
+                    ));
                 }
             }
             let request = http::Request::get("/readyz").body(Vec::new()).unwrap();
             match client.request_text(request).await {
-                Ok(text) if text.trim() == "ok" => return,
+                Ok(text) if text.trim() == "ok" => return Ok(()),
                 _ if Instant::now() > deadline => panic!(
                     "kube-apiserver not ready after 60 s; its log:\n{}",
                     std::fs::read_to_string(self.dir.path().join("apiserver.log"))
