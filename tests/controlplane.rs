@@ -401,3 +401,48 @@ async fn explain_lists_the_node_once_and_never_watches() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_node_with_more_pods_than_a_page_is_listed_in_pages_and_held_whole() {
+    use futures::StreamExt as _;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let pods: Api<Pod> = Api::namespaced(plane.client().await, "default");
+    // 1,100 pods on this node: three pages of the watcher's 500.
+    futures::stream::iter(0..1100u32)
+        .for_each_concurrent(16, |i| {
+            let pods = pods.clone();
+            async move {
+                let ip = format!("10.0.{}.{}", i / 250, i % 250 + 1);
+                running_pod(&pods, &format!("p{i}"), NODE, &ip, &[]).await;
+            }
+        })
+        .await;
+    running_pod(&pods, "labelled", NODE, LABELLED, &[ALLOW]).await;
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = ready_guard(&plane, &emu, "").await;
+    until_reason(&guard, LABELLED, "allowed", Duration::from_secs(5)).await;
+    let metrics = get(TEST, guard.admin, "/metrics").await.text();
+    assert!(
+        metrics.contains("imds_guard_inventory_pods 1101\n"),
+        "{metrics}"
+    );
+    let lists: Vec<Audited> = plane
+        .requests_from(GUARD_AGENT)
+        .into_iter()
+        .filter(|r| r.verb == "list")
+        .collect();
+    assert_eq!(lists.len(), 3, "{lists:#?}");
+    assert!(lists
+        .iter()
+        .all(|r| query_value(&r.uri, "limit").as_deref() == Some("500")));
+    assert_eq!(
+        lists
+            .iter()
+            .filter(|r| query_value(&r.uri, "continue").is_some())
+            .count(),
+        2,
+        "{lists:#?}"
+    );
+    guard.stop().await.unwrap();
+}
