@@ -23,6 +23,8 @@ fn event() -> Event<'static> {
         imds_version: "v2",
         upstream_ms: None,
         error: None,
+        cache: None,
+        token: Some("valid"),
         bytes: 112,
         duration_ms: 0.042,
     }

@@ -36,6 +36,12 @@ pub struct Event<'a> {
     pub upstream_ms: Option<f64>,
     /// Set when forwarding failed: `upstream-unreachable`, `upstream-timeout`, …
     pub error: Option<&'static str>,
+    /// `hit`, `miss` (this request asked the service) or `shared` (it waited for another's
+    /// identical miss) when the cache took part; null otherwise.
+    pub cache: Option<&'static str>,
+    /// With guard tokens: `issued` for a token request, else what the pod's token was (`valid`,
+    /// `invalid`, `expired`); null when it sent none, and with passthrough tokens. Never the token.
+    pub token: Option<&'static str>,
     /// Body bytes sent to the client.
     pub bytes: usize,
     /// Whole time spent on the request in the guard.
@@ -74,6 +80,10 @@ impl Event<'_> {
         json_value(out, &self.upstream_ms);
         out.extend_from_slice(b",\"error\":");
         json_opt_str(out, self.error);
+        out.extend_from_slice(b",\"cache\":");
+        json_opt_str(out, self.cache);
+        out.extend_from_slice(b",\"token\":");
+        json_opt_str(out, self.token);
         let _ = write!(out, ",\"bytes\":{},\"duration_ms\":", self.bytes);
         json_value(out, &self.duration_ms);
         out.extend_from_slice(b"}\n");

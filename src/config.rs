@@ -17,9 +17,11 @@ use crate::index::Pod;
 use crate::policy::pattern::PathPattern;
 use crate::policy::{Imdsv2, Policy, Rule, Selector};
 
+mod front;
 mod self_pod;
 mod server;
 mod validate;
+pub use front::{Cache, Limits, TokenIssuer};
 pub use self_pod::SelfPod;
 pub use server::{expand_env, Mode, Server, AUTO_WORKERS_MAX};
 
@@ -37,6 +39,14 @@ pub struct Config {
     /// `run --remove-startup-taint KEY`: the taint removed from the node once the guard protects
     /// it (see [`Config::remove_startup_taint`]).
     pub startup_taint: Option<String>,
+    /// `[imdsv2] tokens`: who issues pods' tokens.
+    pub tokens: TokenIssuer,
+    /// `[imdsv2] token_key_file`: the key that seals guard tokens; random per start when unset.
+    pub token_key_file: Option<PathBuf>,
+    /// `[cache]`, when enabled.
+    pub cache: Option<Cache>,
+    /// `[limits]`.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -212,6 +222,8 @@ struct RawImdsv2 {
     max_token_ttl_seconds: u32,
     /// Wide, so that out-of-range values get the range in the message, not a type error.
     hop_limit: Option<i64>,
+    tokens: TokenIssuer,
+    token_key_file: Option<PathBuf>,
 }
 
 impl Default for RawImdsv2 {
@@ -220,6 +232,8 @@ impl Default for RawImdsv2 {
             require_tokens: false,
             max_token_ttl_seconds: MAX_TOKEN_TTL_SECONDS,
             hop_limit: None,
+            tokens: TokenIssuer::Guard,
+            token_key_file: None,
         }
     }
 }
@@ -283,6 +297,8 @@ struct RawConfig {
     imdsv2: RawImdsv2,
     rules: Vec<RawRule>,
     netfilter: Netfilter,
+    cache: front::RawCache,
+    limits: front::RawLimits,
 }
 
 /// Why a config was refused.

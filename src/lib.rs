@@ -40,7 +40,7 @@
 //! AWS-faithful IMDS used as the upstream for local runs, tests and benchmarks.
 #![forbid(unsafe_code)]
 
-pub use imds_guard_core::{disposition, imds, index, policy, target};
+pub use imds_guard_core::{bucket, cache, disposition, imds, index, policy, target};
 
 pub mod admin;
 pub mod audit;
@@ -48,6 +48,7 @@ pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod file_watch;
+pub mod front;
 pub mod inventory;
 pub mod limits;
 pub mod listen;

@@ -42,6 +42,19 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+/// Labels of the metadata front's counters: a result (`hit`, `miss`, `shared`; `ok`, `failed`;
+/// `valid`, `invalid`, `expired`) or a scope (`pod`, `upstream`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+/// Labels of the rate-limit counter: `pod` or `upstream`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabels {
+    pub scope: &'static str,
+}
+
 /// Every metric the guard exports.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +77,23 @@ pub struct Metrics {
     pub connections_refused: Family<LimitLabels, Counter>,
     /// Audit lines dropped because stdout's reader fell behind (0 in a healthy setup).
     pub audit_dropped_lines: Gauge,
+    /// Cacheable reads by result: `hit`, `miss` (this request asked the service), `shared` (it
+    /// waited for another request's identical miss).
+    pub cache_requests: Family<ResultLabels, Counter>,
+    /// Answers held by the cache.
+    pub cache_entries: Gauge,
+    /// Credentials refetched in the background before they were due, by result.
+    pub cache_refreshes: Family<ResultLabels, Counter>,
+    /// Requests refused for going over a limit, by scope (`pod`, `upstream`).
+    pub rate_limited: Family<ScopeLabels, Counter>,
+    /// Tokens the guard issued to pods.
+    pub tokens_issued: Counter,
+    /// Guard tokens presented by pods, by result (`valid`, `invalid`, `expired`).
+    pub token_checks: Family<ResultLabels, Counter>,
+    /// The guard's own token with the service: fetches by result.
+    pub upstream_token_fetches: Family<ResultLabels, Counter>,
+    /// When the guard's own token with the service expires (Unix seconds; 0 before the first).
+    pub upstream_token_expiry: Gauge,
 }
 
 impl Metrics {
@@ -143,8 +173,64 @@ impl Metrics {
             "Audit lines dropped because the reader of stdout fell behind",
             audit_dropped_lines.clone(),
         );
+        let cache_requests = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "cache_requests",
+            "Cacheable reads by result (hit, miss, shared)",
+            cache_requests.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_entries",
+            "Answers held by the cache",
+            cache_entries.clone(),
+        );
+        let cache_refreshes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "cache_refreshes",
+            "Credentials refetched in the background before they were due, by result (ok, failed)",
+            cache_refreshes.clone(),
+        );
+        let rate_limited = Family::<ScopeLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused for going over a limit, by scope (pod, upstream)",
+            rate_limited.clone(),
+        );
+        let tokens_issued = Counter::default();
+        registry.register(
+            "tokens_issued",
+            "IMDSv2 tokens the guard issued to pods",
+            tokens_issued.clone(),
+        );
+        let token_checks = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "token_checks",
+            "Guard tokens presented by pods, by result (valid, invalid, expired)",
+            token_checks.clone(),
+        );
+        let upstream_token_fetches = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "upstream_token_fetches",
+            "The guard's own token requests to the metadata service, by result (ok, failed)",
+            upstream_token_fetches.clone(),
+        );
+        let upstream_token_expiry = Gauge::default();
+        registry.register(
+            "upstream_token_expiry_seconds",
+            "When the guard's own token with the metadata service expires, in Unix seconds",
+            upstream_token_expiry.clone(),
+        );
         Self {
             registry,
+            cache_requests,
+            cache_entries,
+            cache_refreshes,
+            rate_limited,
+            tokens_issued,
+            token_checks,
+            upstream_token_fetches,
+            upstream_token_expiry,
             audit_dropped_lines,
             connections_refused,
             inventory_ready,

@@ -95,6 +95,19 @@ impl Forward for Upstream {
     }
 }
 
+/// A shared forwarder forwards as what it shares (so a test's fake can be cloned into the tasks
+/// that refresh the cache).
+impl<T: Forward> Forward for Arc<T> {
+    fn send(
+        &self,
+        method: http::Method,
+        target: http::Uri,
+        headers: HeaderMap,
+    ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
+        (**self).send(method, target, headers)
+    }
+}
+
 /// A complete upstream answer.
 #[derive(Debug)]
 pub struct Answer {

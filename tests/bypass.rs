@@ -22,7 +22,9 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use support::{connect_from, recorder_answering, Guard, Recorder, Seen, ECHO_USER_AGENT};
+use support::{
+    connect_from, passthrough, recorder_answering, Guard, Recorder, Seen, ECHO_USER_AGENT,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The pod allowed `/latest/meta-data/**` minus `iam/**`.
@@ -79,6 +81,12 @@ allow = ["/latest/**"]
 
 fn pod_config() -> String {
     config(r#""/latest/meta-data/**""#, r#""/latest/meta-data/iam/**""#)
+}
+
+/// [`pod_config`] with the service's own tokens passing through: every allowed request reaches
+/// the recorder as sent, so what it saw is what was forwarded.
+fn passthrough_config() -> String {
+    passthrough(&pod_config())
 }
 
 fn is_user_data(segments: &[String]) -> bool {
@@ -386,7 +394,7 @@ impl Conn {
 #[tokio::test]
 async fn pipelined_requests_are_decided_one_by_one() {
     let rec = recorder_answering(Duration::ZERO, Arc::new(answer_like_imds)).await;
-    let guard = Guard::start(&pod_config(), rec.addr).await;
+    let guard = Guard::start(&passthrough_config(), rec.addr).await;
     let pipelined = [
         corpus_get(ALLOWED),
         corpus_get("/latest/user-data"),
@@ -405,7 +413,7 @@ async fn pipelined_requests_are_decided_one_by_one() {
 #[tokio::test]
 async fn sequential_requests_on_one_connection_are_decided_one_by_one() {
     let rec = recorder_answering(Duration::ZERO, Arc::new(answer_like_imds)).await;
-    let guard = Guard::start(&pod_config(), rec.addr).await;
+    let guard = Guard::start(&passthrough_config(), rec.addr).await;
     let mut conn = Conn::open(POD, guard.proxy).await;
     for (path, want) in [
         (ALLOWED, 200),
@@ -431,7 +439,7 @@ async fn concurrent_pods_never_get_each_others_answers() {
     const CONNECTIONS: usize = 6;
     const REQUESTS: usize = 12;
     let rec = recorder_answering(Duration::from_millis(3), Arc::new(answer_like_imds)).await;
-    let guard = Arc::new(Guard::start(&pod_config(), rec.addr).await);
+    let guard = Arc::new(Guard::start(&passthrough_config(), rec.addr).await);
     let mut tasks = tokio::task::JoinSet::new();
     for pod in [POD, INSPECTOR, STRANGER] {
         for c in 0..CONNECTIONS {

@@ -13,7 +13,15 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "core",
-        &["disposition", "imds", "index", "policy", "target"],
+        &[
+            "bucket",
+            "cache",
+            "disposition",
+            "imds",
+            "index",
+            "policy",
+            "target",
+        ],
     ),
     ("config", &["config"]),
     (
@@ -22,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "audit",
             "emulator",
             "file_watch",
+            "front",
             "inventory",
             "limits",
             "listen",

@@ -76,7 +76,8 @@ fn value(series: &BTreeMap<String, f64>, key: &str) -> f64 {
 #[tokio::test]
 async fn counters_move_with_traffic() {
     let emu = emulator(EmulatorOptions::default()).await;
-    let guard = Guard::start(&config(""), emu.addr).await;
+    // Every allowed read forwarded (the cache's counters: tests/front.rs).
+    let guard = Guard::start(&passthrough(&config("")), emu.addr).await;
     let (_, before) = scrape(&guard).await;
     assert_eq!(value(&before, "imds_guard_inventory_pods"), 3.0);
     assert_eq!(value(&before, "imds_guard_inventory_ready"), 1.0);

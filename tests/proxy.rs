@@ -114,8 +114,9 @@ async fn per_path_rules() {
 }
 
 #[tokio::test]
-async fn imdsv2_token_flow() {
-    let (guard, _emu) = seed_guard("[imdsv2]\nmax_token_ttl_seconds = 900").await;
+async fn imdsv2_token_flow_with_passthrough_tokens() {
+    // The service's tokens, through the guard (the guard's own are in tests/front.rs).
+    let (guard, _emu) = seed_guard(&passthrough("[imdsv2]\nmax_token_ttl_seconds = 900")).await;
 
     let put = request(
         PROD,
@@ -207,7 +208,11 @@ async fn imdsv2_token_flow() {
 #[tokio::test]
 async fn require_tokens_answers_401_and_forwards_nothing() {
     let rec = recorder(Duration::ZERO).await;
-    let guard = Guard::start(&config("[imdsv2]\nrequire_tokens = true"), rec.addr).await;
+    let guard = Guard::start(
+        &passthrough(&config("[imdsv2]\nrequire_tokens = true")),
+        rec.addr,
+    )
+    .await;
 
     let answer = get(PROD, guard.proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(answer.status, 401);
@@ -243,7 +248,8 @@ async fn require_tokens_answers_401_and_forwards_nothing() {
 #[tokio::test]
 async fn forwarded_requests_are_clean() {
     let rec = recorder(Duration::ZERO).await;
-    let guard = Guard::start(&config(""), rec.addr).await;
+    // The pod's token goes through as it is (guard tokens: tests/front.rs).
+    let guard = Guard::start(&passthrough(&config("")), rec.addr).await;
     let answer = request(
         PROD,
         guard.proxy,

@@ -71,8 +71,17 @@ node_name = "{NODE}"
 kubeconfig = "{}"
 unknown_source_grace_ms = 1000
 
+# The service's own tokens pass through: the judge knows the policy, not which pod a guard token
+# was bound to (a pod replaced at the same address makes its predecessor's tokens invalid).
 [imdsv2]
 require_tokens = false
+tokens = "passthrough"
+
+# The soak judges decisions, not limits: 32 clients speak as 50 pods far faster than any pod's
+# rate (the limits have their own tests in tests/front.rs).
+[limits]
+pod_requests_per_second = 0
+upstream_requests_per_second = 0
 
 [[rules]]
 name = "node-metadata-lookup"

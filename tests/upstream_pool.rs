@@ -84,7 +84,7 @@ async fn many_at_once(guard: &Guard, n: usize) -> Vec<u16> {
 #[tokio::test]
 async fn connections_to_the_service_are_capped_and_reused() {
     let (up, counts) = counting_upstream(Duration::from_millis(100)).await;
-    let guard = Guard::start(&config("max_connections = 2"), up).await;
+    let guard = Guard::start(&passthrough(&config("max_connections = 2")), up).await;
 
     // Twelve pods' requests at once, each on its own client connection: all answered, never more
     // than two at a time upstream, over no more than two connections.
@@ -133,7 +133,7 @@ async fn closes_after_answering(linger: Duration) -> (std::net::SocketAddr, Arc<
 #[tokio::test]
 async fn a_connection_the_service_closed_is_never_used_again() {
     let (up, accepted) = closes_after_answering(Duration::from_millis(20)).await;
-    let guard = Guard::start(&config(""), up).await;
+    let guard = Guard::start(&passthrough(&config("")), up).await;
     for round in 0..5 {
         let answer = get(PROD, guard.proxy, "/latest/meta-data/instance-id").await;
         assert_eq!(answer.status, 200, "round {round}: {}", answer.text());

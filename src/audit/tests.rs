@@ -44,6 +44,8 @@ fn event(path: &str) -> Event<'_> {
         imds_version: "v1",
         upstream_ms: Some(0.5),
         error: None,
+        cache: Some("hit"),
+        token: None,
         bytes: 10,
         duration_ms: 0.6,
     }

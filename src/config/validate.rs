@@ -57,6 +57,16 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             )),
         },
     };
+    front::check_key_file(&raw.imdsv2.token_key_file)?;
+    let tokens = raw.imdsv2.tokens;
+    if tokens == TokenIssuer::Passthrough && raw.imdsv2.token_key_file.is_some() {
+        return Err(invalid(
+            "imdsv2.token_key_file",
+            "only guard tokens are sealed with a key: set [imdsv2] tokens = \"guard\" or remove it",
+        ));
+    }
+    let cache = front::validate_cache(raw.cache, tokens)?;
+    let limits = front::validate_limits(raw.limits)?;
     let rules = validate_rules(raw.rules)?;
     validate_netfilter(&raw.netfilter, raw.server.listen)?;
     Ok(Config {
@@ -68,6 +78,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         netfilter: raw.netfilter,
         token_hop_limit,
         startup_taint: None,
+        tokens,
+        token_key_file: raw.imdsv2.token_key_file,
+        cache,
+        limits,
     })
 }
 

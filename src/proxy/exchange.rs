@@ -44,8 +44,12 @@ pub(super) struct Exchange<'r> {
     upstream_ms: Option<f64>,
     /// Why forwarding failed, when it did.
     error: Option<&'static str>,
-    /// The answer carries a token from the service (so the hop limit applies to it).
+    /// The answer carries a token (so the hop limit applies to it).
     pub carried_token: bool,
+    /// `hit`, `miss` or `shared` when the cache took part.
+    pub cache: Option<&'static str>,
+    /// Guard tokens: `issued`, or what the pod's token was (`valid`, `invalid`, `expired`).
+    pub token: Option<&'static str>,
 }
 
 impl<'r> Exchange<'r> {
@@ -73,6 +77,8 @@ impl<'r> Exchange<'r> {
             upstream_ms: None,
             error: None,
             carried_token: false,
+            cache: None,
+            token: None,
         }
     }
 
@@ -140,6 +146,8 @@ impl<'r> Exchange<'r> {
             imds_version: self.imds_version,
             upstream_ms: self.upstream_ms,
             error: self.error,
+            cache: self.cache,
+            token: self.token,
             bytes,
             duration_ms: millis(elapsed),
         });

@@ -8,6 +8,7 @@
 //! carried to its audit line.
 
 mod exchange;
+mod front;
 mod relay;
 #[cfg(test)]
 mod tests;
@@ -15,7 +16,7 @@ mod tests;
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -47,9 +48,11 @@ pub struct Proxy<U = Upstream> {
     /// How long a request from an unknown address waits for the inventory to learn it (the pod
     /// may have started a moment before the watch delivered it). Zero for static inventories.
     pub unknown_source_grace: Duration,
+    /// Guard tokens, the cache and the limits, shared by every worker.
+    pub front: Arc<crate::front::Front>,
 }
 
-impl<U: Forward> Proxy<U> {
+impl<U: Forward + Clone> Proxy<U> {
     /// Handles one request from `peer`. Never fails: every problem becomes an answer. With the
     /// answer comes the IP TTL it must leave with, when it carries a token and `[imdsv2]
     /// hop_limit` is set.
@@ -119,6 +122,46 @@ impl<U: Forward> Proxy<U> {
         exchange.decided(&decision, disposal);
         if !disposal.forwards() {
             return exchange.answer(Refusal::Denied(decision.reason));
+        }
+        // Allowed (or forwarded in audit mode): within the pod's rate?
+        let holder = front::holder(&lookup, exchange);
+        if !self.front.limits.admit_pod(&holder, Instant::now()) {
+            front::limited(&self.metrics, crate::front::Scope::Pod);
+            return exchange.refuse(Reason::RateLimited);
+        }
+        if let Some(issuer) = &self.front.issuer {
+            if facts.kind == Kind::TokenRequest {
+                return front::issue_token(
+                    issuer,
+                    exchange,
+                    request,
+                    &decision,
+                    &holder,
+                    &self.metrics,
+                );
+            }
+            if let Some(refused) =
+                front::check_token(issuer, exchange, request, &holder, &self.metrics)
+            {
+                return refused;
+            }
+            return front::read(
+                &self.front,
+                &self.upstream,
+                &self.metrics,
+                exchange,
+                request,
+                path,
+                disposal,
+            )
+            .await;
+        }
+
+        // Passthrough tokens: the pod's request goes to the service as it is, within the node's
+        // budget.
+        if !self.front.limits.admit_upstream(Instant::now()) {
+            front::limited(&self.metrics, crate::front::Scope::Upstream);
+            return exchange.refuse(Reason::RateLimited);
         }
 
         let mut headers = forwarded_headers(request.headers());

@@ -70,6 +70,18 @@ pub(super) fn forwarded_headers(incoming: &HeaderMap) -> HeaderMap {
 
 /// The upstream answer as the client gets it, without connection-level headers.
 pub(super) fn relay(answer: Answer, granted_ttl: Option<u32>) -> Response<Full<Bytes>> {
+    let (status, headers, body) = relay_parts(answer, granted_ttl);
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// [`relay`]'s answer in parts, for keeping.
+pub(super) fn relay_parts(
+    answer: Answer,
+    granted_ttl: Option<u32>,
+) -> (http::StatusCode, HeaderMap, Bytes) {
     let Answer {
         status,
         mut headers,
@@ -99,8 +111,5 @@ pub(super) fn relay(answer: Answer, granted_ttl: Option<u32>) -> Response<Full<B
             .entry(TOKEN_TTL)
             .or_insert_with(|| HeaderValue::from(ttl));
     }
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
+    (status, headers, body)
 }

@@ -58,6 +58,8 @@ pub enum RunError {
     Netfilter(#[from] NetfilterError),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    TokenKey(#[from] crate::front::KeyError),
     #[error("cannot start the proxy's threads: {0}")]
     Workers(std::io::Error),
     #[error("server task failed: {0}")]
@@ -78,6 +80,8 @@ pub async fn run(
     let mut serving = tokio::task::JoinSet::new();
     let (stop, stopped) = stop_signal();
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    // The token key first: a key file that cannot be read stops the start before anything else.
+    let front = crate::front::Front::start(&config, &metrics)?;
 
     // 1. Interception, before anything is served: pods that connect meanwhile wait in the
     //    listen backlog.
@@ -136,6 +140,8 @@ pub async fn run(
         mode = ?config.server.mode,
         rules = config.policy.rules().len(),
         workers = config.server.worker_threads(),
+        tokens = config.tokens.as_str(),
+        cache = config.cache.is_some(),
         "imds-guard serving"
     );
     let shared = workers::Shared {
@@ -144,6 +150,7 @@ pub async fn run(
         audit: Arc::clone(&options.audit),
         metrics: Arc::clone(&metrics),
         unknown_source_grace: inventory.unknown_source_grace,
+        front,
     };
     let proxy = workers::start(&config, shared, listeners.proxy, stopped(), grace)
         .map_err(RunError::Workers)?;

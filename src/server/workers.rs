@@ -53,6 +53,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// See [`Proxy::unknown_source_grace`].
     pub unknown_source_grace: Duration,
+    /// See [`Proxy::front`].
+    pub front: Arc<crate::front::Front>,
 }
 
 /// Starts `[server] workers` threads, each with its own proxy and its own share of the upstream
@@ -78,6 +80,7 @@ pub fn start(
                 audit: Arc::clone(&shared.audit),
                 metrics: Arc::clone(&shared.metrics),
                 unknown_source_grace: shared.unknown_source_grace,
+                front: Arc::clone(&shared.front),
             })
         })
         .collect();

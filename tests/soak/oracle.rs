@@ -321,9 +321,18 @@ pub fn judge(sent: &Sent, line: &Line, world: &World<'_>) -> Result<(), String> 
             Some(pod)
         }
         (None, None) => {
+            // A malformed request is answered without waiting for the index, which learns of a
+            // new pod through the watch: such a request may find no pod for as long after the
+            // pod's creation as the watch may lag. Every other request waits for it.
+            let lag = if line.reason == "bad-request" {
+                WATCH_LAG_ALLOWANCE
+            } else {
+                Duration::ZERO
+            };
             let had_no_pod = world.gaps.get(&sent.src).is_some_and(|gaps| {
-                gaps.iter()
-                    .any(|(from, to)| *from <= sent.end && to.is_none_or(|to| to >= sent.start))
+                gaps.iter().any(|(from, to)| {
+                    *from <= sent.end && to.is_none_or(|to| to + lag >= sent.start)
+                })
             });
             if !had_no_pod {
                 return Err(format!(

@@ -428,3 +428,16 @@ pub async fn wait_listening(addr: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `text` with `[imdsv2] tokens = "passthrough"`: the service's own tokens pass through the guard,
+/// as before the guard issued its own (the tests of forwarding as such).
+pub fn passthrough(text: &str) -> String {
+    const SET: &str = "tokens = \"passthrough\"\n";
+    match text.find("[imdsv2]\n") {
+        Some(at) => {
+            let end = at + "[imdsv2]\n".len();
+            format!("{}{SET}{}", &text[..end], &text[end..])
+        }
+        None => format!("{text}\n[imdsv2]\n{SET}"),
+    }
+}

@@ -116,14 +116,17 @@ impl Refusal {
             Self::Denied(reason) => {
                 let status = match reason {
                     Reason::BadRequest => 400,
-                    Reason::TokenRequired => 401,
+                    Reason::TokenRequired | Reason::InvalidToken => 401,
                     Reason::MethodNotAllowed => 405,
+                    Reason::RateLimited => 429,
                     Reason::NotReady => 503,
                     _ => 403,
                 };
                 let allow = (reason == Reason::MethodNotAllowed).then_some(ALLOWED_METHODS);
-                // Not ready is temporary: ask well-behaved clients to come back shortly.
-                let retry_after = (reason == Reason::NotReady).then_some(1);
+                // Not ready and over a rate are temporary: ask well-behaved clients to come back
+                // shortly.
+                let retry_after =
+                    matches!(reason, Reason::NotReady | Reason::RateLimited).then_some(1);
                 (status, reason.as_str(), retry_after, allow)
             }
             Self::Upstream(failure) => {
@@ -222,6 +225,24 @@ mod tests {
                 "method-not-allowed",
             ),
             (
+                Refusal::Denied(Reason::InvalidToken),
+                401,
+                "unauthorized",
+                "invalid-token",
+            ),
+            (
+                Refusal::Denied(Reason::ForwardedTokenRequest),
+                403,
+                "forbidden",
+                "forwarded-token-request",
+            ),
+            (
+                Refusal::Denied(Reason::RateLimited),
+                429,
+                "too-many-requests",
+                "rate-limited",
+            ),
+            (
                 Refusal::Denied(Reason::NotReady),
                 503,
                 "unavailable",
@@ -274,6 +295,8 @@ mod tests {
         assert_eq!((d.allow, d.retry_after), (Some("GET, HEAD, PUT"), None));
         let d = Refusal::Denied(Reason::NotReady).disposition();
         assert_eq!((d.allow, d.retry_after), (None, Some(1)));
+        let d = Refusal::Denied(Reason::RateLimited).disposition();
+        assert_eq!((d.allow, d.retry_after), (None, Some(1)));
         let d = Refusal::ConnectionLimit.disposition();
         assert_eq!(d.retry_after, Some(1));
         let d = Refusal::Denied(Reason::PathNotAllowed).disposition();
@@ -308,6 +331,9 @@ mod tests {
             Reason::BadRequest,
             Reason::MethodNotAllowed,
             Reason::NotReady,
+            Reason::InvalidToken,
+            Reason::ForwardedTokenRequest,
+            Reason::RateLimited,
         ] {
             let deny = decision(Verdict::Deny, reason);
             assert_eq!(

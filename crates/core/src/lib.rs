@@ -15,6 +15,8 @@
 //! tests (`tests/layers.rs`) keeps it that way.
 #![forbid(unsafe_code)]
 
+pub mod bucket;
+pub mod cache;
 pub mod disposition;
 pub mod imds;
 pub mod index;

@@ -102,7 +102,7 @@ fn index() -> Index {
 }
 
 struct Harness {
-    proxy: Proxy<Fake>,
+    proxy: Proxy<Arc<Fake>>,
     audit: Arc<Memory>,
 }
 
@@ -112,13 +112,14 @@ fn harness(extra: &str, index: Index, script: Script) -> Harness {
     let proxy = Proxy {
         live: Arc::new(Live::new(&config)),
         inventory: Arc::new(index),
-        upstream: Fake {
+        upstream: Arc::new(Fake {
             script,
             sent: Mutex::new(Vec::new()),
-        },
+        }),
         audit: audit.clone(),
         metrics: Arc::new(Metrics::new()),
         unknown_source_grace: Duration::ZERO,
+        front: crate::front::Front::passthrough(),
     };
     Harness { proxy, audit }
 }

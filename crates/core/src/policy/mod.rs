@@ -138,6 +138,14 @@ pub enum Reason {
     MethodNotAllowed,
     TokenRequired,
     BadRequest,
+    /// A guard-issued token that is forged, expired, or issued to another pod (`[imdsv2] tokens =
+    /// "guard"`): refused, nothing forwarded.
+    InvalidToken,
+    /// A token request that says it came through a proxy (`X-Forwarded-For`), refused as the
+    /// service refuses it.
+    ForwardedTokenRequest,
+    /// Over the pod's request rate or the node's upstream budget (`[limits]`).
+    RateLimited,
 }
 
 impl Reason {
@@ -155,6 +163,9 @@ impl Reason {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::TokenRequired => "token-required",
             Self::BadRequest => "bad-request",
+            Self::InvalidToken => "invalid-token",
+            Self::ForwardedTokenRequest => "forwarded-token-request",
+            Self::RateLimited => "rate-limited",
         }
     }
 
@@ -170,7 +181,12 @@ impl Reason {
     pub fn audit_mode_may_forward(self) -> bool {
         !matches!(
             self,
-            Self::BadRequest | Self::MethodNotAllowed | Self::NotReady
+            Self::BadRequest
+                | Self::MethodNotAllowed
+                | Self::NotReady
+                | Self::InvalidToken
+                | Self::ForwardedTokenRequest
+                | Self::RateLimited
         )
     }
 }

@@ -1,0 +1,395 @@
+//! `[cache]`: answers of the metadata service kept for the node's pods, and one upstream request
+//! for many identical misses.
+//!
+//! Only a request the policy allowed ever reaches the cache. What may be kept is the core's
+//! [`CachePaths`](crate::cache::CachePaths): stable answers for `max_age`, credentials until
+//! `credentials_refresh` before their own `Expiration` (never past it). In the last stretch before
+//! that point a request is still answered from the cache, and the credentials are fetched again
+//! in the background, so a refresh never makes a pod wait. Only successful answers are kept.
+//!
+//! Misses for the same path that arrive while one is being fetched wait for that one exchange
+//! (single flight) and share its answer, a failure included; nothing failed is kept, so the next
+//! request asks again.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use lru::LruCache;
+use tokio::sync::watch;
+
+use crate::cache::CacheClass;
+use crate::config;
+use crate::disposition::UpstreamFailure;
+use crate::metrics::Metrics;
+
+/// An answer of the service as the guard relays it (connection headers already removed).
+#[derive(Debug)]
+pub struct Stored {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What a shared miss ends with: the answer, or why there was none.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Answer(Arc<Stored>),
+    Failed(UpstreamFailure),
+    /// The node's upstream budget was spent.
+    RateLimited,
+    /// The request that was fetching went away first (its client disconnected): ask again.
+    Abandoned,
+}
+
+/// What the cache holds for a path.
+pub enum Found {
+    Fresh(Arc<Stored>),
+    /// Still good; the caller should fetch it again in the background (and is the only one told).
+    Refresh(Arc<Stored>),
+    Missing,
+}
+
+struct Entry {
+    answer: Arc<Stored>,
+    /// Served until then.
+    fresh_until: Instant,
+    /// Fetched again in the background from then (credentials).
+    refresh_from: Option<Instant>,
+    /// A background fetch is under way.
+    refreshing: bool,
+}
+
+/// The cache and its flights.
+pub struct Cache {
+    settings: config::Cache,
+    entries: Mutex<LruCache<Box<str>, Entry>>,
+    flights: Mutex<HashMap<Box<str>, watch::Sender<Option<Outcome>>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Taking part in a miss.
+pub enum Join<'c> {
+    /// Nobody is fetching this path: the caller does, and tells the others through the lead.
+    Lead(Lead<'c>),
+    /// Someone is: wait for their outcome.
+    Follow(watch::Receiver<Option<Outcome>>),
+}
+
+/// The fetching request's side of a flight. Dropped without [`Lead::finish`], it tells the
+/// others to ask again.
+pub struct Lead<'c> {
+    cache: &'c Cache,
+    key: Box<str>,
+    done: bool,
+}
+
+impl Lead<'_> {
+    /// Hands `outcome` to every request waiting for this path.
+    pub fn finish(mut self, outcome: Outcome) {
+        self.done = true;
+        self.cache.land(&self.key, outcome);
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cache.land(&self.key, Outcome::Abandoned);
+        }
+    }
+}
+
+/// Waits for the outcome of someone else's fetch.
+pub async fn follow(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
+    match rx.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone().unwrap_or(Outcome::Abandoned),
+        Err(_) => Outcome::Abandoned,
+    }
+}
+
+impl Cache {
+    pub fn new(settings: config::Cache, metrics: Arc<Metrics>) -> Self {
+        let capacity = NonZeroUsize::new(settings.max_entries).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            settings,
+            entries: Mutex::new(LruCache::new(capacity)),
+            flights: Mutex::default(),
+            metrics,
+        }
+    }
+
+    /// How the answer for `path` may be kept.
+    pub fn class(&self, path: &crate::target::CanonicalPath) -> CacheClass {
+        self.settings.paths.class(path)
+    }
+
+    /// What is held for `key` at `now`.
+    pub fn get(&self, key: &str, now: Instant) -> Found {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = entries.get_mut(key) else {
+            return Found::Missing;
+        };
+        if now >= entry.fresh_until {
+            entries.pop(key);
+            self.metrics.cache_entries.set(entries.len() as i64);
+            return Found::Missing;
+        }
+        let answer = Arc::clone(&entry.answer);
+        match entry.refresh_from {
+            Some(from) if now >= from && !entry.refreshing => {
+                entry.refreshing = true;
+                Found::Refresh(answer)
+            }
+            _ => Found::Fresh(answer),
+        }
+    }
+
+    /// Keeps `answer` for `key` when it may be kept: a 200 of a cacheable class, and for
+    /// credentials only while they are far enough from their `Expiration`. Whether it was kept.
+    pub fn store(&self, key: &str, class: CacheClass, answer: &Arc<Stored>, now: Instant) -> bool {
+        if answer.status != StatusCode::OK {
+            self.refresh_failed(key);
+            return false;
+        }
+        let (fresh_until, refresh_from) = match class {
+            CacheClass::Never => return false,
+            CacheClass::Stable => (now + self.settings.max_age, None),
+            CacheClass::Credentials => {
+                let Some(left) = credentials_left(&answer.body, SystemTime::now()) else {
+                    self.refresh_failed(key);
+                    return false;
+                };
+                let Some(usable) = left.checked_sub(self.settings.credentials_refresh) else {
+                    self.refresh_failed(key);
+                    return false;
+                };
+                if usable.is_zero() {
+                    self.refresh_failed(key);
+                    return false;
+                }
+                let window = self.settings.credentials_refresh.min(usable / 2);
+                let fresh_until = now + usable;
+                (fresh_until, Some(fresh_until - window))
+            }
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.put(
+            key.into(),
+            Entry {
+                answer: Arc::clone(answer),
+                fresh_until,
+                refresh_from,
+                refreshing: false,
+            },
+        );
+        self.metrics.cache_entries.set(entries.len() as i64);
+        true
+    }
+
+    /// A background fetch for `key` came to nothing: the next request in the window may try.
+    pub fn refresh_failed(&self, key: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = entries.peek_mut(key) {
+            entry.refreshing = false;
+        }
+    }
+
+    /// Joins the fetch of `key` under way, or leads a new one.
+    pub fn join(&self, key: &str) -> Join<'_> {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flight) = flights.get(key) {
+            return Join::Follow(flight.subscribe());
+        }
+        let (tx, _) = watch::channel(None);
+        flights.insert(key.into(), tx);
+        Join::Lead(Lead {
+            cache: self,
+            key: key.into(),
+            done: false,
+        })
+    }
+
+    fn land(&self, key: &str, outcome: Outcome) {
+        let flight = self
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        if let Some(tx) = flight {
+            tx.send_replace(Some(outcome));
+        }
+    }
+}
+
+/// How long the credentials document in `body` is still good at `now`: from its `Expiration`
+/// (RFC 3339), when its `Code` is `Success`.
+pub fn credentials_left(body: &[u8], now: SystemTime) -> Option<Duration> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Document<'a> {
+        code: Option<&'a str>,
+        expiration: &'a str,
+    }
+    let doc: Document<'_> = serde_json::from_slice(body).ok()?;
+    if doc.code.is_some_and(|c| c != "Success") {
+        return None;
+    }
+    let expiration = humantime::parse_rfc3339_weak(doc.expiration).ok()?;
+    expiration.duration_since(now).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CachePaths;
+
+    fn cache(max_age: u64, refresh: u64) -> Cache {
+        Cache::new(
+            config::Cache {
+                max_age: Duration::from_secs(max_age),
+                credentials_refresh: Duration::from_secs(refresh),
+                max_entries: 2,
+                paths: CachePaths::default(),
+            },
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn ok(body: &str) -> Arc<Stored> {
+        Arc::new(Stored {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+        })
+    }
+
+    fn credentials(expires_in: Duration) -> Arc<Stored> {
+        let at = humantime::format_rfc3339_seconds(SystemTime::now() + expires_in);
+        ok(&format!(
+            r#"{{"Code":"Success","LastUpdated":"2026-01-01T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIA","SecretAccessKey":"s","Token":"t","Expiration":"{at}"}}"#
+        ))
+    }
+
+    fn is_fresh(found: Found) -> bool {
+        matches!(found, Found::Fresh(_))
+    }
+
+    #[test]
+    fn stable_answers_for_their_age_and_the_least_recent_go_first() {
+        let c = cache(300, 60);
+        let now = Instant::now();
+        assert!(c.store("/a", CacheClass::Stable, &ok("a"), now));
+        assert!(is_fresh(c.get("/a", now + Duration::from_secs(299))));
+        assert!(matches!(
+            c.get("/a", now + Duration::from_secs(300)),
+            Found::Missing
+        ));
+        c.store("/a", CacheClass::Stable, &ok("a"), now);
+        c.store("/b", CacheClass::Stable, &ok("b"), now);
+        c.get("/a", now);
+        c.store("/c", CacheClass::Stable, &ok("c"), now);
+        assert!(is_fresh(c.get("/a", now)) && is_fresh(c.get("/c", now)));
+        assert!(
+            matches!(c.get("/b", now), Found::Missing),
+            "max_entries = 2"
+        );
+    }
+
+    #[test]
+    fn only_successes_of_cacheable_classes_are_kept() {
+        let c = cache(300, 60);
+        let now = Instant::now();
+        let not_found = Arc::new(Stored {
+            status: StatusCode::NOT_FOUND,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        });
+        assert!(!c.store("/a", CacheClass::Stable, &not_found, now));
+        assert!(!c.store("/u", CacheClass::Never, &ok("u"), now));
+        assert!(!c.store("/r", CacheClass::Credentials, &ok("not json"), now));
+        assert!(!c.store(
+            "/r",
+            CacheClass::Credentials,
+            &ok(r#"{"Code":"Failure","Expiration":"2099-01-01T00:00:00Z"}"#),
+            now
+        ));
+    }
+
+    #[test]
+    fn credentials_until_the_refresh_point_with_a_background_refresh_before() {
+        let c = cache(300, 60);
+        let now = Instant::now();
+        // Good for an hour: kept 59 minutes at most, refreshed in the background in the last one.
+        assert!(c.store(
+            "/r",
+            CacheClass::Credentials,
+            &credentials(Duration::from_secs(3600)),
+            now
+        ));
+        assert!(is_fresh(c.get("/r", now + Duration::from_secs(3400))));
+        let window = now + Duration::from_secs(3490);
+        assert!(matches!(c.get("/r", window), Found::Refresh(_)));
+        assert!(is_fresh(c.get("/r", window)), "one refresh at a time");
+        c.refresh_failed("/r");
+        assert!(
+            matches!(c.get("/r", window), Found::Refresh(_)),
+            "tried again"
+        );
+        assert!(matches!(
+            c.get("/r", now + Duration::from_secs(3541)),
+            Found::Missing
+        ));
+        // Too close to their expiry to keep at all.
+        assert!(!c.store(
+            "/r",
+            CacheClass::Credentials,
+            &credentials(Duration::from_secs(59)),
+            now
+        ));
+    }
+
+    #[tokio::test]
+    async fn one_fetch_for_many_and_an_abandoned_one_lets_them_ask_again() {
+        let c = cache(300, 60);
+        let Join::Lead(lead) = c.join("/a") else {
+            panic!("first one leads")
+        };
+        let followers: Vec<_> = (0..3)
+            .map(|_| match c.join("/a") {
+                Join::Follow(rx) => rx,
+                Join::Lead(_) => panic!("a second leader"),
+            })
+            .collect();
+        lead.finish(Outcome::Answer(ok("a")));
+        for rx in followers {
+            assert!(matches!(follow(rx).await, Outcome::Answer(a) if a.body == "a"));
+        }
+        let Join::Lead(lead) = c.join("/a") else {
+            panic!("the flight landed: a new one leads")
+        };
+        let Join::Follow(rx) = c.join("/a") else {
+            panic!("follows")
+        };
+        drop(lead);
+        assert!(matches!(follow(rx).await, Outcome::Abandoned));
+    }
+
+    #[test]
+    fn reads_the_expiration_of_credentials() {
+        let now = SystemTime::now();
+        let left = credentials_left(&credentials(Duration::from_secs(120)).body, now).unwrap();
+        assert!(
+            left <= Duration::from_secs(120) && left > Duration::from_secs(115),
+            "{left:?}"
+        );
+        assert_eq!(
+            credentials_left(br#"{"Expiration":"2000-01-01T00:00:00Z"}"#, now),
+            None
+        );
+        assert_eq!(credentials_left(b"{}", now), None);
+    }
+}

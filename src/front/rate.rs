@@ -1,0 +1,136 @@
+//! `[limits]`: a token bucket per pod, so a noisy pod is slowed alone, and one for the whole node's
+//! requests to the metadata service, kept below the service's own throttle (which, once crossed,
+//! drops every pod's requests alike).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::bucket::Bucket;
+use crate::config::Limits;
+
+/// Buckets of pods not seen for a while are forgotten once this many are held.
+const PRUNE_AT: usize = 4096;
+
+/// Over which limit a request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Pod,
+    Upstream,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pod => "pod",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+/// The buckets.
+pub struct RateLimits {
+    settings: Limits,
+    pods: Mutex<HashMap<String, Bucket>>,
+    upstream: Option<Mutex<Bucket>>,
+}
+
+impl RateLimits {
+    pub fn new(settings: Limits) -> Self {
+        let rate = settings.upstream_requests_per_second;
+        let upstream = (rate > 0.0).then(|| {
+            // A second's worth at once: the service's throttle counts per second too.
+            let burst = u32::try_from(rate.ceil() as u64).unwrap_or(u32::MAX).max(1);
+            Mutex::new(Bucket::new(rate, burst, Instant::now()))
+        });
+        Self {
+            settings,
+            pods: Mutex::default(),
+            upstream,
+        }
+    }
+
+    /// Takes one of the pod's (by uid) requests; `false` when it is over its rate.
+    pub fn admit_pod(&self, uid: &str, now: Instant) -> bool {
+        if self.settings.pod_requests_per_second <= 0.0 {
+            return true;
+        }
+        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = pods.get_mut(uid) {
+            return bucket.take(now).is_ok();
+        }
+        if pods.len() >= PRUNE_AT {
+            pods.retain(|_, bucket| !bucket.is_full(now));
+        }
+        let mut bucket = Bucket::new(
+            self.settings.pod_requests_per_second,
+            self.settings.pod_burst,
+            now,
+        );
+        let admitted = bucket.take(now).is_ok();
+        pods.insert(uid.to_owned(), bucket);
+        admitted
+    }
+
+    /// Takes one request to the metadata service from the node's budget; `false` when over it.
+    pub fn admit_upstream(&self, now: Instant) -> bool {
+        match &self.upstream {
+            None => true,
+            Some(bucket) => bucket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(now)
+                .is_ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_noisy_pod_does_not_slow_another() {
+        let limits = RateLimits::new(Limits {
+            pod_requests_per_second: 10.0,
+            pod_burst: 20,
+            upstream_requests_per_second: 0.0,
+        });
+        let now = Instant::now();
+        let admitted = (0..1000).filter(|_| limits.admit_pod("noisy", now)).count();
+        assert_eq!(admitted, 20, "the burst, then nothing");
+        assert!(limits.admit_pod("quiet", now));
+        assert!(limits.admit_pod("noisy", now + Duration::from_millis(150)));
+        assert!(limits.admit_upstream(now), "no node-wide limit configured");
+    }
+
+    #[test]
+    fn the_node_budget_is_a_second_of_its_rate() {
+        let limits = RateLimits::new(Limits {
+            pod_requests_per_second: 0.0,
+            pod_burst: 1,
+            upstream_requests_per_second: 5.0,
+        });
+        let now = Instant::now();
+        assert_eq!((0..100).filter(|_| limits.admit_upstream(now)).count(), 5);
+        assert!(limits.admit_upstream(now + Duration::from_millis(201)));
+        assert!((0..100).all(|_| limits.admit_pod("p", now)), "no pod limit");
+    }
+
+    #[test]
+    fn idle_pods_are_forgotten_when_many() {
+        let limits = RateLimits::new(Limits {
+            pod_requests_per_second: 1000.0,
+            pod_burst: 1,
+            upstream_requests_per_second: 0.0,
+        });
+        let now = Instant::now();
+        for i in 0..PRUNE_AT {
+            assert!(limits.admit_pod(&i.to_string(), now));
+        }
+        let later = now + Duration::from_secs(1);
+        assert!(limits.admit_pod("new", later));
+        assert_eq!(limits.pods.lock().unwrap().len(), 1);
+    }
+}
