@@ -147,6 +147,10 @@ pub struct EmulateArgs {
     /// Lifetime of the emulated IAM role credentials, in seconds; they rotate at half of it.
     #[arg(long, default_value_t = 21_600, value_parser = clap::value_parser!(u64).range(2..))]
     pub credentials_ttl: u64,
+    /// Answer at most this many requests per second and refuse the rest with 429, as the
+    /// service throttles an instance (off by default).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub throttle_rps: Option<u32>,
 }
 
 #[derive(Debug, Args)]

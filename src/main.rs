@@ -183,6 +183,7 @@ async fn emulate(args: cli::EmulateArgs) -> anyhow::Result<()> {
         hop_limit: args.hop_limit,
         metadata,
         credentials_ttl: std::time::Duration::from_secs(args.credentials_ttl),
+        throttle: args.throttle_rps,
     };
     let listener = bind(args.listen, "--listen").await?;
     tracing::info!(listen = %args.listen, tokens = %args.tokens, hop_limit = args.hop_limit, "emulator serving");

@@ -34,6 +34,10 @@ pub(crate) struct State {
     pub(crate) tree: Node,
     pub(crate) credentials: CredentialSource,
     pub(crate) store: TokenStore,
+    /// Requests answered per second, when the service is to throttle like the real one.
+    pub(crate) throttle: Option<std::sync::Mutex<crate::bucket::Bucket>>,
+    /// Requests refused by the throttle so far.
+    pub(crate) throttled: std::sync::atomic::AtomicU64,
 }
 
 /// The IP TTL a response must leave with.
@@ -67,6 +71,23 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
     let method = req.method();
     // Responses to HEAD announce their length but carry no body.
     let head = method == Method::HEAD;
+    if let Some(bucket) = &state.throttle {
+        let over = bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(std::time::Instant::now())
+            .is_err();
+        if over {
+            state
+                .throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Reply::normal(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                head,
+            ));
+        }
+    }
     if path == TOKEN_PATH {
         return if method == Method::PUT {
             issue_token(state, req.headers())
@@ -272,6 +293,41 @@ mod tests {
                 req.uri()
             );
         }
+    }
+
+    #[test]
+    fn a_throttled_service_answers_429_beyond_its_rate() {
+        let options = EmulatorOptions {
+            throttle: Some(3),
+            ..EmulatorOptions::default()
+        };
+        let state = super::super::build_state(options).expect("valid options");
+        let statuses: Vec<u16> = (0..5)
+            .map(|_| {
+                handle(
+                    &state,
+                    &request(Method::GET, "/latest/meta-data/instance-id", &[]),
+                )
+                .response
+                .status()
+                .as_u16()
+            })
+            .collect();
+        assert_eq!(statuses, [200, 200, 200, 429, 429]);
+        assert_eq!(
+            state.throttled.load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let again = handle(
+            &state,
+            &request(Method::GET, "/latest/meta-data/instance-id", &[]),
+        );
+        assert_eq!(
+            again.response.status(),
+            200,
+            "a token back after a third of a second"
+        );
     }
 
     #[test]

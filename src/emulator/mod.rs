@@ -80,6 +80,9 @@ pub struct EmulatorOptions {
     /// Lifetime of IAM role credentials, at least 2 s. New credentials are
     /// issued every half lifetime. Default: 6 h.
     pub credentials_ttl: Duration,
+    /// Requests answered per second, as the service throttles an instance; beyond it, 429.
+    /// Default: none (every request answered).
+    pub throttle: Option<u32>,
 }
 
 impl Default for EmulatorOptions {
@@ -89,6 +92,7 @@ impl Default for EmulatorOptions {
             hop_limit: 1,
             metadata: None,
             credentials_ttl: Duration::from_secs(6 * 3600),
+            throttle: None,
         }
     }
 }
@@ -216,6 +220,14 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
         tree: tree::Node::from_value(&value),
         credentials: creds::CredentialSource::new(options.credentials_ttl),
         store: tokens::TokenStore::default(),
+        throttle: options.throttle.filter(|rps| *rps > 0).map(|rps| {
+            std::sync::Mutex::new(crate::bucket::Bucket::new(
+                f64::from(rps),
+                rps,
+                std::time::Instant::now(),
+            ))
+        }),
+        throttled: std::sync::atomic::AtomicU64::new(0),
     })
 }
 
@@ -274,7 +286,10 @@ pub async fn serve(
         connection_handler(Arc::clone(&state), peer, ttl)
     })
     .await;
-    tracing::info!("metadata emulator stopping");
+    tracing::info!(
+        throttled = state.throttled.load(std::sync::atomic::Ordering::Relaxed),
+        "metadata emulator stopping"
+    );
     Ok(())
 }
 
