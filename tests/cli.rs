@@ -330,3 +330,36 @@ async fn refuses_to_start_without_a_node_name() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn run_refuses_a_token_key_file_it_cannot_use_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    for (key, want) in [
+        (None, "cannot read [imdsv2] token_key_file"),
+        (
+            Some(vec![7u8; 16]),
+            "holds 16 bytes; at least 32 are needed",
+        ),
+    ] {
+        let path = dir.path().join("token.key");
+        let _ = std::fs::remove_file(&path);
+        if let Some(bytes) = key {
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[imdsv2]\ntoken_key_file = \"{}\"\n",
+                path.display()
+            ),
+        );
+        let out = imds_guard(&["run", "--config", &config]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "something listened"
+        );
+    }
+}

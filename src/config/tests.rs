@@ -263,3 +263,101 @@ fn workers_as_set_or_one_per_cpu_up_to_the_cap() {
     let cpus = std::thread::available_parallelism().unwrap().get();
     assert_eq!(auto.server.worker_threads(), cpus.min(AUTO_WORKERS_MAX));
 }
+
+#[test]
+fn the_front_defaults_guard_tokens_a_cache_and_limits() {
+    let config = parse("").unwrap();
+    assert_eq!(config.tokens, TokenIssuer::Guard);
+    assert_eq!(config.token_key_file, None);
+    let cache = config.cache.expect("on with guard tokens");
+    assert_eq!(cache.max_age, Duration::from_secs(300));
+    assert_eq!(cache.credentials_refresh, Duration::from_secs(300));
+    assert_eq!(cache.max_entries, 1024);
+    assert_eq!(config.limits, Limits::default());
+    assert_eq!(
+        (
+            config.limits.pod_requests_per_second,
+            config.limits.pod_burst,
+            config.limits.upstream_requests_per_second
+        ),
+        (20.0, 100, 100.0)
+    );
+    let passthrough = parse("[imdsv2]\ntokens = \"passthrough\"\n").unwrap();
+    assert!(passthrough.cache.is_none(), "off with passthrough tokens");
+    let off = parse("[cache]\nenabled = false\n").unwrap();
+    assert!(off.cache.is_none());
+    let full = parse(
+        "[imdsv2]\ntoken_key_file = \"/etc/imds-guard/token.key\"\n\
+         [cache]\nmax_age_seconds = 60\ncredentials_refresh_seconds = 0\nmax_entries = 10\n\
+         add_paths = [\"/latest/meta-data/iam/info\"]\nremove_paths = [\"/latest/meta-data/mac\"]\n\
+         [limits]\npod_requests_per_second = 0\npod_burst = 1\nupstream_requests_per_second = 5.5\n",
+    )
+    .unwrap();
+    assert_eq!(
+        full.token_key_file.as_deref(),
+        Some(Path::new("/etc/imds-guard/token.key"))
+    );
+    let cache = full.cache.unwrap();
+    let class = |p: &str| cache.paths.class(&crate::target::parse_target(p).unwrap());
+    assert_eq!(
+        class("/latest/meta-data/iam/info"),
+        crate::cache::CacheClass::Stable
+    );
+    assert_eq!(
+        class("/latest/meta-data/mac"),
+        crate::cache::CacheClass::Never
+    );
+    assert_eq!(full.limits.upstream_requests_per_second, 5.5);
+}
+
+#[test]
+fn front_keys_are_checked_by_name() {
+    for (text, want) in [
+        (
+            "[imdsv2]\ntokens = \"passthrough\"\n[cache]\nenabled = true\n",
+            "cache.enabled: the cache needs [imdsv2] tokens = \"guard\"",
+        ),
+        (
+            "[imdsv2]\ntokens = \"passthrough\"\ntoken_key_file = \"/k\"\n",
+            "imdsv2.token_key_file: only guard tokens are sealed",
+        ),
+        ("[imdsv2]\ntokens = \"aws\"\n", "imdsv2.tokens"),
+        (
+            "[imdsv2]\ntoken_key_file = \"\"\n",
+            "imdsv2.token_key_file: must not be empty",
+        ),
+        (
+            "[cache]\nmax_age_seconds = 0\n",
+            "cache.max_age_seconds: must be from 1",
+        ),
+        (
+            "[cache]\ncredentials_refresh_seconds = 3601\n",
+            "cache.credentials_refresh_seconds",
+        ),
+        ("[cache]\nmax_entries = 0\n", "cache.max_entries"),
+        (
+            "[cache]\nadd_paths = [\"relative\"]\n",
+            "cache.add_paths[0]: a pattern must start with `/`",
+        ),
+        (
+            "[cache]\nremove_paths = [\"/a/b*\"]\n",
+            "cache.remove_paths[0]",
+        ),
+        ("[cache]\nttl = 5\n", "unknown field `ttl`"),
+        (
+            "[limits]\npod_requests_per_second = -1\n",
+            "limits.pod_requests_per_second",
+        ),
+        (
+            "[limits]\nupstream_requests_per_second = nan\n",
+            "limits.upstream_requests_per_second",
+        ),
+        (
+            "[limits]\npod_burst = 0\n",
+            "limits.pod_burst: must be from 1",
+        ),
+    ] {
+        let e = err(text);
+        assert!(e.contains(want), "{text}: {e}");
+    }
+}
