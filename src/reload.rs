@@ -182,6 +182,15 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if a.manage != b.manage || a.interfaces != b.interfaces || a.backend != b.backend {
         out.push("netfilter");
     }
+    if old.tokens != new.tokens || old.token_key_file != new.token_key_file {
+        out.push("imdsv2.tokens/token_key_file");
+    }
+    if old.cache != new.cache {
+        out.push("cache");
+    }
+    if old.limits != new.limits {
+        out.push("limits");
+    }
     out
 }
 
@@ -201,6 +210,11 @@ mod tests {
         assert_eq!(
             restart_needed(&old, &new),
             ["server.listen/admin_listen", "upstream", "netfilter"]
+        );
+        let new = config("[imdsv2]\ntokens = \"passthrough\"\n[limits]\npod_burst = 7\n");
+        assert_eq!(
+            restart_needed(&old, &new),
+            ["imdsv2.tokens/token_key_file", "cache", "limits"]
         );
         let new = config("[inventory]\nsource = \"kubernetes\"\n");
         assert_eq!(restart_needed(&old, &new), ["inventory"]);

@@ -31,7 +31,7 @@ impl TokenIssuer {
 }
 
 /// `[cache]`, when enabled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cache {
     /// How long a stable answer is kept.
     pub max_age: Duration,

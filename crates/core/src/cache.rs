@@ -44,7 +44,7 @@ pub const CREDENTIALS_PATHS: &[&str] = &[
 ];
 
 /// The compiled classification.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachePaths {
     stable: Vec<PathPattern>,
     credentials: Vec<PathPattern>,
