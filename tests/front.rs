@@ -100,7 +100,7 @@ async fn tokens_are_the_guards_own_and_good_only_for_the_pod_that_asked() {
     // Another pod with the inspector's token: refused, nothing forwarded.
     let stolen = read(PROD, &guard, "/latest/meta-data/instance-id", &token).await;
     assert_eq!(stolen.status, 401, "{}", stolen.text());
-    assert_eq!(stolen.json()["reason"], "invalid-token");
+    assert_eq!(stolen.json()["reason"], "token-invalid");
     let forged = read(
         LABELLED,
         &guard,
@@ -162,7 +162,7 @@ async fn expired_tokens_and_tokens_of_another_key_are_refused_and_a_key_file_car
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let expired = read(LABELLED, &guard, "/latest/user-data", &short).await;
     assert_eq!(expired.status, 401);
-    assert_eq!(expired.json()["reason"], "invalid-token");
+    assert_eq!(expired.json()["reason"], "token-invalid");
     assert_eq!(guard.last_event().await["token"], "expired");
     assert_eq!(
         read(LABELLED, &guard, "/latest/user-data", &long)

@@ -53,7 +53,7 @@ impl FromStr for TokenMode {
         match s {
             "optional" => Ok(TokenMode::Optional),
             "required" => Ok(TokenMode::Required),
-            other => Err(EmulatorError::InvalidTokenMode(other.to_owned())),
+            other => Err(EmulatorError::TokenInvalidMode(other.to_owned())),
         }
     }
 }
@@ -157,7 +157,7 @@ pub enum EmulatorError {
     },
     /// A token mode other than `optional` or `required`.
     #[error("invalid token mode {0:?}: expected \"optional\" or \"required\"")]
-    InvalidTokenMode(String),
+    TokenInvalidMode(String),
     /// A hop limit outside 1..=64.
     #[error("invalid hop limit {0}: expected 1 to 64")]
     InvalidHopLimit(u8),

@@ -97,7 +97,7 @@ pub(super) fn check_token<B>(
         return None;
     }
     tracing::info!(src = %exchange.src, token = check.as_str(), "refused a token the guard did not issue to this pod");
-    Some(exchange.refuse(Reason::InvalidToken))
+    Some(exchange.refuse(Reason::TokenInvalid))
 }
 
 /// A read in guard mode: from the cache when it may be (an allowed GET of a cacheable path),

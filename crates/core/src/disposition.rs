@@ -116,7 +116,7 @@ impl Refusal {
             Self::Denied(reason) => {
                 let status = match reason {
                     Reason::BadRequest => 400,
-                    Reason::TokenRequired | Reason::InvalidToken => 401,
+                    Reason::TokenRequired | Reason::TokenInvalid => 401,
                     Reason::MethodNotAllowed => 405,
                     Reason::RateLimited => 429,
                     Reason::NotReady => 503,
@@ -225,10 +225,10 @@ mod tests {
                 "method-not-allowed",
             ),
             (
-                Refusal::Denied(Reason::InvalidToken),
+                Refusal::Denied(Reason::TokenInvalid),
                 401,
                 "unauthorized",
-                "invalid-token",
+                "token-invalid",
             ),
             (
                 Refusal::Denied(Reason::ForwardedTokenRequest),
@@ -331,7 +331,7 @@ mod tests {
             Reason::BadRequest,
             Reason::MethodNotAllowed,
             Reason::NotReady,
-            Reason::InvalidToken,
+            Reason::TokenInvalid,
             Reason::ForwardedTokenRequest,
             Reason::RateLimited,
         ] {

@@ -140,7 +140,7 @@ pub enum Reason {
     BadRequest,
     /// A guard-issued token that is forged, expired, or issued to another pod (`[imdsv2] tokens =
     /// "guard"`): refused, nothing forwarded.
-    InvalidToken,
+    TokenInvalid,
     /// A token request that says it came through a proxy (`X-Forwarded-For`), refused as the
     /// service refuses it.
     ForwardedTokenRequest,
@@ -163,7 +163,7 @@ impl Reason {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::TokenRequired => "token-required",
             Self::BadRequest => "bad-request",
-            Self::InvalidToken => "invalid-token",
+            Self::TokenInvalid => "token-invalid",
             Self::ForwardedTokenRequest => "forwarded-token-request",
             Self::RateLimited => "rate-limited",
         }
@@ -184,7 +184,7 @@ impl Reason {
             Self::BadRequest
                 | Self::MethodNotAllowed
                 | Self::NotReady
-                | Self::InvalidToken
+                | Self::TokenInvalid
                 | Self::ForwardedTokenRequest
                 | Self::RateLimited
         )
