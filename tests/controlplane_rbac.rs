@@ -6,8 +6,6 @@
 mod render;
 mod support;
 
-use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
@@ -17,10 +15,10 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use imds_guard::emulator::EmulatorOptions;
+use support::binary::Binary;
 use support::controlplane::{running_pod, ControlPlane, GUARD_AGENT};
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");
 const NODE: &str = "node-a";
 
 /// `kubectl apply --server-side [extra] -f -` of `yaml`, as the admin; its output.
@@ -67,77 +65,9 @@ async fn guard_token(client: kube::Client) -> String {
         .token
 }
 
-/// The real binary on free loopback ports, as the ServiceAccount; stderr kept for reading.
-struct Binary {
-    child: Child,
-    proxy: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Binary {
-    fn start(
-        kubeconfig: &std::path::Path,
-        upstream: std::net::SocketAddr,
-        args: &[&str],
-    ) -> Binary {
-        let dir = tempfile::tempdir().unwrap();
-        let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let config = kube_config(NODE, kubeconfig, 0, "")
-            .replace("{upstream}", &format!("http://{upstream}"))
-            .replace(
-                "[upstream]",
-                &format!(
-                    "[server]\nlisten = \"{proxy}\"\nadmin_listen = \"{admin}\"\n\n[upstream]"
-                ),
-            );
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config", path.to_str().unwrap()])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Binary {
-            child,
-            proxy,
-            admin,
-            _dir: dir,
-        }
-    }
-
-    /// Stops the binary and gives what it logged.
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        let mut log = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
-        log
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn readyz(binary: &Binary) -> u16 {
-    match tokio::time::timeout(Duration::from_secs(2), get(TEST, binary.admin, "/readyz")).await {
-        Ok(answer) => answer.status.as_u16(),
-        Err(_) => 0,
-    }
+/// The real binary as the guard of `NODE`, reaching the API through `kubeconfig`.
+fn guard(kubeconfig: &std::path::Path, upstream: std::net::SocketAddr, args: &[&str]) -> Binary {
+    Binary::start(&kube_config(NODE, kubeconfig, 0, ""), upstream, args)
 }
 
 #[tokio::test]
@@ -159,17 +89,8 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
     let emu = emulator(EmulatorOptions::default()).await;
 
     // With exactly the deployed rights: synced, ready, serving.
-    let binary = Binary::start(&kubeconfig, emu.addr, &[]);
-    wait_listening(binary.admin).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while readyz(&binary).await != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "not ready with the deployed RBAC:\n{}",
-            binary.stop()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut binary = guard(&kubeconfig, emu.addr, &[]);
+    binary.wait_ready().await;
     let answer = get(LABELLED, binary.proxy, "/latest/meta-data/instance-id").await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     binary.stop();
@@ -184,12 +105,12 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
         .patch("imds-guard", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let binary = Binary::start(&kubeconfig, emu.addr, &[]);
+    let mut binary = guard(&kubeconfig, emu.addr, &[]);
     wait_listening(binary.admin).await;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
         assert_ne!(
-            readyz(&binary).await,
+            binary.readyz().await,
             200,
             "ready without the right to watch pods"
         );
@@ -202,17 +123,6 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
         log.contains("Kubernetes watch failing") && log.contains("forbidden"),
         "the log does not say why:\n{log}"
     );
-}
-
-/// Waits (20 s at most) until the binary is ready; fails with its log otherwise.
-async fn wait_ready(binary: Binary) -> Binary {
-    wait_listening(binary.admin).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while readyz(&binary).await != 200 {
-        assert!(Instant::now() < deadline, "never ready:\n{}", binary.stop());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    binary
 }
 
 /// The keys of the node's taints.
@@ -257,7 +167,8 @@ async fn the_startup_taint_component_grants_exactly_what_removing_the_taint_take
     let emu = emulator(EmulatorOptions::default()).await;
 
     // The base grants nothing on nodes: the guard serves, the taint stays, and the log says why.
-    let binary = wait_ready(Binary::start(&kubeconfig, emu.addr, &[TAINT])).await;
+    let mut binary = guard(&kubeconfig, emu.addr, &[TAINT]);
+    binary.wait_ready().await;
     // (The API server's admission adds node.kubernetes.io/not-ready of its own; it must stay too.)
     let before = taints(&nodes, NODE).await;
     assert!(
@@ -279,7 +190,8 @@ async fn the_startup_taint_component_grants_exactly_what_removing_the_taint_take
 
     // With the component's rules applied over the base: removed, the other taint kept.
     apply(&plane, &render_with(&["startup-taint"]).yaml, &[]);
-    let binary = wait_ready(Binary::start(&kubeconfig, emu.addr, &[TAINT])).await;
+    let mut binary = guard(&kubeconfig, emu.addr, &[TAINT]);
+    binary.wait_ready().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while taints(&nodes, NODE).await != others {
         assert!(

@@ -21,9 +21,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
@@ -31,6 +28,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 
 use imds_guard::emulator::EmulatorOptions;
+use support::binary::Binary;
 use support::controlplane::{running_pod, ControlPlane, GUARD_AGENT};
 use support::*;
 
@@ -86,95 +84,6 @@ async fn fill(client: &kube::Client, nodes: usize) -> Duration {
         .collect::<Vec<()>>()
         .await;
     started.elapsed()
-}
-
-/// The real binary as the guard of [`NODE`], on free loopback ports; its log in a file. Killed when
-/// dropped.
-struct Binary {
-    child: Child,
-    proxy: SocketAddr,
-    admin: SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Binary {
-    fn start(kubeconfig: &Path, upstream: SocketAddr) -> Binary {
-        let dir = tempfile::tempdir().unwrap();
-        let proxy = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let config = kube_config(NODE, kubeconfig, 0, "")
-            .replace("{upstream}", &format!("http://{upstream}"))
-            .replace(
-                "[upstream]",
-                &format!(
-                    "[server]\nlisten = \"{proxy}\"\nadmin_listen = \"{admin}\"\n\n[upstream]"
-                ),
-            );
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).unwrap();
-        let log = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_imds-guard"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Binary {
-            child,
-            proxy,
-            admin,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        wait_listening(self.admin).await;
-        while get(TEST, self.admin, "/readyz").await.status != 200 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the guard exited ({status}):\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the guard never became ready:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// `VmRSS` and `VmHWM` in KiB.
-    fn memory_kib(&self) -> (u64, u64) {
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// The sum of every sample of `name` in Prometheus text whose labels include all of `labels`.
@@ -302,7 +211,7 @@ async fn measure(nodes: usize) -> Row {
 
     let emu = emulator(EmulatorOptions::default()).await;
     let before = api_counts(&client).await;
-    let mut guard = Binary::start(&plane.kubeconfig, emu.addr);
+    let mut guard = Binary::start(&kube_config(NODE, &plane.kubeconfig, 0, ""), emu.addr, &[]);
     guard.wait_ready().await;
     let held = guard_metric(&guard, "imds_guard_inventory_pods").await;
     // Its node's pods are decided as theirs; another node's are unknown to it.

@@ -67,8 +67,8 @@ async fn tokens_are_the_guards_own_and_good_only_for_the_pod_that_asked() {
     let put = put_token(LABELLED, &guard, "600").await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert_eq!(
-        put.headers[TTL], "600",
-        "the TTL header, as the service sends it"
+        put.headers[TTL], "120",
+        "the TTL header, as the service sends it: at most two minutes with a key random per start"
     );
     let token = put.text();
     assert_eq!(token.len(), 55, "{token}");
@@ -198,7 +198,17 @@ async fn expired_tokens_and_tokens_of_another_key_are_refused_and_a_key_file_car
 #[tokio::test]
 async fn the_token_request_follows_the_services_rules() {
     let rec = recorder(Duration::ZERO).await;
-    let guard = Guard::start(&config("[imdsv2]\nmax_token_ttl_seconds = 900"), rec.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("token.key");
+    std::fs::write(&key, [0x11; 32]).unwrap();
+    let guard = Guard::start(
+        &config(&format!(
+            "[imdsv2]\nmax_token_ttl_seconds = 900\ntoken_key_file = \"{}\"",
+            key.display()
+        )),
+        rec.addr,
+    )
+    .await;
     for ttl in ["0", "21601", "abc", "", "-1", "+5"] {
         let answer = put_token(LABELLED, &guard, ttl).await;
         assert_eq!(answer.status, 400, "ttl {ttl:?}");
@@ -211,6 +221,14 @@ async fn the_token_request_follows_the_services_rules() {
     assert_eq!(capped.headers[TTL], "900", "capped by the policy");
     let smallest = put_token(LABELLED, &guard, "1").await;
     assert_eq!(smallest.headers[TTL], "1");
+    // Without a key file tokens die with the process: granted two minutes at most.
+    let ephemeral = Guard::start(&config(""), rec.addr).await;
+    let short = put_token(LABELLED, &ephemeral, "21600").await;
+    assert_eq!(short.headers[TTL], "120");
+    assert_eq!(
+        put_token(LABELLED, &ephemeral, "60").await.headers[TTL],
+        "60"
+    );
     let proxied = request(
         LABELLED,
         guard.proxy,

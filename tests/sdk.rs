@@ -8,12 +8,12 @@
 //!   on the same port keeps the SDKs working: the same aws-config client goes on with the token it
 //!   holds (the guard takes it after the restart, and no new token is asked for); botocore's
 //!   long-lived fetchers get credentials and the region again;
-//! - with guard tokens and no key file (a random key per start), a token a client held from
-//!   before the restart is refused (401 `invalid-token`), and each SDK must still succeed after
+//! - with guard tokens and no key file (a random key per start), both SDKs keep working across
 //!   the restart. botocore asks for a new token for every retrieval, so it never presents an old
-//!   one. aws-config keeps its token until 120 s before the TTL its PUT was answered with and
-//!   retries a 401 with the same token: the audit lines of its requests after the restart show
-//!   what the guard did with it;
+//!   one. aws-config keeps its token until 120 s before the TTL its PUT was answered with, and
+//!   retries a 401 with the same token: a guard whose tokens died with the process would leave it
+//!   failing for up to six hours. So a guard without a key file grants two minutes at most, which
+//!   aws-config never keeps: it asks for a new token for every read, before and after the restart;
 //! - with `[imdsv2] tokens = "passthrough"`, credentials and the region come through as well.
 //!
 //! Each SDK reaches the guard from the address of an allowed pod (127.0.0.4, allowed
@@ -606,24 +606,32 @@ async fn aws_config_across_a_restart(tokens: Tokens) -> Vec<Value> {
     sdk.use_all("before the restart", &guard).await;
     let first_run = guard.stop();
     assert_pod_and_v2(&first_run);
-    // One token, asked for once and held: every read after it carries it.
-    assert_eq!(
-        tokens_of(&first_run)
-            .iter()
-            .filter(|t| **t == "issued")
-            .count(),
-        1,
-        "{}",
-        briefs(&first_run)
-    );
     assert_eq!(field(&first_run[0], "path"), TOKEN_PATH);
     assert!(
-        first_run[1..]
+        first_run
             .iter()
-            .all(|e| e["status"] == 200 && field(e, "token") == "valid"),
+            .all(|e| e["status"] == 200 && ["issued", "valid"].contains(&field(e, "token"))),
         "{}",
         briefs(&first_run)
     );
+    let issued = tokens_of(&first_run)
+        .iter()
+        .filter(|t| **t == "issued")
+        .count();
+    if tokens == Tokens::GuardWithKeyFile {
+        // One token, asked for once and held: every read after it carries it.
+        assert_eq!(issued, 1, "{}", briefs(&first_run));
+    } else {
+        // Granted two minutes at most, which aws-config never keeps: a new token for every read.
+        assert_eq!(issued, first_run.len() / 2, "{}", briefs(&first_run));
+        assert!(
+            first_run
+                .chunks(2)
+                .all(|pair| field(&pair[0], "path") == TOKEN_PATH),
+            "{}",
+            briefs(&first_run)
+        );
+    }
     assert_credentials_read(&first_run);
 
     let guard = node.start_guard().await;
@@ -650,24 +658,14 @@ async fn aws_config_keeps_working_across_a_restart_with_a_token_key_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_config_keeps_working_across_a_restart_without_a_key_file() {
     let second_run = aws_config_across_a_restart(Tokens::GuardRandomKey).await;
-    // The held token is refused, a new one is issued, and the reads go on with it.
-    let tokens = tokens_of(&second_run);
-    let refused = tokens
-        .iter()
-        .position(|t| *t == "invalid" || *t == "expired")
-        .unwrap_or_else(|| panic!("the old token was not refused:\n{}", briefs(&second_run)));
-    assert_eq!(second_run[refused]["status"], 401);
-    assert_eq!(field(&second_run[refused], "reason"), "invalid-token");
-    let issued = tokens[refused..]
-        .iter()
-        .position(|t| *t == "issued")
-        .map(|at| refused + at)
-        .unwrap_or_else(|| panic!("no new token after the refusal:\n{}", briefs(&second_run)));
+    // aws-config keeps a token until two minutes before the TTL it was granted and retries a 401
+    // with the same token; a guard whose key is new after the restart grants two minutes at most,
+    // so the SDK holds no token from before it: every read goes through on a new one.
     assert!(
-        second_run[issued + 1..]
+        second_run
             .iter()
-            .all(|e| e["status"] == 200 && field(e, "token") == "valid"),
-        "after the new token:\n{}",
+            .all(|e| e["status"] == 200 && ["issued", "valid"].contains(&field(e, "token"))),
+        "after the restart:\n{}",
         briefs(&second_run)
     );
 }

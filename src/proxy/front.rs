@@ -44,6 +44,7 @@ pub(super) enum Failed {
 /// and the TTL header of the service.
 pub(super) fn issue_token<B>(
     issuer: &Issuer,
+    max_ttl: u32,
     exchange: &mut Exchange<'_>,
     request: &Request<B>,
     decision: &Decision,
@@ -55,7 +56,7 @@ pub(super) fn issue_token<B>(
         return exchange.refuse(Reason::ForwardedTokenRequest);
     }
     let ttl = match imds::parse_ttl(request.headers().get(TOKEN_TTL).map(HeaderValue::as_bytes)) {
-        Ok(ttl) => ttl.min(decision.max_token_ttl_seconds),
+        Ok(ttl) => ttl.min(decision.max_token_ttl_seconds).min(max_ttl),
         Err(e) => {
             tracing::debug!(error = %e, "refused token request");
             return exchange.refuse(Reason::BadRequest);

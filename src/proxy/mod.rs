@@ -133,6 +133,7 @@ impl<U: Forward + Clone> Proxy<U> {
             if facts.kind == Kind::TokenRequest {
                 return front::issue_token(
                     issuer,
+                    self.front.max_token_ttl_seconds,
                     exchange,
                     request,
                     &decision,

@@ -3,6 +3,7 @@
 //! what was forwarded.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod controlplane;
 pub mod fake_api;
 
