@@ -65,6 +65,23 @@ async fn guard_token(client: kube::Client) -> String {
         .token
 }
 
+/// A labelled pod on `NODE`, and a kubeconfig with a token of the DaemonSet's ServiceAccount.
+async fn labelled_pod_and_guard_identity(
+    plane: &ControlPlane,
+    client: &kube::Client,
+) -> std::path::PathBuf {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    running_pod(
+        &pods,
+        "labelled",
+        NODE,
+        LABELLED,
+        &[("allow-node-metadata-lookup", "true")],
+    )
+    .await;
+    plane.kubeconfig_with_token("imds-guard", &guard_token(client.clone()).await)
+}
+
 /// The real binary as the guard of `NODE`, reaching the API through `kubeconfig`.
 fn guard(kubeconfig: &std::path::Path, upstream: std::net::SocketAddr, args: &[&str]) -> Binary {
     Binary::start(&kube_config(NODE, kubeconfig, 0, ""), upstream, args)
@@ -76,16 +93,7 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
     let plane = ControlPlane::start().await;
     let client = plane.client().await;
     apply_deploy(&plane);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    running_pod(
-        &pods,
-        "labelled",
-        NODE,
-        LABELLED,
-        &[("allow-node-metadata-lookup", "true")],
-    )
-    .await;
-    let kubeconfig = plane.kubeconfig_with_token("imds-guard", &guard_token(client.clone()).await);
+    let kubeconfig = labelled_pod_and_guard_identity(&plane, &client).await;
     let emu = emulator(EmulatorOptions::default()).await;
 
     // With exactly the deployed rights: synced, ready, serving.
@@ -154,16 +162,7 @@ async fn the_startup_taint_component_grants_exactly_what_removing_the_taint_take
     }))
     .unwrap();
     nodes.create(&PostParams::default(), &node).await.unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    running_pod(
-        &pods,
-        "labelled",
-        NODE,
-        LABELLED,
-        &[("allow-node-metadata-lookup", "true")],
-    )
-    .await;
-    let kubeconfig = plane.kubeconfig_with_token("imds-guard", &guard_token(client.clone()).await);
+    let kubeconfig = labelled_pod_and_guard_identity(&plane, &client).await;
     let emu = emulator(EmulatorOptions::default()).await;
 
     // The base grants nothing on nodes: the guard serves, the taint stays, and the log says why.
