@@ -57,8 +57,10 @@ struct Entry {
     answer: Arc<Stored>,
     /// Served until then.
     fresh_until: Instant,
-    /// Fetched again in the background from then (credentials).
+    /// Fetched again in the background from then (credentials); pushed on by `retry` at each
+    /// attempt, so a service that has not rotated them yet is asked again only that often.
     refresh_from: Option<Instant>,
+    retry: Duration,
     /// A background fetch is under way.
     refreshing: bool,
 }
@@ -142,6 +144,7 @@ impl Cache {
         match entry.refresh_from {
             Some(from) if now >= from && !entry.refreshing => {
                 entry.refreshing = true;
+                entry.refresh_from = Some(now + entry.retry);
                 Found::Refresh(answer)
             }
             _ => Found::Fresh(answer),
@@ -155,9 +158,9 @@ impl Cache {
             self.refresh_failed(key);
             return false;
         }
-        let (fresh_until, refresh_from) = match class {
+        let (fresh_until, mut refresh_from, retry) = match class {
             CacheClass::Never => return false,
-            CacheClass::Stable => (now + self.settings.max_age, None),
+            CacheClass::Stable => (now + self.settings.max_age, None, Duration::ZERO),
             CacheClass::Credentials => {
                 let Some(left) = credentials_left(&answer.body, SystemTime::now()) else {
                     self.refresh_failed(key);
@@ -173,16 +176,25 @@ impl Cache {
                 }
                 let window = self.settings.credentials_refresh.min(usable / 2);
                 let fresh_until = now + usable;
-                (fresh_until, Some(fresh_until - window))
+                let retry = (window / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                (fresh_until, Some(fresh_until - window), retry)
             }
         };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // The same answer again (the service has not rotated the credentials yet): the next
+        // attempt stays where the last one put it.
+        if let Some(previous) = entries.peek(key) {
+            if previous.answer.body == answer.body {
+                refresh_from = refresh_from.max(previous.refresh_from);
+            }
+        }
         entries.put(
             key.into(),
             Entry {
                 answer: Arc::clone(answer),
                 fresh_until,
                 refresh_from,
+                retry,
                 refreshing: false,
             },
         );
@@ -335,13 +347,31 @@ mod tests {
         assert!(matches!(c.get("/r", window), Found::Refresh(_)));
         assert!(is_fresh(c.get("/r", window)), "one refresh at a time");
         c.refresh_failed("/r");
+        assert!(is_fresh(c.get("/r", window)), "not again at once");
         assert!(
-            matches!(c.get("/r", window), Found::Refresh(_)),
-            "tried again"
+            matches!(
+                c.get("/r", window + Duration::from_secs(7)),
+                Found::Refresh(_)
+            ),
+            "tried again after a tenth of the window"
         );
         assert!(matches!(
             c.get("/r", now + Duration::from_secs(3541)),
             Found::Missing
+        ));
+        // The service gives the same credentials again: asked again only after the retry interval
+        // (a tenth of the window, from 1 to 30 s), not by the next request.
+        let same = credentials(Duration::from_secs(3600));
+        let c = cache(300, 600);
+        assert!(c.store("/s", CacheClass::Credentials, &same, now));
+        let window = now + Duration::from_secs(2500);
+        assert!(matches!(c.get("/s", window), Found::Refresh(_)));
+        // (Stored as of `now`: the document's expiry is read against the real clock.)
+        assert!(c.store("/s", CacheClass::Credentials, &same, now));
+        assert!(is_fresh(c.get("/s", window + Duration::from_secs(29))));
+        assert!(matches!(
+            c.get("/s", window + Duration::from_secs(31)),
+            Found::Refresh(_)
         ));
         // Too close to their expiry to keep at all.
         assert!(!c.store(
