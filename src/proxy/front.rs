@@ -113,17 +113,23 @@ pub(super) async fn read<U: Forward + Clone, B>(
     path: &CanonicalPath,
     disposal: Disposal,
 ) -> Response<Full<Bytes>> {
-    let target = match upstream_target(request.uri(), path) {
-        Ok(target) => target,
-        Err(e) => return failed(exchange, metrics, &e),
-    };
-    let headers = guard_headers(request.headers());
     let cached = front
         .cache
         .as_ref()
         .filter(|_| disposal == Disposal::Forward && request.method() == Method::GET)
         .map(|cache| (cache, cache.class(path)))
         .filter(|(_, class)| *class != CacheClass::Never);
+    // A hit needs nothing of what a forward does.
+    if let Some((cache, _)) = cached {
+        if let crate::front::cache::Found::Fresh(stored) = cache.peek_fresh(path.as_str()) {
+            return hit(exchange, metrics, &stored, "hit");
+        }
+    }
+    let target = match upstream_target(request.uri(), path) {
+        Ok(target) => target,
+        Err(e) => return failed(exchange, metrics, &e),
+    };
+    let headers = guard_headers(request.headers());
     let Some((cache, class)) = cached else {
         let fetched = fetch(
             front,
