@@ -27,6 +27,13 @@ async fn read(from: &str, guard: &Guard, path: &str, token: &str) -> Answer {
     request(from, guard.proxy, "GET", path, &[(TOKEN, token)]).await
 }
 
+/// A token the guard issued to `from`.
+async fn token(from: &str, guard: &Guard) -> String {
+    let put = put_token(from, guard, "120").await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    put.text()
+}
+
 /// The requests that reached the recorder for `target`.
 fn reached(rec: &Recorder, target: &str) -> usize {
     rec.seen().iter().filter(|s| s.target == target).count()
@@ -269,8 +276,9 @@ async fn stable_answers_are_kept_for_their_age_and_the_rest_always_forwarded() {
     let rec = recorder(Duration::ZERO).await;
     let guard = Guard::start(&config("[cache]\nmax_age_seconds = 1"), rec.addr).await;
     let id = "/latest/meta-data/instance-id";
+    let t = token(LABELLED, &guard).await;
     for _ in 0..3 {
-        let answer = get(LABELLED, guard.proxy, id).await;
+        let answer = read(LABELLED, &guard, id, &t).await;
         assert_eq!(answer.status, 200);
         assert_eq!(answer.text(), format!("recorded {id}"));
     }
@@ -287,15 +295,28 @@ async fn stable_answers_are_kept_for_their_age_and_the_rest_always_forwarded() {
         "user-data is never kept"
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(get(LABELLED, guard.proxy, id).await.status, 200);
+    assert_eq!(read(LABELLED, &guard, id, &t).await.status, 200);
     assert_eq!(reached(&rec, id), 2, "asked again after max_age");
+    // A read without a token goes to the service as one (IMDSv1): never from the cache.
+    assert_eq!(get(LABELLED, guard.proxy, id).await.status, 200);
+    assert_eq!(reached(&rec, id), 3);
+    let tokenless = rec
+        .seen()
+        .into_iter()
+        .filter(|s| s.target == id)
+        .last()
+        .unwrap();
+    assert!(tokenless.headers.get(TOKEN).is_none(), "{tokenless:?}");
 
-    let caches: Vec<String> = events_for(&guard, id, 4)
+    let caches: Vec<String> = events_for(&guard, id, 5)
         .await
         .iter()
         .map(|e| e["cache"].to_string())
         .collect();
-    assert_eq!(caches, [r#""miss""#, r#""hit""#, r#""hit""#, r#""miss""#]);
+    assert_eq!(
+        caches,
+        [r#""miss""#, r#""hit""#, r#""hit""#, r#""miss""#, "null"]
+    );
     let user_data = events_for(&guard, "/latest/user-data", 2).await;
     assert!(user_data.iter().all(|e| e["cache"].is_null()));
     assert_eq!(
@@ -314,9 +335,12 @@ async fn the_policy_decides_before_the_cache_answers() {
     let rec = recorder(Duration::ZERO).await;
     let guard = Guard::start(&config(""), rec.addr).await;
     let roles = "/latest/meta-data/iam/security-credentials/";
-    assert_eq!(get(LABELLED, guard.proxy, roles).await.status, 200);
+    let t = token(LABELLED, &guard).await;
+    assert_eq!(read(LABELLED, &guard, roles, &t).await.status, 200);
+    assert_eq!(events_for(&guard, roles, 1).await[0]["cache"], "miss");
     // PROD may not read iam/**: the kept answer is not its to have.
-    let denied = get(PROD, guard.proxy, roles).await;
+    let p = token(PROD, &guard).await;
+    let denied = read(PROD, &guard, roles, &p).await;
     assert_eq!(denied.status, 403);
     assert_eq!(denied.json()["reason"], "denied-by-rule");
     assert!(!denied.text().contains("recorded"));
@@ -327,12 +351,16 @@ async fn the_policy_decides_before_the_cache_answers() {
     // In audit mode a request the policy would deny is forwarded, never answered from the cache.
     let audit = Guard::start(&config("[server]\nmode = \"audit\""), rec.addr).await;
     let id = "/latest/meta-data/instance-id";
-    assert_eq!(get(LABELLED, audit.proxy, id).await.status, 200);
+    let t = token(LABELLED, &audit).await;
+    assert_eq!(read(LABELLED, &audit, id, &t).await.status, 200);
+    assert_eq!(read(LABELLED, &audit, id, &t).await.status, 200);
+    assert_eq!(events_for(&audit, id, 2).await[1]["cache"], "hit");
     let before = reached(&rec, id);
-    let would_deny = get(TEST, audit.proxy, id).await;
+    let own = token(TEST, &audit).await;
+    let would_deny = read(TEST, &audit, id, &own).await;
     assert_eq!(would_deny.status, 200);
     assert_eq!(reached(&rec, id), before + 1);
-    let event = &events_for(&audit, id, 2).await[1];
+    let event = &events_for(&audit, id, 3).await[2];
     assert_eq!(event["decision"], "would-deny");
     assert!(event["cache"].is_null(), "{event}");
 }
@@ -348,10 +376,11 @@ async fn many_concurrent_misses_make_one_upstream_request() {
         .await,
     );
     let id = "/latest/meta-data/instance-id";
+    let t = Arc::new(token(LABELLED, &guard).await);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..100 {
-        let guard = Arc::clone(&guard);
-        tasks.spawn(async move { get(LABELLED, guard.proxy, id).await });
+        let (guard, t) = (Arc::clone(&guard), Arc::clone(&t));
+        tasks.spawn(async move { read(LABELLED, &guard, id, &t).await });
     }
     while let Some(answer) = tasks.join_next().await {
         let answer = answer.unwrap();
@@ -373,8 +402,9 @@ async fn a_failed_fetch_is_not_kept() {
     let guard = Guard::start(&config(""), emu.addr).await;
     // A cacheable path the service does not have: 404, and asked again next time.
     let path = "/latest/meta-data/placement/nowhere";
+    let t = token(LABELLED, &guard).await;
     for _ in 0..2 {
-        assert_eq!(get(LABELLED, guard.proxy, path).await.status, 404);
+        assert_eq!(read(LABELLED, &guard, path, &t).await.status, 404);
     }
     let events = events_for(&guard, path, 2).await;
     assert!(events.iter().all(|e| e["cache"] == "miss"), "{events:?}");
@@ -396,8 +426,9 @@ async fn credentials_are_never_served_past_their_expiration_and_refreshed_ahead(
     let started = Instant::now();
     let mut keys = BTreeSet::new();
     let mut reads = 0;
+    let t = token(LABELLED, &guard).await;
     while started.elapsed() < Duration::from_secs(9) {
-        let answer = get(LABELLED, guard.proxy, ROLE).await;
+        let answer = read(LABELLED, &guard, ROLE, &t).await;
         let received = SystemTime::now();
         assert_eq!(answer.status, 200, "{}", answer.text());
         let doc = answer.json();
@@ -524,5 +555,27 @@ async fn the_node_budget_keeps_the_service_from_throttling() {
     assert_eq!(
         metric(&guard, r#"imds_guard_rate_limited_total{scope="upstream"}"#).await,
         (30 - served) as f64
+    );
+}
+
+#[tokio::test]
+async fn an_instance_that_requires_tokens_still_refuses_tokenless_reads() {
+    // The service requires IMDSv2 (`HttpTokens = required`).
+    let emu = emulator(EmulatorOptions {
+        tokens: imds_guard::emulator::TokenMode::Required,
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let guard = Guard::start(&config(""), emu.addr).await;
+    let id = "/latest/meta-data/instance-id";
+    let t = token(LABELLED, &guard).await;
+    assert_eq!(read(LABELLED, &guard, id, &t).await.status, 200);
+    // Kept now; a tokenless read is still the service's to refuse, and it does.
+    let tokenless = get(LABELLED, guard.proxy, id).await;
+    assert_eq!(tokenless.status, 401, "{}", tokenless.text());
+    let event = &events_for(&guard, id, 2).await[1];
+    assert!(
+        event["cache"].is_null() && event["token"].is_null(),
+        "{event}"
     );
 }

@@ -134,10 +134,10 @@ pub(super) fn validate_cache(
     if raw.max_age_seconds == 0 || raw.max_age_seconds > 86_400 {
         return Err(invalid("cache.max_age_seconds", "must be from 1 to 86400"));
     }
-    if raw.credentials_refresh_seconds > 3_600 {
+    if raw.credentials_refresh_seconds == 0 || raw.credentials_refresh_seconds > 3_600 {
         return Err(invalid(
             "cache.credentials_refresh_seconds",
-            "must be from 0 to 3600",
+            "must be from 1 to 3600 (credentials are never served closer to their expiry)",
         ));
     }
     if raw.max_entries == 0 || raw.max_entries > 1_000_000 {
@@ -164,8 +164,11 @@ pub(super) fn validate_limits(raw: RawLimits) -> Result<Limits, ConfigError> {
             raw.upstream_requests_per_second,
         ),
     ] {
-        if !rate.is_finite() || !(0.0..=1_000_000.0).contains(&rate) {
-            return Err(invalid(key, "must be from 0 (no limit) to 1000000"));
+        if !rate.is_finite() || !(rate == 0.0 || (0.001..=1_000_000.0).contains(&rate)) {
+            return Err(invalid(
+                key,
+                "must be 0 (no limit) or from 0.001 to 1000000",
+            ));
         }
     }
     if raw.pod_burst == 0 || raw.pod_burst > 1_000_000 {

@@ -288,7 +288,7 @@ fn the_front_defaults_guard_tokens_a_cache_and_limits() {
     assert!(off.cache.is_none());
     let full = parse(
         "[imdsv2]\ntoken_key_file = \"/etc/imds-guard/token.key\"\n\
-         [cache]\nmax_age_seconds = 60\ncredentials_refresh_seconds = 0\nmax_entries = 10\n\
+         [cache]\nmax_age_seconds = 60\ncredentials_refresh_seconds = 1\nmax_entries = 10\n\
          add_paths = [\"/latest/meta-data/iam/info\"]\nremove_paths = [\"/latest/meta-data/mac\"]\n\
          [limits]\npod_requests_per_second = 0\npod_burst = 1\nupstream_requests_per_second = 5.5\n",
     )
@@ -333,6 +333,14 @@ fn front_keys_are_checked_by_name() {
         (
             "[cache]\ncredentials_refresh_seconds = 3601\n",
             "cache.credentials_refresh_seconds",
+        ),
+        (
+            "[cache]\ncredentials_refresh_seconds = 0\n",
+            "cache.credentials_refresh_seconds: must be from 1",
+        ),
+        (
+            "[limits]\npod_requests_per_second = 1e-20\n",
+            "limits.pod_requests_per_second: must be 0 (no limit) or from 0.001",
         ),
         ("[cache]\nmax_entries = 0\n", "cache.max_entries"),
         (

@@ -26,6 +26,9 @@ use crate::config;
 use crate::disposition::UpstreamFailure;
 use crate::metrics::Metrics;
 
+/// How long credentials already within their refresh stretch are kept, at most.
+const SHORT_KEEP: Duration = Duration::from_secs(5);
+
 /// An answer of the service as the guard relays it (connection headers already removed).
 #[derive(Debug)]
 pub struct Stored {
@@ -184,18 +187,29 @@ impl Cache {
                     self.refresh_failed(key);
                     return false;
                 };
-                let Some(usable) = left.checked_sub(self.settings.credentials_refresh) else {
-                    self.refresh_failed(key);
-                    return false;
-                };
-                if usable.is_zero() {
-                    self.refresh_failed(key);
-                    return false;
+                match left.checked_sub(self.settings.credentials_refresh) {
+                    Some(usable) if !usable.is_zero() => {
+                        let window = self.settings.credentials_refresh.min(usable / 2);
+                        let fresh_until = now + usable;
+                        let retry =
+                            (window / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                        // Fetched again at the latest after `max_age` too, so credentials the
+                        // service replaced early (revoked sessions, another role) are not served
+                        // for their whole life.
+                        let refresh_from = (fresh_until - window).min(now + self.settings.max_age);
+                        (fresh_until, Some(refresh_from), retry)
+                    }
+                    // The service has not rotated them yet although they are within the refresh
+                    // stretch: kept a moment (half their remaining life, at most 5 s) so that
+                    // the node does not ask for every request, and never to their expiry.
+                    _ if left > Duration::from_secs(2) => {
+                        (now + (left / 2).min(SHORT_KEEP), None, Duration::ZERO)
+                    }
+                    _ => {
+                        self.refresh_failed(key);
+                        return false;
+                    }
                 }
-                let window = self.settings.credentials_refresh.min(usable / 2);
-                let fresh_until = now + usable;
-                let retry = (window / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
-                (fresh_until, Some(fresh_until - window), retry)
             }
         };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -351,7 +365,18 @@ mod tests {
 
     #[test]
     fn credentials_until_the_refresh_point_with_a_background_refresh_before() {
+        // Refetched after `max_age` too: with 300 s, an hour's credentials are asked for again
+        // (in the background) after five minutes.
         let c = cache(300, 60);
+        let now = Instant::now();
+        let hour = credentials(Duration::from_secs(3600));
+        assert!(c.store("/r", CacheClass::Credentials, &hour, now));
+        assert!(is_fresh(c.get("/r", now + Duration::from_secs(299))));
+        assert!(matches!(
+            c.get("/r", now + Duration::from_secs(301)),
+            Found::Refresh(_)
+        ));
+        let c = cache(3600, 60);
         let now = Instant::now();
         // Good for an hour: kept 59 minutes at most, refreshed in the background in the last one.
         assert!(c.store(
@@ -391,11 +416,24 @@ mod tests {
             c.get("/s", window + Duration::from_secs(31)),
             Found::Refresh(_)
         ));
+        // Within the refresh stretch already: kept a moment only.
+        let c = cache(300, 60);
+        assert!(c.store(
+            "/late",
+            CacheClass::Credentials,
+            &credentials(Duration::from_secs(59)),
+            now
+        ));
+        assert!(is_fresh(c.get("/late", now + Duration::from_secs(4))));
+        assert!(matches!(
+            c.get("/late", now + Duration::from_secs(6)),
+            Found::Missing
+        ));
         // Too close to their expiry to keep at all.
         assert!(!c.store(
             "/r",
             CacheClass::Credentials,
-            &credentials(Duration::from_secs(59)),
+            &credentials(Duration::from_secs(2)),
             now
         ));
     }

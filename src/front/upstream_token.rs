@@ -24,10 +24,16 @@ struct Held {
     expires_at: Instant,
 }
 
+/// After a failed fetch, how long requests use its failure (or the token still in hand) instead
+/// of fetching again.
+pub const RETRY: Duration = Duration::from_secs(1);
+
 /// The token and the lock that makes one fetch at a time.
 pub struct UpstreamToken {
     held: Mutex<Option<Held>>,
     fetching: tokio::sync::Mutex<()>,
+    /// When the last fetch failed, and how.
+    failed: Mutex<Option<(Instant, UpstreamFailure)>>,
 }
 
 impl Default for UpstreamToken {
@@ -35,13 +41,16 @@ impl Default for UpstreamToken {
         Self {
             held: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
+            failed: Mutex::new(None),
         }
     }
 }
 
 impl UpstreamToken {
     /// A token to send with a forwarded request, fetched when there is none still in its first
-    /// three quarters of life.
+    /// three quarters of life. While the token in hand is still good, a renewal under way (or one
+    /// that failed less than [`RETRY`] ago) is not waited for: the held token is used. Requests
+    /// that queued behind a failed fetch get its failure rather than each fetching again.
     pub async fn get<U: Forward>(
         &self,
         upstream: &U,
@@ -50,10 +59,18 @@ impl UpstreamToken {
         if let Some(value) = self.current(Instant::now(), false) {
             return Ok(value);
         }
-        let _one = self.fetching.lock().await;
-        // Whoever held the lock before may have fetched it.
+        let still_good = self.current(Instant::now(), true);
+        let _one = match (&still_good, self.fetching.try_lock()) {
+            (_, Ok(one)) => one,
+            (Some(value), Err(_)) => return Ok(value.clone()),
+            (None, Err(_)) => self.fetching.lock().await,
+        };
+        // Whoever held the lock before may have fetched it, or failed a moment ago.
         if let Some(value) = self.current(Instant::now(), false) {
             return Ok(value);
+        }
+        if let Some(failure) = self.recent_failure(Instant::now()) {
+            return self.current(Instant::now(), true).ok_or(failure);
         }
         match fetch(upstream, metrics).await {
             Ok((value, ttl)) => {
@@ -68,12 +85,14 @@ impl UpstreamToken {
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
                 );
+                // A little before the service's own expiry, for the time in flight.
+                let expires_at = now + ttl.saturating_sub(Duration::from_secs(5));
                 *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(Held {
                     value: value.clone(),
-                    renew_at: now + ttl * 3 / 4,
-                    // A little before the service's own expiry, for the time in flight.
-                    expires_at: now + ttl.saturating_sub(Duration::from_secs(5)),
+                    renew_at: (now + ttl * 3 / 4).min(expires_at),
+                    expires_at,
                 });
+                *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Ok(value)
             }
             Err(failure) => {
@@ -81,10 +100,20 @@ impl UpstreamToken {
                     .upstream_token_fetches
                     .get_or_create(&ResultLabels { result: "failed" })
                     .inc();
+                *self.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now(), failure));
                 // Renewal failed, but the token in hand is still good for a while.
                 self.current(Instant::now(), true).ok_or(failure)
             }
         }
+    }
+
+    /// The failure of a fetch that ended less than [`RETRY`] before `now`.
+    fn recent_failure(&self, now: Instant) -> Option<UpstreamFailure> {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed
+            .filter(|(at, _)| now.saturating_duration_since(*at) < RETRY)
+            .map(|(_, failure)| failure)
     }
 
     /// Forgets `value` after the service refused it (401), so the next request fetches anew.
@@ -141,6 +170,13 @@ async fn fetch<U: Forward>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(TTL, |secs| Duration::from_secs(secs).min(TTL));
+    if granted < Duration::from_secs(10) {
+        tracing::warn!(
+            ttl_seconds = granted.as_secs(),
+            "the metadata service granted the guard's token too short a life to use"
+        );
+        return Err(UpstreamFailure::Broken);
+    }
     let value = token_value(&answer.body).ok_or_else(|| {
         tracing::warn!(
             "the metadata service answered the guard's token request with no usable token"
@@ -162,3 +198,49 @@ fn token_value(body: &Bytes) -> Option<HeaderValue> {
 
 /// The header the guard's token goes in.
 pub const HEADER: http::HeaderName = http::HeaderName::from_static(TOKEN_HEADER);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::{Answer, UpstreamError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A service whose token PUT fails, counting the attempts.
+    #[derive(Default)]
+    struct Refusing {
+        puts: AtomicUsize,
+    }
+
+    impl Forward for Refusing {
+        async fn send(
+            &self,
+            _method: Method,
+            _target: Uri,
+            _headers: HeaderMap,
+        ) -> Result<Answer, UpstreamError> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            Err(UpstreamError::Timeout)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_not_repeated_by_every_request_behind_it() {
+        let service = Refusing::default();
+        let token = UpstreamToken::default();
+        let metrics = Metrics::new();
+        for _ in 0..5 {
+            assert_eq!(
+                token.get(&service, &metrics).await,
+                Err(UpstreamFailure::Timeout)
+            );
+        }
+        assert_eq!(
+            service.puts.load(Ordering::SeqCst),
+            1,
+            "one fetch per second at most"
+        );
+        tokio::time::sleep(RETRY + Duration::from_millis(50)).await;
+        assert!(token.get(&service, &metrics).await.is_err());
+        assert_eq!(service.puts.load(Ordering::SeqCst), 2);
+    }
+}

@@ -113,10 +113,14 @@ pub(super) async fn read<U: Forward + Clone, B>(
     path: &CanonicalPath,
     disposal: Disposal,
 ) -> Response<Full<Bytes>> {
+    // A read without a token goes to the service without one too (IMDSv1), so the instance's own
+    // setting (`HttpTokens = required`: 401) still decides it, and it is never answered from the
+    // cache, which holds what only a token could get.
+    let with_token = request.headers().contains_key(TOKEN);
     let cached = front
         .cache
         .as_ref()
-        .filter(|_| disposal == Disposal::Forward && request.method() == Method::GET)
+        .filter(|_| with_token && disposal == Disposal::Forward && request.method() == Method::GET)
         .map(|cache| (cache, cache.class(path)))
         .filter(|(_, class)| *class != CacheClass::Never);
     // A hit needs nothing of what a forward does.
@@ -131,13 +135,14 @@ pub(super) async fn read<U: Forward + Clone, B>(
     };
     let headers = guard_headers(request.headers());
     let Some((cache, class)) = cached else {
-        let fetched = fetch(
+        let fetched = fetch_as(
             front,
             upstream,
             metrics,
             request.method().clone(),
             target,
             headers,
+            with_token,
         )
         .await;
         return answer(exchange, metrics, fetched);
@@ -214,9 +219,29 @@ pub(super) async fn fetch<U: Forward>(
     target: Uri,
     headers: HeaderMap,
 ) -> Result<Answer, Failed> {
+    fetch_as(front, upstream, metrics, method, target, headers, true).await
+}
+
+/// [`fetch`], with the guard's token (`with_token`) or as a tokenless (IMDSv1) read.
+async fn fetch_as<U: Forward>(
+    front: &Front,
+    upstream: &U,
+    metrics: &Metrics,
+    method: Method,
+    target: Uri,
+    headers: HeaderMap,
+    with_token: bool,
+) -> Result<Answer, Failed> {
     if !front.limits.admit_upstream(Instant::now()) {
         limited(metrics, Scope::Upstream);
         return Err(Failed::RateLimited);
+    }
+    if !with_token {
+        return upstream.send(method, target, headers).await.map_err(|e| {
+            tracing::warn!(error = %e, "forwarding to the metadata service failed");
+            count_error(metrics, &e);
+            Failed::Upstream(e.failure())
+        });
     }
     for attempt in 0..2 {
         let token = front

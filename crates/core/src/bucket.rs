@@ -33,7 +33,8 @@ impl Bucket {
             self.tokens -= 1.0;
             Ok(())
         } else if self.rate > 0.0 {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            Err(Duration::try_from_secs_f64((1.0 - self.tokens) / self.rate)
+                .unwrap_or(Duration::MAX))
         } else {
             Err(Duration::MAX)
         }
@@ -84,6 +85,14 @@ mod tests {
             b.take(later).is_err(),
             "a minute idle gives the burst, no more"
         );
+    }
+
+    #[test]
+    fn a_vanishing_rate_waits_forever_without_panicking() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(1e-300, 1, t0);
+        b.take(t0).unwrap();
+        assert_eq!(b.take(t0), Err(Duration::MAX));
     }
 
     #[test]
