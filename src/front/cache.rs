@@ -132,24 +132,6 @@ impl Cache {
         self.settings.paths.class(path)
     }
 
-    /// [`Cache::get`] now, when what it would give is a fresh answer and nothing to do;
-    /// `Missing` otherwise (the caller then asks [`Cache::get`]).
-    pub fn peek_fresh(&self, key: &str) -> Found {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        match entries.get(key) {
-            Some(entry)
-                if now < entry.fresh_until
-                    && entry
-                        .refresh_from
-                        .is_none_or(|from| now < from || entry.refreshing) =>
-            {
-                Found::Fresh(Arc::clone(&entry.answer))
-            }
-            _ => Found::Missing,
-        }
-    }
-
     /// What is held for `key` at `now`.
     pub fn get(&self, key: &str, now: Instant) -> Found {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

@@ -13,7 +13,7 @@ use http_body_util::Full;
 
 use crate::cache::CacheClass;
 use crate::disposition::{Disposal, Refusal, UpstreamFailure};
-use crate::front::cache::{follow, Join, Outcome, Stored};
+use crate::front::cache::{follow, Found, Join, Outcome, Stored};
 use crate::front::{Check, Front, Issuer, Scope};
 use crate::imds;
 use crate::inventory::Lookup;
@@ -123,11 +123,11 @@ pub(super) async fn read<U: Forward + Clone, B>(
         .filter(|_| with_token && disposal == Disposal::Forward && request.method() == Method::GET)
         .map(|cache| (cache, cache.class(path)))
         .filter(|(_, class)| *class != CacheClass::Never);
-    // A hit needs nothing of what a forward does.
-    if let Some((cache, _)) = cached {
-        if let crate::front::cache::Found::Fresh(stored) = cache.peek_fresh(path.as_str()) {
-            return hit(exchange, metrics, &stored, "hit");
-        }
+    let key = path.as_str();
+    // Looked up before anything a forward needs is built: a hit needs none of it.
+    let mut found = cached.map(|(cache, _)| cache.get(key, Instant::now()));
+    if let Some(Found::Fresh(stored)) = &found {
+        return hit(exchange, metrics, stored);
     }
     let target = match upstream_target(request.uri(), path) {
         Ok(target) => target,
@@ -148,14 +148,14 @@ pub(super) async fn read<U: Forward + Clone, B>(
         return answer(exchange, metrics, fetched);
     };
 
-    let key = path.as_str();
     // A follower whose leader went away asks again; twice at most, then on its own.
     for _ in 0..3 {
-        match cache.get(key, Instant::now()) {
-            crate::front::cache::Found::Fresh(stored) => {
-                return hit(exchange, metrics, &stored, "hit");
-            }
-            crate::front::cache::Found::Refresh(stored) => {
+        match found
+            .take()
+            .unwrap_or_else(|| cache.get(key, Instant::now()))
+        {
+            Found::Fresh(stored) => return hit(exchange, metrics, &stored),
+            Found::Refresh(stored) => {
                 refresh_in_background(
                     front,
                     upstream,
@@ -165,9 +165,9 @@ pub(super) async fn read<U: Forward + Clone, B>(
                     target.clone(),
                     headers.clone(),
                 );
-                return hit(exchange, metrics, &stored, "hit");
+                return hit(exchange, metrics, &stored);
             }
-            crate::front::cache::Found::Missing => {}
+            Found::Missing => {}
         }
         match cache.join(key) {
             Join::Lead(lead) => {
@@ -193,14 +193,14 @@ pub(super) async fn read<U: Forward + Clone, B>(
                     Err(Failed::RateLimited) => Outcome::RateLimited,
                 };
                 lead.finish(outcome.clone());
-                return from_outcome(exchange, metrics, outcome);
+                return from_outcome(exchange, outcome);
             }
             Join::Follow(rx) => match follow(rx).await {
                 Outcome::Abandoned => continue,
                 outcome => {
                     exchange.cache = Some("shared");
                     count(metrics, "shared");
-                    return from_outcome(exchange, metrics, outcome);
+                    return from_outcome(exchange, outcome);
                 }
             },
         }
@@ -331,32 +331,20 @@ fn respond(stored: &Stored) -> Response<Full<Bytes>> {
     response
 }
 
-fn hit(
-    exchange: &mut Exchange<'_>,
-    metrics: &Metrics,
-    stored: &Stored,
-    result: &'static str,
-) -> Response<Full<Bytes>> {
-    exchange.cache = Some(result);
-    count(metrics, result);
+fn hit(exchange: &mut Exchange<'_>, metrics: &Metrics, stored: &Stored) -> Response<Full<Bytes>> {
+    exchange.cache = Some("hit");
+    count(metrics, "hit");
     respond(stored)
 }
 
-fn from_outcome(
-    exchange: &mut Exchange<'_>,
-    metrics: &Metrics,
-    outcome: Outcome,
-) -> Response<Full<Bytes>> {
+fn from_outcome(exchange: &mut Exchange<'_>, outcome: Outcome) -> Response<Full<Bytes>> {
     match outcome {
         Outcome::Answer(stored) => respond(&stored),
         Outcome::Failed(failure) => {
             exchange.failed(failure.as_str());
             exchange.answer(Refusal::Upstream(failure))
         }
-        Outcome::RateLimited => {
-            let _ = metrics;
-            exchange.refuse(Reason::RateLimited)
-        }
+        Outcome::RateLimited => exchange.refuse(Reason::RateLimited),
         // Followers ask again rather than take this; here only for completeness.
         Outcome::Abandoned => {
             exchange.failed(UpstreamFailure::Unreachable.as_str());
