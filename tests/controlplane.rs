@@ -42,22 +42,9 @@ async fn wait_ready(guard: &Guard) {
 /// The value of `key` in a request URI's query, percent-decoded.
 fn query_value(uri: &str, key: &str) -> Option<String> {
     let query = uri.split_once('?')?.1;
-    let raw = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))?;
-    let bytes = raw.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            out.push(u8::from_str_radix(&raw[i + 1..i + 3], 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 async fn until_reason(guard: &Guard, from: &str, want: &str, within: Duration) -> Duration {
