@@ -199,13 +199,16 @@ async fn namespace_labels_and_an_api_server_outage_against_a_real_api_server() {
 }
 
 /// The guard's `watch_relists` counter for pods, from its metrics.
-async fn pod_relists(guard: &Guard) -> u64 {
-    let text = get(TEST, guard.admin, "/metrics").await.text();
-    text.lines()
-        .find(|l| l.starts_with("imds_guard_watch_relists_total{") && l.contains("watch=\"pods\""))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no pod relist counter in:\n{text}"))
+async fn pod_relists(guard: &Guard) -> f64 {
+    match metric(
+        guard.admin,
+        r#"imds_guard_watch_relists_total{watch="pods"}"#,
+    )
+    .await
+    {
+        (Some(value), _) => value,
+        (None, text) => panic!("no pod relist counter in:\n{text}"),
+    }
 }
 
 #[tokio::test]
@@ -221,7 +224,7 @@ async fn after_compacted_history_the_watch_gets_its_410_and_the_relist_replaces_
     let guard = ready_guard_via(&kubeconfig, &emu, "").await;
     let within = Duration::from_secs(10);
     until_reason(&guard, LABELLED, "allowed", within).await;
-    assert_eq!(pod_relists(&guard).await, 1);
+    assert_eq!(pod_relists(&guard).await, 1.0);
 
     // The guard loses the API; meanwhile the node's pods change and etcd forgets the history.
     gate.close();
@@ -244,7 +247,7 @@ async fn after_compacted_history_the_watch_gets_its_410_and_the_relist_replaces_
     gate.open();
     until_reason(&guard, TEST, "allowed", within).await;
     until_reason(&guard, LABELLED, "unknown-source", within).await;
-    assert_eq!(pod_relists(&guard).await, 2);
+    assert_eq!(pod_relists(&guard).await, 2.0);
     guard.stop().await.unwrap();
 }
 

@@ -161,10 +161,10 @@ async fn api_counts(client: &kube::Client) -> ApiCounts {
 
 /// One value from the guard's `/metrics`.
 async fn guard_metric(guard: &Binary, name: &str) -> f64 {
-    let text = get(TEST, guard.admin, "/metrics").await.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    match metric(guard.admin, name).await {
+        (Some(value), _) => value,
+        (None, text) => panic!("no {name} in:\n{text}"),
+    }
 }
 
 /// The reason the guard gives a request from `from` (`allowed` for a 200).

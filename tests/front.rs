@@ -41,10 +41,7 @@ fn reached(rec: &Recorder, target: &str) -> usize {
 
 /// A metric's value (0 when absent).
 async fn metric(guard: &Guard, series: &str) -> f64 {
-    let text = get(TEST, guard.admin, "/metrics").await.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+    support::metric(guard.admin, series).await.0.unwrap_or(0.0)
 }
 
 /// The audit events for `path`, in order, once `n` of them exist.

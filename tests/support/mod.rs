@@ -442,3 +442,18 @@ pub fn passthrough(text: &str) -> String {
         None => format!("{text}\n[imdsv2]\n{SET}"),
     }
 }
+
+/// The value of one series (`name{labels}` exactly as exposed) on the admin port at `admin`, and
+/// the whole exposition for messages; `None` when the series is absent.
+pub async fn metric(admin: SocketAddr, series: &str) -> (Option<f64>, String) {
+    let text = get(TEST, admin, "/metrics").await.text();
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{series}: {v} ({e})"))
+        });
+    (value, text)
+}
