@@ -32,8 +32,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::imds::region::ImdsRegionProvider;
@@ -42,11 +41,11 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_http_client::tls;
 use imds_guard::emulator::{EmulatorOptions, TokenMode};
 use serde_json::Value;
+use support::binary::Binary;
 use support::{emulator, free_port, Emulator, LABELLED};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
-const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");
 /// The pod the SDKs speak for: the inspector, allowed `/latest/**` (credentials included).
 const POD: &str = LABELLED;
 /// The emulator's role, instance and region.
@@ -71,11 +70,11 @@ enum Tokens {
 /// stay the same across the guard's restarts).
 struct Node {
     _emulator: Emulator,
-    dir: tempfile::TempDir,
+    /// Holds the config and the key file.
+    _dir: tempfile::TempDir,
     config: PathBuf,
     proxy: SocketAddr,
     admin: SocketAddr,
-    runs: usize,
 }
 
 impl Node {
@@ -106,117 +105,26 @@ impl Node {
         std::fs::write(&config, text).unwrap();
         Node {
             _emulator: emulator,
-            dir,
+            _dir: dir,
             config,
             proxy,
             admin,
-            runs: 0,
         }
     }
 
-    /// Starts the guard (again): the same config, the same ports.
-    async fn start_guard(&mut self) -> GuardProcess {
-        self.runs += 1;
-        let log = self.dir.path().join(format!("guard-{}.log", self.runs));
-        GuardProcess::start(&self.config, self.admin, log).await
-    }
-}
-
-/// The real binary, running `run` with the node's config; its stdout (the audit lines) is
-/// collected. Killed when dropped.
-struct GuardProcess {
-    child: Child,
-    audit: Arc<Mutex<Vec<Value>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    log: PathBuf,
-}
-
-impl GuardProcess {
-    async fn start(config: &Path, admin: SocketAddr, log: PathBuf) -> GuardProcess {
-        let child = Command::new(BIN)
-            .args(["run", "--config", config.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-        let mut guard = GuardProcess {
-            child,
-            audit: Arc::default(),
-            reader: None,
-            log,
-        };
-        let stdout = guard.child.stdout.take().unwrap();
-        let audit = guard.audit.clone();
-        guard.reader = Some(std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let event = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not an audit line ({e}): {line}"));
-                audit.lock().unwrap().push(event);
-            }
-        }));
-        guard.wait_ready(admin).await;
+    /// Starts the guard (again): the same config, the same ports; once it is ready.
+    async fn start_guard(&mut self) -> Binary {
+        let mut guard = Binary::start_file(&self.config, self.proxy, self.admin);
+        guard.wait_ready().await;
         guard
     }
-
-    /// Waits (at most 10 s) for `/readyz` to answer 200.
-    async fn wait_ready(&mut self, admin: SocketAddr) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the guard exited ({status}) at start:\n{}", self.log());
-            }
-            if tokio::net::TcpStream::connect(admin).await.is_ok() {
-                let ready = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    support::get("127.0.0.1", admin, "/readyz"),
-                )
-                .await;
-                if matches!(ready, Ok(answer) if answer.status == 200) {
-                    return;
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the guard did not become ready:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops the guard with SIGTERM, as a restart by the kubelet would, and gives its audit
-    /// lines (all of them: stdout is read to its end).
-    fn stop(mut self) -> Vec<Value> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the guard did not stop on SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        std::mem::take(&mut *self.audit.lock().unwrap())
-    }
 }
 
-impl Drop for GuardProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Stops the guard with SIGTERM, as a restart by the kubelet would, and gives its audit lines
+/// (all of them: they are written out on stop).
+fn stop(mut guard: Binary) -> Vec<Value> {
+    guard.stop();
+    guard.audit()
 }
 
 /// Accepts on `127.0.0.1:0` and relays each connection to `to` from the loopback address
@@ -465,7 +373,7 @@ async fn botocore_across_a_restart(tokens: Tokens) {
 
     let before = botocore.credentials("before the restart");
     botocore.region("before the restart");
-    let first_run = guard.stop();
+    let first_run = stop(guard);
     assert_botocore_fresh_tokens(&first_run, "before the restart");
 
     let guard = node.start_guard().await;
@@ -473,7 +381,7 @@ async fn botocore_across_a_restart(tokens: Tokens) {
     botocore.region("after the restart");
     // The emulator's credentials hold for hours: the same ones, from the same service.
     assert_eq!(before["access_key"], after["access_key"]);
-    let second_run = guard.stop();
+    let second_run = stop(guard);
     // botocore never presents a token from before the restart, so whichever key the guard has,
     // nothing it sends is refused.
     assert_botocore_fresh_tokens(&second_run, "after the restart");
@@ -502,7 +410,7 @@ async fn botocore_gets_credentials_and_region_with_passthrough_tokens() {
     let mut botocore = Botocore::start(forwarder.addr);
     botocore.credentials("with passthrough tokens");
     botocore.region("with passthrough tokens");
-    let events = guard.stop();
+    let events = stop(guard);
     assert_passthrough_served(&events);
 }
 
@@ -568,7 +476,7 @@ impl AwsConfig {
 
     /// Reads the instance id, gets credentials and the region; all three are tried before a
     /// failure is reported, with what the guard answered.
-    async fn use_all(&self, context: &str, guard: &GuardProcess) {
+    async fn use_all(&self, context: &str, guard: &Binary) {
         let id = self.client.get("/latest/meta-data/instance-id").await;
         let credentials = self.credentials.provide_credentials().await;
         let region = self.region.region().await;
@@ -581,7 +489,7 @@ impl AwsConfig {
         }
         // Audit lines are written shortly after the answer.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let events = guard.audit.lock().unwrap().clone();
+        let events = guard.audit();
         panic!(
             "aws-config {context}:\n  instance-id: {}\n  credentials: {}{}\n  region: {region:?}\nthe guard's audit lines:\n{}",
             match &id {
@@ -609,7 +517,7 @@ async fn aws_config_across_a_restart(tokens: Tokens) -> Vec<Value> {
     let sdk = AwsConfig::new(forwarder.addr);
 
     sdk.use_all("before the restart", &guard).await;
-    let first_run = guard.stop();
+    let first_run = stop(guard);
     assert_pod_and_v2(&first_run);
     assert_eq!(field(&first_run[0], "path"), TOKEN_PATH);
     assert!(
@@ -641,7 +549,7 @@ async fn aws_config_across_a_restart(tokens: Tokens) -> Vec<Value> {
 
     let guard = node.start_guard().await;
     sdk.use_all("after the restart", &guard).await;
-    let second_run = guard.stop();
+    let second_run = stop(guard);
     assert_pod_and_v2(&second_run);
     assert_credentials_read(&second_run);
     second_run
@@ -682,6 +590,6 @@ async fn aws_config_gets_credentials_and_region_with_passthrough_tokens() {
     let forwarder = Forwarder::start(POD, node.proxy).await;
     let sdk = AwsConfig::new(forwarder.addr);
     sdk.use_all("with passthrough tokens", &guard).await;
-    let events = guard.stop();
+    let events = stop(guard);
     assert_passthrough_served(&events);
 }

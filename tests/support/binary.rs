@@ -1,8 +1,8 @@
-//! The real binary, `imds-guard run`, as a child process on free loopback ports: its stderr kept
-//! in a file, ended when dropped.
+//! The real binary, `imds-guard run`, as a child process on loopback ports: its stdout (the audit
+//! lines) and stderr (the log) kept in files, ended when dropped.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ pub struct Binary {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     log: PathBuf,
+    audit: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -35,13 +36,30 @@ impl Binary {
             );
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
+        Self::run(&path, proxy, admin, args, dir)
+    }
+
+    /// Runs the config file at `config`, which listens at `proxy` and `admin` (so a test can
+    /// start the guard again on the same ports).
+    pub fn start_file(config: &Path, proxy: SocketAddr, admin: SocketAddr) -> Binary {
+        Self::run(config, proxy, admin, &[], tempfile::tempdir().unwrap())
+    }
+
+    fn run(
+        config: &Path,
+        proxy: SocketAddr,
+        admin: SocketAddr,
+        args: &[&str],
+        dir: tempfile::TempDir,
+    ) -> Binary {
         let log = dir.path().join("stderr.log");
+        let audit = dir.path().join("stdout.log");
         let child = Command::new(env!("CARGO_BIN_EXE_imds-guard"))
             .args(["run", "--config"])
-            .arg(&path)
+            .arg(config)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&audit).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
@@ -50,8 +68,21 @@ impl Binary {
             proxy,
             admin,
             log,
+            audit,
             _dir: dir,
         }
+    }
+
+    /// Its audit lines so far (they are written out every 20 ms, and all of them on stop).
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not an audit line ({e}): {line}"))
+            })
+            .collect()
     }
 
     /// What it logged so far.
@@ -98,12 +129,20 @@ impl Binary {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    /// Stops it as Kubernetes would (SIGTERM), waits, and gives what it logged.
+    /// Stops it as Kubernetes would (SIGTERM), waits (20 s at most), and gives what it logged.
     pub fn stop(&mut self) -> String {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
-        let _ = self.child.wait();
+        let started = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the guard did not stop on SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.log()
     }
 }
