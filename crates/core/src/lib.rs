@@ -17,9 +17,11 @@
 
 pub mod bucket;
 pub mod cache;
+pub mod cloud;
 pub mod disposition;
 pub mod imds;
 pub mod index;
 pub mod netfilter;
 pub mod policy;
+pub mod query;
 pub mod target;

@@ -1,0 +1,456 @@
+//! The metadata servers of the clouds the guard knows, as data: where each one listens, which
+//! header it demands, which query keys each endpoint takes, which reads return a whole subtree,
+//! which trees are legacy, and which request headers are passed on to it.
+//!
+//! Pure: the proxy, the policy check, the netfilter rules and the emulator all read these, so they
+//! cannot disagree about a cloud's protocol.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use crate::query::Query;
+use crate::target::CanonicalPath;
+
+/// A cloud's metadata server, chosen by `[upstream] cloud`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Cloud {
+    /// AWS EC2 IMDS (the default).
+    #[default]
+    Aws,
+    /// Google Compute Engine / GKE.
+    Gcp,
+    /// Azure IMDS.
+    Azure,
+    /// Alibaba Cloud ECS.
+    Alibaba,
+    /// Oracle Cloud Infrastructure.
+    Oci,
+    /// OpenStack Nova (and the EC2-style tree it serves too).
+    Openstack,
+}
+
+/// Every cloud, in the order the docs list them.
+pub const ALL: [Cloud; 6] = [
+    Cloud::Aws,
+    Cloud::Gcp,
+    Cloud::Azure,
+    Cloud::Alibaba,
+    Cloud::Oci,
+    Cloud::Openstack,
+];
+
+/// `Metadata-Flavor`, GCP's gate header, demanded on requests and put on every answer.
+pub const GCP_FLAVOR_HEADER: &str = "metadata-flavor";
+/// The only value of [`GCP_FLAVOR_HEADER`].
+pub const GCP_FLAVOR: &str = "Google";
+/// `Metadata`, Azure's gate header.
+pub const AZURE_METADATA_HEADER: &str = "metadata";
+/// The only value of [`AZURE_METADATA_HEADER`].
+pub const AZURE_METADATA: &str = "true";
+/// OCI's v2 gate: `Authorization: Bearer Oracle` (a fixed string, not a credential).
+pub const OCI_AUTHORIZATION: &str = "Bearer Oracle";
+/// Alibaba's token header on reads.
+pub const ALIBABA_TOKEN_HEADER: &str = "x-aliyun-ecs-metadata-token";
+/// Alibaba's token TTL header on the token PUT.
+pub const ALIBABA_TOKEN_TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
+
+/// Request headers that say the request came through a proxy. Pods never send them; they are
+/// refused, and the guard never adds them (a server behind the guard may trust them).
+pub const FORWARDING_HEADERS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+];
+
+/// Whether a request header is a forwarding header ([`FORWARDING_HEADERS`] or any other
+/// `X-Forwarded-*`).
+pub fn is_forwarding_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    FORWARDING_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-forwarded-")
+}
+
+/// The header a cloud demands on every request, and how it answers its absence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gate {
+    /// Header name, lower case.
+    pub header: &'static str,
+    /// The one value accepted (compared exactly).
+    pub value: &'static str,
+    /// The status the real server answers when it is missing or wrong.
+    pub status: u16,
+    /// Where the gate applies: every path under this prefix (`/` for all).
+    pub prefix: &'static str,
+}
+
+/// What one endpoint takes in its query.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    /// Path pattern of the endpoint, in [`crate::policy::pattern`] syntax (`*`, `**`).
+    pub path: &'static str,
+    /// Keys it accepts, with the values each may take.
+    pub keys: &'static [(&'static str, Values)],
+    /// Keys it demands.
+    pub required: &'static [&'static str],
+}
+
+/// The values a query key may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    /// One of these, exactly.
+    OneOf(&'static [&'static str]),
+    /// Decimal digits, at most 6 of them.
+    Digits,
+    /// An Azure API version: `YYYY-MM-DD`, optionally `-preview`.
+    ApiVersion,
+    /// Any text (still canonically re-encoded).
+    Any,
+}
+
+impl Values {
+    /// Whether `value` (decoded) is one of these.
+    pub fn accepts(self, value: &str) -> bool {
+        match self {
+            Self::OneOf(options) => options.contains(&value),
+            Self::Digits => {
+                !value.is_empty() && value.len() <= 6 && value.bytes().all(|b| b.is_ascii_digit())
+            }
+            Self::ApiVersion => {
+                let (date, rest) = value.split_at(value.len().min(10));
+                let b = date.as_bytes();
+                date.len() == 10
+                    && b.iter().enumerate().all(|(i, c)| {
+                        if i == 4 || i == 7 {
+                            *c == b'-'
+                        } else {
+                            c.is_ascii_digit()
+                        }
+                    })
+                    && (rest.is_empty() || rest == "-preview")
+            }
+            Self::Any => true,
+        }
+    }
+}
+
+const BOOL: Values = Values::OneOf(&["true", "false"]);
+
+/// GCP: the keys every `/computeMetadata/v1/` path takes.
+const GCP_COMMON: &[(&str, Values)] = &[
+    ("recursive", BOOL),
+    ("alt", Values::OneOf(&["json", "text"])),
+    ("wait_for_change", BOOL),
+    ("timeout_sec", Values::Digits),
+    ("last_etag", Values::Any),
+];
+
+const GCP_ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/computeMetadata/v1/instance/service-accounts/*/token",
+        keys: &[
+            ("scopes", Values::Any),
+            ("alt", Values::OneOf(&["json", "text"])),
+        ],
+        required: &[],
+    },
+    Endpoint {
+        path: "/computeMetadata/v1/instance/service-accounts/*/identity",
+        keys: &[
+            ("audience", Values::Any),
+            ("format", Values::OneOf(&["standard", "full"])),
+            (
+                "licenses",
+                Values::OneOf(&["TRUE", "FALSE", "true", "false"]),
+            ),
+        ],
+        required: &["audience"],
+    },
+    Endpoint {
+        path: "/computeMetadata/v1/**",
+        keys: GCP_COMMON,
+        required: &[],
+    },
+    Endpoint {
+        path: "/computeMetadata/v1",
+        keys: GCP_COMMON,
+        required: &[],
+    },
+];
+
+const AZURE_API: (&str, Values) = ("api-version", Values::ApiVersion);
+const AZURE_FORMAT: (&str, Values) = ("format", Values::OneOf(&["json", "text"]));
+
+const AZURE_ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/metadata/versions",
+        keys: &[AZURE_FORMAT],
+        required: &[],
+    },
+    Endpoint {
+        path: "/metadata/identity/oauth2/token",
+        keys: &[
+            AZURE_API,
+            ("resource", Values::Any),
+            ("client_id", Values::Any),
+            ("object_id", Values::Any),
+            ("msi_res_id", Values::Any),
+            ("mi_res_id", Values::Any),
+        ],
+        required: &["api-version", "resource"],
+    },
+    Endpoint {
+        path: "/metadata/attested/document",
+        keys: &[AZURE_API, ("nonce", Values::Any)],
+        required: &["api-version"],
+    },
+    Endpoint {
+        path: "/metadata/**",
+        keys: &[AZURE_API, AZURE_FORMAT],
+        required: &["api-version"],
+    },
+];
+
+impl Cloud {
+    /// The name in the config and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aws => "aws",
+            Self::Gcp => "gcp",
+            Self::Azure => "azure",
+            Self::Alibaba => "alibaba",
+            Self::Oci => "oci",
+            Self::Openstack => "openstack",
+        }
+    }
+
+    /// The metadata server's IPv4 address.
+    pub fn ipv4(self) -> Ipv4Addr {
+        match self {
+            Self::Alibaba => Ipv4Addr::new(100, 100, 100, 200),
+            _ => Ipv4Addr::new(169, 254, 169, 254),
+        }
+    }
+
+    /// The metadata server's IPv6 address, where the cloud has one.
+    pub fn ipv6(self) -> Option<Ipv6Addr> {
+        match self {
+            Self::Aws => Some(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
+            Self::Oci => Some(Ipv6Addr::new(0xfd00, 0xc1, 0, 0, 0, 0, 0xa9fe, 0xa9fe)),
+            Self::Openstack => Some(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0xa9fe, 0xa9fe)),
+            Self::Gcp | Self::Azure | Self::Alibaba => None,
+        }
+    }
+
+    /// Every address the server answers on.
+    pub fn addresses(self) -> Vec<IpAddr> {
+        let mut all = vec![IpAddr::V4(self.ipv4())];
+        all.extend(self.ipv6().map(IpAddr::V6));
+        all
+    }
+
+    /// Ports of the server that carry what the guard cannot inspect (GCP's HTTPS/mTLS endpoint):
+    /// rejected for pods, so that they fail closed instead of going around the guard.
+    pub fn uninspectable_ports(self) -> &'static [u16] {
+        match self {
+            Self::Gcp => &[443],
+            _ => &[],
+        }
+    }
+
+    /// The default `[upstream] url`.
+    pub fn default_url(self) -> String {
+        format!("http://{}", self.ipv4())
+    }
+
+    /// The header the cloud demands, if any.
+    pub fn gate(self) -> Option<Gate> {
+        match self {
+            Self::Gcp => Some(Gate {
+                header: GCP_FLAVOR_HEADER,
+                value: GCP_FLAVOR,
+                status: 403,
+                prefix: "/",
+            }),
+            Self::Azure => Some(Gate {
+                header: AZURE_METADATA_HEADER,
+                value: AZURE_METADATA,
+                status: 400,
+                prefix: "/",
+            }),
+            Self::Oci => Some(Gate {
+                header: "authorization",
+                value: OCI_AUTHORIZATION,
+                status: 401,
+                prefix: "/opc/v2",
+            }),
+            Self::Aws | Self::Alibaba | Self::Openstack => None,
+        }
+    }
+
+    /// Whether the gate applies to `path`.
+    pub fn gated(self, path: &CanonicalPath) -> Option<Gate> {
+        self.gate().filter(|g| under(path.as_str(), g.prefix))
+    }
+
+    /// The IMDSv2-style session-token headers (token, TTL) of clouds with a token flow.
+    pub fn token_headers(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Aws => Some((crate::imds::TOKEN_HEADER, crate::imds::TOKEN_TTL_HEADER)),
+            Self::Alibaba => Some((ALIBABA_TOKEN_HEADER, ALIBABA_TOKEN_TTL_HEADER)),
+            _ => None,
+        }
+    }
+
+    /// Request headers passed on to the server, besides `User-Agent` and `Accept`. Everything else
+    /// is dropped; the gate header is passed with its one value only.
+    pub fn passed_headers(self) -> &'static [&'static str] {
+        match self {
+            Self::Aws => &[crate::imds::TOKEN_HEADER, crate::imds::TOKEN_TTL_HEADER],
+            Self::Alibaba => &[ALIBABA_TOKEN_HEADER, ALIBABA_TOKEN_TTL_HEADER],
+            Self::Gcp => &[GCP_FLAVOR_HEADER],
+            Self::Azure => &[AZURE_METADATA_HEADER],
+            Self::Oci => &["authorization"],
+            Self::Openstack => &[],
+        }
+    }
+
+    /// Whether paths are read regardless of ASCII case (Azure). The guard then reads, checks and
+    /// forwards them in lower case, so a spelling the server reads as a denied path is that path.
+    pub fn case_insensitive_paths(self) -> bool {
+        self == Self::Azure
+    }
+
+    /// Whether the cloud's protocol uses query strings at all.
+    pub fn takes_queries(self) -> bool {
+        matches!(self, Self::Gcp | Self::Azure)
+    }
+
+    /// The endpoint whose query rules apply to `path`: the first that matches.
+    pub fn endpoint(self, path: &CanonicalPath) -> Option<&'static Endpoint> {
+        let endpoints = match self {
+            Self::Gcp => GCP_ENDPOINTS,
+            Self::Azure => AZURE_ENDPOINTS,
+            _ => return None,
+        };
+        let segments: Vec<&str> = path.segments().collect();
+        endpoints.iter().find(|e| {
+            crate::policy::pattern::PathPattern::parse(e.path)
+                .is_ok_and(|p| p.matches_segments(&segments, false))
+        })
+    }
+
+    /// Legacy trees the guard refuses whatever the policy (GCP's `/0.1/` and `v1beta1`, which need
+    /// no header and so are open to any forged request).
+    pub fn is_legacy(self, path: &CanonicalPath) -> bool {
+        let p = path.as_str().to_ascii_lowercase();
+        match self {
+            Self::Gcp => under(&p, "/0.1") || under(&p, "/computemetadata/v1beta1"),
+            _ => false,
+        }
+    }
+
+    /// When a read returns a whole subtree (GCP `recursive=true`, Azure's instance document, OCI's
+    /// instance document, Alibaba's `meta-data/all`): the root of that subtree. The policy then
+    /// allows it only when every path below is allowed.
+    pub fn aggregate_root(self, path: &CanonicalPath, query: &Query) -> Option<String> {
+        let p = path.as_str();
+        let trimmed = p.strip_suffix('/').unwrap_or(p);
+        match self {
+            Self::Gcp => (query.get("recursive") == Some("true")).then(|| trimmed.to_owned()),
+            // JSON answers of the instance tree are documents of everything below; `format=text`
+            // answers only leaves.
+            Self::Azure => (under(trimmed, "/metadata/instance")
+                && query.get("format") != Some("text"))
+            .then(|| trimmed.to_owned()),
+            Self::Oci => {
+                let mut segs = path.segments();
+                let (Some("opc"), Some(_version), Some("instance")) =
+                    (segs.next(), segs.next(), segs.next())
+                else {
+                    return None;
+                };
+                let rest: Vec<&str> = segs.collect();
+                let interior = rest.is_empty()
+                    || p.ends_with('/')
+                    || (rest.len() == 1
+                        && OCI_INTERIOR.iter().any(|n| n.eq_ignore_ascii_case(rest[0])));
+                interior.then(|| trimmed.to_owned())
+            }
+            Self::Alibaba => trimmed
+                .strip_suffix("/all")
+                .filter(|root| root.ends_with("/meta-data"))
+                .map(str::to_owned),
+            Self::Aws | Self::Openstack => None,
+        }
+    }
+
+    /// The paths whose answers are credentials (never cached, audited as such).
+    pub fn credential_patterns(self) -> &'static [&'static str] {
+        match self {
+            Self::Aws => &["/latest/meta-data/iam/security-credentials/*"],
+            Self::Gcp => &[
+                "/computeMetadata/v1/instance/service-accounts/*/token",
+                "/computeMetadata/v1/instance/service-accounts/*/identity",
+            ],
+            Self::Azure => &["/metadata/identity/**"],
+            Self::Alibaba => &["/latest/meta-data/ram/security-credentials/*"],
+            Self::Oci => &["/opc/*/identity/**"],
+            Self::Openstack => &[
+                "/latest/meta-data/iam/security-credentials/*",
+                "/openstack/*/password",
+            ],
+        }
+    }
+}
+
+/// OCI instance-document members that are objects (their answer holds what is below them).
+const OCI_INTERIOR: &[&str] = &[
+    "metadata",
+    "definedTags",
+    "freeformTags",
+    "agentConfig",
+    "regionInfo",
+    "shapeConfig",
+    "sourceDetails",
+    "launchOptions",
+    "availabilityConfig",
+    "instanceOptions",
+    "platformConfig",
+];
+
+/// Whether `path` is `prefix` or below it.
+fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl fmt::Display for Cloud {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown cloud name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown cloud {0:?}: expected one of aws, gcp, azure, alibaba, oci, openstack")]
+pub struct UnknownCloud(pub String);
+
+impl FromStr for Cloud {
+    type Err = UnknownCloud;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ALL.into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownCloud(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests;
