@@ -6,6 +6,7 @@
 //! its status, its JSON `error` word, its JSON `reason` and its extra headers from
 //! [`Refusal::disposition`], and from nowhere else.
 
+use crate::cloud::Cloud;
 use crate::policy::{Decision, Reason, Verdict};
 
 /// Enforce the policy, or only report what it would deny.
@@ -110,12 +111,19 @@ pub struct Disposition {
 pub const ALLOWED_METHODS: &str = "GET, HEAD, PUT";
 
 impl Refusal {
-    /// The table: every answer the guard makes itself.
+    /// The table: every answer the guard makes itself (as in front of AWS's server).
     pub fn disposition(self) -> Disposition {
+        self.disposition_in(Cloud::Aws)
+    }
+
+    /// The table in front of `cloud`'s server: a missing gate header is answered with the status
+    /// that server gives (GCP 403, Azure 400, OCI 401).
+    pub fn disposition_in(self, cloud: Cloud) -> Disposition {
         let (status, reason, retry_after, allow) = match self {
             Self::Denied(reason) => {
                 let status = match reason {
                     Reason::BadRequest => 400,
+                    Reason::HeaderMissing => cloud.gate().map_or(400, |g| g.status),
                     Reason::TokenRequired | Reason::TokenInvalid => 401,
                     Reason::MethodNotAllowed => 405,
                     Reason::RateLimited => 429,

@@ -65,8 +65,8 @@ pub enum QueryError {
 
 impl Query {
     /// The empty query (no `?` at all).
-    pub fn none() -> Self {
-        Self::default()
+    pub const fn none() -> Self {
+        Self { pairs: Vec::new() }
     }
 
     /// Whether there are no pairs.

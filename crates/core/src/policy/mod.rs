@@ -11,9 +11,11 @@ pub mod pattern;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::cloud::Cloud;
 use crate::disposition::Refusal;
 use crate::imds::{self, Kind, Method};
 use crate::index::{Lookup, Pod};
+use crate::query::Query;
 use crate::target::CanonicalPath;
 use pattern::PathPattern;
 
@@ -88,6 +90,8 @@ impl Default for Imdsv2 {
 pub struct Policy {
     rules: Vec<Rule>,
     imdsv2: Imdsv2,
+    /// Whose metadata server: decides which reads return a whole subtree.
+    cloud: Cloud,
 }
 
 /// The facts about one request that the decision needs.
@@ -98,9 +102,14 @@ pub struct Facts<'a> {
     /// and for whoever carries it out.
     pub kind: Kind,
     pub path: &'a CanonicalPath,
+    /// The canonical query (empty for clouds without queries).
+    pub query: &'a Query,
     /// Whether the request carries an IMDSv2 token header.
     pub has_token: bool,
 }
+
+/// The query of requests without one.
+static NO_QUERY: Query = Query::none();
 
 impl<'a> Facts<'a> {
     /// The facts of a request with this method, canonical path and token header (or none).
@@ -109,6 +118,29 @@ impl<'a> Facts<'a> {
             method,
             kind: imds::classify(method, path),
             path,
+            query: &NO_QUERY,
+            has_token,
+        }
+    }
+
+    /// The facts of a request to `cloud`'s server: its query too, and a token request only where
+    /// the cloud has a token flow.
+    pub fn in_cloud(
+        cloud: Cloud,
+        method: Method,
+        path: &'a CanonicalPath,
+        query: &'a Query,
+        has_token: bool,
+    ) -> Self {
+        let mut kind = imds::classify(method, path);
+        if kind == Kind::TokenRequest && cloud.token_headers().is_none() {
+            kind = Kind::NotAllowed;
+        }
+        Self {
+            method,
+            kind,
+            path,
+            query,
             has_token,
         }
     }
@@ -146,6 +178,16 @@ pub enum Reason {
     ForwardedTokenRequest,
     /// Over the pod's request rate or the node's upstream budget (`[limits]`).
     RateLimited,
+    /// The cloud's gate header (`Metadata-Flavor: Google`, `Metadata: true`, OCI's
+    /// `Authorization: Bearer Oracle`) is missing or wrong; answered as that server answers.
+    HeaderMissing,
+    /// A request carrying `Forwarded` or `X-Forwarded-*`: pods never send them, and a server
+    /// behind the guard may trust them.
+    ForwardedRequest,
+    /// A legacy tree the guard never serves (GCP's `/0.1/` and `v1beta1`).
+    LegacyEndpoint,
+    /// A read that returns a whole subtree, of which some part is denied or not allowed.
+    AggregateDenied,
 }
 
 impl Reason {
@@ -166,6 +208,10 @@ impl Reason {
             Self::TokenInvalid => "token-invalid",
             Self::ForwardedTokenRequest => "forwarded-token-request",
             Self::RateLimited => "rate-limited",
+            Self::HeaderMissing => "header-missing",
+            Self::ForwardedRequest => "forwarded-request",
+            Self::LegacyEndpoint => "legacy-endpoint",
+            Self::AggregateDenied => "aggregate-denied",
         }
     }
 
@@ -187,6 +233,9 @@ impl Reason {
                 | Self::TokenInvalid
                 | Self::ForwardedTokenRequest
                 | Self::RateLimited
+                | Self::HeaderMissing
+                | Self::ForwardedRequest
+                | Self::LegacyEndpoint
         )
     }
 }
@@ -207,7 +256,22 @@ pub struct Decision {
 impl Policy {
     /// Builds a policy from compiled rules and the global IMDSv2 settings.
     pub fn new(rules: Vec<Rule>, imdsv2: Imdsv2) -> Self {
-        Self { rules, imdsv2 }
+        Self {
+            rules,
+            imdsv2,
+            cloud: Cloud::Aws,
+        }
+    }
+
+    /// The same policy for `cloud`'s server.
+    pub fn for_cloud(mut self, cloud: Cloud) -> Self {
+        self.cloud = cloud;
+        self
+    }
+
+    /// Whose metadata server the policy is for.
+    pub fn cloud(&self) -> Cloud {
+        self.cloud
     }
 
     /// The rules, in config order.
@@ -280,11 +344,13 @@ impl Policy {
             return deny(Reason::NoRule, None);
         }
         let segments: Vec<&str> = facts.path.segments().collect();
+        let query = facts.query;
         // Deny patterns ignore case: a case variant of a denied path is denied too.
-        if let Some(rule) = selected
-            .iter()
-            .find(|r| r.deny.iter().any(|p| p.matches_segments(&segments, true)))
-        {
+        if let Some(rule) = selected.iter().find(|r| {
+            r.deny
+                .iter()
+                .any(|p| p.matches_segments(&segments, true) && p.matches_query(query, true))
+        }) {
             return deny(Reason::DeniedByRule, Some(rule));
         }
         match kind {
@@ -295,12 +361,31 @@ impl Policy {
                 None => deny(Reason::PathNotAllowed, None),
             },
             _ => {
-                let Some(rule) = selected
-                    .iter()
-                    .find(|r| r.allow.iter().any(|p| p.matches_segments(&segments, false)))
-                else {
+                let Some(rule) = selected.iter().find(|r| {
+                    r.allow.iter().any(|p| {
+                        p.matches_segments(&segments, false) && p.matches_query(query, false)
+                    })
+                }) else {
                     return deny(Reason::PathNotAllowed, None);
                 };
+                // A read that returns everything below it passes only if all of that would.
+                if let Some(root) = self.cloud.aggregate_root(facts.path, query) {
+                    let root: Vec<&str> = root.split('/').filter(|s| !s.is_empty()).collect();
+                    if let Some(rule) = selected
+                        .iter()
+                        .find(|r| r.deny.iter().any(|p| p.matches_at_or_below(&root)))
+                    {
+                        return deny(Reason::AggregateDenied, Some(rule));
+                    }
+                    let covered = selected.iter().any(|r| {
+                        r.allow
+                            .iter()
+                            .any(|p| p.covers(&root) && p.matches_query(query, false))
+                    });
+                    if !covered {
+                        return deny(Reason::AggregateDenied, Some(rule));
+                    }
+                }
                 if decision.require_tokens && !facts.has_token {
                     return deny(Reason::TokenRequired, Some(rule));
                 }

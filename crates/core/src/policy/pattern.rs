@@ -23,6 +23,9 @@ pub struct PathPattern {
     /// The pattern as written, for messages and `explain`.
     source: String,
     segments: Vec<Segment>,
+    /// Query constraints (`?key=value`, `?key=*`): each key present, with that decoded value when
+    /// one is given. Empty: the query is not constrained.
+    query: Vec<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub enum PatternError {
     Path(#[from] crate::target::TargetError),
     #[error("`*` and `**` must stand alone as a whole segment (`/a/*/b`, `/a/**`), not in `{0}`")]
     PartialWildcard(String),
+    #[error("query constraint: {0}")]
+    Query(#[from] crate::query::QueryError),
 }
 
 impl PathPattern {
@@ -68,7 +73,83 @@ impl PathPattern {
         Ok(Self {
             source: source.to_owned(),
             segments,
+            query: Vec::new(),
         })
+    }
+
+    /// Compiles a pattern that may end in query constraints, for clouds whose servers take
+    /// queries: `/metadata/identity/oauth2/token?resource=https://vault.azure.net` allows that
+    /// resource only; `?audience=*` asks for the key with any value. Values are read like request
+    /// values (escapes decoded) and compared decoded.
+    pub fn parse_with_query(source: &str) -> Result<Self, PatternError> {
+        let (path, query) = crate::query::split(source);
+        let mut pattern = Self::parse(path)?;
+        pattern.source = source.to_owned();
+        if let Some(raw) = query {
+            pattern.query = crate::query::parse(raw)?
+                .pairs()
+                .map(|(k, v)| (k.to_owned(), (v != "*").then(|| v.to_owned())))
+                .collect();
+        }
+        Ok(pattern)
+    }
+
+    /// The query constraints: keys, and the value each must have (`None`: any).
+    pub fn query_constraints(&self) -> &[(String, Option<String>)] {
+        &self.query
+    }
+
+    /// Whether `query` meets the constraints. `lenient` (deny patterns) compares values ignoring
+    /// ASCII case and a trailing `/`, as a server normalising a resource URL might.
+    pub fn matches_query(&self, query: &crate::query::Query, lenient: bool) -> bool {
+        self.query
+            .iter()
+            .all(|(key, want)| match (query.get(key), want) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(have), Some(want)) if lenient => {
+                    let norm = |v: &str| v.strip_suffix('/').unwrap_or(v).to_ascii_lowercase();
+                    norm(have) == norm(want)
+                }
+                (Some(have), Some(want)) => have == want,
+            })
+    }
+
+    /// Whether the pattern (as a deny, leniently) can match `root` or anything below it: the
+    /// aggregate check, for reads that return a whole subtree. Query constraints are not looked
+    /// at: a subtree read is refused if any of its members could be denied.
+    pub fn matches_at_or_below(&self, root: &[&str]) -> bool {
+        let kept: Vec<&str> = root
+            .iter()
+            .copied()
+            .filter(|s| !lenient_view(s).is_empty())
+            .collect();
+        let (n, m) = (self.segments.len(), kept.len());
+        // reach[p][s]: pattern from p can consume path from s with some suffix after the path.
+        let mut reach = vec![vec![false; m + 1]; n + 1];
+        for p in (0..=n).rev() {
+            for s in (0..=m).rev() {
+                reach[p][s] = if s == m {
+                    true
+                } else {
+                    match self.segments.get(p) {
+                        None => false,
+                        Some(Segment::Any) => reach[p + 1][s] || reach[p][s + 1],
+                        Some(Segment::One) => reach[p + 1][s + 1],
+                        Some(Segment::Literal { exact, lenient }) => {
+                            literal_eq(exact, lenient, kept[s], true) && reach[p + 1][s + 1]
+                        }
+                    }
+                };
+            }
+        }
+        reach[0][0]
+    }
+
+    /// Whether the pattern (as an allow) matches `root` and everything below it: it ends in `**`
+    /// and matches `root` itself.
+    pub fn covers(&self, root: &[&str]) -> bool {
+        self.segments.last() == Some(&Segment::Any) && self.matches_segments(root, false)
     }
 
     /// The pattern as written.
@@ -334,5 +415,69 @@ mod tests {
         assert!(m("/latest/**", &deep));
         assert!(m("/latest/**/x", &deep));
         assert!(!m("/latest/**/y", &deep));
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    fn segs(p: &str) -> Vec<&str> {
+        p.split('/').filter(|s| !s.is_empty()).collect()
+    }
+
+    #[test]
+    fn query_constraints_parse() {
+        let p = PathPattern::parse_with_query("/a/b?resource=https%3A%2F%2Fx&client_id=*").unwrap();
+        assert_eq!(
+            p.query_constraints(),
+            &[
+                ("resource".to_owned(), Some("https://x".to_owned())),
+                ("client_id".to_owned(), None)
+            ]
+        );
+        assert_eq!(p.as_str(), "/a/b?resource=https%3A%2F%2Fx&client_id=*");
+        assert!(matches!(
+            PathPattern::parse_with_query("/a?x=1&x=2"),
+            Err(PatternError::Query(_))
+        ));
+        assert!(PathPattern::parse_with_query("/a/b")
+            .unwrap()
+            .query_constraints()
+            .is_empty());
+    }
+
+    #[test]
+    fn at_or_below_finds_any_extension() {
+        let below = |pattern: &str, root: &str| {
+            PathPattern::parse(pattern)
+                .unwrap()
+                .matches_at_or_below(&segs(root))
+        };
+        assert!(below("/a/b/c", "/a"));
+        assert!(below("/a/b/c", "/a/b/c"));
+        assert!(below("/a/*/c", "/a"));
+        assert!(below("/a/**/z", "/a/b/c"));
+        assert!(below("/**/kube-env", "/x"));
+        assert!(below("/A/B", "/a"), "leniently: case ignored");
+        assert!(!below("/a/b/c", "/a/x"));
+        assert!(
+            !below("/a/b", "/a/b/c"),
+            "what is above the root is not returned"
+        );
+        assert!(!below("/b/**", "/a"));
+        assert!(below("/", "/"));
+    }
+
+    #[test]
+    fn covers_needs_a_final_double_star() {
+        let covers =
+            |pattern: &str, root: &str| PathPattern::parse(pattern).unwrap().covers(&segs(root));
+        assert!(covers("/a/**", "/a"));
+        assert!(covers("/a/**", "/a/b"));
+        assert!(covers("/*/**", "/a"));
+        assert!(!covers("/a/b/**", "/a"));
+        assert!(!covers("/a", "/a"));
+        assert!(!covers("/a/*", "/a"));
     }
 }

@@ -431,3 +431,178 @@ fn decide_for_maps_every_lookup() {
         assert_eq!((d.verdict, d.reason, d.rule), (Verdict::Deny, reason, None));
     }
 }
+
+fn cloud_rule(allow: &[&str], deny: &[&str]) -> Rule {
+    let compile = |list: &[&str]| {
+        list.iter()
+            .map(|p| PathPattern::parse_with_query(p).unwrap())
+            .collect()
+    };
+    Rule {
+        allow: compile(allow),
+        deny: compile(deny),
+        ..rule(
+            "cloud",
+            Selector {
+                namespaces: Some(vec!["imds".into()]),
+                ..Selector::default()
+            },
+            &[],
+            &[],
+        )
+    }
+}
+
+fn decide_in(policy: &Policy, target: &str) -> Decision {
+    let (path, query) = crate::query::split(target);
+    let path = parse_target(path).unwrap();
+    let query = query.map_or(Query::none(), |q| crate::query::parse(q).unwrap());
+    let facts = Facts::in_cloud(policy.cloud(), Method::Get, &path, &query, false);
+    policy.decide(&pod("imds", "prod-1", &[]), &facts)
+}
+
+#[test]
+fn query_constraints_pick_values() {
+    let policy = Policy::new(
+        vec![cloud_rule(
+            &[
+                "/metadata/identity/oauth2/token?resource=https://vault.azure.net",
+                "/metadata/instance/compute/vmid",
+            ],
+            &["/metadata/identity/oauth2/token?client_id=*"],
+        )],
+        Imdsv2::default(),
+    )
+    .for_cloud(Cloud::Azure);
+    let token = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=";
+    let d = decide_in(&policy, &format!("{token}https%3A%2F%2Fvault.azure.net"));
+    assert_eq!(d.reason, Reason::PathAllowed);
+    let d = decide_in(
+        &policy,
+        &format!("{token}https%3A%2F%2Fmanagement.azure.com%2F"),
+    );
+    assert_eq!(d.reason, Reason::PathNotAllowed);
+    // Another identity than the VM's own is denied, whichever resource.
+    let d = decide_in(
+        &policy,
+        &format!("{token}https%3A%2F%2Fvault.azure.net&client_id=abc"),
+    );
+    assert_eq!(d.reason, Reason::DeniedByRule);
+    // Deny values compare leniently (case, trailing slash); allow values exactly.
+    let lenient = Policy::new(
+        vec![cloud_rule(
+            &["/metadata/identity/oauth2/token?resource=*"],
+            &["/metadata/identity/oauth2/token?resource=https://management.azure.com"],
+        )],
+        Imdsv2::default(),
+    )
+    .for_cloud(Cloud::Azure);
+    let d = decide_in(&lenient, &format!("{token}HTTPS://Management.Azure.com/"));
+    assert_eq!(d.reason, Reason::DeniedByRule);
+    let d = decide_in(&lenient, &format!("{token}https://vault.azure.net"));
+    assert_eq!(d.reason, Reason::PathAllowed);
+}
+
+#[test]
+fn aggregates_pass_only_when_all_below_would() {
+    let gcp = |allow: &[&str], deny: &[&str]| {
+        Policy::new(vec![cloud_rule(allow, deny)], Imdsv2::default()).for_cloud(Cloud::Gcp)
+    };
+    let policy = gcp(
+        &["/computeMetadata/v1/**"],
+        &["/computeMetadata/v1/instance/attributes/kube-env"],
+    );
+    let v1 = "/computeMetadata/v1";
+    // Recursive on a parent of a denied path: refused, naming the rule.
+    for parent in [
+        "/instance/?recursive=true",
+        "/?recursive=true",
+        "/instance/attributes/?recursive=true",
+    ] {
+        let d = decide_in(&policy, &format!("{v1}{parent}"));
+        assert_eq!(d.reason, Reason::AggregateDenied, "{parent}");
+        assert_eq!(d.rule.as_deref(), Some("cloud"));
+    }
+    // Listing without recursive, recursive elsewhere: allowed.
+    assert_eq!(
+        decide_in(&policy, &format!("{v1}/instance/")).reason,
+        Reason::PathAllowed
+    );
+    assert_eq!(
+        decide_in(
+            &policy,
+            &format!("{v1}/instance/service-accounts/default/?recursive=true")
+        )
+        .reason,
+        Reason::PathAllowed
+    );
+    // A deny with a wildcard below the root counts too.
+    let policy = gcp(
+        &["/computeMetadata/v1/**"],
+        &["/computeMetadata/v1/instance/service-accounts/*/identity"],
+    );
+    let d = decide_in(
+        &policy,
+        &format!("{v1}/instance/service-accounts/?recursive=true"),
+    );
+    assert_eq!(d.reason, Reason::AggregateDenied);
+    // An allow that does not cover all below: refused.
+    let policy = gcp(
+        &[
+            "/computeMetadata/v1/instance/",
+            "/computeMetadata/v1/instance/id",
+        ],
+        &[],
+    );
+    let d = decide_in(&policy, &format!("{v1}/instance/?recursive=true"));
+    assert_eq!(d.reason, Reason::AggregateDenied);
+    assert_eq!(
+        decide_in(&policy, &format!("{v1}/instance/id")).reason,
+        Reason::PathAllowed
+    );
+
+    // Azure: the instance document holds userData.
+    let azure = Policy::new(
+        vec![cloud_rule(
+            &["/metadata/instance/**"],
+            &["/metadata/instance/compute/userdata"],
+        )],
+        Imdsv2::default(),
+    )
+    .for_cloud(Cloud::Azure);
+    let api = "api-version=2021-02-01";
+    for doc in [
+        "/metadata/instance",
+        "/metadata/instance/compute",
+        "/metadata/instance/compute/",
+    ] {
+        let d = decide_in(&azure, &format!("{doc}?{api}"));
+        assert_eq!(d.reason, Reason::AggregateDenied, "{doc}");
+    }
+    let d = decide_in(&azure, &format!("/metadata/instance/network?{api}"));
+    assert_eq!(d.reason, Reason::PathAllowed);
+    let d = decide_in(
+        &azure,
+        &format!("/metadata/instance/compute/vmid?{api}&format=text"),
+    );
+    assert_eq!(d.reason, Reason::PathAllowed);
+    let d = decide_in(
+        &azure,
+        &format!("/metadata/instance/compute/userdata?{api}&format=text"),
+    );
+    assert_eq!(d.reason, Reason::DeniedByRule);
+}
+
+#[test]
+fn token_requests_only_where_the_cloud_has_them() {
+    let path = parse_target("/latest/api/token").unwrap();
+    let q = Query::none();
+    assert_eq!(
+        Facts::in_cloud(Cloud::Openstack, Method::Put, &path, &q, false).kind,
+        Kind::NotAllowed
+    );
+    assert_eq!(
+        Facts::in_cloud(Cloud::Alibaba, Method::Put, &path, &q, false).kind,
+        Kind::TokenRequest
+    );
+}
