@@ -16,7 +16,6 @@ use crate::imds::Method;
 use crate::inventory::{self, Feed, InventoryError, Lookup};
 use crate::netfilter::{self, NetfilterError, Settings};
 use crate::policy::{Facts, Reason, Verdict};
-use crate::target::parse_target;
 
 /// imds-guard: keeps pods away from the cloud instance metadata service unless a policy allows
 /// them, and audits every request.
@@ -212,15 +211,27 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Expl
         Lookup::NotReady => "- (inventory not ready)".into(),
     };
     let policy = &config.policy;
-    let (decision, detail) = match parse_target(&args.path) {
+    let cloud = policy.cloud();
+    let (decision, detail) = match crate::query::read(cloud, &args.path) {
         Err(e) => (
             policy.refuse(Reason::BadRequest),
             format!("request target refused: {e}"),
         ),
-        Ok(path) => {
-            let facts = Facts::new(Method::from_name(&args.method), &path, args.token);
+        Ok((path, query)) => {
+            let facts = Facts::in_cloud(
+                cloud,
+                Method::from_name(&args.method),
+                &path,
+                &query,
+                args.token,
+            );
             let decision = policy.decide_for(&lookup, &facts);
-            (decision, format!("canonical path {path}"))
+            let shown = if query.is_empty() {
+                format!("canonical path {path}")
+            } else {
+                format!("canonical target {path}?{}", query.canonical())
+            };
+            (decision, shown)
         }
     };
     let verdict = match Disposal::of(&decision, config.server.mode) {
@@ -231,7 +242,7 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Expl
     let status = match decision.verdict {
         Verdict::Allow => "forwarded; the metadata service answers".to_owned(),
         Verdict::Deny => Refusal::Denied(decision.reason)
-            .disposition()
+            .disposition_in(cloud)
             .status
             .to_string(),
     };

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cloud::Cloud;
 use crate::imds::MAX_TOKEN_TTL_SECONDS;
 use crate::index::Pod;
 use crate::policy::pattern::PathPattern;
@@ -77,9 +78,17 @@ pub enum Backend {
     Nft,
 }
 
+/// Reads `[upstream] cloud` by name, with the names in the message when it is none of them.
+fn cloud_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cloud, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(serde::de::Error::custom)
+}
+
 /// `[upstream]`
 #[derive(Debug, Clone)]
 pub struct Upstream {
+    /// Whose metadata server: the protocol rules, the default url, the emulator.
+    pub cloud: Cloud,
     /// `http://host[:port]`, without a path.
     pub url: String,
     /// The host and port requests are sent to (and, with `emulator`, where it listens).
@@ -109,7 +118,10 @@ impl Upstream {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawUpstream {
-    url: String,
+    #[serde(deserialize_with = "cloud_name")]
+    cloud: Cloud,
+    /// Unset: the cloud's own address.
+    url: Option<String>,
     emulator: bool,
     connect_timeout_ms: u64,
     timeout_ms: u64,
@@ -119,7 +131,8 @@ struct RawUpstream {
 impl Default for RawUpstream {
     fn default() -> Self {
         Self {
-            url: "http://169.254.169.254".into(),
+            cloud: Cloud::Aws,
+            url: None,
             emulator: false,
             connect_timeout_ms: 1000,
             timeout_ms: 3000,
@@ -222,7 +235,8 @@ struct RawImdsv2 {
     max_token_ttl_seconds: u32,
     /// Wide, so that out-of-range values get the range in the message, not a type error.
     hop_limit: Option<i64>,
-    tokens: TokenIssuer,
+    /// Unset: guard tokens where the cloud has a token flow the guard issues (AWS).
+    tokens: Option<TokenIssuer>,
     token_key_file: Option<PathBuf>,
 }
 
@@ -232,7 +246,7 @@ impl Default for RawImdsv2 {
             require_tokens: false,
             max_token_ttl_seconds: MAX_TOKEN_TTL_SECONDS,
             hop_limit: None,
-            tokens: TokenIssuer::Guard,
+            tokens: None,
             token_key_file: None,
         }
     }

@@ -110,6 +110,12 @@ pub async fn watch(
         Judged::Changed(content) => {
             let text = String::from_utf8_lossy(content);
             match config::parse(&text) {
+                Ok(new) if new.upstream.cloud != running.upstream.cloud => {
+                    // A policy is written for one cloud's paths and protocol: it is never put in
+                    // front of another's server.
+                    tracing::error!(path = %path.display(), running = %running.upstream.cloud, new = %new.upstream.cloud, "config reload refused: [upstream] cloud changes only with a restart; the running config stays in force");
+                    metrics.config_reloads.get_or_create(&refused()).inc();
+                }
                 Ok(new) => {
                     apply(&running, &new, &live, &index);
                     metrics.config_reloads.get_or_create(&ok()).inc();
@@ -163,6 +169,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     let (a, b) = (&old.upstream, &new.upstream);
     if a.url != b.url
+        || a.cloud != b.cloud
         || a.emulator != b.emulator
         || a.connect_timeout != b.connect_timeout
         || a.timeout != b.timeout

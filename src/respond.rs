@@ -14,6 +14,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+use imds_guard_core::cloud::Cloud;
 use imds_guard_core::disposition::{Disposition, Refusal};
 
 #[derive(Serialize)]
@@ -25,8 +26,13 @@ struct Body<'a> {
 }
 
 /// The answer for `refusal`, naming the pod and the rule when there are.
-pub fn refusal(refusal: Refusal, pod: Option<&str>, rule: Option<&str>) -> Response<Full<Bytes>> {
-    let d = refusal.disposition();
+pub fn refusal(
+    refusal: Refusal,
+    cloud: Cloud,
+    pod: Option<&str>,
+    rule: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let d = refusal.disposition_in(cloud);
     let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN);
     let mut response = Response::new(Full::new(Bytes::from(body(&d, pod, rule))));
     *response.status_mut() = status;
@@ -94,6 +100,7 @@ mod tests {
     async fn refusal_shape() {
         let r = refusal(
             Refusal::Denied(Reason::PathNotAllowed),
+            Cloud::Aws,
             Some("imds/test-6d8f"),
             None,
         );
@@ -105,34 +112,60 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_missing_gate_header_is_answered_as_each_server_does() {
+        let missing =
+            |cloud| refusal(Refusal::Denied(Reason::HeaderMissing), cloud, None, None).status();
+        assert_eq!(missing(Cloud::Gcp), 403);
+        assert_eq!(missing(Cloud::Azure), 400);
+        assert_eq!(missing(Cloud::Oci), 401);
+    }
+
     #[tokio::test]
     async fn statuses_and_extra_headers() {
-        let r = refusal(Refusal::Denied(Reason::MethodNotAllowed), None, None);
+        let r = refusal(
+            Refusal::Denied(Reason::MethodNotAllowed),
+            Cloud::Aws,
+            None,
+            None,
+        );
         assert_eq!(
             (r.status().as_u16(), &r.headers()[header::ALLOW]),
             (405, &HeaderValue::from_static("GET, HEAD, PUT"))
         );
-        let r = refusal(Refusal::Denied(Reason::NotReady), None, None);
+        let r = refusal(Refusal::Denied(Reason::NotReady), Cloud::Aws, None, None);
         assert_eq!(
             (r.status().as_u16(), &r.headers()[header::RETRY_AFTER]),
             (503, &HeaderValue::from_static("1"))
         );
         assert_eq!(
-            refusal(Refusal::Denied(Reason::TokenRequired), None, Some("r")).status(),
+            refusal(
+                Refusal::Denied(Reason::TokenRequired),
+                Cloud::Aws,
+                None,
+                Some("r")
+            )
+            .status(),
             401
         );
         assert_eq!(
-            refusal(Refusal::Denied(Reason::BadRequest), None, None).status(),
+            refusal(Refusal::Denied(Reason::BadRequest), Cloud::Aws, None, None).status(),
             400
         );
         let r = refusal(
             Refusal::Upstream(UpstreamFailure::Timeout),
+            Cloud::Aws,
             Some("a/b"),
             Some("r"),
         );
         assert_eq!(r.status(), 504);
         assert_eq!(body_json(r).await["reason"], "upstream-timeout");
-        let r = refusal(Refusal::Upstream(UpstreamFailure::Unreachable), None, None);
+        let r = refusal(
+            Refusal::Upstream(UpstreamFailure::Unreachable),
+            Cloud::Aws,
+            None,
+            None,
+        );
         assert_eq!(r.status(), 502);
         let body = body_json(r).await;
         assert_eq!(

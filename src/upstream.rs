@@ -82,6 +82,18 @@ pub trait Forward: Send + Sync + 'static {
         target: http::Uri,
         headers: HeaderMap,
     ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send;
+
+    /// [`Forward::send`] with its own deadline for the whole exchange instead of the configured
+    /// one: for long polls, which the server holds open on purpose.
+    fn send_within(
+        &self,
+        method: http::Method,
+        target: http::Uri,
+        headers: HeaderMap,
+        _deadline: Duration,
+    ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
+        self.send(method, target, headers)
+    }
 }
 
 impl Forward for Upstream {
@@ -91,7 +103,17 @@ impl Forward for Upstream {
         target: http::Uri,
         headers: HeaderMap,
     ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
-        Upstream::send(self, method, target, headers)
+        Upstream::send_until(self, method, target, headers, self.shared.timeout)
+    }
+
+    fn send_within(
+        &self,
+        method: http::Method,
+        target: http::Uri,
+        headers: HeaderMap,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
+        Upstream::send_until(self, method, target, headers, deadline)
     }
 }
 
@@ -105,6 +127,16 @@ impl<T: Forward> Forward for Arc<T> {
         headers: HeaderMap,
     ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
         (**self).send(method, target, headers)
+    }
+
+    fn send_within(
+        &self,
+        method: http::Method,
+        target: http::Uri,
+        headers: HeaderMap,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
+        (**self).send_within(method, target, headers, deadline)
     }
 }
 
@@ -177,7 +209,19 @@ impl Upstream {
         &self,
         method: http::Method,
         target: http::Uri,
+        headers: HeaderMap,
+    ) -> Result<Answer, UpstreamError> {
+        self.send_until(method, target, headers, self.shared.timeout)
+            .await
+    }
+
+    /// [`Upstream::send`] with `deadline` for the whole exchange.
+    pub async fn send_until(
+        &self,
+        method: http::Method,
+        target: http::Uri,
         mut headers: HeaderMap,
+        deadline: Duration,
     ) -> Result<Answer, UpstreamError> {
         headers.insert(HOST, self.shared.host.clone());
         let mut request = Request::new(Empty::new());
@@ -186,7 +230,7 @@ impl Upstream {
         *request.headers_mut() = headers;
 
         let started = Instant::now();
-        let answer = tokio::time::timeout(self.shared.timeout, self.exchange(request))
+        let answer = tokio::time::timeout(deadline, self.exchange(request))
             .await
             .map_err(|_| UpstreamError::Timeout)??;
         Ok(Answer {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{invalid, ConfigError};
 use crate::cache::CachePaths;
+use crate::cloud::Cloud;
 
 /// `[imdsv2] tokens`: who issues the tokens pods use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -93,7 +94,8 @@ impl Default for RawCache {
 pub(super) struct RawLimits {
     pod_requests_per_second: f64,
     pod_burst: u32,
-    upstream_requests_per_second: f64,
+    /// Unset: 100, or Azure's own 5 requests/s in front of Azure.
+    upstream_requests_per_second: Option<f64>,
 }
 
 impl Default for RawLimits {
@@ -102,7 +104,7 @@ impl Default for RawLimits {
         Self {
             pod_requests_per_second: d.pod_requests_per_second,
             pod_burst: d.pod_burst,
-            upstream_requests_per_second: d.upstream_requests_per_second,
+            upstream_requests_per_second: None,
         }
     }
 }
@@ -153,7 +155,14 @@ pub(super) fn validate_cache(
     }))
 }
 
-pub(super) fn validate_limits(raw: RawLimits) -> Result<Limits, ConfigError> {
+/// Azure throttles an instance at 5 requests/s; the node's budget stays below that by default.
+pub const AZURE_UPSTREAM_REQUESTS_PER_SECOND: f64 = 5.0;
+
+pub(super) fn validate_limits(raw: RawLimits, cloud: Cloud) -> Result<Limits, ConfigError> {
+    let upstream_requests_per_second = raw.upstream_requests_per_second.unwrap_or(match cloud {
+        Cloud::Azure => AZURE_UPSTREAM_REQUESTS_PER_SECOND,
+        _ => Limits::default().upstream_requests_per_second,
+    });
     for (key, rate) in [
         (
             "limits.pod_requests_per_second",
@@ -161,7 +170,7 @@ pub(super) fn validate_limits(raw: RawLimits) -> Result<Limits, ConfigError> {
         ),
         (
             "limits.upstream_requests_per_second",
-            raw.upstream_requests_per_second,
+            upstream_requests_per_second,
         ),
     ] {
         if !rate.is_finite() || !(rate == 0.0 || (0.001..=1_000_000.0).contains(&rate)) {
@@ -177,6 +186,6 @@ pub(super) fn validate_limits(raw: RawLimits) -> Result<Limits, ConfigError> {
     Ok(Limits {
         pod_requests_per_second: raw.pod_requests_per_second,
         pod_burst: raw.pod_burst,
-        upstream_requests_per_second: raw.upstream_requests_per_second,
+        upstream_requests_per_second,
     })
 }

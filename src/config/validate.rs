@@ -36,6 +36,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
     let upstream = validate_upstream(raw.upstream)?;
+    let cloud = upstream.cloud;
     let inventory = validate_inventory(raw.inventory)?;
     if inventory.source == Source::SelfPod {
         self_pod::check_mode(raw.server.listen, &raw.netfilter)?;
@@ -58,7 +59,17 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
     };
     front::check_key_file(&raw.imdsv2.token_key_file)?;
-    let tokens = raw.imdsv2.tokens;
+    let tokens = match (raw.imdsv2.tokens, cloud) {
+        (None, Cloud::Aws) => TokenIssuer::Guard,
+        (None, _) => TokenIssuer::Passthrough,
+        (Some(TokenIssuer::Guard), c) if c != Cloud::Aws => {
+            return Err(invalid(
+                "imdsv2.tokens",
+                format!("guard tokens are issued in front of AWS's server only; with cloud = \"{c}\" use \"passthrough\" (the default there)"),
+            ))
+        }
+        (Some(t), _) => t,
+    };
     if tokens == TokenIssuer::Passthrough && raw.imdsv2.token_key_file.is_some() {
         return Err(invalid(
             "imdsv2.token_key_file",
@@ -66,15 +77,15 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
     let cache = front::validate_cache(raw.cache, tokens)?;
-    let limits = front::validate_limits(raw.limits)?;
-    let rules = validate_rules(raw.rules)?;
+    let limits = front::validate_limits(raw.limits, cloud)?;
+    let rules = validate_rules(raw.rules, cloud)?;
     validate_netfilter(&raw.netfilter, raw.server.listen)?;
     Ok(Config {
         server: raw.server,
         upstream,
         inventory,
         imdsv2,
-        policy: Arc::new(Policy::new(rules, imdsv2)),
+        policy: Arc::new(Policy::new(rules, imdsv2).for_cloud(cloud)),
         netfilter: raw.netfilter,
         token_hop_limit,
         startup_taint: None,
@@ -113,8 +124,8 @@ fn validate_netfilter(raw: &Netfilter, listen: SocketAddr) -> Result<(), ConfigE
 }
 
 fn validate_upstream(raw: RawUpstream) -> Result<Upstream, ConfigError> {
-    let uri: http::Uri = raw
-        .url
+    let url = raw.url.unwrap_or_else(|| raw.cloud.default_url());
+    let uri: http::Uri = url
         .parse()
         .map_err(|e| invalid("upstream.url", format!("not a URL: {e}")))?;
     if uri.scheme_str() != Some("http") {
@@ -151,6 +162,7 @@ fn validate_upstream(raw: RawUpstream) -> Result<Upstream, ConfigError> {
         ));
     }
     let upstream = Upstream {
+        cloud: raw.cloud,
         url: format!("http://{authority}"),
         authority,
         emulator: raw.emulator,
@@ -229,7 +241,7 @@ fn validate_inventory(raw: RawInventory) -> Result<Inventory, ConfigError> {
     })
 }
 
-fn validate_rules(raw: Vec<RawRule>) -> Result<Vec<Rule>, ConfigError> {
+fn validate_rules(raw: Vec<RawRule>, cloud: Cloud) -> Result<Vec<Rule>, ConfigError> {
     let mut names = HashMap::new();
     let mut rules = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
@@ -275,7 +287,7 @@ fn validate_rules(raw: Vec<RawRule>) -> Result<Vec<Rule>, ConfigError> {
             list.iter()
                 .enumerate()
                 .map(|(j, p)| {
-                    PathPattern::parse(p).map_err(|e| {
+                    compile_pattern(p, cloud).map_err(|e| {
                         invalid(format!("rules[{i}].{field}[{j}]"), format!("`{p}`: {e}"))
                     })
                 })
@@ -295,6 +307,44 @@ fn validate_rules(raw: Vec<RawRule>) -> Result<Vec<Rule>, ConfigError> {
         });
     }
     Ok(rules)
+}
+
+/// One rule pattern, for `cloud`'s server: query constraints only where it takes queries, keys it
+/// takes, a first segment it serves; Azure's paths in lower case, as the guard reads them there.
+fn compile_pattern(source: &str, cloud: Cloud) -> Result<PathPattern, String> {
+    let (path, query) = crate::query::split(source);
+    let path = if cloud.case_insensitive_paths() {
+        path.to_ascii_lowercase()
+    } else {
+        path.to_owned()
+    };
+    let pattern = match query {
+        None => PathPattern::parse(&path),
+        Some(_) if !cloud.takes_queries() => return Err(format!(
+            "{cloud}'s metadata server takes no query strings, so a query constraint never matches"
+        )),
+        Some(q) => PathPattern::parse_with_query(&format!("{path}?{q}")),
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some((key, _)) = pattern
+        .query_constraints()
+        .iter()
+        .find(|(k, _)| !cloud.takes_key(k))
+    {
+        return Err(format!(
+            "{cloud}'s metadata server takes no query key `{key}`"
+        ));
+    }
+    let first = path
+        .split('/')
+        .find(|s| !s.is_empty())
+        .filter(|s| !s.starts_with('*'));
+    if !cloud.serves_root(first) {
+        return Err(format!(
+            "matches no path of {cloud}'s metadata server (set [upstream] cloud, or start the pattern where that server's paths start)"
+        ));
+    }
+    Ok(pattern)
 }
 
 fn check_ttl(key: &str, ttl: u32) -> Result<u32, ConfigError> {

@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::body::Body;
 
 use crate::audit::{self, Event};
+use crate::cloud::Cloud;
 use crate::disposition::{Disposal, Refusal};
 use crate::imds::Method;
 use crate::inventory::{Lookup, Pod};
@@ -22,6 +23,8 @@ use super::relay::TOKEN;
 
 /// Everything known about one request, from its first byte to its audit line.
 pub(super) struct Exchange<'r> {
+    /// Whose server's protocol the answers follow.
+    cloud: Cloud,
     started: Instant,
     /// The source address, IPv4-mapped addresses read as IPv4.
     pub src: IpAddr,
@@ -54,11 +57,17 @@ pub(super) struct Exchange<'r> {
 
 impl<'r> Exchange<'r> {
     /// Reads what every request has: source, method, token header.
-    pub fn new<B>(peer: IpAddr, request: &'r Request<B>) -> Self {
+    pub fn new<B>(peer: IpAddr, request: &'r Request<B>, cloud: Cloud) -> Self {
         let method_name = request.method().as_str();
         let method = Method::from_name(method_name);
-        let has_token = request.headers().contains_key(TOKEN);
+        let has_token = match cloud {
+            Cloud::Aws => request.headers().contains_key(TOKEN),
+            _ => cloud
+                .token_headers()
+                .is_some_and(|(token, _)| request.headers().contains_key(token)),
+        };
         Self {
+            cloud,
             started: Instant::now(),
             src: peer.to_canonical(),
             method_name,
@@ -106,7 +115,12 @@ impl<'r> Exchange<'r> {
 
     /// The guard's own answer for `refusal`, naming the pod and the rule noted so far.
     pub fn answer(&self, refusal: Refusal) -> Response<Full<Bytes>> {
-        respond::refusal(refusal, self.pod_name.as_deref(), self.rule.as_deref())
+        respond::refusal(
+            refusal,
+            self.cloud,
+            self.pod_name.as_deref(),
+            self.rule.as_deref(),
+        )
     }
 
     /// Notes how long the metadata service took.

@@ -24,6 +24,8 @@ use crate::upstream::{Answer, Forward, UpstreamError};
 
 use super::exchange::Exchange;
 use super::relay::{forwarded_headers, relay, relay_parts, upstream_target, TOKEN, TOKEN_TTL};
+use crate::cloud::Cloud;
+use crate::query::Query;
 
 /// Who a guard token is bound to: the pod's uid; in audit mode, where an unknown source may be
 /// forwarded, its address.
@@ -129,7 +131,7 @@ pub(super) async fn read<U: Forward + Clone, B>(
     if let Some(Found::Fresh(stored)) = &found {
         return hit(exchange, metrics, stored);
     }
-    let target = match upstream_target(request.uri(), path) {
+    let target = match upstream_target(request.uri(), path, &Query::none()) {
         Ok(target) => target,
         Err(e) => return failed(exchange, metrics, &e),
     };
@@ -309,7 +311,7 @@ fn refresh_in_background<U: Forward + Clone>(
 /// The pod's headers that go to the service, without its own token headers (the guard sends its
 /// own token).
 fn guard_headers(incoming: &HeaderMap) -> HeaderMap {
-    let mut headers = forwarded_headers(incoming);
+    let mut headers = forwarded_headers(incoming, Cloud::Aws);
     headers.remove(TOKEN);
     headers.remove(TOKEN_TTL);
     headers

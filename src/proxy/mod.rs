@@ -19,22 +19,41 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Body;
 
 use crate::audit;
+use crate::cloud::{self, Cloud};
 use crate::disposition::{Disposal, Refusal};
 use crate::imds::{self, Kind};
 use crate::inventory::{Index, Wait as _};
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::policy::{Facts, Reason};
+use crate::query::{self, Query};
 use crate::reload::{Current, Live};
-use crate::target::{parse_target, CanonicalPath};
+use crate::target::CanonicalPath;
 use crate::upstream::{Forward, Upstream};
 use exchange::{shorten, Exchange};
-use relay::{forwarded_headers, relay, target_text, upstream_target, TOKEN_TTL};
+use relay::{forwarded_headers, protocol_refusal, relay, target_text, upstream_target, TOKEN_TTL};
+
+/// The longest a GCP long poll (`wait_for_change=true`) is held open, whatever its
+/// `timeout_sec`; the server's own default when none is given is longer than any client waits.
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(300);
+
+/// For a GCP long poll: how long the upstream exchange may take — its `timeout_sec` (at most
+/// [`MAX_LONG_POLL`]) and a few seconds for the answer to arrive after it.
+fn long_poll(cloud: Cloud, query: &Query) -> Option<Duration> {
+    if cloud != Cloud::Gcp || query.get("wait_for_change") != Some("true") {
+        return None;
+    }
+    let asked = query
+        .get("timeout_sec")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(MAX_LONG_POLL, Duration::from_secs);
+    Some(asked.min(MAX_LONG_POLL) + Duration::from_secs(5))
+}
 
 /// Everything a request needs, shared by all connections of a worker.
 pub struct Proxy<U = Upstream> {
@@ -63,9 +82,10 @@ impl<U: Forward + Clone> Proxy<U> {
     ) -> (Response<Full<Bytes>>, Option<u8>) {
         // One snapshot for the whole request: a reload mid-request cannot mix two policies.
         let current = self.live.load();
-        let mut exchange = Exchange::new(peer, &request);
+        let cloud = current.policy.cloud();
+        let mut exchange = Exchange::new(peer, &request, cloud);
         let target = target_text(request.uri());
-        let parsed = parse_target(&target);
+        let parsed = query::read(cloud, &target);
         let (mut response, audit_path) = match &parsed {
             Err(e) => {
                 tracing::info!(src = %exchange.src, target = %shorten(&target), error = %e, "refused request target");
@@ -74,16 +94,34 @@ impl<U: Forward + Clone> Proxy<U> {
                 let response = exchange.refuse(Reason::BadRequest);
                 (response, Cow::Owned(shorten(&target)))
             }
-            Ok(path) => {
+            Ok((path, query)) => {
                 // Boxed: hyper keeps room for a request's whole future on every open connection,
                 // idle ones included, so the state of deciding and forwarding is allocated only
                 // while a request is decided and forwarded (one allocation, as the upstream
                 // exchange alone needed before).
-                let response =
-                    Box::pin(self.decide_and_answer(&current, &mut exchange, &request, path)).await;
-                (response, Cow::Borrowed(path.as_str()))
+                let response = Box::pin(self.decide_and_answer(
+                    &current,
+                    &mut exchange,
+                    &request,
+                    path,
+                    query,
+                ))
+                .await;
+                let audit_path = if query.is_empty() {
+                    Cow::Borrowed(path.as_str())
+                } else {
+                    Cow::Owned(shorten(&format!("{path}?{}", query.canonical())))
+                };
+                (response, audit_path)
             }
         };
+        if cloud == Cloud::Gcp {
+            // Client libraries reject an answer without it, refusals included.
+            response.headers_mut().insert(
+                HeaderName::from_static(cloud::GCP_FLAVOR_HEADER),
+                HeaderValue::from_static(cloud::GCP_FLAVOR),
+            );
+        }
         let hops = current.token_hop_limit.filter(|_| exchange.carried_token);
         if hops.is_some() {
             // The TTL goes back up only a flush after a reset, and a retransmitted segment could
@@ -102,7 +140,9 @@ impl<U: Forward + Clone> Proxy<U> {
         exchange: &mut Exchange<'_>,
         request: &Request<B>,
         path: &CanonicalPath,
+        query: &Query,
     ) -> Response<Full<Bytes>> {
+        let cloud = current.policy.cloud();
         // The metadata service takes no request bodies (the token PUT is empty); a body is either
         // a mistake or a smuggling attempt. Refused before the source is looked up.
         if !request.body().is_end_stream()
@@ -111,12 +151,17 @@ impl<U: Forward + Clone> Proxy<U> {
             exchange.identify(&self.inventory.lookup(exchange.src));
             return exchange.refuse(Reason::BadRequest);
         }
+        if let Some(reason) = protocol_refusal(cloud, request.headers(), path) {
+            tracing::info!(src = %exchange.src, reason = reason.as_str(), "refused by the {cloud} protocol rules");
+            exchange.identify(&self.inventory.lookup(exchange.src));
+            return exchange.refuse(reason);
+        }
         let lookup = self
             .inventory
             .lookup_or_wait(exchange.src, self.unknown_source_grace)
             .await;
         exchange.identify(&lookup);
-        let facts = Facts::new(exchange.method, path, exchange.has_token);
+        let facts = Facts::in_cloud(cloud, exchange.method, path, query, exchange.has_token);
         let decision = current.policy.decide_for(&lookup, &facts);
         let disposal = Disposal::of(&decision, current.mode);
         exchange.decided(&decision, disposal);
@@ -165,13 +210,22 @@ impl<U: Forward + Clone> Proxy<U> {
             return exchange.refuse(Reason::RateLimited);
         }
 
-        let mut headers = forwarded_headers(request.headers());
+        let mut headers = forwarded_headers(request.headers(), cloud);
         let mut granted_ttl = None;
+        let ttl_header = match cloud.token_headers() {
+            Some((_, ttl)) if cloud != Cloud::Aws => HeaderName::from_static(ttl),
+            _ => TOKEN_TTL,
+        };
         if facts.kind == Kind::TokenRequest {
-            match imds::parse_ttl(request.headers().get(TOKEN_TTL).map(HeaderValue::as_bytes)) {
+            match imds::parse_ttl(
+                request
+                    .headers()
+                    .get(&ttl_header)
+                    .map(HeaderValue::as_bytes),
+            ) {
                 Ok(ttl) => {
                     let ttl = ttl.min(decision.max_token_ttl_seconds);
-                    headers.insert(TOKEN_TTL, HeaderValue::from(ttl));
+                    headers.insert(ttl_header.clone(), HeaderValue::from(ttl));
                     granted_ttl = Some(ttl);
                 }
                 Err(e) => {
@@ -181,12 +235,19 @@ impl<U: Forward + Clone> Proxy<U> {
             }
         }
 
-        let sent = match upstream_target(request.uri(), path) {
-            Ok(target) => {
-                self.upstream
-                    .send(request.method().clone(), target, headers)
-                    .await
-            }
+        let sent = match upstream_target(request.uri(), path, query) {
+            Ok(target) => match long_poll(cloud, query) {
+                Some(wait) => {
+                    self.upstream
+                        .send_within(request.method().clone(), target, headers, wait)
+                        .await
+                }
+                None => {
+                    self.upstream
+                        .send(request.method().clone(), target, headers)
+                        .await
+                }
+            },
             Err(e) => Err(e),
         };
         match sent {
@@ -195,7 +256,7 @@ impl<U: Forward + Clone> Proxy<U> {
                     .upstream_duration
                     .observe(answer.elapsed.as_secs_f64());
                 exchange.answered_after(answer.elapsed);
-                let response = relay(answer, granted_ttl);
+                let response = relay(answer, granted_ttl.map(|ttl| (&ttl_header, ttl)));
                 exchange.carried_token = granted_ttl.is_some() && response.status().is_success();
                 response
             }

@@ -387,6 +387,32 @@ impl Cloud {
         }
     }
 
+    /// Whether a policy pattern beginning with `first` (its first segment; `None` for `/` or a
+    /// wildcard) can match a path this cloud's server serves.
+    pub fn serves_root(self, first: Option<&str>) -> bool {
+        let Some(first) = first else { return true };
+        let dated = first.len() == 10 && Values::ApiVersion.accepts(first);
+        match self {
+            Self::Aws | Self::Alibaba => first == "latest" || first == "1.0" || dated,
+            Self::Gcp => first == "computeMetadata",
+            Self::Azure => first.eq_ignore_ascii_case("metadata"),
+            Self::Oci => first == "opc",
+            Self::Openstack => first == "openstack" || first == "latest" || first == "1.0" || dated,
+        }
+    }
+
+    /// Whether some endpoint of this cloud takes the query key `key`.
+    pub fn takes_key(self, key: &str) -> bool {
+        let endpoints = match self {
+            Self::Gcp => GCP_ENDPOINTS,
+            Self::Azure => AZURE_ENDPOINTS,
+            _ => return false,
+        };
+        endpoints
+            .iter()
+            .any(|e| e.keys.iter().any(|(k, _)| *k == key))
+    }
+
     /// The paths whose answers are credentials (never cached, audited as such).
     pub fn credential_patterns(self) -> &'static [&'static str] {
         match self {

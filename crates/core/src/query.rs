@@ -197,6 +197,39 @@ pub fn decode_value(value: &str) -> Result<String, QueryError> {
     Ok(text)
 }
 
+/// Why a request target was refused by [`read`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Target(#[from] crate::target::TargetError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// Reads a request target for `cloud`'s server: the strict path, and, where the cloud takes
+/// queries, the strict query checked against the endpoint. Azure reads paths regardless of case,
+/// so there the path is read in lower case: the spelling checked is the spelling the server reads.
+pub fn read(cloud: Cloud, target: &str) -> Result<(CanonicalPath, Query), ReadError> {
+    if !cloud.takes_queries() {
+        return Ok((crate::target::parse_target(target)?, Query::none()));
+    }
+    let (path, query) = split(target);
+    let path = if cloud.case_insensitive_paths() {
+        crate::target::parse_target(&path.to_ascii_lowercase())?
+    } else {
+        crate::target::parse_target(path)?
+    };
+    if query.is_some_and(|q| q.contains('#')) {
+        return Err(crate::target::TargetError::Fragment.into());
+    }
+    let query = match query {
+        None => Query::none(),
+        Some(raw) => parse(raw)?,
+    };
+    check(cloud, &path, &query)?;
+    Ok((path, query))
+}
+
 /// Checks a parsed query against what the cloud's endpoint for `path` takes: known keys only,
 /// each with a value it takes, required keys present. No query at all for clouds without them.
 pub fn check(cloud: Cloud, path: &CanonicalPath, query: &Query) -> Result<(), QueryError> {
@@ -270,6 +303,35 @@ mod tests {
             assert_eq!(parse(raw).as_ref(), Err(want), "{raw:?}");
         }
         assert_eq!(parse(&"a".repeat(MAX_QUERY_LEN + 1)), Err(TooLong));
+    }
+
+    #[test]
+    fn reads_targets_per_cloud() {
+        let (p, q) = read(
+            Cloud::Azure,
+            "/METADATA/Instance/compute?api-version=2021-02-01",
+        )
+        .unwrap();
+        assert_eq!(p.as_str(), "/metadata/instance/compute");
+        assert_eq!(q.canonical(), "api-version=2021-02-01");
+        assert!(matches!(
+            read(Cloud::Aws, "/latest/meta-data/?x=1"),
+            Err(ReadError::Target(crate::target::TargetError::Query))
+        ));
+        assert!(matches!(
+            read(Cloud::Gcp, "/computeMetadata/v1/?recursive=true#x"),
+            Err(ReadError::Target(crate::target::TargetError::Fragment))
+        ));
+        assert!(matches!(
+            read(Cloud::Gcp, "/computeMetadata/v1/../0.1/?recursive=true"),
+            Err(ReadError::Target(crate::target::TargetError::DotSegment))
+        ));
+        let (p, q) = read(Cloud::Gcp, "/computeMetadata/v1/instance/").unwrap();
+        assert_eq!(
+            (p.as_str(), q.is_empty()),
+            ("/computeMetadata/v1/instance/", true)
+        );
+        assert!(read(Cloud::Gcp, "/computeMetadata/v1/instance/?").is_err());
     }
 
     #[test]
