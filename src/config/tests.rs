@@ -142,7 +142,7 @@ fn refusals_name_the_key_and_reason() {
         ("[imdsv2]\nmax_token_ttl_seconds = 0", "imdsv2.max_token_ttl_seconds: must be from 1 to 21600"),
         ("[imdsv2]\nmax_token_ttl_seconds = 21601", "imdsv2.max_token_ttl_seconds: must be from 1 to 21600"),
         ("[[rules]]\nname = \"a\"\nall_pods = true\nallow = [\"latest/**\"]", "rules[0].allow[0]: `latest/**`: a pattern must start with `/`"),
-        ("[[rules]]\nname = \"a\"\nall_pods = true\ndeny = [\"/x\", \"/a/../b\"]", "rules[0].deny[1]: `/a/../b`: not a valid path: dot segment"),
+        ("[[rules]]\nname = \"a\"\nall_pods = true\ndeny = [\"/latest/x\", \"/a/../b\"]", "rules[0].deny[1]: `/a/../b`: not a valid path: dot segment"),
         ("[[rules]]\nname = \"a\"\nall_pods = true\nallow = [\"/latest/ami-*\"]", "rules[0].allow[0]: `/latest/ami-*`: `*` and `**` must stand alone"),
         ("[[rules]]\nname = \"a\"\nallow = [\"/latest/**\"]", "rules[0]: selects no pods"),
         ("[[rules]]\nname = \"a\"\nall_pods = true\nnamespaces = [\"x\"]", "rules[0].all_pods: cannot be combined"),
@@ -368,4 +368,59 @@ fn front_keys_are_checked_by_name() {
         let e = err(text);
         assert!(e.contains(want), "{text}: {e}");
     }
+}
+
+#[test]
+fn the_cloud_chooses_defaults_and_what_patterns_may_say() {
+    let config = |extra: &str| parse(&format!("[upstream]\n{extra}"));
+    let aws = config("").unwrap();
+    assert_eq!(aws.upstream.cloud, Cloud::Aws);
+    assert_eq!(aws.upstream.url, "http://169.254.169.254");
+    assert_eq!(aws.tokens, TokenIssuer::Guard);
+
+    let alibaba = config("cloud = \"alibaba\"").unwrap();
+    assert_eq!(alibaba.upstream.url, "http://100.100.100.200");
+    assert_eq!(alibaba.tokens, TokenIssuer::Passthrough);
+    assert!(alibaba.cache.is_none());
+
+    let azure = config("cloud = \"azure\"").unwrap();
+    assert_eq!(azure.limits.upstream_requests_per_second, 5.0);
+    let set = parse("[upstream]\ncloud = \"azure\"\n[limits]\nupstream_requests_per_second = 3").unwrap();
+    assert_eq!(set.limits.upstream_requests_per_second, 3.0);
+
+    let err = config("cloud = \"gce\"").unwrap_err().to_string();
+    assert!(err.contains("unknown cloud \"gce\""), "{err}");
+    let err = parse("[upstream]\ncloud = \"gcp\"\n[imdsv2]\ntokens = \"guard\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("imdsv2.tokens"), "{err}");
+
+    let rule = |cloud: &str, pattern: &str| {
+        parse(&format!(
+            "[upstream]\ncloud = \"{cloud}\"\n[[rules]]\nname = \"r\"\nall_pods = true\nallow = [\"{pattern}\"]"
+        ))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(rule("gcp", "/computeMetadata/v1/**"), Ok(()));
+    assert_eq!(rule("gcp", "/"), Ok(()));
+    assert_eq!(rule("gcp", "/**"), Ok(()));
+    assert_eq!(
+        rule("gcp", "/computeMetadata/v1/instance/service-accounts/*/identity?audience=https://x"),
+        Ok(())
+    );
+    for (cloud, pattern, why) in [
+        ("gcp", "/latest/meta-data/**", "matches no path of gcp"),
+        ("aws", "/computeMetadata/v1/**", "matches no path of aws"),
+        ("aws", "/latest/meta-data/?x=1", "takes no query strings"),
+        ("azure", "/metadata/instance?recursive=true", "no query key `recursive`"),
+        ("oci", "/latest/meta-data/", "matches no path of oci"),
+    ] {
+        let err = rule(cloud, pattern).unwrap_err();
+        assert!(err.contains("rules[0].allow[0]") && err.contains(why), "{cloud} {pattern}: {err}");
+    }
+    // Azure's paths are compared in lower case, as the guard reads them there.
+    let azure = parse("[upstream]\ncloud = \"azure\"\n[[rules]]\nname = \"r\"\nall_pods = true\nallow = [\"/Metadata/Instance/compute/vmId\"]").unwrap();
+    let path = crate::target::parse_target("/metadata/instance/compute/vmid").unwrap();
+    assert!(azure.policy.rules()[0].allow[0].matches(&path, false));
 }
