@@ -385,7 +385,8 @@ fn the_cloud_chooses_defaults_and_what_patterns_may_say() {
 
     let azure = config("cloud = \"azure\"").unwrap();
     assert_eq!(azure.limits.upstream_requests_per_second, 5.0);
-    let set = parse("[upstream]\ncloud = \"azure\"\n[limits]\nupstream_requests_per_second = 3").unwrap();
+    let set =
+        parse("[upstream]\ncloud = \"azure\"\n[limits]\nupstream_requests_per_second = 3").unwrap();
     assert_eq!(set.limits.upstream_requests_per_second, 3.0);
 
     let err = config("cloud = \"gce\"").unwrap_err().to_string();
@@ -406,18 +407,28 @@ fn the_cloud_chooses_defaults_and_what_patterns_may_say() {
     assert_eq!(rule("gcp", "/"), Ok(()));
     assert_eq!(rule("gcp", "/**"), Ok(()));
     assert_eq!(
-        rule("gcp", "/computeMetadata/v1/instance/service-accounts/*/identity?audience=https://x"),
+        rule(
+            "gcp",
+            "/computeMetadata/v1/instance/service-accounts/*/identity?audience=https://x"
+        ),
         Ok(())
     );
     for (cloud, pattern, why) in [
         ("gcp", "/latest/meta-data/**", "matches no path of gcp"),
         ("aws", "/computeMetadata/v1/**", "matches no path of aws"),
         ("aws", "/latest/meta-data/?x=1", "takes no query strings"),
-        ("azure", "/metadata/instance?recursive=true", "no query key `recursive`"),
+        (
+            "azure",
+            "/metadata/instance?recursive=true",
+            "no query key `recursive`",
+        ),
         ("oci", "/latest/meta-data/", "matches no path of oci"),
     ] {
         let err = rule(cloud, pattern).unwrap_err();
-        assert!(err.contains("rules[0].allow[0]") && err.contains(why), "{cloud} {pattern}: {err}");
+        assert!(
+            err.contains("rules[0].allow[0]") && err.contains(why),
+            "{cloud} {pattern}: {err}"
+        );
     }
     // Azure's paths are compared in lower case, as the guard reads them there.
     let azure = parse("[upstream]\ncloud = \"azure\"\n[[rules]]\nname = \"r\"\nall_pods = true\nallow = [\"/Metadata/Instance/compute/vmId\"]").unwrap();

@@ -320,9 +320,11 @@ fn compile_pattern(source: &str, cloud: Cloud) -> Result<PathPattern, String> {
     };
     let pattern = match query {
         None => PathPattern::parse(&path),
-        Some(_) if !cloud.takes_queries() => return Err(format!(
+        Some(_) if !cloud.takes_queries() => {
+            return Err(format!(
             "{cloud}'s metadata server takes no query strings, so a query constraint never matches"
-        )),
+        ))
+        }
         Some(q) => PathPattern::parse_with_query(&format!("{path}?{q}")),
     }
     .map_err(|e| e.to_string())?;

@@ -1,0 +1,675 @@
+//! Every cloud's protocol rules at the guard, on real sockets, with a recording upstream: what is
+//! refused before any pod is looked up (gate headers, legacy trees, forwarding headers), what is
+//! read strictly and forwarded canonically (queries), which headers pass, what aggregates may read,
+//! and GCP's header on every answer. Against each cloud's emulator: `tests/clouds_emulated.rs`.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{recorder, request, Guard, PROD, TEST};
+
+/// The seed pods with a rule for `cloud` that lets `prod` read `allow` minus `deny`; `test` is
+/// selected by nothing.
+fn cloud_config(cloud: &str, allow: &[&str], deny: &[&str], extra: &str) -> String {
+    let list = |l: &[&str]| {
+        l.iter()
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"
+[upstream]
+cloud = "{cloud}"
+url = "{{upstream}}"
+connect_timeout_ms = 500
+timeout_ms = 1500
+{extra}
+
+[[inventory.pods]]
+ip = "127.0.0.2"
+namespace = "imds"
+name = "prod-5c7b9"
+labels = {{ app = "prod" }}
+
+[[inventory.pods]]
+ip = "127.0.0.3"
+namespace = "imds"
+name = "test-6d8f"
+labels = {{ app = "test" }}
+
+[[rules]]
+name = "imds-prod"
+namespaces = ["imds"]
+pod_labels = {{ app = "prod" }}
+allow = [{}]
+deny = [{}]
+"#,
+        list(allow),
+        list(deny)
+    )
+}
+
+const FLAVOR: (&str, &str) = ("metadata-flavor", "Google");
+const AZURE: (&str, &str) = ("metadata", "true");
+
+#[tokio::test]
+async fn gcp_header_gate_legacy_trees_and_its_header_on_every_answer() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = cloud_config(
+        "gcp",
+        &["/", "/computeMetadata/v1/**"],
+        &["/computeMetadata/v1/instance/attributes/kube-env"],
+        "",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    let v1 = "/computeMetadata/v1";
+
+    let ok = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        &format!("{v1}/project/project-id"),
+        &[FLAVOR],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.headers["metadata-flavor"], "Google");
+
+    // No header, a wrong one, two of them: 403 as GCP answers, with the header, nothing forwarded.
+    for headers in [
+        vec![],
+        vec![("metadata-flavor", "google")],
+        vec![("metadata-flavor", "Google"), ("metadata-flavor", "Google")],
+    ] {
+        let a = request(
+            PROD,
+            guard.proxy,
+            "GET",
+            &format!("{v1}/project/project-id"),
+            &headers,
+        )
+        .await;
+        assert_eq!(a.status, 403, "{headers:?}");
+        assert_eq!(a.json()["reason"], "header-missing");
+        assert_eq!(a.headers["metadata-flavor"], "Google");
+    }
+    // Legacy trees need no header on GCP, and so are never served.
+    for legacy in [
+        "/0.1/meta-data/attributes/kube-env",
+        "/computeMetadata/v1beta1/instance/attributes/kube-env",
+    ] {
+        let a = request(PROD, guard.proxy, "GET", legacy, &[FLAVOR]).await;
+        assert_eq!(
+            (a.status.as_u16(), a.json()["reason"].as_str()),
+            (403, Some("legacy-endpoint")),
+            "{legacy}"
+        );
+        assert_eq!(a.headers["metadata-flavor"], "Google");
+    }
+    // Policy refusals and bad requests carry it too.
+    let denied = request(
+        TEST,
+        guard.proxy,
+        "GET",
+        &format!("{v1}/project/project-id"),
+        &[FLAVOR],
+    )
+    .await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.headers["metadata-flavor"], "Google");
+    let bad = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        &format!("{v1}/?recursive=true&recursive=false"),
+        &[FLAVOR],
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.headers["metadata-flavor"], "Google");
+    // Forwarding headers: refused.
+    let fwd = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        &format!("{v1}/project/project-id"),
+        &[FLAVOR, ("x-forwarded-for", "10.0.0.1")],
+    )
+    .await;
+    assert_eq!(
+        (fwd.status.as_u16(), fwd.json()["reason"].as_str()),
+        (403, Some("forwarded-request"))
+    );
+
+    let seen = rec.seen();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the good request was forwarded: {seen:?}"
+    );
+    assert_eq!(seen[0].headers["metadata-flavor"], "Google");
+}
+
+#[tokio::test]
+async fn gcp_queries_are_strict_canonical_and_aggregates_cannot_leak() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = cloud_config(
+        "gcp",
+        &[
+            "/computeMetadata/v1/**",
+            "/computeMetadata/v1/instance/service-accounts/*/identity?audience=https://allowed.example",
+        ],
+        &[
+            "/computeMetadata/v1/instance/attributes/kube-env",
+            "/computeMetadata/v1/instance/service-accounts/*/identity",
+        ],
+        "",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    let v1 = "/computeMetadata/v1";
+    let get = |target: String| {
+        let proxy = guard.proxy;
+        async move { request(PROD, proxy, "GET", &target, &[FLAVOR]).await }
+    };
+
+    // The canonical form is what goes upstream.
+    let a = get(format!("{v1}/instance/service-accounts/default/token?scopes=https://www.googleapis.com/auth/cloud-platform")).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        rec.seen().last().unwrap().target,
+        format!("{v1}/instance/service-accounts/default/token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform")
+    );
+    // Improper query parameters: 400, nothing forwarded.
+    let before = rec.seen().len();
+    for q in [
+        "recursive=true;alt=json",
+        "recursive",
+        "Recursive=true",
+        "recursive=TRUE",
+        "x=1",
+        "alt=json&alt=text",
+        "alt=json&",
+        "%72ecursive=true",
+        "last_etag=a+b",
+    ] {
+        let a = get(format!("{v1}/instance/?{q}")).await;
+        assert_eq!(a.status, 400, "{q}");
+    }
+    assert_eq!(rec.seen().len(), before, "a refused query was forwarded");
+
+    // Recursive on a parent of a denied path: refused, naming the rule.
+    for parent in [
+        "/instance/",
+        "/instance/attributes/",
+        "/",
+        "/instance/service-accounts/",
+    ] {
+        let a = get(format!("{v1}{parent}?recursive=true")).await;
+        assert_eq!(a.status, 403, "{parent}");
+        assert_eq!(a.json()["reason"], "aggregate-denied");
+        assert_eq!(a.json()["rule"], "imds-prod");
+    }
+    let a = get(format!("{v1}/project/?recursive=true&alt=json")).await;
+    assert_eq!(a.status, 200);
+    // A listing (not recursive) of the same parent names no values: allowed.
+    assert_eq!(get(format!("{v1}/instance/attributes/")).await.status, 200);
+    assert_eq!(
+        get(format!("{v1}/instance/attributes/kube-env"))
+            .await
+            .status,
+        403
+    );
+
+    // An identity token only for the audience a rule names… but the deny wins across rules.
+    let id = format!("{v1}/instance/service-accounts/default/identity?audience=https://allowed.example&format=full");
+    assert_eq!(get(id).await.status, 403);
+}
+
+#[tokio::test]
+async fn gcp_long_polls_get_their_own_deadline() {
+    // The upstream takes 2.5 s: past the configured 1.5 s, within the poll's timeout_sec.
+    let rec = recorder(Duration::from_millis(2500)).await;
+    let config = cloud_config("gcp", &["/computeMetadata/v1/**"], &[], "");
+    let guard = Guard::start(&config, rec.addr).await;
+    let path = "/computeMetadata/v1/instance/maintenance-event";
+    let poll = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        &format!("{path}?wait_for_change=true&timeout_sec=10"),
+        &[FLAVOR],
+    )
+    .await;
+    assert_eq!(poll.status, 200, "{:?}", poll.body);
+    let plain = request(PROD, guard.proxy, "GET", path, &[FLAVOR]).await;
+    assert_eq!(
+        plain.status, 504,
+        "an ordinary read keeps the configured deadline"
+    );
+}
+
+#[tokio::test]
+async fn azure_gate_api_version_case_and_the_instance_document() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = cloud_config(
+        "azure",
+        &[
+            "/metadata/instance/**",
+            "/metadata/identity/oauth2/token?resource=https://vault.azure.net",
+            "/metadata/versions",
+        ],
+        &[
+            "/metadata/instance/compute/userData",
+            "/metadata/identity/oauth2/token?client_id=*",
+        ],
+        "",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    let get = |target: &str, headers: &[(&'static str, &'static str)]| {
+        let (proxy, target, headers) = (guard.proxy, target.to_owned(), headers.to_vec());
+        async move { request(PROD, proxy, "GET", &target, &headers).await }
+    };
+    let api = "api-version=2021-02-01";
+
+    // Missing `Metadata: true`: 400, as Azure answers.
+    let a = get(
+        &format!("/metadata/instance/compute/vmId?{api}&format=text"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (a.status.as_u16(), a.json()["reason"].as_str()),
+        (400, Some("header-missing"))
+    );
+    // api-version is required, except on /metadata/versions.
+    assert_eq!(
+        get("/metadata/instance/compute/vmId?format=text", &[AZURE])
+            .await
+            .status,
+        400
+    );
+    assert_eq!(get("/metadata/versions", &[AZURE]).await.status, 200);
+
+    // Read and forwarded in lower case; a case variant of a denied path is that path.
+    let a = get(
+        &format!("/Metadata/Instance/compute/vmId?{api}&format=text"),
+        &[AZURE],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        rec.seen().last().unwrap().target,
+        format!("/metadata/instance/compute/vmid?{api}&format=text")
+    );
+    for spelling in [
+        "/metadata/instance/compute/userData",
+        "/METADATA/INSTANCE/COMPUTE/USERDATA",
+        "/metadata/instance/compute/userdata",
+    ] {
+        let a = get(&format!("{spelling}?{api}&format=text"), &[AZURE]).await;
+        assert_eq!(
+            (a.status.as_u16(), a.json()["reason"].as_str()),
+            (403, Some("denied-by-rule")),
+            "{spelling}"
+        );
+    }
+    // The whole document, or compute, holds userData: refused; network does not.
+    for doc in [
+        "/metadata/instance",
+        "/metadata/instance/",
+        "/metadata/instance/compute",
+        "/Metadata/instance",
+    ] {
+        let a = get(&format!("{doc}?{api}"), &[AZURE]).await;
+        assert_eq!(
+            (a.status.as_u16(), a.json()["reason"].as_str()),
+            (403, Some("aggregate-denied")),
+            "{doc}"
+        );
+    }
+    assert_eq!(
+        get(&format!("/metadata/instance/network?{api}"), &[AZURE])
+            .await
+            .status,
+        200
+    );
+
+    // Managed identity: only the resource a rule names, never another identity; denials are 403
+    // (400 would tell an SDK there is no identity).
+    let token = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=";
+    assert_eq!(
+        get(&format!("{token}https%3A%2F%2Fvault.azure.net"), &[AZURE])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        rec.seen().last().unwrap().headers["metadata"],
+        "true",
+        "the gate header goes upstream"
+    );
+    let other = get(
+        &format!("{token}https%3A%2F%2Fmanagement.azure.com%2F"),
+        &[AZURE],
+    )
+    .await;
+    assert_eq!(
+        (other.status.as_u16(), other.json()["reason"].as_str()),
+        (403, Some("path-not-allowed"))
+    );
+    let user = get(
+        &format!("{token}https%3A%2F%2Fvault.azure.net&client_id=x"),
+        &[AZURE],
+    )
+    .await;
+    assert_eq!(user.status, 403);
+    // Duplicate names, unknown keys: 400.
+    assert_eq!(
+        get(&format!("{token}a&resource=b"), &[AZURE]).await.status,
+        400
+    );
+    assert_eq!(get(&format!("{token}a&foo=b"), &[AZURE]).await.status, 400);
+    // A pod nothing selects: 403.
+    let a = request(
+        TEST,
+        guard.proxy,
+        "GET",
+        &format!("{token}https%3A%2F%2Fvault.azure.net"),
+        &[AZURE],
+    )
+    .await;
+    assert_eq!(a.status, 403);
+}
+
+#[tokio::test]
+async fn azure_budget_defaults_to_five_per_second() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = cloud_config(
+        "azure",
+        &["/metadata/instance/**"],
+        &[],
+        "[limits]\npod_requests_per_second = 0",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let a = request(
+            PROD,
+            guard.proxy,
+            "GET",
+            "/metadata/instance/compute/vmid?api-version=2021-02-01&format=text",
+            &[AZURE],
+        )
+        .await;
+        statuses.push(a.status.as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        rec.seen().len() <= 6,
+        "the service saw {} requests",
+        rec.seen().len()
+    );
+}
+
+#[tokio::test]
+async fn oci_bearer_gate_and_only_its_authorization_goes_upstream() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = cloud_config(
+        "oci",
+        &[
+            "/opc/v2/instance/region",
+            "/opc/v2/instance/**",
+            "/opc/v1/**",
+        ],
+        &["/opc/v2/instance/metadata/user_data"],
+        "",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    let bearer = ("authorization", "Bearer Oracle");
+    let a = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/opc/v2/instance/region",
+        &[bearer],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        rec.seen().last().unwrap().headers["authorization"],
+        "Bearer Oracle"
+    );
+    let a = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/opc/v2/instance/region",
+        &[("authorization", "Bearer other")],
+    )
+    .await;
+    assert_eq!(
+        (a.status.as_u16(), a.json()["reason"].as_str()),
+        (401, Some("header-missing"))
+    );
+    // v1 needs no header; any Authorization a pod sends there is not passed on.
+    let a = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/opc/v1/instance/region",
+        &[("authorization", "Basic c2VjcmV0")],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert!(!rec
+        .seen()
+        .last()
+        .unwrap()
+        .headers
+        .contains_key("authorization"));
+    // The instance document holds user_data.
+    let a = request(PROD, guard.proxy, "GET", "/opc/v2/instance/", &[bearer]).await;
+    assert_eq!(
+        (a.status.as_u16(), a.json()["reason"].as_str()),
+        (403, Some("aggregate-denied"))
+    );
+    for forwarded in ["forwarded", "x-forwarded-host", "x-forwarded-for"] {
+        let a = request(
+            PROD,
+            guard.proxy,
+            "GET",
+            "/opc/v2/instance/region",
+            &[bearer, (forwarded, "x")],
+        )
+        .await;
+        assert_eq!(a.status, 403, "{forwarded}");
+    }
+    // No queries on OCI.
+    assert_eq!(
+        request(
+            PROD,
+            guard.proxy,
+            "GET",
+            "/opc/v2/instance/region?x=1",
+            &[bearer]
+        )
+        .await
+        .status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn alibaba_token_flow_uses_its_own_headers() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = cloud_config(
+        "alibaba",
+        &["/latest/meta-data/**"],
+        &["/latest/meta-data/ram/**"],
+        "",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    let put = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aliyun-ecs-metadata-token-ttl-seconds", "21600")],
+    )
+    .await;
+    assert_eq!(put.status, 200);
+    let seen = rec.seen();
+    assert_eq!(
+        seen[0].headers["x-aliyun-ecs-metadata-token-ttl-seconds"],
+        "21600"
+    );
+    assert_eq!(
+        put.headers["x-aliyun-ecs-metadata-token-ttl-seconds"],
+        "21600"
+    );
+    // The AWS header means nothing here, and a bad TTL is refused by the guard.
+    let aws = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
+    assert_eq!(aws.status, 400);
+    let read = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/latest/meta-data/instance-id",
+        &[
+            ("x-aliyun-ecs-metadata-token", "tok"),
+            ("x-aws-ec2-metadata-token", "other"),
+        ],
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    let last = rec.seen().last().unwrap().clone();
+    assert_eq!(last.headers["x-aliyun-ecs-metadata-token"], "tok");
+    assert!(!last.headers.contains_key("x-aws-ec2-metadata-token"));
+    // Forwarded token requests are refused, as the service refuses them.
+    let fwd = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[
+            ("x-aliyun-ecs-metadata-token-ttl-seconds", "60"),
+            ("x-forwarded-for", "1.2.3.4"),
+        ],
+    )
+    .await;
+    assert_eq!(fwd.status, 403);
+    let creds = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/latest/meta-data/ram/security-credentials/role",
+        &[("x-aliyun-ecs-metadata-token", "tok")],
+    )
+    .await;
+    assert_eq!(creds.status, 403);
+    let all = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/latest/meta-data/all",
+        &[("x-aliyun-ecs-metadata-token", "tok")],
+    )
+    .await;
+    assert_eq!(
+        (all.status.as_u16(), all.json()["reason"].as_str()),
+        (403, Some("aggregate-denied"))
+    );
+}
+
+#[tokio::test]
+async fn openstack_documents_and_no_token_flow() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = cloud_config(
+        "openstack",
+        &["/openstack/*/meta_data.json", "/latest/meta-data/**"],
+        &["/openstack/*/user_data", "/openstack/*/password"],
+        "",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    assert_eq!(
+        request(
+            PROD,
+            guard.proxy,
+            "GET",
+            "/openstack/latest/meta_data.json",
+            &[]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        request(
+            PROD,
+            guard.proxy,
+            "GET",
+            "/openstack/2018-08-27/user_data",
+            &[]
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        request(
+            TEST,
+            guard.proxy,
+            "GET",
+            "/openstack/latest/meta_data.json",
+            &[]
+        )
+        .await
+        .status,
+        403
+    );
+    // Neutron's proxy identifies instances by headers it adds itself: a pod's never pass.
+    let a = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/openstack/latest/meta_data.json",
+        &[("x-forwarded-for", "10.0.0.9")],
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    let a = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/openstack/latest/meta_data.json",
+        &[("x-instance-id", "i-other")],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert!(!rec
+        .seen()
+        .last()
+        .unwrap()
+        .headers
+        .contains_key("x-instance-id"));
+    // No token flow here: a token PUT is not something this server takes.
+    let put = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
+    assert_eq!(put.status, 405);
+    assert_eq!(rec.seen().len(), 2);
+}
