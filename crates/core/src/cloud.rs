@@ -413,6 +413,50 @@ impl Cloud {
             .any(|e| e.keys.iter().any(|(k, _)| *k == key))
     }
 
+    /// Paths concealed whatever the rules' wildcards say, as GKE's metadata concealment does: a
+    /// read of one is allowed only by an allow pattern without `**` that matches it (naming it, at
+    /// most with `*` for a segment). GCP: the node's bootstrap secrets (`kube-env`), start-up and
+    /// shutdown scripts, user data, Windows keys, and identity tokens.
+    pub fn concealed(self) -> &'static [&'static str] {
+        match self {
+            Self::Gcp => &[
+                "/computeMetadata/v1/instance/attributes/kube-env",
+                "/computeMetadata/v1/instance/attributes/startup-script",
+                "/computeMetadata/v1/instance/attributes/startup-script-url",
+                "/computeMetadata/v1/instance/attributes/shutdown-script",
+                "/computeMetadata/v1/instance/attributes/shutdown-script-url",
+                "/computeMetadata/v1/instance/attributes/user-data",
+                "/computeMetadata/v1/instance/attributes/windows-keys",
+                "/computeMetadata/v1/project/attributes/startup-script",
+                "/computeMetadata/v1/project/attributes/startup-script-url",
+                "/computeMetadata/v1/project/attributes/shutdown-script",
+                "/computeMetadata/v1/project/attributes/shutdown-script-url",
+                "/computeMetadata/v1/project/attributes/user-data",
+                "/computeMetadata/v1/project/attributes/windows-keys",
+                "/computeMetadata/v1/instance/service-accounts/*/identity",
+            ],
+            _ => &[],
+        }
+    }
+
+    /// Whether what `pattern` (a path pattern's text) matches is never part of an aggregate
+    /// answer: GCP's service-account `token` and `identity` are made on request, not stored, so a
+    /// recursive read of the account returns neither (email, aliases and scopes only).
+    pub fn outside_aggregates(self, pattern: &str) -> bool {
+        if self != Self::Gcp {
+            return false;
+        }
+        let path = crate::query::split(pattern).0;
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        matches!(
+            segments.as_slice(),
+            [.., accounts, account, last]
+                if accounts.eq_ignore_ascii_case("service-accounts")
+                    && *account != "**"
+                    && (last.eq_ignore_ascii_case("token") || last.eq_ignore_ascii_case("identity"))
+        )
+    }
+
     /// The paths whose answers are credentials (never cached, audited as such).
     pub fn credential_patterns(self) -> &'static [&'static str] {
         match self {
