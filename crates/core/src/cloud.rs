@@ -9,8 +9,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use crate::policy::pattern::PathPattern;
 use crate::query::Query;
 use crate::target::CanonicalPath;
+use std::sync::LazyLock;
 
 /// A cloud's metadata server, chosen by `[upstream] cloud`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -180,6 +182,17 @@ const GCP_ENDPOINTS: &[Endpoint] = &[
     },
 ];
 
+/// The endpoints' paths, compiled once (they are constants: every one parses).
+static GCP_COMPILED: LazyLock<Vec<PathPattern>> = LazyLock::new(|| compile(GCP_ENDPOINTS));
+static AZURE_COMPILED: LazyLock<Vec<PathPattern>> = LazyLock::new(|| compile(AZURE_ENDPOINTS));
+
+fn compile(endpoints: &[Endpoint]) -> Vec<PathPattern> {
+    endpoints
+        .iter()
+        .filter_map(|e| PathPattern::parse(e.path).ok())
+        .collect()
+}
+
 const AZURE_API: (&str, Values) = ("api-version", Values::ApiVersion);
 const AZURE_FORMAT: (&str, Values) = ("format", Values::OneOf(&["json", "text"]));
 
@@ -330,16 +343,17 @@ impl Cloud {
 
     /// The endpoint whose query rules apply to `path`: the first that matches.
     pub fn endpoint(self, path: &CanonicalPath) -> Option<&'static Endpoint> {
-        let endpoints = match self {
-            Self::Gcp => GCP_ENDPOINTS,
-            Self::Azure => AZURE_ENDPOINTS,
+        let (endpoints, compiled): (_, &[PathPattern]) = match self {
+            Self::Gcp => (GCP_ENDPOINTS, &GCP_COMPILED),
+            Self::Azure => (AZURE_ENDPOINTS, &AZURE_COMPILED),
             _ => return None,
         };
         let segments: Vec<&str> = path.segments().collect();
-        endpoints.iter().find(|e| {
-            crate::policy::pattern::PathPattern::parse(e.path)
-                .is_ok_and(|p| p.matches_segments(&segments, false))
-        })
+        endpoints
+            .iter()
+            .zip(compiled)
+            .find(|(_, p)| p.matches_segments(&segments, false))
+            .map(|(e, _)| e)
     }
 
     /// Legacy trees the guard refuses whatever the policy (GCP's `/0.1/` and `v1beta1`, which need
