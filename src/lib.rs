@@ -40,7 +40,7 @@
 //! AWS-faithful IMDS used as the upstream for local runs, tests and benchmarks.
 #![forbid(unsafe_code)]
 
-pub use imds_guard_core::{bucket, cache, disposition, imds, index, policy, target};
+pub use imds_guard_core::{bucket, cache, cloud, disposition, imds, index, policy, query, target};
 
 pub mod admin;
 pub mod audit;
