@@ -13,6 +13,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use imds_guard::cloud::Cloud;
 use imds_guard::emulator::{load_metadata, serve, EmulatorError, EmulatorOptions, TokenMode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -944,4 +945,60 @@ fn the_binary_refuses_an_unknown_cloud_and_options_that_do_not_fit() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn throttled_clouds_answer_429_in_their_own_style() {
+    for (cloud, target, headers, marker) in [
+        (
+            Cloud::Azure,
+            "/metadata/instance?api-version=2021-02-01",
+            &[("metadata", "true")][..],
+            ("server", "IMDS/150.870.65.1325"),
+        ),
+        (
+            Cloud::Gcp,
+            "/computeMetadata/v1/instance/id",
+            &[("metadata-flavor", "Google")][..],
+            ("metadata-flavor", "Google"),
+        ),
+    ] {
+        let emu = Emulator::start(EmulatorOptions {
+            cloud,
+            throttle: Some(2),
+            ..EmulatorOptions::default()
+        })
+        .await;
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let (status, answer_headers, _) = emu.send(Method::GET, target, headers).await;
+            assert_eq!(answer_headers[marker.0], marker.1, "{cloud}");
+            statuses.push(status.as_u16());
+        }
+        assert_eq!(statuses, [200, 200, 429], "{cloud}");
+        emu.stop().await.expect("clean stop");
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_beyond_64_kib_are_refused() {
+    let emu = Emulator::start(EmulatorOptions {
+        cloud: Cloud::Gcp,
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let body = "x".repeat(64 * 1024 + 1);
+    let response = raw(
+        emu.addr,
+        &format!(
+            "PUT /computeMetadata/v1/instance/guest-attributes/ns/key HTTP/1.1\r\nHost: x\r\n\
+             Metadata-Flavor: Google\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{}", &response[..40]);
+    assert!(response
+        .to_ascii_lowercase()
+        .contains("metadata-flavor: google"));
 }
