@@ -962,6 +962,12 @@ async fn throttled_clouds_answer_429_in_their_own_style() {
             &[("metadata-flavor", "Google")][..],
             ("metadata-flavor", "Google"),
         ),
+        (
+            Cloud::Openstack,
+            "/latest/meta-data/instance-id",
+            &[][..],
+            ("content-type", "text/plain"),
+        ),
     ] {
         let emu = Emulator::start(EmulatorOptions {
             cloud,

@@ -97,17 +97,34 @@ pub(crate) fn throttled(state: &State) -> bool {
     over
 }
 
-/// Answers `req`. The request body is never looked at.
+/// Answers `req`, the throttle first. The request body is never looked at.
 pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
+    if throttled(state) {
+        let head = req.method() == Method::HEAD;
+        let refusal = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", head);
+        return Reply::normal(with_server(state, refusal));
+    }
+    handle_unthrottled(state, req)
+}
+
+/// Answers `req` whose throttle was already applied (OpenStack's `/latest/` tree, reached
+/// through its own handler).
+pub(crate) fn handle_unthrottled<B>(state: &State, req: &Request<B>) -> Reply {
     let mut reply = respond(state, req);
+    reply.response = with_server(state, reply.response);
+    reply
+}
+
+/// Sets the protocol's `Server` header (AWS's is already set).
+fn with_server(state: &State, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     if state.protocol.server != Some(AWS_SERVER) {
-        let headers = reply.response.headers_mut();
+        let headers = response.headers_mut();
         match state.protocol.server {
             Some(server) => headers.insert(SERVER, HeaderValue::from_static(server)),
             None => headers.remove(SERVER),
         };
     }
-    reply
+    response
 }
 
 fn respond<B>(state: &State, req: &Request<B>) -> Reply {
@@ -115,13 +132,6 @@ fn respond<B>(state: &State, req: &Request<B>) -> Reply {
     let method = req.method();
     // Responses to HEAD announce their length but carry no body.
     let head = method == Method::HEAD;
-    if throttled(state) {
-        return Reply::normal(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too Many Requests",
-            head,
-        ));
-    }
     if let Some(flow) = state.protocol.tokens.filter(|_| path == TOKEN_PATH) {
         return if method == Method::PUT {
             issue_token(state, flow, req.headers())
