@@ -1,4 +1,6 @@
-//! Turns one request into one response, as the AWS metadata service would.
+//! Turns one request into one response, as the AWS metadata service would — or another cloud's
+//! EC2-style service, Alibaba's or OpenStack's `/latest/` tree ([`Ec2Protocol`] holds what
+//! differs).
 //!
 //! The handler is a plain function of the request and the emulator's state,
 //! returning the response together with the IP TTL it must be sent with, so
@@ -12,7 +14,11 @@ use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use imds_guard_core::cloud::Cloud;
+
 use super::creds::CredentialSource;
+pub(crate) use super::protocol::{protocol, Ec2Protocol};
+use super::protocol::{CredentialsFormat, TokenFlow, AWS_SERVER};
 use super::tokens::{TokenStore, MAX_TTL_SECS, MIN_TTL_SECS};
 use super::tree::{Lookup, Node};
 use super::TokenMode;
@@ -29,6 +35,10 @@ const FORWARDED_HEADER: &str = "x-forwarded-for";
 /// Everything a request may need; shared by all connections.
 #[derive(Debug)]
 pub(crate) struct State {
+    /// The cloud emulated; picks the handler of each request.
+    pub(crate) cloud: Cloud,
+    /// How the EC2-style tree and token flow behave (AWS, Alibaba, OpenStack's `/latest/`).
+    pub(crate) protocol: Ec2Protocol,
     pub(crate) tokens: TokenMode,
     pub(crate) hop_limit: u8,
     pub(crate) tree: Node,
@@ -38,6 +48,10 @@ pub(crate) struct State {
     pub(crate) throttle: Option<std::sync::Mutex<crate::bucket::Bucket>>,
     /// Requests refused by the throttle so far.
     pub(crate) throttled: std::sync::atomic::AtomicU64,
+    /// GCP's changing parts (guest attributes, the maintenance event).
+    pub(crate) gcp: super::gcp::GcpState,
+    /// OpenStack's posted password.
+    pub(crate) openstack: super::openstack::OpenstackState,
 }
 
 /// The IP TTL a response must leave with.
@@ -65,32 +79,62 @@ impl Reply {
     }
 }
 
-/// Answers `req`. The request body is never looked at.
+/// Whether the throttle refuses this request (and counts it if so).
+pub(crate) fn throttled(state: &State) -> bool {
+    let Some(bucket) = &state.throttle else {
+        return false;
+    };
+    let over = bucket
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take(std::time::Instant::now())
+        .is_err();
+    if over {
+        state
+            .throttled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    over
+}
+
+/// Answers `req`, the throttle first. The request body is never looked at.
 pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
+    if throttled(state) {
+        let head = req.method() == Method::HEAD;
+        let refusal = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", head);
+        return Reply::normal(with_server(state, refusal));
+    }
+    handle_unthrottled(state, req)
+}
+
+/// Answers `req` whose throttle was already applied (OpenStack's `/latest/` tree, reached
+/// through its own handler).
+pub(crate) fn handle_unthrottled<B>(state: &State, req: &Request<B>) -> Reply {
+    let mut reply = respond(state, req);
+    reply.response = with_server(state, reply.response);
+    reply
+}
+
+/// Sets the protocol's `Server` header (AWS's is already set).
+fn with_server(state: &State, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    if state.protocol.server != Some(AWS_SERVER) {
+        let headers = response.headers_mut();
+        match state.protocol.server {
+            Some(server) => headers.insert(SERVER, HeaderValue::from_static(server)),
+            None => headers.remove(SERVER),
+        };
+    }
+    response
+}
+
+fn respond<B>(state: &State, req: &Request<B>) -> Reply {
     let path = req.uri().path();
     let method = req.method();
     // Responses to HEAD announce their length but carry no body.
     let head = method == Method::HEAD;
-    if let Some(bucket) = &state.throttle {
-        let over = bucket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(std::time::Instant::now())
-            .is_err();
-        if over {
-            state
-                .throttled
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Reply::normal(error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too Many Requests",
-                head,
-            ));
-        }
-    }
-    if path == TOKEN_PATH {
+    if let Some(flow) = state.protocol.tokens.filter(|_| path == TOKEN_PATH) {
         return if method == Method::PUT {
-            issue_token(state, req.headers())
+            issue_token(state, flow, req.headers())
         } else {
             Reply::normal(method_not_allowed("PUT", head))
         };
@@ -98,8 +142,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
     if method != Method::GET && !head {
         return Reply::normal(method_not_allowed("GET, HEAD", false));
     }
-    if !authorized(state, req.headers()) {
-        return Reply::normal(error(StatusCode::UNAUTHORIZED, "Unauthorized", head));
+    if let Err(status) = authorized(state, req.headers()) {
+        let title = status.canonical_reason().unwrap_or("Unauthorized");
+        return Reply::normal(error(status, title, head));
     }
     let response = match resolve(state, path) {
         Resolved::Body(body) => text(StatusCode::OK, "text/plain", body, head),
@@ -109,28 +154,34 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
 }
 
 /// `PUT /latest/api/token`.
-fn issue_token(state: &State, headers: &HeaderMap) -> Reply {
+fn issue_token(state: &State, flow: TokenFlow, headers: &HeaderMap) -> Reply {
     if headers.contains_key(FORWARDED_HEADER) {
         return Reply::normal(error(StatusCode::FORBIDDEN, "Forbidden", false));
     }
-    let Some(secs) = requested_ttl(headers) else {
+    let Some(secs) = ttl_in(headers, flow.ttl_header) else {
         return Reply::normal(error(StatusCode::BAD_REQUEST, "Bad Request", false));
     };
     let token = state.store.issue(Duration::from_secs(secs), Instant::now());
     let mut response = text(StatusCode::OK, "text/plain", token, false);
     response
         .headers_mut()
-        .insert(TTL_HEADER, HeaderValue::from(secs));
+        .insert(flow.ttl_header, HeaderValue::from(secs));
     Reply {
         response,
         ttl: ResponseTtl::HopLimit(state.hop_limit),
     }
 }
 
-/// The token lifetime asked for: exactly one header holding a plain decimal
-/// number within the range AWS accepts.
+/// The token lifetime asked for in AWS's header.
+#[cfg(test)]
 fn requested_ttl(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(TTL_HEADER).iter();
+    ttl_in(headers, TTL_HEADER)
+}
+
+/// The token lifetime asked for: exactly one `name` header holding a plain decimal
+/// number within the range AWS (and Alibaba) accept.
+fn ttl_in(headers: &HeaderMap, name: &str) -> Option<u64> {
+    let mut values = headers.get_all(name).iter();
     let value = values.next()?;
     if values.next().is_some() {
         return None;
@@ -147,16 +198,26 @@ fn requested_ttl(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Checks the session token of a read. A token that is sent must be valid in
-/// either mode; only optional mode serves requests without one.
-fn authorized(state: &State, headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(TOKEN_HEADER).iter();
-    match (values.next(), values.next()) {
-        (None, _) => state.tokens == TokenMode::Optional,
+/// either mode (else 401); only optional mode serves requests without one (else the
+/// protocol's tokenless status).
+fn authorized(state: &State, headers: &HeaderMap) -> Result<(), StatusCode> {
+    let Some(flow) = state.protocol.tokens else {
+        return Ok(());
+    };
+    let mut values = headers.get_all(flow.token_header).iter();
+    let valid = match (values.next(), values.next()) {
+        (None, _) if state.tokens == TokenMode::Optional => true,
+        (None, _) => return Err(flow.tokenless),
         (Some(token), None) => token
             .to_str()
             .is_ok_and(|token| state.store.is_valid(token, Instant::now())),
         // Several tokens at once: refuse rather than guess.
         (Some(_), Some(_)) => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(StatusCode::UNAUTHORIZED)
     }
 }
 
@@ -187,12 +248,18 @@ fn resolve(state: &State, path: &str) -> Resolved {
         // other empty segment (`//`) is kept and resolves to nothing.
         rest.strip_suffix('/').unwrap_or(rest).split('/').collect()
     };
-    match state.tree.lookup(&segments) {
+    match state
+        .tree
+        .lookup_in(&segments, state.protocol.credentials_dir)
+    {
         Lookup::Listing(listing) => Resolved::Body(listing),
         Lookup::Value(value) => Resolved::Body(value.to_owned()),
-        Lookup::Credentials(role) => {
-            Resolved::Body(state.credentials.document(role, SystemTime::now()))
-        }
+        Lookup::Credentials(role) => Resolved::Body(match state.protocol.credentials {
+            CredentialsFormat::Aws => state.credentials.document(role, SystemTime::now()),
+            CredentialsFormat::Alibaba => {
+                state.credentials.alibaba_document(role, SystemTime::now())
+            }
+        }),
         Lookup::NotFound => Resolved::NotFound,
     }
 }
@@ -215,7 +282,7 @@ fn text(
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(SERVER, HeaderValue::from_static("EC2ws"));
+    headers.insert(SERVER, HeaderValue::from_static(AWS_SERVER));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
