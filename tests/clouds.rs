@@ -291,6 +291,21 @@ async fn azure_gate_api_version_case_and_the_instance_document() {
         (a.status.as_u16(), a.json()["reason"].as_str()),
         (400, Some("header-missing"))
     );
+    // Azure reads the value regardless of case (its own samples send `True`); it goes upstream as
+    // `true`.
+    let a = get(
+        &format!("/metadata/instance/compute/vmId?{api}&format=text"),
+        &[("metadata", "True")],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.seen().last().unwrap().headers["metadata"], "true");
+    let a = get(
+        &format!("/metadata/instance/compute/vmId?{api}&format=text"),
+        &[("metadata", "yes")],
+    )
+    .await;
+    assert_eq!(a.status, 400);
     // api-version is required, except on /metadata/versions.
     assert_eq!(
         get("/metadata/instance/compute/vmId?format=text", &[AZURE])

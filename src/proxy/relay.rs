@@ -92,8 +92,12 @@ pub(super) fn forwarded_headers(incoming: &HeaderMap, cloud: Cloud) -> HeaderMap
             continue;
         };
         match gate.filter(|g| g.header == name.as_str()) {
-            Some(g) if value.as_bytes() != g.value.as_bytes() => {}
-            _ => {
+            // The gate header goes with its one value, as the server spells it.
+            Some(g) if Cloud::gate_accepts(&g, value.as_bytes()) => {
+                headers.insert(name, HeaderValue::from_static(g.value));
+            }
+            Some(_) => {}
+            None => {
                 headers.insert(name, value.clone());
             }
         }
@@ -122,7 +126,7 @@ pub(super) fn protocol_refusal(
     let gate = cloud.gated(path)?;
     let mut values = incoming.get_all(gate.header).iter();
     match (values.next(), values.next()) {
-        (Some(v), None) if v.as_bytes() == gate.value.as_bytes() => None,
+        (Some(v), None) if Cloud::gate_accepts(&gate, v.as_bytes()) => None,
         _ => Some(Reason::HeaderMissing),
     }
 }

@@ -101,8 +101,12 @@ pub async fn run(
     if let Some(listener) = listeners.emulator {
         tracing::info!(addr = ?listener.local_addr().ok(), "built-in emulator serving as the metadata service");
         let stop = stopped();
+        let options = EmulatorOptions {
+            cloud: config.upstream.cloud,
+            ..EmulatorOptions::default()
+        };
         serving.spawn(async move {
-            if let Err(e) = emulator::serve(listener, EmulatorOptions::default(), stop).await {
+            if let Err(e) = emulator::serve(listener, options, stop).await {
                 tracing::error!(error = %e, "emulator stopped");
             }
         });

@@ -80,8 +80,11 @@ pub fn is_forwarding_header(name: &str) -> bool {
 pub struct Gate {
     /// Header name, lower case.
     pub header: &'static str,
-    /// The one value accepted (compared exactly).
+    /// The one value accepted, and the one passed on.
     pub value: &'static str,
+    /// Whether the server reads the value regardless of ASCII case (Azure: its own samples send
+    /// `Metadata: True`); otherwise it is compared exactly.
+    pub ignore_case: bool,
     /// The status the real server answers when it is missing or wrong.
     pub status: u16,
     /// Where the gate applies: every path under this prefix (`/` for all).
@@ -284,22 +287,34 @@ impl Cloud {
             Self::Gcp => Some(Gate {
                 header: GCP_FLAVOR_HEADER,
                 value: GCP_FLAVOR,
+                ignore_case: false,
                 status: 403,
                 prefix: "/",
             }),
             Self::Azure => Some(Gate {
                 header: AZURE_METADATA_HEADER,
                 value: AZURE_METADATA,
+                ignore_case: true,
                 status: 400,
                 prefix: "/",
             }),
             Self::Oci => Some(Gate {
                 header: "authorization",
                 value: OCI_AUTHORIZATION,
+                ignore_case: false,
                 status: 401,
                 prefix: "/opc/v2",
             }),
             Self::Aws | Self::Alibaba | Self::Openstack => None,
+        }
+    }
+
+    /// Whether the gate accepts `value`.
+    pub fn gate_accepts(gate: &Gate, value: &[u8]) -> bool {
+        if gate.ignore_case {
+            value.eq_ignore_ascii_case(gate.value.as_bytes())
+        } else {
+            value == gate.value.as_bytes()
         }
     }
 

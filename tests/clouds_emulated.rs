@@ -1,0 +1,320 @@
+//! The seed scenario on every cloud, against that cloud's emulator through the guard on real
+//! sockets: namespace `imds`, pod `prod` allowed what its rule names, pod `test` refused; what each
+//! cloud keeps from pods (credentials, user data, aggregates holding them) refused to `prod` too;
+//! and the real server's answers relayed whole.
+
+mod support;
+
+use imds_guard::cloud::Cloud;
+use imds_guard::emulator::EmulatorOptions;
+use support::{emulator, request, Guard, PROD, TEST};
+
+/// The seed pods, and a rule for `prod` in namespace `imds`: `allow` minus `deny`.
+fn seed(cloud: Cloud, allow: &[&str], deny: &[&str]) -> String {
+    let list = |l: &[&str]| {
+        l.iter()
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"
+[upstream]
+cloud = "{cloud}"
+url = "{{upstream}}"
+
+[[inventory.pods]]
+ip = "127.0.0.2"
+namespace = "imds"
+name = "prod-5c7b9"
+labels = {{ app = "prod" }}
+
+[[inventory.pods]]
+ip = "127.0.0.3"
+namespace = "imds"
+name = "test-6d8f"
+labels = {{ app = "test" }}
+
+[[rules]]
+name = "imds-prod"
+namespaces = ["imds"]
+pod_labels = {{ app = "prod" }}
+allow = [{}]
+deny = [{}]
+"#,
+        list(allow),
+        list(deny)
+    )
+}
+
+async fn start(cloud: Cloud, allow: &[&str], deny: &[&str]) -> (support::Emulator, Guard) {
+    let emulator = emulator(EmulatorOptions {
+        cloud,
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let guard = Guard::start(&seed(cloud, allow, deny), emulator.addr).await;
+    (emulator, guard)
+}
+
+/// `prod` gets `path` (status, body); `test` is refused with 403 and nothing of the answer.
+async fn prod_allowed_test_refused(
+    guard: &Guard,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> support::Answer {
+    let prod = request(PROD, guard.proxy, "GET", path, headers).await;
+    assert_eq!(prod.status, 200, "prod {path}: {:?}", prod.body);
+    let test = request(TEST, guard.proxy, "GET", path, headers).await;
+    assert_eq!(test.status, 403, "test {path}");
+    assert_eq!(test.json()["reason"], "no-rule");
+    prod
+}
+
+fn refused(answer: &support::Answer, reason: &str) {
+    assert_eq!(answer.status, 403, "{:?}", answer.body);
+    assert_eq!(answer.json()["reason"], reason);
+}
+
+#[tokio::test]
+async fn gcp_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Gcp,
+        &["/", "/computeMetadata/v1/**"],
+        &["/computeMetadata/v1/instance/service-accounts/*/token"],
+    )
+    .await;
+    let flavor = [("metadata-flavor", "Google")];
+    let v1 = "/computeMetadata/v1";
+    let id = prod_allowed_test_refused(&guard, &format!("{v1}/project/project-id"), &flavor).await;
+    assert!(!id.body.is_empty());
+    assert_eq!(id.headers["metadata-flavor"], "Google");
+    // The account's recursive read, as google-auth makes it: email and scopes, no token.
+    let account = prod_allowed_test_refused(
+        &guard,
+        &format!("{v1}/instance/service-accounts/default/?recursive=true"),
+        &flavor,
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&account.body).unwrap();
+    assert!(json["email"].is_string(), "{json}");
+    // Denied, concealed, aggregates over either, legacy trees.
+    let get = |path: String| {
+        let proxy = guard.proxy;
+        async move { request(PROD, proxy, "GET", &path, &flavor).await }
+    };
+    refused(
+        &get(format!("{v1}/instance/service-accounts/default/token")).await,
+        "denied-by-rule",
+    );
+    refused(
+        &get(format!("{v1}/instance/attributes/kube-env")).await,
+        "concealed-path",
+    );
+    refused(
+        &get(format!("{v1}/instance/?recursive=true")).await,
+        "aggregate-denied",
+    );
+    refused(
+        &get("/computeMetadata/v1beta1/instance/attributes/kube-env".into()).await,
+        "legacy-endpoint",
+    );
+    // Without the header: 403 from the guard, as from GCP.
+    let bare = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        &format!("{v1}/project/project-id"),
+        &[],
+    )
+    .await;
+    refused(&bare, "header-missing");
+    assert_eq!(bare.headers["metadata-flavor"], "Google");
+}
+
+#[tokio::test]
+async fn azure_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Azure,
+        &[
+            "/metadata/instance/**",
+            "/metadata/identity/oauth2/token?resource=https://vault.azure.net",
+        ],
+        &[
+            "/metadata/instance/compute/userData",
+            "/metadata/instance/compute/osProfile/**",
+            "/metadata/instance/compute/publicKeys/**",
+        ],
+    )
+    .await;
+    let md = [("metadata", "true")];
+    let vm = prod_allowed_test_refused(
+        &guard,
+        "/metadata/instance/compute/vmId?api-version=2021-02-01&format=text",
+        &md,
+    )
+    .await;
+    assert!(!vm.body.is_empty());
+    let network = prod_allowed_test_refused(
+        &guard,
+        "/metadata/instance/network?api-version=2021-02-01",
+        &md,
+    )
+    .await;
+    assert!(serde_json::from_slice::<serde_json::Value>(&network.body).is_ok());
+    let token = prod_allowed_test_refused(
+        &guard,
+        "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net",
+        &md,
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&token.body).unwrap();
+    assert_eq!(json["resource"], "https://vault.azure.net");
+    let get = |path: &str| {
+        let (proxy, path) = (guard.proxy, path.to_owned());
+        async move { request(PROD, proxy, "GET", &path, &md).await }
+    };
+    for doc in [
+        "/metadata/instance",
+        "/metadata/instance/compute",
+        "/METADATA/Instance",
+    ] {
+        refused(
+            &get(&format!("{doc}?api-version=2021-02-01")).await,
+            "aggregate-denied",
+        );
+    }
+    refused(
+        &get("/metadata/instance/compute/USERDATA?api-version=2021-02-01&format=text").await,
+        "denied-by-rule",
+    );
+    refused(
+        &get("/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F").await,
+        "path-not-allowed",
+    );
+    let bare = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/metadata/instance/compute/vmId?api-version=2021-02-01&format=text",
+        &[],
+    )
+    .await;
+    assert_eq!(bare.status, 400);
+}
+
+#[tokio::test]
+async fn alibaba_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Alibaba,
+        &["/latest/meta-data/**"],
+        &["/latest/meta-data/ram/**"],
+    )
+    .await;
+    let put = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aliyun-ecs-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
+    assert_eq!(put.status, 200);
+    let token = String::from_utf8(put.body.to_vec()).unwrap();
+    let with = [("x-aliyun-ecs-metadata-token", token.as_str())];
+    let id = prod_allowed_test_refused(&guard, "/latest/meta-data/instance-id", &with).await;
+    assert!(!id.body.is_empty());
+    let creds = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/latest/meta-data/ram/security-credentials/",
+        &with,
+    )
+    .await;
+    refused(&creds, "denied-by-rule");
+    let refused_put = request(
+        TEST,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aliyun-ecs-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
+    assert_eq!(refused_put.status, 403);
+}
+
+#[tokio::test]
+async fn oci_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Oci,
+        &["/opc/v2/instance/**"],
+        &["/opc/v2/instance/metadata/user_data"],
+    )
+    .await;
+    let bearer = [("authorization", "Bearer Oracle")];
+    let region = prod_allowed_test_refused(&guard, "/opc/v2/instance/region", &bearer).await;
+    assert!(!region.body.is_empty());
+    let get = |path: &str| {
+        let (proxy, path) = (guard.proxy, path.to_owned());
+        async move { request(PROD, proxy, "GET", &path, &bearer).await }
+    };
+    refused(&get("/opc/v2/instance/").await, "aggregate-denied");
+    refused(&get("/opc/v2/instance/metadata").await, "aggregate-denied");
+    refused(
+        &get("/opc/v2/instance/metadata/user_data").await,
+        "denied-by-rule",
+    );
+    // The instance principal's key: no rule allows it.
+    refused(&get("/opc/v2/identity/key.pem").await, "path-not-allowed");
+    let bare = request(PROD, guard.proxy, "GET", "/opc/v2/instance/region", &[]).await;
+    assert_eq!(bare.status, 401);
+}
+
+#[tokio::test]
+async fn openstack_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Openstack,
+        &["/openstack/*/meta_data.json", "/latest/meta-data/**"],
+        &["/openstack/*/user_data", "/openstack/*/password"],
+    )
+    .await;
+    let doc = prod_allowed_test_refused(&guard, "/openstack/latest/meta_data.json", &[]).await;
+    let json: serde_json::Value = serde_json::from_slice(&doc.body).unwrap();
+    assert!(json["uuid"].is_string(), "{json}");
+    let ec2 = prod_allowed_test_refused(&guard, "/latest/meta-data/instance-id", &[]).await;
+    assert!(!ec2.body.is_empty());
+    let user = request(PROD, guard.proxy, "GET", "/openstack/latest/user_data", &[]).await;
+    refused(&user, "denied-by-rule");
+}
+
+#[tokio::test]
+async fn aws_seed_scenario_is_unchanged() {
+    let (_emulator, guard) = start(
+        Cloud::Aws,
+        &["/latest/meta-data/**"],
+        &["/latest/meta-data/iam/**"],
+    )
+    .await;
+    let put = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("x-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
+    assert_eq!(put.status, 200);
+    let token = String::from_utf8(put.body.to_vec()).unwrap();
+    let with = [("x-aws-ec2-metadata-token", token.as_str())];
+    prod_allowed_test_refused(&guard, "/latest/meta-data/instance-id", &with).await;
+    let iam = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/latest/meta-data/iam/info",
+        &with,
+    )
+    .await;
+    refused(&iam, "denied-by-rule");
+}
