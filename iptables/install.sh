@@ -12,7 +12,13 @@
 # the sidecar's UID's; IPv6 metadata traffic is rejected, except the sidecar's.
 # --print shows the iptables-restore input and changes nothing.
 #
-# Environment: IMDS_GUARD_BACKEND=auto|legacy|nft (default auto: the backend the host uses).
+# Environment: IMDS_GUARD_CLOUD=aws|gcp|azure|alibaba|oci|openstack (default aws: imds-guard's
+# [upstream] cloud): whose metadata server is intercepted. Its IPv4 address on port 80
+# (100.100.100.200 for alibaba, 169.254.169.254 for the others) goes to LISTEN; its IPv6 endpoint
+# (aws fd00:ec2::254, oci fd00:c1::a9fe:a9fe, openstack fe80::a9fe:a9fe) is redirected with a
+# [::] LISTEN and rejected otherwise; the ports the guard cannot inspect (gcp: 443, its HTTPS
+# endpoint) are rejected with a TCP reset in filter FORWARD (sidecar: OUTPUT).
+# IMDS_GUARD_BACKEND=auto|legacy|nft (default auto: the backend the host uses).
 # IMDS_GUARD_SAVE_V4 / IMDS_GUARD_SAVE_V6 (with --print): files holding iptables-save /
 # ip6tables-save output to plan against instead of the live rules; IPv6 is planned only when
 # IMDS_GUARD_SAVE_V6 is given.
@@ -25,6 +31,22 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
 . "$here/common.sh"
+
+# The metadata server of each cloud, as crates/core/src/cloud.rs has it: the IPv4 address, the
+# IPv6 endpoint (empty: none), the ports the guard cannot inspect (empty: none).
+cloud=${IMDS_GUARD_CLOUD:-aws}
+v4_addr=169.254.169.254
+v6_addr=""
+reject_ports=""
+case "$cloud" in
+  aws) v6_addr=fd00:ec2::254 ;;
+  gcp) reject_ports=443 ;;
+  azure) ;;
+  alibaba) v4_addr=100.100.100.200 ;;
+  oci) v6_addr=fd00:c1::a9fe:a9fe ;;
+  openstack) v6_addr=fe80::a9fe:a9fe ;;
+  *) die "IMDS_GUARD_CLOUD: unknown cloud \"$cloud\": expected one of aws, gcp, azure, alibaba, oci, openstack" ;;
+esac
 
 usage="usage: install.sh [--print] LISTEN [INTERFACE...] | install.sh [--print] --sidecar UID LISTEN"
 print=no
@@ -89,35 +111,43 @@ else
   for iface in "${interfaces[@]}"; do jump_specs+=("-i $iface "); done
 fi
 
-# Tables of a family, one per line: TABLE HOOK, then its rules as "TABLE rule" lines.
+# The hook of the filter table (the nat table's too, in sidecar mode): pod traffic is forwarded
+# by a node, and sent from OUTPUT inside a pod.
+if [ -n "$sidecar_uid" ]; then
+  filter_hook=OUTPUT
+  nat_hook=OUTPUT
+  # Every rule spares the sidecar's own UID (then a space, or nothing in node mode).
+  others="-m owner ! --uid-owner $sidecar_uid "
+else
+  filter_hook=FORWARD
+  nat_hook=PREROUTING
+  others=""
+fi
+
+# Tables of a family, one per line: TABLE HOOK, nat first.
 wanted_tables() {
-  if [ -n "$sidecar_uid" ]; then
-    if [ "$1" = 4 ]; then echo "nat OUTPUT"; else echo "filter OUTPUT"; fi
-  elif [ "$1" = 4 ]; then
-    echo "nat PREROUTING"
+  if [ "$1" = 4 ]; then
+    echo "nat $nat_hook"
+    [ -n "$reject_ports" ] && echo "filter $filter_hook"
   else
-    [ "$host" = :: ] && echo "nat PREROUTING"
-    echo "filter FORWARD"
+    # An IPv6 listener takes the IPv6 endpoint (node mode only: a sidecar listens on IPv4).
+    [ -z "$sidecar_uid" ] && [ "$host" = :: ] && [ -n "$v6_addr" ] && echo "nat PREROUTING"
+    echo "filter $filter_hook"
   fi
+  return 0
 }
 wanted_rules() { # family table
-  local reject="-j REJECT --reject-with icmp6-adm-prohibited"
-  if [ -n "$sidecar_uid" ]; then
-    local others="-m owner ! --uid-owner $sidecar_uid"
-    case "$1 $2" in
-      "4 nat") echo "-d 169.254.169.254/32 -p tcp -m tcp --dport 80 $others $v4_target" ;;
-      "6 filter")
-        echo "-d ::ffff:169.254.169.254/128 $others $reject"
-        echo "-d fd00:ec2::254/128 $others $reject" ;;
-    esac
-    return
-  fi
+  local reject="-j REJECT --reject-with icmp6-adm-prohibited" p
   case "$1 $2" in
-    "4 nat") echo "-d 169.254.169.254/32 -p tcp -m tcp --dport 80 $v4_target" ;;
-    "6 nat") echo "-d fd00:ec2::254/128 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports $port" ;;
+    "4 nat") echo "-d $v4_addr/32 -p tcp -m tcp --dport 80 $others$v4_target" ;;
+    "4 filter")
+      for p in $reject_ports; do
+        echo "-d $v4_addr/32 -p tcp -m tcp --dport $p $others-j REJECT --reject-with tcp-reset"
+      done ;;
+    "6 nat") echo "-d $v6_addr/128 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports $port" ;;
     "6 filter")
-      echo "-d ::ffff:169.254.169.254/128 $reject"
-      echo "-d fd00:ec2::254/128 $reject" ;;
+      echo "-d ::ffff:$v4_addr/128 $others$reject"
+      [ -z "$v6_addr" ] || echo "-d $v6_addr/128 $others$reject" ;;
   esac
 }
 
@@ -204,7 +234,8 @@ done
 # when nothing matched.
 have conntrack || die "conntrack not found: apt-get install conntrack (the rules are installed, but connections opened before them were not cleared)"
 for family in "${families[@]}"; do
-  if [ "$family" = 4 ]; then f=ipv4 addr=169.254.169.254; else f=ipv6 addr=fd00:ec2::254; fi
+  if [ "$family" = 4 ]; then f=ipv4 addr=$v4_addr; else f=ipv6 addr=$v6_addr; fi
+  [ -n "$addr" ] || continue
   if ! said=$(run conntrack -D -f "$f" -p tcp --orig-dst "$addr" --orig-port-dst 80 --reply-src "$addr" 2>&1); then
     case "$said" in *" 0 flow entries"*) ;; *) die "conntrack failed: $said" ;; esac
   fi

@@ -1,7 +1,8 @@
 //! The Kubernetes manifests in `deploy/`, checked as a cluster would see them.
 //!
-//! The base, and an overlay of the base with every component under `deploy/components/`, are
-//! rendered with `kubectl kustomize` and validated with `kubernetes-validate --strict` (offline
+//! The base, and an overlay of the base with every component under `deploy/components/` but the
+//! cloud ones (and, in `deploy/clouds.rs`, one overlay per cloud component), are rendered with
+//! `kubectl kustomize` and validated with `kubernetes-validate --strict` (offline
 //! schemas; unknown fields are errors). The rendered objects are then read as JSON and held to what
 //! the guard promises: read-only RBAC with nothing on secrets and, in the base, nothing on nodes;
 //! a hostNetwork DaemonSet with no capability but NET_ADMIN (and NET_RAW, which iptables-legacy
@@ -13,6 +14,8 @@
 
 #[path = "deploy/checks.rs"]
 mod checks;
+#[path = "deploy/clouds.rs"]
+mod clouds;
 #[path = "deploy/render.rs"]
 mod render;
 

@@ -16,10 +16,9 @@ mod netfilter_netns;
 
 use std::time::{Duration, Instant};
 
+use netfilter_netns::guard::{iptables, start_proxy, BIN};
 use netfilter_netns::http::{curl, get, put_token, token_of, LongLived};
-use netfilter_netns::{preflight, wait_until, Ns, Proc};
-
-const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");
+use netfilter_netns::{link, preflight, wait_until, Ns};
 const INSTANCE_ID: &str = "i-0123456789abcdef0";
 const POD_A: &str = "10.200.1.2";
 
@@ -31,21 +30,6 @@ struct Topology {
     pod_b: Ns,
     router: Ns,
     pod_c: Ns,
-}
-
-/// A veth pair between `a` and `b`, each end given as "NAME ADDRESS/PREFIX", created inside `a`
-/// so that the host's interfaces are never involved.
-fn link(a: &Ns, a_end: &str, b: &Ns, b_end: &str) {
-    let (a_if, a_addr) = a_end.split_once(' ').expect("NAME ADDRESS");
-    let (b_if, b_addr) = b_end.split_once(' ').expect("NAME ADDRESS");
-    a.sh(&format!(
-        "ip link add {a_if} type veth peer name {b_if} netns {}",
-        b.name
-    ));
-    for (ns, name, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
-        ns.sh(&format!("ip addr add {addr} dev {name}"));
-        ns.sh(&format!("ip link set {name} up"));
-    }
 }
 
 impl Topology {
@@ -101,31 +85,6 @@ impl Topology {
         }
         t
     }
-}
-
-/// `imds-guard iptables ACTION` inside the node; (exit code, output).
-fn iptables(node: &Ns, action: &str, config: &str) -> (Option<i32>, String) {
-    let out = node.exec(&[BIN, "iptables", action, "--config", config]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
-}
-
-fn start_proxy(node: &Ns, config: &str) -> Proc {
-    let mut proxy = node.spawn(&[BIN, "run", "--config", config]);
-    let ready = wait_until(Duration::from_secs(10), || {
-        let admin = curl(node, 1, &["http://127.0.0.1:8182/readyz"]);
-        admin.status == 200 || proxy.exited()
-    });
-    assert!(
-        ready && !proxy.exited(),
-        "proxy did not start:\n{}",
-        proxy.output()
-    );
-    proxy
 }
 
 /// Static pods: a allowed, b not, c allowed but one router further away.

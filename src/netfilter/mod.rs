@@ -5,6 +5,9 @@
 //! sidecar mode: process in the pod ─► OUTPUT ─► IMDS-GUARD ─► (unless the sidecar's UID) DNAT ─► sidecar
 //! ```
 //!
+//! The addresses are `[upstream] cloud`'s (Alibaba's is 100.100.100.200), and what the guard cannot
+//! inspect there (GCP's HTTPS port) is rejected in `filter` on the same paths.
+//!
 //! `rules` is the rule set as data and the restore text that installs or removes it; `save` reads
 //! what is installed (both pure, tested without root). `tools` finds the iptables backend the host
 //! uses and runs its commands. This module puts them together: install, status, remove, and the
@@ -15,11 +18,12 @@ pub mod tools;
 
 pub use imds_guard_core::netfilter::rules;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 pub use crate::config::Backend;
 use crate::config::Config;
-use rules::{Diff, Family, RuleError, RuleSet, IMDS_PORT, IMDS_V4, IMDS_V6};
+use imds_guard_core::cloud::Cloud;
+use rules::{Diff, Family, RuleError, RuleSet, IMDS_PORT};
 use tools::{Tools, Variant};
 
 /// Why the rules could not be installed, removed or checked.
@@ -57,9 +61,11 @@ pub enum NetfilterError {
     Task(String),
 }
 
-/// What the rules are made from: `server.listen` and the `[netfilter]` section.
+/// What the rules are made from: `server.listen`, `upstream.cloud` and the `[netfilter]` section.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Whose metadata server is intercepted: its addresses and the ports rejected.
+    pub cloud: Cloud,
     pub listen: SocketAddr,
     pub interfaces: Vec<String>,
     pub backend: Backend,
@@ -71,6 +77,7 @@ impl Settings {
     /// The node-mode settings of a validated config.
     pub fn from_config(config: &Config) -> Settings {
         Settings {
+            cloud: config.upstream.cloud,
             listen: config.server.listen,
             interfaces: config.netfilter.interfaces.clone(),
             backend: config.netfilter.backend,
@@ -89,8 +96,8 @@ impl Settings {
     /// The rule set these settings ask for.
     pub fn rule_set(&self) -> Result<RuleSet, RuleError> {
         match self.sidecar_uid {
-            Some(uid) => RuleSet::sidecar(self.listen, uid),
-            None => RuleSet::new(self.listen, &self.interfaces),
+            Some(uid) => RuleSet::sidecar_for_cloud(self.cloud, self.listen, uid),
+            None => RuleSet::for_cloud(self.cloud, self.listen, &self.interfaces),
         }
     }
 }
@@ -159,7 +166,7 @@ pub fn install(settings: &Settings) -> Result<Installed, NetfilterError> {
     if !status.diff.is_empty() {
         return Err(NetfilterError::NotInPlace(status.diff));
     }
-    let cleared = clear_conntrack(&plan.tools.families())
+    let cleared = clear_conntrack(&plan.rules, &plan.tools.families())
         .map_err(|e| NetfilterError::Conntrack(Box::new(e)))?;
     Ok(Installed {
         variant: plan.tools.variant,
@@ -271,12 +278,16 @@ pub fn remove(backend: Backend) -> Result<Vec<(Variant, usize)>, NetfilterError>
 /// Deletes the tracked connections to the metadata service that were not redirected to the
 /// proxy (their reply still comes from the service). Without this, a pod connection opened before
 /// the rules keeps reaching the service: NAT is decided on a connection's first packet only.
-fn clear_conntrack(families: &[Family]) -> Result<u64, NetfilterError> {
+/// (The `filter` rejects need no clearing: `filter` sees every packet of a connection.)
+fn clear_conntrack(rules: &RuleSet, families: &[Family]) -> Result<u64, NetfilterError> {
     let mut cleared = 0;
-    for family in families {
-        let (name, addr): (&str, IpAddr) = match family {
-            Family::V4 => ("ipv4", IMDS_V4.into()),
-            Family::V6 => ("ipv6", IMDS_V6.into()),
+    for &family in families {
+        let Some(addr) = rules.intercepted(family) else {
+            continue;
+        };
+        let name = match family {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
         };
         let args: Vec<String> = [
             "-D",

@@ -1,6 +1,6 @@
 //! Rendering `deploy/` and reading the result: the tools (`kubectl kustomize`,
 //! `kubernetes-validate --strict`, `python3` with PyYAML), the two renderings the tests share, and
-//! accessors for the objects in them.
+//! accessors for the objects in them, and overlays of chosen components.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -133,22 +133,40 @@ pub fn copy_of_deploy() -> tempfile::TempDir {
     dir
 }
 
-/// An overlay of the base with every component.
+/// The cloud components (`cloud-gcp`, …): each replaces the config, so an overlay uses one at most.
+pub fn cloud_components() -> Vec<String> {
+    components()
+        .into_iter()
+        .filter(|n| n.starts_with("cloud-"))
+        .collect()
+}
+
+/// An overlay of the base with the named components, in this order.
+pub fn overlay(names: &[&str]) -> Rendered {
+    let dir = copy_of_deploy();
+    let overlay = dir.path().join("overlay");
+    std::fs::create_dir(&overlay).expect("mkdir overlay");
+    let mut text = String::from(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         resources:\n  - ../deploy\ncomponents:\n",
+    );
+    for name in names {
+        text.push_str(&format!("  - ../deploy/components/{name}\n"));
+    }
+    std::fs::write(overlay.join("kustomization.yaml"), text).expect("write overlay");
+    render(&overlay)
+}
+
+/// An overlay of the base with every component but the cloud ones (which exclude each other:
+/// see [`cloud_components`]).
 pub fn everything() -> &'static Rendered {
     static ALL: OnceLock<Rendered> = OnceLock::new();
     ALL.get_or_init(|| {
-        let dir = copy_of_deploy();
-        let overlay = dir.path().join("overlay");
-        std::fs::create_dir(&overlay).expect("mkdir overlay");
-        let mut text = String::from(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-             resources:\n  - ../deploy\ncomponents:\n",
-        );
-        for name in components() {
-            text.push_str(&format!("  - ../deploy/components/{name}\n"));
-        }
-        std::fs::write(overlay.join("kustomization.yaml"), text).expect("write overlay");
-        render(&overlay)
+        let names: Vec<String> = components()
+            .into_iter()
+            .filter(|n| !n.starts_with("cloud-"))
+            .collect();
+        overlay(&names.iter().map(String::as_str).collect::<Vec<_>>())
     })
 }
 

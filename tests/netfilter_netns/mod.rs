@@ -3,7 +3,9 @@
 //! host's own rules and interfaces are never touched.
 #![allow(dead_code)]
 
+pub mod guard;
 pub mod http;
+pub mod scripts;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -198,6 +200,21 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A veth pair between `a` and `b`, each end given as "NAME ADDRESS/PREFIX", created inside `a`
+/// so that the host's interfaces are never involved.
+pub fn link(a: &Ns, a_end: &str, b: &Ns, b_end: &str) {
+    let (a_if, a_addr) = a_end.split_once(' ').expect("NAME ADDRESS");
+    let (b_if, b_addr) = b_end.split_once(' ').expect("NAME ADDRESS");
+    a.sh(&format!(
+        "ip link add {a_if} type veth peer name {b_if} netns {}",
+        b.name
+    ));
+    for (ns, name, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
+        ns.sh(&format!("ip addr add {addr} dev {name}"));
+        ns.sh(&format!("ip link set {name} up"));
     }
 }
 

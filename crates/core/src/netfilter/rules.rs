@@ -4,9 +4,17 @@
 //! tested without root, and `iptables/install.sh` can be checked line for line against it. Rules
 //! are written exactly as `iptables-save` prints them (legacy and nf_tables print the same text), so
 //! what is installed and what is found compare as strings.
+//!
+//! What is intercepted follows the cloud ([`Cloud`]): its IPv4 address on port 80 goes to the
+//! proxy; its IPv6 endpoint, where it has one, goes to the proxy when that listens on `[::]` and
+//! is rejected otherwise; the ports of the server the guard cannot inspect (GCP's HTTPS endpoint)
+//! are rejected, so pods fail closed there instead of going around the guard.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::cloud::Cloud;
+
+pub use super::error::RuleError;
 pub use super::lines::{Diff, Line};
 use super::save::{parse_save, SavedTable};
 
@@ -18,6 +26,12 @@ pub const IMDS_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 pub const IMDS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
 /// The metadata service's port.
 pub const IMDS_PORT: u16 = 80;
+
+/// How pods' IPv6 traffic to the service is refused: a prompt error, not a timeout.
+const REJECT_V6: &str = "-j REJECT --reject-with icmp6-adm-prohibited";
+/// How pods' connections to a port the guard cannot inspect are refused: a TCP reset, which the
+/// client reads as "connection refused" (and so does not wait for a timeout, or retry as long).
+const REJECT_TCP: &str = "-j REJECT --reject-with tcp-reset";
 
 /// IPv4 (`iptables`) or IPv6 (`ip6tables`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,51 +62,12 @@ pub struct TableRules {
     pub rules: Vec<String>,
 }
 
-/// Why no rule set can be made for a listen address.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RuleError {
-    #[error(
-        "{0} is a loopback address: pod traffic DNATed from PREROUTING to loopback is dropped by \
-         the kernel (unless route_localnet is set); listen on the node's address or on 0.0.0.0"
-    )]
-    LoopbackListen(SocketAddr),
-    #[error(
-        "{0} is an IPv6 address: pods' IPv4 traffic cannot be DNATed to it; listen on the node's \
-         IPv4 address, on 0.0.0.0 or on [::]"
-    )]
-    Ipv6Listen(SocketAddr),
-    #[error("{0} has port 0: the rules need the port the proxy listens on")]
-    PortZero(SocketAddr),
-    #[error("is empty: no pod traffic would be intercepted")]
-    NoInterfaces,
-    #[error(
-        "{0}: in sidecar mode the proxy must listen on an IPv4 loopback address (127.0.0.1:PORT): \
-         the rules DNAT the pod's own IPv4 traffic there, and every connection the proxy accepts \
-         is taken to come from this pod"
-    )]
-    SidecarListen(SocketAddr),
-    #[error(
-        "the sidecar's UID is 0: every process running as the sidecar's UID bypasses the rules, \
-         so the sidecar needs a UID of its own that no other container of the pod uses (not root)"
-    )]
-    SidecarRoot,
-}
-
-impl RuleError {
-    /// The config key at fault.
-    pub fn key(&self) -> &'static str {
-        match self {
-            RuleError::NoInterfaces => "netfilter.interfaces",
-            RuleError::SidecarRoot => "netfilter.sidecar_uid",
-            _ => "server.listen",
-        }
-    }
-}
-
 /// The whole rule set: node mode (pod interfaces into the node's `PREROUTING`) or sidecar mode
 /// (the pod's own `OUTPUT`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSet {
+    /// The cloud whose metadata server is intercepted.
+    pub cloud: Cloud,
     /// Pod interface patterns, in config order, without repeats (node mode; empty for a sidecar).
     pub interfaces: Vec<String>,
     /// What each jump to our chain matches, as `iptables-save` prints it between the hook and
@@ -102,14 +77,69 @@ pub struct RuleSet {
     v6: Vec<TableRules>,
 }
 
+/// One rule's words, without the empty ones (an absent owner match, say).
+fn words(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `-d ADDR/PREFIX -p tcp -m tcp --dport PORT`, as `iptables-save` prints it.
+fn tcp_to(dst: IpAddr, port: u16) -> String {
+    let prefix = if dst.is_ipv4() { 32 } else { 128 };
+    format!("-d {dst}/{prefix} -p tcp -m tcp --dport {port}")
+}
+
+/// The `filter` rules that refuse pods' IPv6 metadata traffic that was not redirected: the
+/// IPv4-mapped form of the cloud's address (every cloud), and its IPv6 endpoint (where it has
+/// one). `others` is the sidecar's owner match, or empty.
+fn v6_rejects(cloud: Cloud, others: &str) -> Vec<String> {
+    let mapped = format!("-d {}/128", cloud.ipv4().to_ipv6_mapped());
+    let mut rules = vec![words(&[&mapped, others, REJECT_V6])];
+    if let Some(v6) = cloud.ipv6() {
+        rules.push(words(&[&format!("-d {v6}/128"), others, REJECT_V6]));
+    }
+    rules
+}
+
+/// The `filter` table that rejects pods' connections to the ports of the server the guard cannot
+/// inspect, jumped to from `hook`; `None` when the cloud has none.
+fn uninspectable(cloud: Cloud, hook: &'static str, others: &str) -> Option<TableRules> {
+    let rules: Vec<String> = cloud
+        .uninspectable_ports()
+        .iter()
+        .map(|&port| words(&[&tcp_to(cloud.ipv4().into(), port), others, REJECT_TCP]))
+        .collect();
+    (!rules.is_empty()).then_some(TableRules {
+        table: "filter",
+        hook,
+        rules,
+    })
+}
+
 impl RuleSet {
-    /// The rules that send pods' metadata traffic to a proxy listening on `listen`.
-    ///
-    /// IPv4: DNAT to `listen`, or REDIRECT to its port when it is unspecified (`0.0.0.0`, `[::]`).
-    /// IPv6: REDIRECT of `[fd00:ec2::254]:80` when the proxy listens on `[::]` (and so takes IPv6
-    /// too); in `filter`, pods' IPv6 traffic to the metadata service that was not redirected, and
-    /// to its IPv4-mapped form `::ffff:169.254.169.254`, is rejected.
+    /// AWS's rules: [`RuleSet::for_cloud`] with [`Cloud::Aws`].
     pub fn new(listen: SocketAddr, interfaces: &[String]) -> Result<RuleSet, RuleError> {
+        RuleSet::for_cloud(Cloud::Aws, listen, interfaces)
+    }
+
+    /// The rules that send pods' traffic to `cloud`'s metadata server to a proxy listening on
+    /// `listen`, for packets arriving on the pod `interfaces`.
+    ///
+    /// IPv4: DNAT of `<cloud.ipv4()>:80` to `listen`, or REDIRECT to its port when it is
+    /// unspecified (`0.0.0.0`, `[::]`); in `filter FORWARD`, REJECT (TCP reset) of the
+    /// [`Cloud::uninspectable_ports`]. IPv6: REDIRECT of `[<cloud.ipv6()>]:80` when the cloud has
+    /// an IPv6 endpoint and the proxy listens on `[::]` (and so takes IPv6 too); in `filter
+    /// FORWARD`, pods' IPv6 traffic to the endpoint that was not redirected, and to the
+    /// IPv4-mapped form of the IPv4 address, is rejected.
+    pub fn for_cloud(
+        cloud: Cloud,
+        listen: SocketAddr,
+        interfaces: &[String],
+    ) -> Result<RuleSet, RuleError> {
         let ip = listen.ip();
         if ip.is_loopback() || ip.to_canonical().is_loopback() {
             return Err(RuleError::LoopbackListen(listen));
@@ -128,38 +158,38 @@ impl RuleSet {
         }
         let port = listen.port();
         let redirect = format!("-j REDIRECT --to-ports {port}");
-        let match_tcp = |dst: IpAddr, prefix: u8| {
-            format!("-d {dst}/{prefix} -p tcp -m tcp --dport {IMDS_PORT}")
-        };
         let v4_target = match ip {
             IpAddr::V4(a) if a.is_unspecified() => redirect.clone(),
             IpAddr::V6(a) if a.is_unspecified() => redirect.clone(),
             IpAddr::V4(a) => format!("-j DNAT --to-destination {a}:{port}"),
             IpAddr::V6(_) => return Err(RuleError::Ipv6Listen(listen)),
         };
-        let v4 = vec![TableRules {
+        let mut v4 = vec![TableRules {
             table: "nat",
             hook: "PREROUTING",
-            rules: vec![format!("{} {v4_target}", match_tcp(IMDS_V4.into(), 32))],
+            rules: vec![words(&[
+                &tcp_to(cloud.ipv4().into(), IMDS_PORT),
+                &v4_target,
+            ])],
         }];
+        v4.extend(uninspectable(cloud, "FORWARD", ""));
         let mut v6 = Vec::new();
-        if matches!(ip, IpAddr::V6(a) if a.is_unspecified()) {
-            v6.push(TableRules {
-                table: "nat",
-                hook: "PREROUTING",
-                rules: vec![format!("{} {redirect}", match_tcp(IMDS_V6.into(), 128))],
-            });
+        if let (Some(v6_addr), IpAddr::V6(a)) = (cloud.ipv6(), ip) {
+            if a.is_unspecified() {
+                v6.push(TableRules {
+                    table: "nat",
+                    hook: "PREROUTING",
+                    rules: vec![words(&[&tcp_to(v6_addr.into(), IMDS_PORT), &redirect])],
+                });
+            }
         }
-        let reject = "-j REJECT --reject-with icmp6-adm-prohibited";
         v6.push(TableRules {
             table: "filter",
             hook: "FORWARD",
-            rules: vec![
-                format!("-d {}/128 {reject}", IMDS_V4.to_ipv6_mapped()),
-                format!("-d {IMDS_V6}/128 {reject}"),
-            ],
+            rules: v6_rejects(cloud, ""),
         });
         Ok(RuleSet {
+            cloud,
             jump_matches: unique.iter().map(|i| format!("-i {i}")).collect(),
             interfaces: unique,
             v4,
@@ -167,14 +197,25 @@ impl RuleSet {
         })
     }
 
+    /// AWS's sidecar rules: [`RuleSet::sidecar_for_cloud`] with [`Cloud::Aws`].
+    pub fn sidecar(listen: SocketAddr, uid: u32) -> Result<RuleSet, RuleError> {
+        RuleSet::sidecar_for_cloud(Cloud::Aws, listen, uid)
+    }
+
     /// Sidecar mode: the rules, inside one pod's network namespace, that send the pod's own
-    /// metadata traffic to the sidecar listening on `listen` (loopback), for every process except
-    /// those running as `uid` (the sidecar, whose upstream requests must go out untouched).
+    /// traffic to `cloud`'s metadata server to the sidecar listening on `listen` (loopback), for
+    /// every process except those running as `uid` (the sidecar, whose upstream requests must go
+    /// out untouched).
     ///
     /// IPv4: `nat OUTPUT` DNAT (locally generated packets may be DNATed to loopback, unlike
-    /// forwarded ones). IPv6: the sidecar has no IPv6 listener, so `filter OUTPUT` rejects the
-    /// IPv6 endpoint and the IPv4-mapped form instead, for everyone but `uid`.
-    pub fn sidecar(listen: SocketAddr, uid: u32) -> Result<RuleSet, RuleError> {
+    /// forwarded ones); `filter OUTPUT` rejects the [`Cloud::uninspectable_ports`]. IPv6: the
+    /// sidecar has no IPv6 listener, so `filter OUTPUT` rejects the IPv6 endpoint (where there is
+    /// one) and the IPv4-mapped form instead. Each rule spares `uid`.
+    pub fn sidecar_for_cloud(
+        cloud: Cloud,
+        listen: SocketAddr,
+        uid: u32,
+    ) -> Result<RuleSet, RuleError> {
         let ip = match listen.ip() {
             IpAddr::V4(ip) if ip.is_loopback() => ip,
             _ => return Err(RuleError::SidecarListen(listen)),
@@ -187,28 +228,39 @@ impl RuleSet {
         }
         let port = listen.port();
         let others = format!("-m owner ! --uid-owner {uid}");
-        let v4 = vec![TableRules {
+        let dnat = format!("-j DNAT --to-destination {ip}:{port}");
+        let mut v4 = vec![TableRules {
             table: "nat",
             hook: "OUTPUT",
-            rules: vec![format!(
-                "-d {IMDS_V4}/32 -p tcp -m tcp --dport {IMDS_PORT} {others} -j DNAT --to-destination {ip}:{port}"
-            )],
+            rules: vec![words(&[
+                &tcp_to(cloud.ipv4().into(), IMDS_PORT),
+                &others,
+                &dnat,
+            ])],
         }];
-        let reject = "-j REJECT --reject-with icmp6-adm-prohibited";
+        v4.extend(uninspectable(cloud, "OUTPUT", &others));
         let v6 = vec![TableRules {
             table: "filter",
             hook: "OUTPUT",
-            rules: vec![
-                format!("-d {}/128 {others} {reject}", IMDS_V4.to_ipv6_mapped()),
-                format!("-d {IMDS_V6}/128 {others} {reject}"),
-            ],
+            rules: v6_rejects(cloud, &others),
         }];
         Ok(RuleSet {
+            cloud,
             interfaces: Vec::new(),
             jump_matches: vec![String::new()],
             v4,
             v6,
         })
+    }
+
+    /// The addresses whose port-80 connections the rules send to the proxy (or, for IPv6 without
+    /// an IPv6 listener, reject): the cloud's IPv4 address, and its IPv6 endpoint if any. Tracked
+    /// connections to these that predate the rules still reach the service.
+    pub fn intercepted(&self, family: Family) -> Option<IpAddr> {
+        match family {
+            Family::V4 => Some(self.cloud.ipv4().into()),
+            Family::V6 => self.cloud.ipv6().map(IpAddr::V6),
+        }
     }
 
     /// The tables this rule set uses in one family, `nat` first.
@@ -361,3 +413,7 @@ fn remove_section(table: &SavedTable<'_>) -> String {
 #[cfg(test)]
 #[path = "rules_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "rules_cloud_tests.rs"]
+mod cloud_tests;
