@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use imds_guard_core::cloud::Cloud;
+
 use crate::config::{Config, Source};
 use crate::disposition::{Disposal, Refusal};
 use crate::emulator::TokenMode;
@@ -38,7 +40,7 @@ pub struct ConfigArg {
 pub enum Command {
     /// Run the proxy: identify pods, apply the policy, forward or refuse, audit.
     Run(RunArgs),
-    /// Serve an AWS-faithful instance metadata service emulator.
+    /// Serve an emulator of a cloud's instance metadata service (AWS by default).
     Emulate(EmulateArgs),
     /// Validate a config file: exit 0 if valid, otherwise name the key and why.
     Check(ConfigArg),
@@ -150,6 +152,13 @@ pub struct EmulateArgs {
     /// service throttles an instance (off by default).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub throttle_rps: Option<u32>,
+    /// The cloud whose metadata server to emulate: aws, gcp, azure, alibaba, oci or openstack.
+    #[arg(long, default_value = "aws")]
+    pub cloud: Cloud,
+    /// GCP: flip instance/maintenance-event between NONE and MIGRATE_ON_HOST_MAINTENANCE every
+    /// this many milliseconds, so wait_for_change long polls see changes (off by default).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub change_every_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -184,9 +184,11 @@ async fn emulate(args: cli::EmulateArgs) -> anyhow::Result<()> {
         metadata,
         credentials_ttl: std::time::Duration::from_secs(args.credentials_ttl),
         throttle: args.throttle_rps,
+        cloud: args.cloud,
+        change_every: args.change_every_ms.map(std::time::Duration::from_millis),
     };
     let listener = bind(args.listen, "--listen").await?;
-    tracing::info!(listen = %args.listen, tokens = %args.tokens, hop_limit = args.hop_limit, "emulator serving");
+    tracing::info!(listen = %args.listen, cloud = %args.cloud, tokens = %args.tokens, hop_limit = args.hop_limit, "emulator serving");
     emulator::serve(listener, options, shutdown_signal()).await?;
     Ok(())
 }

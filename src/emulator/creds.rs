@@ -32,6 +32,21 @@ struct Credentials {
     expiration: String,
 }
 
+/// The Alibaba credentials document, with the key order of Alibaba's documentation.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AlibabaCredentials {
+    access_key_id: String,
+    access_key_secret: String,
+    expiration: String,
+    security_token: String,
+    last_updated: String,
+    code: &'static str,
+}
+
+/// Characters of Alibaba key ids and secrets.
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
 /// Generates the credentials of any role for any moment.
 #[derive(Debug)]
 pub(crate) struct CredentialSource {
@@ -51,14 +66,7 @@ impl CredentialSource {
 
     /// The credentials JSON of `role` as seen at `now`.
     pub(crate) fn document(&self, role: &str, now: SystemTime) -> String {
-        let half_ms = (self.ttl.as_millis() / 2).max(1);
-        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let window = since_epoch.as_millis() / half_ms;
-        let start_ms = u64::try_from(window * half_ms).unwrap_or(u64::MAX);
-        let start = UNIX_EPOCH + Duration::from_millis(start_ms);
-        let expiration = start + self.ttl;
-
-        let mut rng = StdRng::from_seed(self.window_seed(window, role));
+        let (start, expiration, mut rng) = self.window(role, now);
         let credentials = Credentials {
             code: "Success",
             last_updated: humantime::format_rfc3339_seconds(start).to_string(),
@@ -70,6 +78,33 @@ impl CredentialSource {
         };
         // Serialising plain strings cannot fail.
         serde_json::to_string_pretty(&credentials).unwrap_or_default()
+    }
+
+    /// The credentials JSON of an Alibaba RAM role as seen at `now`: the same windows, Alibaba's
+    /// shape (an `STS.` key id, `AccessKeySecret`, `SecurityToken`, `Code` last).
+    pub(crate) fn alibaba_document(&self, role: &str, now: SystemTime) -> String {
+        let (start, expiration, mut rng) = self.window(role, now);
+        let credentials = AlibabaCredentials {
+            access_key_id: format!("STS.{}", random_string(&mut rng, ALNUM, 24)),
+            access_key_secret: random_string(&mut rng, ALNUM, 40),
+            expiration: humantime::format_rfc3339_seconds(expiration).to_string(),
+            security_token: format!("CAIS{}", random_string(&mut rng, SECRET_ALPHABET, 600)),
+            last_updated: humantime::format_rfc3339_seconds(start).to_string(),
+            code: "Success",
+        };
+        serde_json::to_string_pretty(&credentials).unwrap_or_default()
+    }
+
+    /// The window `now` falls in: its start, the expiration of its credentials, and the random
+    /// source of the credentials of `role` in it.
+    fn window(&self, role: &str, now: SystemTime) -> (SystemTime, SystemTime, StdRng) {
+        let half_ms = (self.ttl.as_millis() / 2).max(1);
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let window = since_epoch.as_millis() / half_ms;
+        let start_ms = u64::try_from(window * half_ms).unwrap_or(u64::MAX);
+        let start = UNIX_EPOCH + Duration::from_millis(start_ms);
+        let rng = StdRng::from_seed(self.window_seed(window, role));
+        (start, start + self.ttl, rng)
     }
 
     /// The per-process seed, changed by the window and the role. The window
@@ -161,6 +196,36 @@ mod tests {
         assert_eq!(doc["SecretAccessKey"].as_str().map(str::len), Some(40));
         assert_eq!(doc["Type"], "AWS-HMAC");
         assert_eq!(doc["Code"], "Success");
+    }
+
+    #[test]
+    fn alibaba_shape_and_rotation() {
+        let source = CredentialSource::new(Duration::from_secs(3600));
+        let doc = source.alibaba_document("role", at(1_800_000));
+        let order = [
+            "AccessKeyId",
+            "AccessKeySecret",
+            "Expiration",
+            "SecurityToken",
+            "LastUpdated",
+            "Code",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|k| doc.find(&format!("\"{k}\"")).expect("key present"))
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        let doc = parse(&doc);
+        assert!(doc["AccessKeyId"]
+            .as_str()
+            .expect("str")
+            .starts_with("STS."));
+        assert_eq!(doc["Code"], "Success");
+        assert!(doc["Expiration"].as_str().expect("str").ends_with('Z'));
+        let same = parse(&source.alibaba_document("role", at(1_800_000 + 1799)));
+        let next = parse(&source.alibaba_document("role", at(1_800_000 + 1800)));
+        assert_eq!(doc, same);
+        assert_ne!(doc["AccessKeyId"], next["AccessKeyId"]);
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! Turns one request into one response, as the AWS metadata service would.
+//! Turns one request into one response, as the AWS metadata service would — or another cloud's
+//! EC2-style service: Alibaba's (the same token flow under its own header names, `ram/` instead
+//! of `iam/`, 403 for a tokenless read in hardened mode) and OpenStack's `/latest/` tree (no
+//! tokens at all). [`Ec2Protocol`] holds what differs.
 //!
 //! The handler is a plain function of the request and the emulator's state,
 //! returning the response together with the IP TTL it must be sent with, so
@@ -12,9 +15,11 @@ use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use imds_guard_core::cloud::{Cloud, ALIBABA_TOKEN_HEADER, ALIBABA_TOKEN_TTL_HEADER};
+
 use super::creds::CredentialSource;
 use super::tokens::{TokenStore, MAX_TTL_SECS, MIN_TTL_SECS};
-use super::tree::{Lookup, Node};
+use super::tree::{Lookup, Node, CREDENTIALS_DIR};
 use super::TokenMode;
 
 /// The path that issues session tokens.
@@ -25,10 +30,93 @@ pub(crate) const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 pub(crate) const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 /// A PUT with this header came through a proxy; AWS refuses it.
 const FORWARDED_HEADER: &str = "x-forwarded-for";
+/// The `Server` header of AWS's answers.
+const AWS_SERVER: &str = "EC2ws";
+
+/// What differs between the EC2-style services this handler answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ec2Protocol {
+    /// The session-token flow; `None` where there is none (OpenStack): `/latest/api/token` is
+    /// then an ordinary path (404, or 405 for a PUT) and token headers are ignored.
+    pub(crate) tokens: Option<TokenFlow>,
+    /// The `Server` header of every answer, where the cloud is known to send one.
+    pub(crate) server: Option<&'static str>,
+    /// Where role names live below `/latest/`.
+    pub(crate) credentials_dir: &'static [&'static str],
+    /// The shape of the credentials document of a role.
+    pub(crate) credentials: CredentialsFormat,
+}
+
+/// A cloud's IMDSv2-style token flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TokenFlow {
+    /// The request header of the token PUT giving the wanted lifetime (echoed in the answer).
+    pub(crate) ttl_header: &'static str,
+    /// The request header carrying a token on reads.
+    pub(crate) token_header: &'static str,
+    /// The answer to a read without a token when tokens are required: 401 on AWS; 403 on
+    /// Alibaba, whose hardened mode refuses tokenless reads as forbidden.
+    pub(crate) tokenless: StatusCode,
+}
+
+/// The credentials document a role's leaf serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CredentialsFormat {
+    /// AWS: `Code`, `LastUpdated`, `Type`, `AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`.
+    Aws,
+    /// Alibaba: `AccessKeyId` (`STS.…`), `AccessKeySecret`, `Expiration`, `SecurityToken`,
+    /// `LastUpdated`, `Code`.
+    Alibaba,
+}
+
+/// AWS IMDS.
+pub(crate) const AWS: Ec2Protocol = Ec2Protocol {
+    tokens: Some(TokenFlow {
+        ttl_header: TTL_HEADER,
+        token_header: TOKEN_HEADER,
+        tokenless: StatusCode::UNAUTHORIZED,
+    }),
+    server: Some(AWS_SERVER),
+    credentials_dir: &CREDENTIALS_DIR,
+    credentials: CredentialsFormat::Aws,
+};
+
+/// Alibaba ECS. The `Server` header of the real service is not documented: none is sent.
+pub(crate) const ALIBABA: Ec2Protocol = Ec2Protocol {
+    tokens: Some(TokenFlow {
+        ttl_header: ALIBABA_TOKEN_TTL_HEADER,
+        token_header: ALIBABA_TOKEN_HEADER,
+        tokenless: StatusCode::FORBIDDEN,
+    }),
+    server: None,
+    credentials_dir: &["meta-data", "ram", "security-credentials"],
+    credentials: CredentialsFormat::Alibaba,
+};
+
+/// OpenStack's EC2-compatible `/latest/` tree: no tokens, no `Server` header.
+pub(crate) const OPENSTACK: Ec2Protocol = Ec2Protocol {
+    tokens: None,
+    server: None,
+    credentials_dir: &CREDENTIALS_DIR,
+    credentials: CredentialsFormat::Aws,
+};
+
+/// The EC2-style protocol of `cloud`, where it has one (AWS's for the others, unused).
+pub(crate) fn protocol(cloud: Cloud) -> Ec2Protocol {
+    match cloud {
+        Cloud::Alibaba => ALIBABA,
+        Cloud::Openstack => OPENSTACK,
+        _ => AWS,
+    }
+}
 
 /// Everything a request may need; shared by all connections.
 #[derive(Debug)]
 pub(crate) struct State {
+    /// The cloud emulated; picks the handler of each request.
+    pub(crate) cloud: Cloud,
+    /// How the EC2-style tree and token flow behave (AWS, Alibaba, OpenStack's `/latest/`).
+    pub(crate) protocol: Ec2Protocol,
     pub(crate) tokens: TokenMode,
     pub(crate) hop_limit: u8,
     pub(crate) tree: Node,
@@ -38,6 +126,10 @@ pub(crate) struct State {
     pub(crate) throttle: Option<std::sync::Mutex<crate::bucket::Bucket>>,
     /// Requests refused by the throttle so far.
     pub(crate) throttled: std::sync::atomic::AtomicU64,
+    /// GCP's changing parts (guest attributes, the maintenance event).
+    pub(crate) gcp: super::gcp::GcpState,
+    /// OpenStack's posted password.
+    pub(crate) openstack: super::openstack::OpenstackState,
 }
 
 /// The IP TTL a response must leave with.
@@ -65,32 +157,52 @@ impl Reply {
     }
 }
 
+/// Whether the throttle refuses this request (and counts it if so).
+pub(crate) fn throttled(state: &State) -> bool {
+    let Some(bucket) = &state.throttle else {
+        return false;
+    };
+    let over = bucket
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take(std::time::Instant::now())
+        .is_err();
+    if over {
+        state
+            .throttled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    over
+}
+
 /// Answers `req`. The request body is never looked at.
 pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
+    let mut reply = respond(state, req);
+    if state.protocol.server != Some(AWS_SERVER) {
+        let headers = reply.response.headers_mut();
+        match state.protocol.server {
+            Some(server) => headers.insert(SERVER, HeaderValue::from_static(server)),
+            None => headers.remove(SERVER),
+        };
+    }
+    reply
+}
+
+fn respond<B>(state: &State, req: &Request<B>) -> Reply {
     let path = req.uri().path();
     let method = req.method();
     // Responses to HEAD announce their length but carry no body.
     let head = method == Method::HEAD;
-    if let Some(bucket) = &state.throttle {
-        let over = bucket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(std::time::Instant::now())
-            .is_err();
-        if over {
-            state
-                .throttled
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Reply::normal(error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too Many Requests",
-                head,
-            ));
-        }
+    if throttled(state) {
+        return Reply::normal(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too Many Requests",
+            head,
+        ));
     }
-    if path == TOKEN_PATH {
+    if let Some(flow) = state.protocol.tokens.filter(|_| path == TOKEN_PATH) {
         return if method == Method::PUT {
-            issue_token(state, req.headers())
+            issue_token(state, flow, req.headers())
         } else {
             Reply::normal(method_not_allowed("PUT", head))
         };
@@ -98,8 +210,9 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
     if method != Method::GET && !head {
         return Reply::normal(method_not_allowed("GET, HEAD", false));
     }
-    if !authorized(state, req.headers()) {
-        return Reply::normal(error(StatusCode::UNAUTHORIZED, "Unauthorized", head));
+    if let Err(status) = authorized(state, req.headers()) {
+        let title = status.canonical_reason().unwrap_or("Unauthorized");
+        return Reply::normal(error(status, title, head));
     }
     let response = match resolve(state, path) {
         Resolved::Body(body) => text(StatusCode::OK, "text/plain", body, head),
@@ -109,28 +222,34 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
 }
 
 /// `PUT /latest/api/token`.
-fn issue_token(state: &State, headers: &HeaderMap) -> Reply {
+fn issue_token(state: &State, flow: TokenFlow, headers: &HeaderMap) -> Reply {
     if headers.contains_key(FORWARDED_HEADER) {
         return Reply::normal(error(StatusCode::FORBIDDEN, "Forbidden", false));
     }
-    let Some(secs) = requested_ttl(headers) else {
+    let Some(secs) = ttl_in(headers, flow.ttl_header) else {
         return Reply::normal(error(StatusCode::BAD_REQUEST, "Bad Request", false));
     };
     let token = state.store.issue(Duration::from_secs(secs), Instant::now());
     let mut response = text(StatusCode::OK, "text/plain", token, false);
     response
         .headers_mut()
-        .insert(TTL_HEADER, HeaderValue::from(secs));
+        .insert(flow.ttl_header, HeaderValue::from(secs));
     Reply {
         response,
         ttl: ResponseTtl::HopLimit(state.hop_limit),
     }
 }
 
-/// The token lifetime asked for: exactly one header holding a plain decimal
-/// number within the range AWS accepts.
+/// The token lifetime asked for in AWS's header.
+#[cfg(test)]
 fn requested_ttl(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(TTL_HEADER).iter();
+    ttl_in(headers, TTL_HEADER)
+}
+
+/// The token lifetime asked for: exactly one `name` header holding a plain decimal
+/// number within the range AWS (and Alibaba) accept.
+fn ttl_in(headers: &HeaderMap, name: &str) -> Option<u64> {
+    let mut values = headers.get_all(name).iter();
     let value = values.next()?;
     if values.next().is_some() {
         return None;
@@ -147,16 +266,26 @@ fn requested_ttl(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Checks the session token of a read. A token that is sent must be valid in
-/// either mode; only optional mode serves requests without one.
-fn authorized(state: &State, headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(TOKEN_HEADER).iter();
-    match (values.next(), values.next()) {
-        (None, _) => state.tokens == TokenMode::Optional,
+/// either mode (else 401); only optional mode serves requests without one (else the
+/// protocol's tokenless status).
+fn authorized(state: &State, headers: &HeaderMap) -> Result<(), StatusCode> {
+    let Some(flow) = state.protocol.tokens else {
+        return Ok(());
+    };
+    let mut values = headers.get_all(flow.token_header).iter();
+    let valid = match (values.next(), values.next()) {
+        (None, _) if state.tokens == TokenMode::Optional => true,
+        (None, _) => return Err(flow.tokenless),
         (Some(token), None) => token
             .to_str()
             .is_ok_and(|token| state.store.is_valid(token, Instant::now())),
         // Several tokens at once: refuse rather than guess.
         (Some(_), Some(_)) => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(StatusCode::UNAUTHORIZED)
     }
 }
 
@@ -187,12 +316,18 @@ fn resolve(state: &State, path: &str) -> Resolved {
         // other empty segment (`//`) is kept and resolves to nothing.
         rest.strip_suffix('/').unwrap_or(rest).split('/').collect()
     };
-    match state.tree.lookup(&segments) {
+    match state
+        .tree
+        .lookup_in(&segments, state.protocol.credentials_dir)
+    {
         Lookup::Listing(listing) => Resolved::Body(listing),
         Lookup::Value(value) => Resolved::Body(value.to_owned()),
-        Lookup::Credentials(role) => {
-            Resolved::Body(state.credentials.document(role, SystemTime::now()))
-        }
+        Lookup::Credentials(role) => Resolved::Body(match state.protocol.credentials {
+            CredentialsFormat::Aws => state.credentials.document(role, SystemTime::now()),
+            CredentialsFormat::Alibaba => {
+                state.credentials.alibaba_document(role, SystemTime::now())
+            }
+        }),
         Lookup::NotFound => Resolved::NotFound,
     }
 }
@@ -215,7 +350,7 @@ fn text(
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(SERVER, HeaderValue::from_static("EC2ws"));
+    headers.insert(SERVER, HeaderValue::from_static(AWS_SERVER));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     response
 }

@@ -1,4 +1,12 @@
-//! An emulator of the AWS instance metadata service (`imds-guard emulate`).
+//! An emulator of the AWS instance metadata service (`imds-guard emulate`), and of the other
+//! clouds' metadata servers (`--cloud gcp|azure|alibaba|oci|openstack`, [`EmulatorOptions::cloud`]),
+//! each in its own module: `gcp` and `azure` faithfully, `alibaba`, `oci` and `openstack` for the
+//! rules that set them apart. Where a real server's behaviour is not documented, the emulator is
+//! strict and its module says so.
+//!
+//! AWS and Alibaba are answered synchronously by `handler` (the EC2-style tree and token flow,
+//! which never reads a request body); the others by `dispatch`, which reads the body and lets
+//! GCP's long polls wait.
 //!
 //! It is the upstream for local runs, tests and benchmarks of imds-guard, so
 //! it reproduces the parts of IMDS the proxy depends on: IMDSv2 session
@@ -13,8 +21,15 @@
 //! changes only the leaves it names (the identity document, for example,
 //! does not follow an overridden `instance-id`).
 
+mod alibaba;
+mod answer;
+mod azure;
 mod creds;
+mod dispatch;
+mod gcp;
 mod handler;
+mod oci;
+mod openstack;
 mod tokens;
 mod tree;
 
@@ -29,8 +44,10 @@ use std::time::{Duration, SystemTime};
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use futures::future::{BoxFuture, Either, FutureExt as _};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use imds_guard_core::cloud::Cloud;
 use tokio::net::TcpListener;
 
 use crate::listen::{self, Connections};
@@ -83,6 +100,14 @@ pub struct EmulatorOptions {
     /// Requests answered per second, as the service throttles an instance; beyond it, 429.
     /// Default: none (every request answered).
     pub throttle: Option<u32>,
+    /// Which cloud's metadata server to emulate. Default: AWS. `tokens = Required` applies to
+    /// AWS and Alibaba (its hardened mode), `metadata` to the EC2-style trees (AWS, Alibaba,
+    /// OpenStack's `/latest/`); other combinations are refused.
+    pub cloud: Cloud,
+    /// GCP only: how often `instance/maintenance-event` flips between `NONE` and
+    /// `MIGRATE_ON_HOST_MAINTENANCE`, so that `wait_for_change` long polls see a change.
+    /// Default: never.
+    pub change_every: Option<Duration>,
 }
 
 impl Default for EmulatorOptions {
@@ -93,6 +118,8 @@ impl Default for EmulatorOptions {
             metadata: None,
             credentials_ttl: Duration::from_secs(6 * 3600),
             throttle: None,
+            cloud: Cloud::Aws,
+            change_every: None,
         }
     }
 }
@@ -164,6 +191,17 @@ pub enum EmulatorError {
     /// A credentials lifetime below the minimum.
     #[error("credentials lifetime {} is too short: at least 2s", humantime::format_duration(*.0))]
     CredentialsTtlTooShort(Duration),
+    /// An option the chosen cloud's emulator does not have.
+    #[error("{option} does not apply to cloud {cloud}")]
+    NotForCloud {
+        /// The cloud emulated.
+        cloud: Cloud,
+        /// The option, as the command line names it.
+        option: &'static str,
+    },
+    /// A change period of zero.
+    #[error("change period must be at least 1 ms")]
+    ChangeEveryZero,
 }
 
 /// Reads a metadata override file: a JSON object shaped like the tree below
@@ -206,7 +244,24 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
             options.credentials_ttl,
         ));
     }
-    let mut value = tree::builtin(SystemTime::now());
+    let cloud = options.cloud;
+    let not_for = |option| Err(EmulatorError::NotForCloud { cloud, option });
+    let token_cloud = matches!(cloud, Cloud::Aws | Cloud::Alibaba);
+    if options.tokens == TokenMode::Required && !token_cloud {
+        return not_for("--tokens required");
+    }
+    if options.metadata.is_some() && !(token_cloud || cloud == Cloud::Openstack) {
+        return not_for("--metadata");
+    }
+    match options.change_every {
+        Some(_) if cloud != Cloud::Gcp => return not_for("--change-every-ms"),
+        Some(every) if every.is_zero() => return Err(EmulatorError::ChangeEveryZero),
+        _ => {}
+    }
+    let mut value = match cloud {
+        Cloud::Alibaba => alibaba::builtin(SystemTime::now()),
+        _ => tree::builtin(SystemTime::now()),
+    };
     if let Some(over) = &options.metadata {
         tree::validate(over, true).map_err(|problem| EmulatorError::InvalidMetadata {
             at: problem.at,
@@ -215,6 +270,8 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
         tree::merge(&mut value, over);
     }
     Ok(State {
+        cloud,
+        protocol: handler::protocol(cloud),
         tokens: options.tokens,
         hop_limit: options.hop_limit,
         tree: tree::Node::from_value(&value),
@@ -228,8 +285,16 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
             ))
         }),
         throttled: std::sync::atomic::AtomicU64::new(0),
+        gcp: gcp::GcpState::new(options.change_every),
+        openstack: openstack::OpenstackState::default(),
     })
 }
+
+/// An answer now (AWS, Alibaba), or one still to come (the others).
+type Answering = Either<
+    std::future::Ready<http::Response<Full<Bytes>>>,
+    BoxFuture<'static, http::Response<Full<Bytes>>>,
+>;
 
 /// Answers the requests of one connection and sets the TTL of each response.
 /// The request handler of one connection from `peer`, whose answers' IP TTL `ttl` sets.
@@ -237,9 +302,28 @@ fn connection_handler(
     state: Arc<State>,
     peer: SocketAddr,
     ttl: TtlHandle,
-) -> impl Fn(http::Request<Incoming>) -> std::future::Ready<http::Response<Full<Bytes>>> + Send + 'static
-{
+) -> impl Fn(http::Request<Incoming>) -> Answering + Send + 'static {
     move |req| {
+        if !matches!(state.cloud, Cloud::Aws | Cloud::Alibaba) {
+            // No token answers here: every answer leaves with the normal TTL.
+            ttl.reset();
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            let state = Arc::clone(&state);
+            return Either::Right(
+                async move {
+                    let response = dispatch::answer(state, req).await;
+                    tracing::debug!(
+                        peer = %peer,
+                        %method,
+                        path,
+                        status = response.status().as_u16(),
+                        "metadata request"
+                    );
+                    response
+                }
+                .boxed(),
+            );
+        }
         let reply = handler::handle(&state, &req);
         tracing::debug!(
             peer = %peer,
@@ -255,7 +339,7 @@ fn connection_handler(
             ResponseTtl::HopLimit(hops) => ttl.set(u32::from(hops)),
             ResponseTtl::Normal => ttl.reset(),
         }
-        std::future::ready(reply.response)
+        Either::Left(std::future::ready(reply.response))
     }
 }
 
@@ -274,6 +358,7 @@ pub async fn serve(
         Arc::new(build_state(options).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?);
     tracing::debug!(
         address = ?listener.local_addr().ok(),
+        cloud = %state.cloud,
         tokens = %state.tokens,
         hop_limit = state.hop_limit,
         "metadata emulator listening"

@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 /// The role whose credentials the built-in tree offers.
 pub(crate) const DEFAULT_ROLE: &str = "imds-guard-node-role";
 
-/// Where role names live; a leaf here is served as generated credentials.
-const CREDENTIALS_DIR: [&str; 3] = ["meta-data", "iam", "security-credentials"];
+/// Where role names live on AWS; a leaf here is served as generated credentials.
+pub(crate) const CREDENTIALS_DIR: [&str; 3] = ["meta-data", "iam", "security-credentials"];
 
 /// Where keys named `<index>=<name>` are reached by their index, as AWS does.
 const PUBLIC_KEYS_DIR: [&str; 2] = ["meta-data", "public-keys"];
@@ -258,9 +258,20 @@ impl Node {
         }
     }
 
-    /// Resolves the segments of a path below `/latest/`. An empty slice is
-    /// `/latest/` itself. Empty segments (from `//`) resolve to nothing.
+    /// Resolves the segments of a path below `/latest/`, with AWS's credentials directory.
+    #[cfg(test)]
     pub(crate) fn lookup<'a>(&'a self, segments: &[&str]) -> Lookup<'a> {
+        self.lookup_in(segments, &CREDENTIALS_DIR)
+    }
+
+    /// Resolves the segments of a path below `/latest/`. An empty slice is
+    /// `/latest/` itself. Empty segments (from `//`) resolve to nothing. Leaves directly in
+    /// `credentials_dir` are roles, served as generated credentials.
+    pub(crate) fn lookup_in<'a>(
+        &'a self,
+        segments: &[&str],
+        credentials_dir: &[&str],
+    ) -> Lookup<'a> {
         let mut node = self;
         let mut name: &'a str = "";
         for (depth, segment) in segments.iter().enumerate() {
@@ -292,7 +303,7 @@ impl Node {
         match node {
             Node::Dir(children) => Lookup::Listing(listing(children, segments)),
             Node::Leaf(value) => match segments.split_last() {
-                Some((_, parent)) if *parent == CREDENTIALS_DIR => Lookup::Credentials(name),
+                Some((_, parent)) if *parent == *credentials_dir => Lookup::Credentials(name),
                 _ => Lookup::Value(value),
             },
         }

@@ -1,0 +1,343 @@
+//! OpenStack Nova's metadata service (`imds-guard emulate --cloud openstack`): no header, no
+//! token.
+//!
+//! - `/openstack/` lists the versions, `/openstack/<version>/` the files of that version (as Nova
+//!   adds them by release), `meta_data.json`, `network_data.json`, `vendor_data.json`,
+//!   `vendor_data2.json` are JSON, `user_data` text.
+//! - `password`: GET gives what was posted (empty until then); POST stores at most 256 bytes once
+//!   (a second POST is 409 Conflict, a longer one 400), as Nova's `password.py` does.
+//! - Everything else is the EC2-style `/latest/` tree, AWS's, without the token flow:
+//!   `/latest/api/token` is an unknown path (GET 404, PUT 405).
+//! - Nova normalises paths (`posixpath.normpath`); the emulator does not, and answers 404 to
+//!   `..` or `//` — the strict choice, since a guard must not rely on either reading.
+//! - Methods: GET and HEAD; POST on `password`; 405 otherwise.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW};
+use http::{Method, Request, StatusCode};
+use serde_json::json;
+
+use super::answer::{self, Answer};
+use super::handler::{self, State};
+
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=UTF-8";
+/// Nova's limit on a posted password.
+const MAX_PASSWORD: usize = 256;
+
+/// The metadata versions Nova serves, oldest first.
+const VERSIONS: &[&str] = &[
+    "2012-08-10",
+    "2013-04-04",
+    "2013-10-17",
+    "2015-10-15",
+    "2016-06-30",
+    "2016-10-06",
+    "2017-02-22",
+    "2018-08-27",
+    "2020-10-14",
+];
+/// The files of a version, with the version that brought each.
+const FILES: &[(&str, &str)] = &[
+    ("meta_data.json", "2012-08-10"),
+    ("network_data.json", "2015-10-15"),
+    ("password", "2013-04-04"),
+    ("user_data", "2012-08-10"),
+    ("vendor_data.json", "2013-10-17"),
+    ("vendor_data2.json", "2016-10-06"),
+];
+
+pub(crate) const UUID: &str = "d8e02d56-2648-49a3-bf97-6be8f1204f38";
+pub(crate) const USER_DATA: &str =
+    "#!/bin/bash\n# imds-guard emulator: fake node bootstrap script\nNODE_BOOTSTRAP_SECRET=emulator-not-a-secret\n";
+
+/// The instance's password, once posted.
+#[derive(Debug, Default)]
+pub(crate) struct OpenstackState {
+    password: Mutex<Option<String>>,
+}
+
+fn error(status: StatusCode) -> Answer {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    answer::answer(status, TEXT, format!("{} {reason}\n", status.as_u16()))
+}
+
+/// Answers one request.
+pub(crate) fn handle(state: &State, req: &Request<Bytes>) -> Answer {
+    let path = req.uri().path();
+    let rest = match path.strip_prefix("/openstack") {
+        Some("") => "",
+        Some(rest) if rest.starts_with('/') => &rest[1..],
+        _ => return handler::handle(state, req).response,
+    };
+    let method = req.method();
+    let Some((segments, slash)) = answer::segments(rest) else {
+        return error(StatusCode::NOT_FOUND);
+    };
+    let password = matches!(segments[..], [_, "password"]);
+    let head = method == Method::HEAD;
+    if method != Method::GET && !head && !(password && method == Method::POST) {
+        let mut response = error(StatusCode::METHOD_NOT_ALLOWED);
+        let allow = if password {
+            "GET, HEAD, POST"
+        } else {
+            "GET, HEAD"
+        };
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+        return response;
+    }
+    let mut response = match segments[..] {
+        [] => answer::answer(
+            StatusCode::OK,
+            TEXT,
+            listing(VERSIONS.iter().copied().chain(["latest"])),
+        ),
+        [version] => match since(version) {
+            Some(v) => answer::answer(
+                StatusCode::OK,
+                TEXT,
+                listing(FILES.iter().filter(|(_, s)| *s <= v).map(|(f, _)| *f)),
+            ),
+            None => error(StatusCode::NOT_FOUND),
+        },
+        [version, file] if !slash => match since(version) {
+            Some(v) if FILES.iter().any(|(f, s)| *f == file && *s <= v) => {
+                serve(state, file, method, req.body())
+            }
+            _ => error(StatusCode::NOT_FOUND),
+        },
+        _ => error(StatusCode::NOT_FOUND),
+    };
+    if head {
+        *response.body_mut() = http_body_util::Full::new(Bytes::new());
+    }
+    response
+}
+
+/// The version a path segment names (`latest` is the newest), if Nova serves it.
+fn since(version: &str) -> Option<&'static str> {
+    if version == "latest" {
+        return VERSIONS.last().copied();
+    }
+    VERSIONS.iter().find(|v| **v == version).copied()
+}
+
+fn listing<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join("\n")
+}
+
+fn serve(state: &State, file: &str, method: &Method, body: &Bytes) -> Answer {
+    let json = |value: serde_json::Value| answer::json(StatusCode::OK, JSON, &value);
+    match file {
+        "meta_data.json" => json(json!({
+            "availability_zone": "nova",
+            "devices": [],
+            "hostname": "emu-node-0.novalocal",
+            "keys": [{ "data": PUBLIC_KEY, "name": "node-key", "type": "ssh" }],
+            "launch_index": 0,
+            "meta": { "role": "k8s-node" },
+            "name": "emu-node-0",
+            "project_id": "6f70656e737461636b20656d756c6174",
+            "public_keys": { "node-key": PUBLIC_KEY },
+            "uuid": UUID,
+        })),
+        "network_data.json" => json(json!({
+            "links": [{
+                "ethernet_mac_address": "fa:16:3e:00:12:34",
+                "id": "tap0e0a1b2c-3d",
+                "mtu": 1450,
+                "type": "ovs",
+                "vif_id": "0e0a1b2c-3d4e-4f50-8a1b-2c3d4e5f6a7b",
+            }],
+            "networks": [{
+                "id": "network0",
+                "link": "tap0e0a1b2c-3d",
+                "network_id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d",
+                "type": "ipv4_dhcp",
+            }],
+            "services": [],
+        })),
+        "vendor_data.json" | "vendor_data2.json" => json(json!({})),
+        "user_data" => answer::answer(StatusCode::OK, "application/octet-stream", USER_DATA),
+        _ if *method == Method::POST => post_password(state, body),
+        _ => {
+            let stored = state
+                .openstack
+                .password
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            answer::answer(StatusCode::OK, TEXT, stored.clone().unwrap_or_default())
+        }
+    }
+}
+
+const PUBLIC_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEmulatorNotARealKeyEmulatorNotARealKey0 node-key";
+
+fn post_password(state: &State, body: &Bytes) -> Answer {
+    if body.len() > MAX_PASSWORD {
+        return error(StatusCode::BAD_REQUEST);
+    }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return error(StatusCode::BAD_REQUEST);
+    };
+    let mut stored = state
+        .openstack
+        .password
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if stored.as_deref().is_some_and(|p| !p.is_empty()) {
+        return error(StatusCode::CONFLICT);
+    }
+    *stored = Some(text.to_owned());
+    answer::answer(StatusCode::OK, TEXT, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{build_state, EmulatorOptions};
+    use super::*;
+    use imds_guard_core::cloud::Cloud;
+
+    fn send(state: &State, method: Method, path: &str, body: &'static str) -> (StatusCode, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Bytes::from_static(body.as_bytes()))
+            .expect("request");
+        let response = handle(state, &req);
+        let status = response.status();
+        let body = http_body_util::BodyExt::collect(response.into_body());
+        let body = futures::executor::block_on(body).expect("body").to_bytes();
+        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
+    fn state() -> State {
+        build_state(EmulatorOptions {
+            cloud: Cloud::Openstack,
+            ..EmulatorOptions::default()
+        })
+        .expect("valid")
+    }
+
+    #[test]
+    fn versions_and_files() {
+        let state = state();
+        let (status, versions) = send(&state, Method::GET, "/openstack/", "");
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            versions.starts_with("2012-08-10\n") && versions.ends_with("\nlatest"),
+            "{versions}"
+        );
+        assert_eq!(send(&state, Method::GET, "/openstack", "").1, versions);
+        assert_eq!(
+            send(&state, Method::GET, "/openstack/latest/", "").1,
+            "meta_data.json\nnetwork_data.json\npassword\nuser_data\nvendor_data.json\nvendor_data2.json"
+        );
+        assert_eq!(
+            send(&state, Method::GET, "/openstack/2012-08-10/", "").1,
+            "meta_data.json\nuser_data"
+        );
+        let meta: serde_json::Value = serde_json::from_str(
+            &send(&state, Method::GET, "/openstack/latest/meta_data.json", "").1,
+        )
+        .expect("json");
+        assert_eq!(meta["uuid"], UUID);
+        for key in [
+            "name",
+            "hostname",
+            "availability_zone",
+            "project_id",
+            "public_keys",
+            "meta",
+        ] {
+            assert!(!meta[key].is_null(), "{key}");
+        }
+        let network = send(
+            &state,
+            Method::GET,
+            "/openstack/2018-08-27/network_data.json",
+            "",
+        );
+        assert_eq!(network.0, StatusCode::OK);
+        assert_eq!(
+            send(&state, Method::GET, "/openstack/latest/user_data", "").1,
+            USER_DATA
+        );
+        for missing in [
+            "/openstack/2012-08-10/network_data.json",
+            "/openstack/2099-01-01/",
+            "/openstack/latest/user_data/",
+            "/openstack/latest//user_data",
+            "/openstack/latest/../latest/user_data",
+            "/openstackx",
+        ] {
+            assert_eq!(
+                send(&state, Method::GET, missing, "").0,
+                StatusCode::NOT_FOUND,
+                "{missing}"
+            );
+        }
+    }
+
+    #[test]
+    fn password_is_posted_once() {
+        let state = state();
+        let path = "/openstack/latest/password";
+        assert_eq!(
+            send(&state, Method::GET, path, ""),
+            (StatusCode::OK, String::new())
+        );
+        assert_eq!(
+            send(&state, Method::POST, path, "c2VjcmV0").0,
+            StatusCode::OK
+        );
+        assert_eq!(send(&state, Method::GET, path, "").1, "c2VjcmV0");
+        assert_eq!(
+            send(&state, Method::POST, path, "again").0,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            send(&state, Method::POST, "/openstack/latest/user_data", "x").0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let long: &'static str = Box::leak("x".repeat(MAX_PASSWORD + 1).into_boxed_str());
+        assert_eq!(
+            send(&self::state(), Method::POST, path, long).0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn the_ec2_tree_has_no_token_flow() {
+        let state = state();
+        let (status, id) = send(&state, Method::GET, "/latest/meta-data/instance-id", "");
+        assert_eq!(
+            (status, id.as_str()),
+            (StatusCode::OK, "i-0123456789abcdef0")
+        );
+        assert_eq!(
+            send(&state, Method::PUT, "/latest/api/token", "").0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            send(&state, Method::GET, "/latest/api/token", "").0,
+            StatusCode::NOT_FOUND
+        );
+        let req = Request::builder()
+            .uri("/latest/meta-data/instance-id")
+            .header("x-aws-ec2-metadata-token", "not-a-token")
+            .body(Bytes::new())
+            .expect("request");
+        assert_eq!(
+            handle(&state, &req).status(),
+            StatusCode::OK,
+            "token headers are ignored"
+        );
+        assert!(handle(&state, &req).headers().get("server").is_none());
+    }
+}
