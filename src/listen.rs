@@ -22,10 +22,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::cloud::Cloud;
 use crate::limits::{ConnLimits, Limit, Permit};
 use crate::metrics::{LimitLabels, Metrics};
 use crate::net::{TtlHandle, TtlStream};
-use crate::respond::CONNECTION_REFUSAL;
+use crate::respond::connection_refusal;
 
 /// How a listener treats its connections.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct Connections {
     pub limits: Option<Arc<ConnLimits>>,
     /// Counts connections refused by a limit.
     pub metrics: Option<Arc<Metrics>>,
+    /// Whose server the listener stands in for: the refusal speaks its protocol (GCP's header).
+    pub cloud: Cloud,
 }
 
 impl Default for Connections {
@@ -44,6 +47,7 @@ impl Default for Connections {
             header_read_timeout: Duration::from_secs(5),
             limits: None,
             metrics: None,
+            cloud: Cloud::Aws,
         }
     }
 }
@@ -112,7 +116,7 @@ pub async fn accept_admitted(
                         }
                     }
                     Err(limit) => {
-                        refuse_connection(stream, peer, limit, connections.metrics.as_deref());
+                        refuse_connection(stream, peer, limit, connections);
                     }
                 },
                 Err(e) => accept_failed(&e).await,
@@ -187,10 +191,11 @@ fn refuse_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     limit: Limit,
-    metrics: Option<&Metrics>,
+    connections: &Connections,
 ) {
+    let refusal = connection_refusal(connections.cloud);
     tracing::debug!(%peer, limit = limit.as_str(), "connection refused: limit reached");
-    if let Some(metrics) = metrics {
+    if let Some(metrics) = connections.metrics.as_deref() {
         let labels = LimitLabels {
             limit: limit.as_str(),
         };
@@ -201,7 +206,7 @@ fn refuse_connection(
         let mut stream = stream;
         // Bounded: a client that does not read cannot hold this task.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let _ = stream.write_all(&CONNECTION_REFUSAL).await;
+            let _ = stream.write_all(refusal).await;
             let _ = stream.shutdown().await;
         })
         .await;

@@ -14,7 +14,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use imds_guard_core::cloud::Cloud;
+use imds_guard_core::cloud::{self, Cloud};
 use imds_guard_core::disposition::{Disposition, Refusal};
 
 #[derive(Serialize)]
@@ -52,7 +52,21 @@ pub fn refusal(
 
 /// The whole HTTP/1.1 answer written to a connection refused by a connection limit, before any
 /// request is read (so hyper is not involved): made once, from the same table.
-pub static CONNECTION_REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| {
+pub static CONNECTION_REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| connection_refusal_text(None));
+
+/// [`CONNECTION_REFUSAL`] in front of GCP: with `Metadata-Flavor: Google`, as every answer there.
+static GCP_CONNECTION_REFUSAL: LazyLock<Vec<u8>> =
+    LazyLock::new(|| connection_refusal_text(Some((cloud::GCP_FLAVOR_HEADER, cloud::GCP_FLAVOR))));
+
+/// The connection refusal in front of `cloud`'s server.
+pub fn connection_refusal(cloud: Cloud) -> &'static [u8] {
+    match cloud {
+        Cloud::Gcp => &GCP_CONNECTION_REFUSAL,
+        _ => &CONNECTION_REFUSAL,
+    }
+}
+
+fn connection_refusal_text(extra: Option<(&str, &str)>) -> Vec<u8> {
     let d = Refusal::ConnectionLimit.disposition();
     let body = body(&d, None, None);
     let reason = StatusCode::from_u16(d.status)
@@ -67,11 +81,14 @@ pub static CONNECTION_REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| {
     if let Some(seconds) = d.retry_after {
         head.push_str(&format!("retry-after: {seconds}\r\n"));
     }
+    if let Some((name, value)) = extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     head.push_str("connection: close\r\n\r\n");
     let mut out = head.into_bytes();
     out.extend_from_slice(&body);
     out
-});
+}
 
 fn body(d: &Disposition, pod: Option<&str>, rule: Option<&str>) -> Vec<u8> {
     let body = Body {
@@ -182,5 +199,13 @@ mod tests {
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["reason"], "connection-limit");
+        let gcp = std::str::from_utf8(connection_refusal(Cloud::Gcp)).unwrap();
+        let (gcp_head, gcp_body) = gcp.split_once("\r\n\r\n").unwrap();
+        assert!(
+            gcp_head.contains("\r\nmetadata-flavor: Google\r\n"),
+            "{gcp_head}"
+        );
+        assert_eq!(gcp_body, body);
+        assert!(!head.contains("metadata-flavor"));
     }
 }

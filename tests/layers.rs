@@ -17,9 +17,11 @@ const LAYERS: &[(&str, &[&str])] = &[
             "bucket",
             "cache",
             "disposition",
+            "cloud",
             "imds",
             "index",
             "policy",
+            "query",
             "target",
         ],
     ),
@@ -61,6 +63,37 @@ const NOT_IN_CORE: &[&str] = &[
     "std::net::Udp",
     "imds_guard::",
 ];
+
+/// `line` with the contents of its string literals blanked out.
+fn without_strings(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in line.chars() {
+        match (in_string, escaped, c) {
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => {
+                in_string = false;
+                out.push(c);
+            }
+            (true, _, _) => escaped = false,
+            (false, _, '"') => {
+                in_string = true;
+                out.push(c);
+            }
+            (false, _, _) => out.push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn string_literals_are_not_code() {
+    assert_eq!(
+        without_strings(r#"let x = "kube-env"; kube::Api"#),
+        r#"let x = ""; kube::Api"#
+    );
+    assert_eq!(without_strings(r#""a\"b" tokio"#), r#""" tokio"#);
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -270,7 +303,8 @@ fn the_core_crate_does_no_io() {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
+            // Names in string literals (`kube-env`, a GCP path) are data, not code.
+            let code = without_strings(line.split("//").next().unwrap_or(""));
             for name in NOT_IN_CORE {
                 assert!(
                     !code.contains(name),

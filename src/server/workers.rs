@@ -91,6 +91,7 @@ pub fn start(
             config.server.max_connections_per_source,
         )),
         metrics: Some(shared.metrics),
+        cloud: config.upstream.cloud,
     };
     let threads = start_workers(proxies, connections.header_read_timeout, grace)?;
     Ok(spread(listener, stop, connections, threads))

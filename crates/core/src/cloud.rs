@@ -9,8 +9,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use crate::policy::pattern::PathPattern;
 use crate::query::Query;
 use crate::target::CanonicalPath;
+use std::sync::LazyLock;
 
 /// A cloud's metadata server, chosen by `[upstream] cloud`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -180,6 +182,17 @@ const GCP_ENDPOINTS: &[Endpoint] = &[
     },
 ];
 
+/// The endpoints' paths, compiled once (they are constants: every one parses).
+static GCP_COMPILED: LazyLock<Vec<PathPattern>> = LazyLock::new(|| compile(GCP_ENDPOINTS));
+static AZURE_COMPILED: LazyLock<Vec<PathPattern>> = LazyLock::new(|| compile(AZURE_ENDPOINTS));
+
+fn compile(endpoints: &[Endpoint]) -> Vec<PathPattern> {
+    endpoints
+        .iter()
+        .filter_map(|e| PathPattern::parse(e.path).ok())
+        .collect()
+}
+
 const AZURE_API: (&str, Values) = ("api-version", Values::ApiVersion);
 const AZURE_FORMAT: (&str, Values) = ("format", Values::OneOf(&["json", "text"]));
 
@@ -330,16 +343,17 @@ impl Cloud {
 
     /// The endpoint whose query rules apply to `path`: the first that matches.
     pub fn endpoint(self, path: &CanonicalPath) -> Option<&'static Endpoint> {
-        let endpoints = match self {
-            Self::Gcp => GCP_ENDPOINTS,
-            Self::Azure => AZURE_ENDPOINTS,
+        let (endpoints, compiled): (_, &[PathPattern]) = match self {
+            Self::Gcp => (GCP_ENDPOINTS, &GCP_COMPILED),
+            Self::Azure => (AZURE_ENDPOINTS, &AZURE_COMPILED),
             _ => return None,
         };
         let segments: Vec<&str> = path.segments().collect();
-        endpoints.iter().find(|e| {
-            crate::policy::pattern::PathPattern::parse(e.path)
-                .is_ok_and(|p| p.matches_segments(&segments, false))
-        })
+        endpoints
+            .iter()
+            .zip(compiled)
+            .find(|(_, p)| p.matches_segments(&segments, false))
+            .map(|(e, _)| e)
     }
 
     /// Legacy trees the guard refuses whatever the policy (GCP's `/0.1/` and `v1beta1`, which need
@@ -411,6 +425,50 @@ impl Cloud {
         endpoints
             .iter()
             .any(|e| e.keys.iter().any(|(k, _)| *k == key))
+    }
+
+    /// Paths concealed whatever the rules' wildcards say, as GKE's metadata concealment does: a
+    /// read of one is allowed only by an allow pattern without `**` that matches it (naming it, at
+    /// most with `*` for a segment). GCP: the node's bootstrap secrets (`kube-env`), start-up and
+    /// shutdown scripts, user data, Windows keys, and identity tokens.
+    pub fn concealed(self) -> &'static [&'static str] {
+        match self {
+            Self::Gcp => &[
+                "/computeMetadata/v1/instance/attributes/kube-env",
+                "/computeMetadata/v1/instance/attributes/startup-script",
+                "/computeMetadata/v1/instance/attributes/startup-script-url",
+                "/computeMetadata/v1/instance/attributes/shutdown-script",
+                "/computeMetadata/v1/instance/attributes/shutdown-script-url",
+                "/computeMetadata/v1/instance/attributes/user-data",
+                "/computeMetadata/v1/instance/attributes/windows-keys",
+                "/computeMetadata/v1/project/attributes/startup-script",
+                "/computeMetadata/v1/project/attributes/startup-script-url",
+                "/computeMetadata/v1/project/attributes/shutdown-script",
+                "/computeMetadata/v1/project/attributes/shutdown-script-url",
+                "/computeMetadata/v1/project/attributes/user-data",
+                "/computeMetadata/v1/project/attributes/windows-keys",
+                "/computeMetadata/v1/instance/service-accounts/*/identity",
+            ],
+            _ => &[],
+        }
+    }
+
+    /// Whether what `pattern` (a path pattern's text) matches is never part of an aggregate
+    /// answer: GCP's service-account `token` and `identity` are made on request, not stored, so a
+    /// recursive read of the account returns neither (email, aliases and scopes only).
+    pub fn outside_aggregates(self, pattern: &str) -> bool {
+        if self != Self::Gcp {
+            return false;
+        }
+        let path = crate::query::split(pattern).0;
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        matches!(
+            segments.as_slice(),
+            [.., accounts, account, last]
+                if accounts.eq_ignore_ascii_case("service-accounts")
+                    && *account != "**"
+                    && (last.eq_ignore_ascii_case("token") || last.eq_ignore_ascii_case("identity"))
+        )
     }
 
     /// The paths whose answers are credentials (never cached, audited as such).

@@ -123,3 +123,9 @@ fn forwarding_headers_are_recognised() {
     }
     assert!(!is_forwarding_header("Metadata-Flavor"));
 }
+
+#[test]
+fn every_endpoint_path_compiles() {
+    assert_eq!(GCP_COMPILED.len(), GCP_ENDPOINTS.len());
+    assert_eq!(AZURE_COMPILED.len(), AZURE_ENDPOINTS.len());
+}

@@ -92,6 +92,8 @@ pub struct Policy {
     imdsv2: Imdsv2,
     /// Whose metadata server: decides which reads return a whole subtree.
     cloud: Cloud,
+    /// The cloud's concealed paths ([`Cloud::concealed`]), compiled.
+    concealed: Vec<PathPattern>,
 }
 
 /// The facts about one request that the decision needs.
@@ -188,6 +190,8 @@ pub enum Reason {
     LegacyEndpoint,
     /// A read that returns a whole subtree, of which some part is denied or not allowed.
     AggregateDenied,
+    /// A path the cloud conceals unless a rule names it ([`Cloud::concealed`]).
+    ConcealedPath,
 }
 
 impl Reason {
@@ -212,6 +216,7 @@ impl Reason {
             Self::ForwardedRequest => "forwarded-request",
             Self::LegacyEndpoint => "legacy-endpoint",
             Self::AggregateDenied => "aggregate-denied",
+            Self::ConcealedPath => "concealed-path",
         }
     }
 
@@ -260,12 +265,18 @@ impl Policy {
             rules,
             imdsv2,
             cloud: Cloud::Aws,
+            concealed: Vec::new(),
         }
     }
 
     /// The same policy for `cloud`'s server.
     pub fn for_cloud(mut self, cloud: Cloud) -> Self {
         self.cloud = cloud;
+        self.concealed = cloud
+            .concealed()
+            .iter()
+            .filter_map(|p| PathPattern::parse(p).ok())
+            .collect();
         self
     }
 
@@ -368,13 +379,34 @@ impl Policy {
                 }) else {
                     return deny(Reason::PathNotAllowed, None);
                 };
+                // A concealed path needs an allow that names it.
+                if self
+                    .concealed
+                    .iter()
+                    .any(|c| c.matches_segments(&segments, true))
+                    && !selected.iter().any(|r| {
+                        r.allow.iter().any(|p| {
+                            !p.has_any_depth()
+                                && p.matches_segments(&segments, false)
+                                && p.matches_query(query, false)
+                        })
+                    })
+                {
+                    return deny(Reason::ConcealedPath, Some(rule));
+                }
                 // A read that returns everything below it passes only if all of that would.
                 if let Some(root) = self.cloud.aggregate_root(facts.path, query) {
                     let root: Vec<&str> = root.split('/').filter(|s| !s.is_empty()).collect();
+                    let in_aggregate = |p: &&PathPattern| {
+                        !self.cloud.outside_aggregates(p.as_str()) && p.matches_at_or_below(&root)
+                    };
                     if let Some(rule) = selected
                         .iter()
-                        .find(|r| r.deny.iter().any(|p| p.matches_at_or_below(&root)))
+                        .find(|r| r.deny.iter().any(|p| in_aggregate(&p)))
                     {
+                        return deny(Reason::AggregateDenied, Some(rule));
+                    }
+                    if self.concealed.iter().any(|p| in_aggregate(&p)) {
                         return deny(Reason::AggregateDenied, Some(rule));
                     }
                     let covered = selected.iter().any(|r| {

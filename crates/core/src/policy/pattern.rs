@@ -94,6 +94,11 @@ impl PathPattern {
         Ok(pattern)
     }
 
+    /// Whether the pattern has a `**` (so it names no path in particular below it).
+    pub fn has_any_depth(&self) -> bool {
+        self.segments.contains(&Segment::Any)
+    }
+
     /// The query constraints: keys, and the value each must have (`None`: any).
     pub fn query_constraints(&self) -> &[(String, Option<String>)] {
         &self.query

@@ -539,13 +539,32 @@ fn aggregates_pass_only_when_all_below_would() {
     // A deny with a wildcard below the root counts too.
     let policy = gcp(
         &["/computeMetadata/v1/**"],
-        &["/computeMetadata/v1/instance/service-accounts/*/identity"],
+        &["/computeMetadata/v1/instance/network-interfaces/*/access-configs/**"],
     );
     let d = decide_in(
         &policy,
-        &format!("{v1}/instance/service-accounts/?recursive=true"),
+        &format!("{v1}/instance/network-interfaces/?recursive=true"),
     );
     assert_eq!(d.reason, Reason::AggregateDenied);
+    // Service-account tokens and identities are made on request, never part of a recursive
+    // answer: denying them does not refuse the account's recursive read (google-auth makes it).
+    let policy = gcp(
+        &["/computeMetadata/v1/**"],
+        &[
+            "/computeMetadata/v1/instance/service-accounts/*/identity",
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+        ],
+    );
+    let d = decide_in(
+        &policy,
+        &format!("{v1}/instance/service-accounts/default/?recursive=true"),
+    );
+    assert_eq!(d.reason, Reason::PathAllowed);
+    let d = decide_in(
+        &policy,
+        &format!("{v1}/instance/service-accounts/default/token"),
+    );
+    assert_eq!(d.reason, Reason::DeniedByRule);
     // An allow that does not cover all below: refused.
     let policy = gcp(
         &[
@@ -604,5 +623,63 @@ fn token_requests_only_where_the_cloud_has_them() {
     assert_eq!(
         Facts::in_cloud(Cloud::Alibaba, Method::Put, &path, &q, false).kind,
         Kind::TokenRequest
+    );
+}
+
+#[test]
+fn gcp_conceals_bootstrap_secrets_unless_a_rule_names_them() {
+    let gcp = |allow: &[&str]| {
+        Policy::new(vec![cloud_rule(allow, &[])], Imdsv2::default()).for_cloud(Cloud::Gcp)
+    };
+    let v1 = "/computeMetadata/v1";
+    let wide = gcp(&["/computeMetadata/v1/**"]);
+    for concealed in [
+        "/instance/attributes/kube-env",
+        "/instance/attributes/startup-script",
+        "/project/attributes/startup-script",
+        "/instance/attributes/Kube-Env",
+        "/instance/service-accounts/default/identity?audience=https://x",
+    ] {
+        let d = decide_in(&wide, &format!("{v1}{concealed}"));
+        assert_eq!(d.reason, Reason::ConcealedPath, "{concealed}");
+        assert_eq!(d.rule.as_deref(), Some("cloud"));
+    }
+    assert_eq!(
+        decide_in(&wide, &format!("{v1}/instance/attributes/cluster-name")).reason,
+        Reason::PathAllowed
+    );
+    // Nor can a recursive read return them.
+    for root in ["/instance/attributes/", "/instance/", "/project/", "/"] {
+        let d = decide_in(&wide, &format!("{v1}{root}?recursive=true"));
+        assert_eq!(d.reason, Reason::AggregateDenied, "{root}");
+    }
+    assert_eq!(
+        decide_in(
+            &wide,
+            &format!("{v1}/instance/service-accounts/?recursive=true")
+        )
+        .reason,
+        Reason::PathAllowed
+    );
+    // Named (a `*` for one segment at most): allowed.
+    let named = gcp(&[
+        "/computeMetadata/v1/**",
+        "/computeMetadata/v1/instance/attributes/kube-env",
+        "/computeMetadata/v1/instance/service-accounts/*/identity?audience=https://x",
+    ]);
+    assert_eq!(
+        decide_in(&named, &format!("{v1}/instance/attributes/kube-env")).reason,
+        Reason::PathAllowed
+    );
+    let id = format!("{v1}/instance/service-accounts/default/identity?audience=https://x");
+    assert_eq!(decide_in(&named, &id).reason, Reason::PathAllowed);
+    let other = format!("{v1}/instance/service-accounts/default/identity?audience=https://y");
+    assert_eq!(decide_in(&named, &other).reason, Reason::ConcealedPath);
+    // Other clouds conceal nothing of their own.
+    let aws = Policy::new(vec![cloud_rule(&["/latest/**"], &[])], Imdsv2::default())
+        .for_cloud(Cloud::Aws);
+    assert_eq!(
+        decide_in(&aws, "/latest/user-data").reason,
+        Reason::PathAllowed
     );
 }
