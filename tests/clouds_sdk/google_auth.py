@@ -10,6 +10,7 @@ Steps:
   universe   the credentials' universe domain (universe/universe-domain; 404 means the default)
   id_token   compute_engine.IDTokenCredentials(.., use_metadata_identity_endpoint=True).refresh():
              an ID token from service-accounts/default/identity?audience=..&format=full
+  id_token_other_audience   the same for another audience
 """
 
 import os
@@ -25,6 +26,7 @@ transport = need("google.auth.transport.requests", "google-auth")
 import google.auth.jwt  # noqa: E402
 
 AUDIENCE = "https://service.example"
+OTHER_AUDIENCE = "https://other.example"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 report = Report(**{"google-auth": google_auth.__version__})
@@ -52,17 +54,21 @@ def universe():
     return credentials.universe_domain
 
 
-def id_token():
-    credentials = compute_engine.IDTokenCredentials(
-        request, AUDIENCE, use_metadata_identity_endpoint=True
-    )
-    credentials.refresh(request)
-    claims = google.auth.jwt.decode(credentials.token, verify=False)
-    return {"token": credentials.token, "claims": claims, "valid": credentials.valid}
+def id_token(audience):
+    def action():
+        credentials = compute_engine.IDTokenCredentials(
+            request, audience, use_metadata_identity_endpoint=True
+        )
+        credentials.refresh(request)
+        claims = google.auth.jwt.decode(credentials.token, verify=False)
+        return {"token": credentials.token, "claims": claims, "valid": credentials.valid}
+
+    return action
 
 
 report.step("default", default)
 report.step("token", token)
 report.step("universe", universe)
-report.step("id_token", id_token)
+report.step("id_token", id_token(AUDIENCE))
+report.step("id_token_other_audience", id_token(OTHER_AUDIENCE))
 report.done()

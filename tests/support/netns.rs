@@ -88,9 +88,10 @@ impl Netns {
         run_ok(Command::new("ip").args(["-n", &self.name]).args(args))
     }
 
-    /// A command that runs `program` inside the namespace.
+    /// A command that runs `program` inside the namespace. `ip` is named by its full path, so
+    /// the command's own `PATH` (which may be cleared) decides only where `program` is found.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
+        let mut cmd = Command::new(ip_path());
         cmd.args(["netns", "exec", &self.name]).arg(program);
         cmd
     }
@@ -152,11 +153,23 @@ impl Netns {
         loop {
             let out = self
                 .command("curl")
-                .args(["-s", "-o", "/dev/null", "-m", "1", "-w", "%{http_code}", url])
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-m",
+                    "1",
+                    "-w",
+                    "%{http_code}",
+                    url,
+                ])
                 .stdin(Stdio::null())
                 .output()
                 .expect("curl (apt-get install curl; tests/run.sh does)");
-            let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+            let code: u16 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0);
             if code != 0 {
                 return Some(code);
             }
@@ -170,7 +183,12 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        for child in self.children.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for child in self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
             let _ = child.kill();
             let _ = child.wait();
@@ -222,6 +240,17 @@ impl Daemon {
     pub fn read_stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+}
+
+/// Where `ip` is, on this process's `PATH`.
+fn ip_path() -> &'static Path {
+    static IP: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    IP.get_or_init(|| {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join("ip"))
+            .find(|p| p.is_file())
+            .expect("`ip` is missing: apt-get install iproute2 (tests/run.sh does)")
+    })
 }
 
 fn run_ok(command: &mut Command) -> String {
