@@ -79,14 +79,16 @@ impl Lab {
         addresses.extend_from_slice(extra);
         let ns = Netns::new(&format!("sdk-{cloud}"), &addresses);
         // Nothing but loopback: the real metadata addresses have no route.
-        let route = ns
-            .command("ip")
-            .args(["route", "get", "169.254.169.254"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(!route.success(), "the namespace has a route out");
+        for address in ["169.254.169.254", "fd00:c1::a9fe:a9fe", "fd00:ec2::254"] {
+            let route = ns
+                .command("ip")
+                .args(["route", "get", address])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(!route.success(), "the namespace has a route to {address}");
+        }
         let mut command = ns.command(BIN);
         command
             .args(["emulate", "--cloud", cloud, "--listen", EMULATOR])
@@ -196,7 +198,8 @@ impl Lab {
         } else {
             python()
         };
-        let home = self.ns.dir().join(format!("home-{}", fastrand_suffix()));
+        let run = next_run();
+        let home = self.ns.dir().join(format!("home-{run}"));
         let bin = home.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let mut command = self.ns.command(interpreter);
@@ -210,7 +213,9 @@ impl Lab {
         for (name, value) in env {
             command.env(name, value);
         }
-        let done = self.ns.run(script, command, CLIENT_DEADLINE);
+        let done = self
+            .ns
+            .run(&format!("{script}-{run}"), command, CLIENT_DEADLINE);
         assert!(
             !done.timed_out,
             "{script} ran for more than {CLIENT_DEADLINE:?}:\n{}",
@@ -233,8 +238,8 @@ impl Lab {
     }
 }
 
-/// A distinct name for each client run's home.
-fn fastrand_suffix() -> usize {
+/// A distinct number for each client run (its home, its output files).
+fn next_run() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     N.fetch_add(1, Ordering::Relaxed)
@@ -264,6 +269,11 @@ fn node() -> &'static str {
             "node",
             &["-p", "process.execPath"],
             "apt-get install nodejs npm",
+        );
+        let major = interpreter("node", &["-p", "process.versions.node.split('.')[0]"], "");
+        assert!(
+            major.parse::<u32>().is_ok_and(|m| m >= 20),
+            "the npm clients need Node.js 20 or later, this is {major}"
         );
         assert!(
             scripts().join("node_modules/@azure/identity").is_dir()
