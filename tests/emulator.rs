@@ -13,6 +13,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use imds_guard::cloud::Cloud;
 use imds_guard::emulator::{load_metadata, serve, EmulatorError, EmulatorOptions, TokenMode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -688,4 +689,322 @@ async fn shutdown_stops_serving_and_lets_a_request_in_flight_finish() {
         TcpStream::connect(addr).await.is_err(),
         "listener is closed after shutdown"
     );
+}
+
+/// The real binary, `imds-guard emulate …`, on a free loopback port; killed when dropped.
+struct Binary {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Binary {
+    /// Starts `imds-guard emulate --listen 127.0.0.1:PORT ARGS…` and waits (at most 10 s) until
+    /// it accepts connections.
+    async fn start(args: &[&str]) -> Binary {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+            .args(["emulate", "--listen", &addr.to_string()])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn imds-guard");
+        let mut binary = Binary { child, addr };
+        let started = std::time::Instant::now();
+        while TcpStream::connect(addr).await.is_err() {
+            if let Ok(Some(status)) = binary.child.try_wait() {
+                panic!("imds-guard emulate {args:?} exited: {status}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{args:?} did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        binary
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, String) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.addr, target));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(Bytes::new())).expect("request");
+        let response = client.request(request).await.expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8(body.to_vec()).expect("utf-8"),
+        )
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_emulates_aws_by_default() {
+    let emu = Binary::start(&[]).await;
+    let (status, headers, body) = emu
+        .send(Method::GET, "/latest/meta-data/instance-id", &[])
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "i-0123456789abcdef0")
+    );
+    assert_eq!(headers["server"], "EC2ws");
+    let aws = Binary::start(&["--cloud", "aws", "--tokens", "required"]).await;
+    assert_eq!(
+        aws.send(Method::GET, "/latest/meta-data/", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_binary_emulates_gcp() {
+    let emu = Binary::start(&["--cloud", "gcp", "--change-every-ms", "300"]).await;
+    let flavor = [("metadata-flavor", "Google")];
+    let (status, headers, body) = emu
+        .send(
+            Method::GET,
+            "/computeMetadata/v1/project/project-id",
+            &flavor,
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "imds-guard-emu"));
+    assert_eq!(headers["metadata-flavor"], "Google");
+    let (status, headers, body) = emu
+        .send(Method::GET, "/computeMetadata/v1/project/project-id", &[])
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::FORBIDDEN, "Missing required header\n")
+    );
+    assert_eq!(headers["metadata-flavor"], "Google");
+    let (_, _, account) = emu
+        .send(
+            Method::GET,
+            "/computeMetadata/v1/instance/service-accounts/default/?recursive=true",
+            &flavor,
+        )
+        .await;
+    assert!(json(&account)["email"]
+        .as_str()
+        .is_some_and(|e| e.ends_with(".gserviceaccount.com")));
+    // A long poll over the socket sees the maintenance event flip.
+    let path = "/computeMetadata/v1/instance/maintenance-event";
+    let (_, before, value) = emu.send(Method::GET, path, &flavor).await;
+    let etag = before["etag"].to_str().expect("etag").to_owned();
+    let started = std::time::Instant::now();
+    let (status, after, changed) = emu
+        .send(
+            Method::GET,
+            &format!("{path}?wait_for_change=true&last_etag={etag}&timeout_sec=10"),
+            &flavor,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(changed, value);
+    assert_ne!(after["etag"], before["etag"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_binary_emulates_azure() {
+    let emu = Binary::start(&["--cloud", "azure"]).await;
+    let target = "/metadata/identity/oauth2/token/?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F";
+    let (status, headers, body) = emu.send(Method::GET, target, &[("metadata", "true")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["server"], "IMDS/150.870.65.1325");
+    let token = json(&body);
+    assert_eq!(token["resource"], "https://management.azure.com/");
+    assert!(token["access_token"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("eyJ")));
+    let (status, _, body) = emu.send(Method::GET, target, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("Required metadata header not specified"),
+        "{body}"
+    );
+    let (status, _, vm_id) = emu
+        .send(
+            Method::GET,
+            "/Metadata/Instance/Compute/VMID?api-version=2021-02-01&format=text",
+            &[("metadata", "true")],
+        )
+        .await;
+    assert_eq!((status, vm_id.len()), (StatusCode::OK, 36));
+}
+
+#[tokio::test]
+async fn the_binary_emulates_alibaba() {
+    let emu = Binary::start(&["--cloud", "alibaba", "--tokens", "required"]).await;
+    let (status, _, token) = emu
+        .send(
+            Method::PUT,
+            TOKEN_PATH,
+            &[("x-aliyun-ecs-metadata-token-ttl-seconds", "21600")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, id) = emu
+        .send(
+            Method::GET,
+            "/latest/meta-data/instance-id",
+            &[("x-aliyun-ecs-metadata-token", &token)],
+        )
+        .await;
+    assert_eq!(
+        (status, id.as_str()),
+        (StatusCode::OK, "i-bp1emulator0000000001")
+    );
+    let (status, _, _) = emu
+        .send(Method::GET, "/latest/meta-data/instance-id", &[])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "hardened mode");
+}
+
+#[tokio::test]
+async fn the_binary_emulates_oci() {
+    let emu = Binary::start(&["--cloud", "oci"]).await;
+    let bearer = [("authorization", "Bearer Oracle")];
+    let (status, _, region) = emu
+        .send(Method::GET, "/opc/v2/instance/region", &bearer)
+        .await;
+    assert_eq!((status, region.as_str()), (StatusCode::OK, "iad"));
+    let (status, _, body) = emu.send(Method::GET, "/opc/v2/instance/", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(&body)["code"], "NotAuthenticated");
+    let (status, _, _) = emu.send(Method::GET, "/opc/v1/instance/", &bearer).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, cert) = emu
+        .send(Method::GET, "/opc/v2/identity/cert.pem", &bearer)
+        .await;
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+}
+
+#[tokio::test]
+async fn the_binary_emulates_openstack() {
+    let emu = Binary::start(&["--cloud", "openstack"]).await;
+    let (status, _, doc) = emu
+        .send(Method::GET, "/openstack/latest/meta_data.json", &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(json(&doc)["uuid"].is_string());
+    let (status, _, _) = emu
+        .send(Method::PUT, TOKEN_PATH, &[(TTL_HEADER, "60")])
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "no token flow");
+    let (status, _, id) = emu
+        .send(Method::GET, "/latest/meta-data/instance-id", &[])
+        .await;
+    assert_eq!(
+        (status, id.as_str()),
+        (StatusCode::OK, "i-0123456789abcdef0")
+    );
+}
+
+#[test]
+fn the_binary_refuses_an_unknown_cloud_and_options_that_do_not_fit() {
+    for (args, expected) in [
+        (&["--cloud", "mars"][..], "unknown cloud"),
+        (
+            &["--cloud", "gcp", "--tokens", "required"][..],
+            "does not apply to cloud gcp",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+            .args(["emulate", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run imds-guard");
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn throttled_clouds_answer_429_in_their_own_style() {
+    for (cloud, target, headers, marker) in [
+        (
+            Cloud::Azure,
+            "/metadata/instance?api-version=2021-02-01",
+            &[("metadata", "true")][..],
+            ("server", "IMDS/150.870.65.1325"),
+        ),
+        (
+            Cloud::Gcp,
+            "/computeMetadata/v1/instance/id",
+            &[("metadata-flavor", "Google")][..],
+            ("metadata-flavor", "Google"),
+        ),
+        (
+            Cloud::Openstack,
+            "/latest/meta-data/instance-id",
+            &[][..],
+            ("content-type", "text/plain"),
+        ),
+    ] {
+        let emu = Emulator::start(EmulatorOptions {
+            cloud,
+            throttle: Some(2),
+            ..EmulatorOptions::default()
+        })
+        .await;
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let (status, answer_headers, _) = emu.send(Method::GET, target, headers).await;
+            assert_eq!(answer_headers[marker.0], marker.1, "{cloud}");
+            statuses.push(status.as_u16());
+        }
+        assert_eq!(statuses, [200, 200, 429], "{cloud}");
+        emu.stop().await.expect("clean stop");
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_beyond_64_kib_are_refused() {
+    let emu = Emulator::start(EmulatorOptions {
+        cloud: Cloud::Gcp,
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let body = "x".repeat(64 * 1024 + 1);
+    let response = raw(
+        emu.addr,
+        &format!(
+            "PUT /computeMetadata/v1/instance/guest-attributes/ns/key HTTP/1.1\r\nHost: x\r\n\
+             Metadata-Flavor: Google\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{}", &response[..40]);
+    assert!(response
+        .to_ascii_lowercase()
+        .contains("metadata-flavor: google"));
 }

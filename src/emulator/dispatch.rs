@@ -50,7 +50,7 @@ pub(crate) async fn respond(state: Arc<State>, req: Request<Bytes>) -> Answer {
         Cloud::Oci => oci::handle(&req),
         Cloud::Openstack => openstack::handle(&state, &req),
         // Served synchronously by `handler`; kept whole here so nothing is lost if routed here.
-        Cloud::Aws | Cloud::Alibaba => handler::handle(&state, &req).response,
+        Cloud::Aws | Cloud::Alibaba => handler::handle_unthrottled(&state, &req).response,
     }
 }
 

@@ -1,7 +1,6 @@
 //! Turns one request into one response, as the AWS metadata service would — or another cloud's
-//! EC2-style service: Alibaba's (the same token flow under its own header names, `ram/` instead
-//! of `iam/`, 403 for a tokenless read in hardened mode) and OpenStack's `/latest/` tree (no
-//! tokens at all). [`Ec2Protocol`] holds what differs.
+//! EC2-style service, Alibaba's or OpenStack's `/latest/` tree ([`Ec2Protocol`] holds what
+//! differs).
 //!
 //! The handler is a plain function of the request and the emulator's state,
 //! returning the response together with the IP TTL it must be sent with, so
@@ -15,11 +14,13 @@ use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
-use imds_guard_core::cloud::{Cloud, ALIBABA_TOKEN_HEADER, ALIBABA_TOKEN_TTL_HEADER};
+use imds_guard_core::cloud::Cloud;
 
 use super::creds::CredentialSource;
+pub(crate) use super::protocol::{protocol, Ec2Protocol};
+use super::protocol::{CredentialsFormat, TokenFlow, AWS_SERVER};
 use super::tokens::{TokenStore, MAX_TTL_SECS, MIN_TTL_SECS};
-use super::tree::{Lookup, Node, CREDENTIALS_DIR};
+use super::tree::{Lookup, Node};
 use super::TokenMode;
 
 /// The path that issues session tokens.
@@ -30,85 +31,6 @@ pub(crate) const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 pub(crate) const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 /// A PUT with this header came through a proxy; AWS refuses it.
 const FORWARDED_HEADER: &str = "x-forwarded-for";
-/// The `Server` header of AWS's answers.
-const AWS_SERVER: &str = "EC2ws";
-
-/// What differs between the EC2-style services this handler answers for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ec2Protocol {
-    /// The session-token flow; `None` where there is none (OpenStack): `/latest/api/token` is
-    /// then an ordinary path (404, or 405 for a PUT) and token headers are ignored.
-    pub(crate) tokens: Option<TokenFlow>,
-    /// The `Server` header of every answer, where the cloud is known to send one.
-    pub(crate) server: Option<&'static str>,
-    /// Where role names live below `/latest/`.
-    pub(crate) credentials_dir: &'static [&'static str],
-    /// The shape of the credentials document of a role.
-    pub(crate) credentials: CredentialsFormat,
-}
-
-/// A cloud's IMDSv2-style token flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TokenFlow {
-    /// The request header of the token PUT giving the wanted lifetime (echoed in the answer).
-    pub(crate) ttl_header: &'static str,
-    /// The request header carrying a token on reads.
-    pub(crate) token_header: &'static str,
-    /// The answer to a read without a token when tokens are required: 401 on AWS; 403 on
-    /// Alibaba, whose hardened mode refuses tokenless reads as forbidden.
-    pub(crate) tokenless: StatusCode,
-}
-
-/// The credentials document a role's leaf serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CredentialsFormat {
-    /// AWS: `Code`, `LastUpdated`, `Type`, `AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`.
-    Aws,
-    /// Alibaba: `AccessKeyId` (`STS.…`), `AccessKeySecret`, `Expiration`, `SecurityToken`,
-    /// `LastUpdated`, `Code`.
-    Alibaba,
-}
-
-/// AWS IMDS.
-pub(crate) const AWS: Ec2Protocol = Ec2Protocol {
-    tokens: Some(TokenFlow {
-        ttl_header: TTL_HEADER,
-        token_header: TOKEN_HEADER,
-        tokenless: StatusCode::UNAUTHORIZED,
-    }),
-    server: Some(AWS_SERVER),
-    credentials_dir: &CREDENTIALS_DIR,
-    credentials: CredentialsFormat::Aws,
-};
-
-/// Alibaba ECS. The `Server` header of the real service is not documented: none is sent.
-pub(crate) const ALIBABA: Ec2Protocol = Ec2Protocol {
-    tokens: Some(TokenFlow {
-        ttl_header: ALIBABA_TOKEN_TTL_HEADER,
-        token_header: ALIBABA_TOKEN_HEADER,
-        tokenless: StatusCode::FORBIDDEN,
-    }),
-    server: None,
-    credentials_dir: &["meta-data", "ram", "security-credentials"],
-    credentials: CredentialsFormat::Alibaba,
-};
-
-/// OpenStack's EC2-compatible `/latest/` tree: no tokens, no `Server` header.
-pub(crate) const OPENSTACK: Ec2Protocol = Ec2Protocol {
-    tokens: None,
-    server: None,
-    credentials_dir: &CREDENTIALS_DIR,
-    credentials: CredentialsFormat::Aws,
-};
-
-/// The EC2-style protocol of `cloud`, where it has one (AWS's for the others, unused).
-pub(crate) fn protocol(cloud: Cloud) -> Ec2Protocol {
-    match cloud {
-        Cloud::Alibaba => ALIBABA,
-        Cloud::Openstack => OPENSTACK,
-        _ => AWS,
-    }
-}
 
 /// Everything a request may need; shared by all connections.
 #[derive(Debug)]
@@ -175,17 +97,34 @@ pub(crate) fn throttled(state: &State) -> bool {
     over
 }
 
-/// Answers `req`. The request body is never looked at.
+/// Answers `req`, the throttle first. The request body is never looked at.
 pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
+    if throttled(state) {
+        let head = req.method() == Method::HEAD;
+        let refusal = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", head);
+        return Reply::normal(with_server(state, refusal));
+    }
+    handle_unthrottled(state, req)
+}
+
+/// Answers `req` whose throttle was already applied (OpenStack's `/latest/` tree, reached
+/// through its own handler).
+pub(crate) fn handle_unthrottled<B>(state: &State, req: &Request<B>) -> Reply {
     let mut reply = respond(state, req);
+    reply.response = with_server(state, reply.response);
+    reply
+}
+
+/// Sets the protocol's `Server` header (AWS's is already set).
+fn with_server(state: &State, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     if state.protocol.server != Some(AWS_SERVER) {
-        let headers = reply.response.headers_mut();
+        let headers = response.headers_mut();
         match state.protocol.server {
             Some(server) => headers.insert(SERVER, HeaderValue::from_static(server)),
             None => headers.remove(SERVER),
         };
     }
-    reply
+    response
 }
 
 fn respond<B>(state: &State, req: &Request<B>) -> Reply {
@@ -193,13 +132,6 @@ fn respond<B>(state: &State, req: &Request<B>) -> Reply {
     let method = req.method();
     // Responses to HEAD announce their length but carry no body.
     let head = method == Method::HEAD;
-    if throttled(state) {
-        return Reply::normal(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too Many Requests",
-            head,
-        ));
-    }
     if let Some(flow) = state.protocol.tokens.filter(|_| path == TOKEN_PATH) {
         return if method == Method::PUT {
             issue_token(state, flow, req.headers())

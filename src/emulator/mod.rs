@@ -30,6 +30,7 @@ mod gcp;
 mod handler;
 mod oci;
 mod openstack;
+mod protocol;
 mod tokens;
 mod tree;
 

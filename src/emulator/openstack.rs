@@ -70,7 +70,7 @@ pub(crate) fn handle(state: &State, req: &Request<Bytes>) -> Answer {
     let rest = match path.strip_prefix("/openstack") {
         Some("") => "",
         Some(rest) if rest.starts_with('/') => &rest[1..],
-        _ => return handler::handle(state, req).response,
+        _ => return handler::handle_unthrottled(state, req).response,
     };
     let method = req.method();
     let Some((segments, slash)) = answer::segments(rest) else {

@@ -120,3 +120,72 @@ fn options_are_checked() {
     let err = build_state(bad_tree).expect_err("boolean leaf");
     assert!(err.to_string().contains("meta-data/mac"), "{err}");
 }
+
+#[test]
+fn options_that_do_not_fit_the_cloud_are_refused() {
+    let cases = [
+        (
+            Cloud::Gcp,
+            TokenMode::Required,
+            None,
+            None,
+            "--tokens required",
+        ),
+        (
+            Cloud::Openstack,
+            TokenMode::Required,
+            None,
+            None,
+            "--tokens required",
+        ),
+        (
+            Cloud::Azure,
+            TokenMode::Optional,
+            Some(serde_json::json!({})),
+            None,
+            "--metadata",
+        ),
+        (
+            Cloud::Aws,
+            TokenMode::Optional,
+            None,
+            Some(Duration::from_secs(1)),
+            "--change-every-ms",
+        ),
+    ];
+    for (cloud, tokens, metadata, change_every, option) in cases {
+        let options = EmulatorOptions {
+            cloud,
+            tokens,
+            metadata,
+            change_every,
+            ..EmulatorOptions::default()
+        };
+        let err = build_state(options).expect_err("refused");
+        assert!(
+            matches!(err, EmulatorError::NotForCloud { option: o, .. } if o == option),
+            "{cloud}: {err}"
+        );
+    }
+    let zero = EmulatorOptions {
+        cloud: Cloud::Gcp,
+        change_every: Some(Duration::ZERO),
+        ..EmulatorOptions::default()
+    };
+    assert!(matches!(
+        build_state(zero),
+        Err(EmulatorError::ChangeEveryZero)
+    ));
+    for (cloud, tokens) in [
+        (Cloud::Alibaba, TokenMode::Required),
+        (Cloud::Openstack, TokenMode::Optional),
+    ] {
+        let options = EmulatorOptions {
+            cloud,
+            tokens,
+            metadata: Some(serde_json::json!({"meta-data": {"extra": "x"}})),
+            ..EmulatorOptions::default()
+        };
+        assert!(build_state(options).is_ok(), "{cloud}");
+    }
+}
