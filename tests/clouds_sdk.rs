@@ -19,9 +19,11 @@
 //! in one run of the guard and `test` in the next.
 //!
 //! Each test shows: the allowed pod's client gets its token or data (checked against what the
-//! emulator itself serves); the denied pod's fails cleanly (an error naming the 403) and fast; the
-//! guard's audit lines show each request with its decision and reason; the emulator is reached
-//! while the allowed client runs and never while the denied one does.
+//! emulator itself serves); the denied pod's fails cleanly and fast, with an error naming the 403
+//! (or, for the Azure libraries, which read only the body of a token answer, its `"error":
+//! "forbidden"`); the guard's audit lines show each request with its decision and reason; the
+//! emulator is reached while the allowed client runs and never while the denied one does (its
+//! debug log, one line per request, says what reached it).
 //!
 //! Clients run with an environment of their own: no cloud settings from outside, `HOME` an empty
 //! directory, and `PATH` an empty directory (no `gcloud` or other CLI to answer in the metadata
