@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need when it is missing (Debian packages, three PyPI
+# The test command: installs what the tests need when it is missing (Debian packages, PyPI and npm
 # packages, and a Kubernetes control plane built with Go; run as root on a fresh machine), then
 # runs every test with `cargo test`. Arguments go
 # to `cargo test` (e.g. `bash tests/run.sh --test proxy` for one group).
@@ -41,6 +41,43 @@ if ! python3 -c 'import botocore' >/dev/null 2>&1; then
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check botocore
   python3 -c 'import botocore' >/dev/null 2>&1 \
     || { echo "tests: botocore still not importable after pip install" >&2; exit 1; }
+fi
+
+# Real clients of the other clouds' metadata servers for tests/clouds_sdk.rs: from PyPI, pinned
+# (installed when missing or at another version); from npm, the packages locked in
+# tests/clouds_sdk/package-lock.json (`npm ci` into its git-ignored node_modules, again when the
+# lock changes), with Node.js 20 or later (Debian's nodejs and npm when there is none).
+clouds_pip=("google-auth[requests]==2.63.0" azure-identity==1.27.0 oci==2.189.0
+  alibabacloud-credentials==1.0.12)
+if ! python3 - "${clouds_pip[@]}" >/dev/null 2>&1 <<'EOF'
+import sys
+from importlib.metadata import version
+from importlib.util import find_spec
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    assert version(name.split("[")[0]) == want, spec
+for module in ["requests", "google.auth", "azure.identity", "oci", "alibabacloud_credentials"]:
+    assert find_spec(module), module
+EOF
+then
+  echo "tests: installing ${clouds_pip[*]}"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
+    "${clouds_pip[@]}"
+  python3 -c 'import google.auth.transport.requests, azure.identity, oci, alibabacloud_credentials.client' \
+    || { echo "tests: the cloud clients are still not importable after pip install" >&2; exit 1; }
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "tests: installing nodejs npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+  hash -r
+fi
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+  || { echo "tests: tests/clouds_sdk needs Node.js 20 or later (this is $(node --version))" >&2; exit 1; }
+if ! cmp -s tests/clouds_sdk/package-lock.json tests/clouds_sdk/node_modules/.imds-guard-lock; then
+  echo "tests: npm ci in tests/clouds_sdk"
+  (cd tests/clouds_sdk && npm ci --engine-strict --no-audit --no-fund --loglevel=error)
+  cp tests/clouds_sdk/package-lock.json tests/clouds_sdk/node_modules/.imds-guard-lock
 fi
 
 # etcd and kube-apiserver for tests/controlplane.rs, built from their Go modules once per machine

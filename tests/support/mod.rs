@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod controlplane;
 pub mod fake_api;
+pub mod netns;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,415 @@
+//! Real client libraries of every cloud other than AWS, through the real guard binary, against
+//! that cloud's emulator (`imds-guard emulate --cloud X`), each pointed at the guard by its own
+//! documented override (`tests/clouds_sdk/*.py`, `*.js`):
+//!
+//! | cloud   | clients                                             | override                          |
+//! |---------|-----------------------------------------------------|-----------------------------------|
+//! | GCP     | google-auth (PyPI); gcp-metadata, google-auth-library (npm) | `GCE_METADATA_HOST`, `GCE_METADATA_IP` |
+//! | Azure   | azure-identity (PyPI); @azure/identity (npm)        | `AZURE_POD_IDENTITY_AUTHORITY_HOST` |
+//! | OCI     | oci (PyPI), the instance principal signer           | `OCI_METADATA_BASE_URL`           |
+//! | Alibaba | alibabacloud-credentials (PyPI), ECS RAM role       | none: the guard is 100.100.100.200:80 |
+//!
+//! Everything — emulator, guard, client — runs in a network namespace of its own that holds only
+//! loopback, so a client that ignores its override finds no route to a real metadata address,
+//! and no test can send a packet to one. Pods are loopback addresses: with `127.0.0.2/32` and
+//! `127.0.0.3/32` on `lo`, a connection to one of them leaves from it, so a client pointed at
+//! `127.0.0.2:8181` is the pod `imds/prod-5c7b9` (allowed by the test's rule) and one pointed at
+//! `127.0.0.3:8181` is `imds/test-6d8f` (selected by no rule): the seed scenario. Alibaba's
+//! client connects to 100.100.100.200 (on `lo` too) and so speaks from it: that address is `prod`
+//! in one run of the guard and `test` in the next.
+//!
+//! Each test shows: the allowed pod's client gets its token or data (checked against what the
+//! emulator itself serves); the denied pod's fails cleanly and fast, with an error naming the 403
+//! (or, for the Azure libraries, which read only the body of a token answer, its `"error":
+//! "forbidden"`); the guard's audit lines show each request with its decision and reason; the
+//! emulator is reached while the allowed client runs and never while the denied one does (its
+//! debug log, one line per request, says what reached it).
+//!
+//! Clients run with an environment of their own: no cloud settings from outside, `HOME` an empty
+//! directory, and `PATH` an empty directory (no `gcloud` or other CLI to answer in the metadata
+//! server's place; google-auth-library runs `gcloud` to find a project when it can).
+//!
+//! Needs root (namespaces), `ip`, `curl`, python3 with google-auth, azure-identity, oci and
+//! alibabacloud-credentials, and node with `tests/clouds_sdk/node_modules` (`npm ci`): all
+//! installed by `tests/run.sh`. A missing one fails the test, naming what to install.
+
+#[path = "clouds_sdk/checks.rs"]
+mod checks;
+#[path = "clouds_sdk/lab.rs"]
+mod lab;
+mod support;
+
+use checks::{assert_allowed, assert_denied, briefs, from, split_refused, text, Report};
+use lab::{allowed_then_denied, config, listen_all, Lab, ALIBABA, PORT, PROD, SEED_PODS, TEST};
+use serde_json::Value;
+
+// ---- GCP ----
+
+const GCP_ALLOW: &[&str] = &[
+    "/",
+    "/computeMetadata/v1/project/project-id",
+    "/computeMetadata/v1/instance/id",
+    "/computeMetadata/v1/universe/universe-domain",
+    // Whole: the service account's info is read with recursive=true, which the guard allows only
+    // when everything below it is allowed.
+    "/computeMetadata/v1/instance/service-accounts/**",
+    // Identity tokens are concealed unless an allow names them: for this audience only.
+    "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://service.example",
+];
+const GOOGLE: &str = "Metadata-Flavor: Google";
+const AUDIENCE: &str = "https://service.example";
+
+fn gcp_env(pod: &str) -> Vec<(&'static str, String)> {
+    let host = format!("{pod}:{PORT}");
+    vec![
+        ("GCE_METADATA_HOST", host.clone()),
+        ("GCE_METADATA_IP", host),
+        ("GCE_METADATA_MTLS_MODE", "none".to_owned()),
+        ("METADATA_SERVER_DETECTION", "assume-present".to_owned()),
+    ]
+}
+
+fn gcp_lab() -> Lab {
+    let mut lab = Lab::new("gcp", &[], &[]);
+    lab.start_guard(&config("gcp", &listen_all(), SEED_PODS, GCP_ALLOW));
+    lab
+}
+
+/// An ID token's claims, unverified.
+fn assert_id_token(got: &Value, audience: &str) {
+    let claims = &got["claims"];
+    assert_eq!(claims["aud"], audience, "{got}");
+    assert!(
+        claims["exp"].as_u64().unwrap_or(0) > now(),
+        "an expired ID token: {got}"
+    );
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn gcp_google_auth_python_gets_tokens_for_the_allowed_pod_only() {
+    let mut lab = gcp_lab();
+    let project = lab.direct("/computeMetadata/v1/project/project-id", &[GOOGLE]);
+    let email = lab.direct(
+        "/computeMetadata/v1/instance/service-accounts/default/email",
+        &[GOOGLE],
+    );
+    let (allowed, denied, audit) = allowed_then_denied(&mut lab, "google_auth.py", gcp_env);
+
+    // google.auth.default(): the ping on GCE_METADATA_IP, then the project.
+    let default = allowed.ok("default");
+    assert_eq!(default["class"], "Credentials", "{default}");
+    assert_eq!(default["project"], project.as_str());
+    let token = allowed.ok("token");
+    assert!(
+        token["token"].as_str().unwrap().starts_with("ya29."),
+        "{token}"
+    );
+    assert_eq!(token["valid"], true);
+    assert_eq!(token["service_account"], email.as_str());
+    // No universe-domain in the emulator's tree: 404, which google-auth reads as the default.
+    assert_eq!(allowed.ok("universe"), "googleapis.com");
+    assert_id_token(allowed.ok("id_token"), AUDIENCE);
+    allowed.refused("id_token_other_audience", &["403", "concealed-path"]);
+
+    // The denied pod: not on GCE as far as default() can tell (its ping is refused), and every
+    // read fails on the 403.
+    denied.refused("default", &["DefaultCredentialsError"]);
+    denied.refused("token", &["RefreshError", "403"]);
+    denied.refused("universe", &["403"]);
+    denied.refused("id_token", &["403"]);
+    denied.refused("id_token_other_audience", &["403"]);
+
+    let v1 = "/computeMetadata/v1";
+    let (prod, other_audience) = split_refused(&from(&audit, PROD));
+    assert_denied(&other_audience, "imds/prod-5c7b9", "concealed-path");
+    assert_allowed(
+        &prod,
+        &[
+            "/",
+            &format!("{v1}/project/project-id"),
+            &format!("{v1}/instance/service-accounts/default/?recursive=true"),
+            &format!("{v1}/instance/service-accounts/default/token"),
+            &format!("{v1}/instance/service-accounts/default/identity"),
+            &format!("{v1}/universe/universe-domain"),
+        ],
+    );
+    assert_denied(&from(&audit, TEST), "imds/test-6d8f", "no-rule");
+    eprintln!("clients: {}", allowed.versions());
+}
+
+#[test]
+fn gcp_gcp_metadata_and_google_auth_library_node_get_data_and_tokens_for_the_allowed_pod_only() {
+    let mut lab = gcp_lab();
+    let project = lab.direct("/computeMetadata/v1/project/project-id", &[GOOGLE]);
+    let id = lab.direct("/computeMetadata/v1/instance/id", &[GOOGLE]);
+    let (allowed, denied, audit) = allowed_then_denied(&mut lab, "gcp_metadata.js", gcp_env);
+
+    assert_eq!(allowed.ok("instance_id"), id.as_str());
+    assert_eq!(allowed.ok("project_id"), project.as_str());
+    let token = allowed.ok("metadata_token");
+    assert!(
+        token["token"].as_str().unwrap().starts_with("ya29."),
+        "{token}"
+    );
+    assert!(token["expires_in"].as_u64().unwrap() > 60, "{token}");
+    let client = allowed.ok("auth_client");
+    assert_eq!(client["class"], "Compute", "{client}");
+    assert_eq!(client["project"], project.as_str());
+    assert!(allowed.ok("auth_token")["token"]
+        .as_str()
+        .unwrap()
+        .starts_with("ya29."));
+    assert_id_token(allowed.ok("auth_id_token"), AUDIENCE);
+
+    for step in ["instance_id", "project_id", "metadata_token"] {
+        denied.refused(step, &["403"]);
+    }
+    // google-auth-library takes the refused project lookup for "no project here".
+    denied.refused("auth_client", &["Unable to detect a Project Id"]);
+    denied.refused("auth_token", &["403"]);
+    denied.refused("auth_id_token", &["403"]);
+
+    let v1 = "/computeMetadata/v1";
+    assert_allowed(
+        &from(&audit, PROD),
+        &[
+            &format!("{v1}/instance/id"),
+            &format!("{v1}/project/project-id"),
+            &format!("{v1}/instance/service-accounts/default/token"),
+            &format!("{v1}/instance/service-accounts/default/identity"),
+        ],
+    );
+    assert_denied(&from(&audit, TEST), "imds/test-6d8f", "no-rule");
+    eprintln!("clients: {}", allowed.versions());
+}
+
+// ---- Azure ----
+
+/// Tokens for Key Vault only: any other resource is refused by the query constraint.
+const AZURE_ALLOW: &[&str] = &["/metadata/identity/oauth2/token?resource=https://vault.azure.net"];
+
+fn azure_env(pod: &str) -> Vec<(&'static str, String)> {
+    vec![(
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+        format!("http://{pod}:{PORT}"),
+    )]
+}
+
+fn azure_lab() -> Lab {
+    let mut lab = Lab::new("azure", &[], &[]);
+    lab.start_guard(&config("azure", &listen_all(), SEED_PODS, AZURE_ALLOW));
+    lab
+}
+
+/// The allowed pod gets a Key Vault token, not a management one; the denied pod neither.
+fn check_azure(allowed: &Report, denied: &Report, audit: &[Value]) {
+    let vault = allowed.ok("vault");
+    assert!(!vault["token"].as_str().unwrap().is_empty(), "{vault}");
+    assert!(vault["expires_in"].as_i64().unwrap() > 60, "{vault}");
+    // Both libraries read the refusal's JSON body as an OAuth error (`error`, and
+    // `error_description`, which the guard's body does not have) and never show its status.
+    allowed.refused("management", &["forbidden"]);
+    denied.refused("vault", &["forbidden"]);
+    denied.refused("management", &["forbidden"]);
+
+    let token = "/metadata/identity/oauth2/token";
+    let prod = from(audit, PROD);
+    let (vault, management) = split_refused(&prod);
+    assert!(
+        !vault.is_empty()
+            && vault
+                .iter()
+                .all(|e| e["status"] == 200 && text(e, "path").starts_with(token)),
+        "no Key Vault token answered 200:\n{}",
+        briefs(&prod)
+    );
+    assert_allowed(&vault, &[]);
+    // The other resource: the path is allowed, its query is not.
+    assert_denied(&management, "imds/prod-5c7b9", "path-not-allowed");
+    assert_denied(&from(audit, TEST), "imds/test-6d8f", "no-rule");
+}
+
+#[test]
+fn azure_identity_python_gets_a_token_for_the_allowed_pod_and_resource_only() {
+    let mut lab = azure_lab();
+    let (allowed, denied, audit) = allowed_then_denied(&mut lab, "azure_identity.py", azure_env);
+    check_azure(&allowed, &denied, &audit);
+    eprintln!("clients: {}", allowed.versions());
+}
+
+#[test]
+fn azure_identity_node_gets_a_token_for_the_allowed_pod_and_resource_only() {
+    let mut lab = azure_lab();
+    let (allowed, denied, audit) = allowed_then_denied(&mut lab, "azure_identity.js", azure_env);
+    check_azure(&allowed, &denied, &audit);
+    eprintln!("clients: {}", allowed.versions());
+}
+
+// ---- OCI ----
+
+#[test]
+fn oci_instance_principal_reads_its_identity_for_the_allowed_pod_only() {
+    let mut lab = Lab::new("oci", &[], &[]);
+    lab.start_guard(&config(
+        "oci",
+        &listen_all(),
+        SEED_PODS,
+        &["/opc/v2/identity/**", "/opc/v2/instance/region"],
+    ));
+    let bearer = "Authorization: Bearer Oracle";
+    let region = lab.direct("/opc/v2/instance/region", &[bearer]);
+    let cert = lab.direct("/opc/v2/identity/cert.pem", &[bearer]);
+    let env = |pod: &str| {
+        vec![(
+            "OCI_METADATA_BASE_URL",
+            format!("http://{pod}:{PORT}/opc/v2"),
+        )]
+    };
+    let (allowed, denied, audit) = allowed_then_denied(&mut lab, "oci_metadata.py", env);
+
+    let signer = allowed.ok("signer");
+    assert_eq!(
+        signer["metadata_base_url"],
+        format!("http://{PROD}:{PORT}/opc/v2")
+    );
+    // The region as the SDK maps the emulator's short name.
+    assert!(
+        signer["region"]
+            .as_str()
+            .unwrap()
+            .contains(region.trim().to_lowercase().as_str())
+            || region.trim() == "iad" && signer["region"] == "us-ashburn-1",
+        "{signer}"
+    );
+    assert!(
+        signer["tenancy_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("ocid1.tenancy."),
+        "{signer}"
+    );
+    assert_eq!(signer["key_matches_certificate"], true, "{signer}");
+    assert_eq!(signer["presented_leaf_is_served_leaf"], true, "{signer}");
+    assert_eq!(signer["presented_intermediates"], 1, "{signer}");
+    assert!(cert.contains("BEGIN CERTIFICATE"));
+    assert!(!signer["security_token"].as_str().unwrap().is_empty());
+
+    denied.refused("signer", &["403"]);
+
+    assert_allowed(
+        &from(&audit, PROD),
+        &[
+            "/opc/v2/identity/cert.pem",
+            "/opc/v2/identity/key.pem",
+            "/opc/v2/identity/intermediate.pem",
+            "/opc/v2/instance/region",
+        ],
+    );
+    assert_denied(&from(&audit, TEST), "imds/test-6d8f", "no-rule");
+    eprintln!("clients: {}", allowed.versions());
+}
+
+// ---- Alibaba ----
+
+#[test]
+fn alibaba_ecs_ram_role_gets_credentials_at_the_fixed_address_for_the_allowed_pod_only() {
+    // Hardened mode: a read without a token is refused by the service itself.
+    let mut lab = Lab::new(
+        "alibaba",
+        &["100.100.100.200/32"],
+        &["--tokens", "required"],
+    );
+    let listen = format!("{ALIBABA}:80");
+    let allow = &["/latest/meta-data/ram/security-credentials/**"];
+    let env = |fallback: bool| {
+        let mut env = vec![];
+        if !fallback {
+            env.push(("ALIBABA_CLOUD_IMDSV1_DISABLED", "true".to_owned()));
+        }
+        env
+    };
+
+    // 100.100.100.200 is prod.
+    lab.start_guard(&config(
+        "alibaba",
+        &listen,
+        &[(ALIBABA, "prod-5c7b9", "prod")],
+        allow,
+    ));
+    let before = lab.emulator_seen().len();
+    let allowed = lab.client("alibaba_credentials.py", &env(false));
+    let seen = lab.emulator_seen()[before..].to_vec();
+    let audit = lab.stop_guard();
+    eprintln!(
+        "{}audit:\n{}emulator: {seen:?}",
+        allowed.summary(),
+        briefs(&audit.iter().collect::<Vec<_>>())
+    );
+    let got = allowed.ok("credentials");
+    assert!(
+        got["access_key_id"].as_str().unwrap().starts_with("STS."),
+        "{got}"
+    );
+    assert_eq!(got["has_secret"], true);
+    assert!(!got["security_token"].as_str().unwrap().is_empty());
+    assert_eq!(got["provider"], "ecs_ram_role");
+    let events: Vec<&Value> = audit.iter().collect();
+    assert_allowed(
+        &events,
+        &[
+            "/latest/api/token",
+            "/latest/meta-data/ram/security-credentials/",
+        ],
+    );
+    assert!(
+        events.iter().all(|e| text(e, "imds_version") == "v2"),
+        "a read without a token:\n{}",
+        briefs(&events)
+    );
+    let forwarded = audit.iter().filter(|e| !e["upstream_ms"].is_null()).count();
+    assert!(!seen.is_empty(), "nothing reached the emulator");
+    assert_eq!(forwarded, seen.len(), "the emulator saw {seen:?}");
+
+    // 100.100.100.200 is test: refused, with and without the tokenless fall-back.
+    lab.start_guard(&config(
+        "alibaba",
+        &listen,
+        &[(ALIBABA, "test-6d8f", "test")],
+        allow,
+    ));
+    let before = lab.emulator_seen().len();
+    let strict = lab.client("alibaba_credentials.py", &env(false));
+    let lenient = lab.client("alibaba_credentials.py", &env(true));
+    assert_eq!(
+        lab.emulator_seen()[before..],
+        [] as [String; 0],
+        "the denied pod's requests reached the emulator"
+    );
+    let audit = lab.stop_guard();
+    eprintln!(
+        "{}{}audit:\n{}",
+        strict.summary(),
+        lenient.summary(),
+        briefs(&audit.iter().collect::<Vec<_>>())
+    );
+    strict.refused("credentials", &["403"]);
+    lenient.refused("credentials", &["403"]);
+    let events: Vec<&Value> = audit.iter().collect();
+    assert_denied(&events, "imds/test-6d8f", "no-rule");
+    // Without IMDSV1_DISABLED the client falls back to tokenless reads: refused as well.
+    assert!(
+        events
+            .iter()
+            .any(|e| text(e, "method") == "GET" && text(e, "imds_version") == "v1"),
+        "no tokenless fall-back was seen:\n{}",
+        briefs(&events)
+    );
+    eprintln!("clients: {}", allowed.versions());
+}
