@@ -15,8 +15,8 @@
 # Environment: IMDS_GUARD_CLOUD=aws|gcp|azure|alibaba|oci|openstack (default aws: imds-guard's
 # [upstream] cloud): whose metadata server is intercepted. Its IPv4 address on port 80
 # (100.100.100.200 for alibaba, 169.254.169.254 for the others) goes to LISTEN; its IPv6 endpoint
-# (aws fd00:ec2::254, oci fd00:c1::a9fe:a9fe, openstack fe80::a9fe:a9fe) is redirected with a
-# [::] LISTEN and rejected otherwise; the ports the guard cannot inspect (gcp: 443, its HTTPS
+# (aws fd00:ec2::254, gcp fd20:ce::254, oci fd00:c1::a9fe:a9fe, openstack fe80::a9fe:a9fe) is
+# redirected with a [::] LISTEN and rejected otherwise; the ports the guard cannot inspect (gcp: 443, its HTTPS
 # endpoint) are rejected with a TCP reset in filter FORWARD (sidecar: OUTPUT).
 # IMDS_GUARD_BACKEND=auto|legacy|nft (default auto: the backend the host uses).
 # IMDS_GUARD_SAVE_V4 / IMDS_GUARD_SAVE_V6 (with --print): files holding iptables-save /
@@ -40,7 +40,7 @@ v6_addr=""
 reject_ports=""
 case "$cloud" in
   aws) v6_addr=fd00:ec2::254 ;;
-  gcp) reject_ports=443 ;;
+  gcp) v6_addr=fd20:ce::254 reject_ports=443 ;;
   azure) ;;
   alibaba) v4_addr=100.100.100.200 ;;
   oci) v6_addr=fd00:c1::a9fe:a9fe ;;

@@ -23,6 +23,10 @@ struct Body<'a> {
     reason: &'a str,
     pod: Option<&'a str>,
     rule: Option<&'a str>,
+    /// In front of Azure: the OAuth-style description MSAL-based clients show (they read a token
+    /// answer's body as an OAuth error, whatever its status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<String>,
 }
 
 /// The answer for `refusal`, naming the pod and the rule when there are.
@@ -34,7 +38,15 @@ pub fn refusal(
 ) -> Response<Full<Bytes>> {
     let d = refusal.disposition_in(cloud);
     let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN);
-    let mut response = Response::new(Full::new(Bytes::from(body(&d, pod, rule))));
+    let description = (cloud == Cloud::Azure).then(|| {
+        format!(
+            "imds-guard refused this request: {} (pod {}, rule {})",
+            d.reason,
+            pod.unwrap_or("-"),
+            rule.unwrap_or("-")
+        )
+    });
+    let mut response = Response::new(Full::new(Bytes::from(body(&d, pod, rule, description))));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -68,7 +80,7 @@ pub fn connection_refusal(cloud: Cloud) -> &'static [u8] {
 
 fn connection_refusal_text(extra: Option<(&str, &str)>) -> Vec<u8> {
     let d = Refusal::ConnectionLimit.disposition();
-    let body = body(&d, None, None);
+    let body = body(&d, None, None, None);
     let reason = StatusCode::from_u16(d.status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -90,12 +102,18 @@ fn connection_refusal_text(extra: Option<(&str, &str)>) -> Vec<u8> {
     out
 }
 
-fn body(d: &Disposition, pod: Option<&str>, rule: Option<&str>) -> Vec<u8> {
+fn body(
+    d: &Disposition,
+    pod: Option<&str>,
+    rule: Option<&str>,
+    error_description: Option<String>,
+) -> Vec<u8> {
     let body = Body {
         error: d.error,
         reason: d.reason,
         pod,
         rule,
+        error_description,
     };
     // Serialising four strings cannot fail; fall back to a fixed body rather than panic anyway.
     serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":\"error\"}".to_vec())
@@ -127,6 +145,30 @@ mod tests {
             body_json(r).await,
             serde_json::json!({"error":"forbidden","reason":"path-not-allowed","pod":"imds/test-6d8f","rule":null})
         );
+    }
+
+    #[tokio::test]
+    async fn azure_refusals_carry_a_description_for_msal() {
+        let r = refusal(
+            Refusal::Denied(Reason::PathNotAllowed),
+            Cloud::Azure,
+            Some("imds/prod"),
+            None,
+        );
+        let json = body_json(r).await;
+        assert_eq!(json["error"], "forbidden");
+        assert_eq!(
+            json["error_description"],
+            "imds-guard refused this request: path-not-allowed (pod imds/prod, rule -)"
+        );
+        let aws = body_json(refusal(
+            Refusal::Denied(Reason::PathNotAllowed),
+            Cloud::Aws,
+            None,
+            None,
+        ))
+        .await;
+        assert!(aws.get("error_description").is_none());
     }
 
     #[test]

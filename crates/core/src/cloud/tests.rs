@@ -26,6 +26,7 @@ fn addresses_per_cloud() {
     );
     assert_eq!(Cloud::Aws.ipv6().unwrap().to_string(), "fd00:ec2::254");
     assert!(Cloud::Azure.ipv6().is_none());
+    assert_eq!(Cloud::Gcp.ipv6().unwrap().to_string(), "fd20:ce::254");
     assert_eq!(Cloud::Gcp.uninspectable_ports(), &[443]);
 }
 

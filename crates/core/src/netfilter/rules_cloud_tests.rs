@@ -56,7 +56,11 @@ fn each_cloud_s_address_is_dnated_and_its_ipv6_endpoint_refused() {
     };
     let v6 = |addr: &str| format!("ip6tables -t filter -A IMDS-GUARD -d {addr}/128 {ADM}");
     let cases: [(Cloud, &str, &[&str]); 5] = [
-        (Cloud::Gcp, "169.254.169.254", &["::ffff:169.254.169.254"]),
+        (
+            Cloud::Gcp,
+            "169.254.169.254",
+            &["::ffff:169.254.169.254", "fd20:ce::254"],
+        ),
         (Cloud::Azure, "169.254.169.254", &["::ffff:169.254.169.254"]),
         (
             Cloud::Alibaba,
