@@ -20,8 +20,8 @@
 //!
 //! Each test shows: the allowed pod's client gets its token or data (checked against what the
 //! emulator itself serves); the denied pod's fails cleanly and fast, with an error naming the 403
-//! (or, for the Azure libraries, which read only the body of a token answer, its `"error":
-//! "forbidden"`); the guard's audit lines show each request with its decision and reason; the
+//! (or, for the Azure libraries, which read only the body of a token answer, its
+//! `error_description`: the guard's reason and the pod); the guard's audit lines show each request with its decision and reason; the
 //! emulator is reached while the allowed client runs and never while the denied one does (its
 //! debug log, one line per request, says what reached it).
 //!
@@ -214,10 +214,11 @@ fn check_azure(allowed: &Report, denied: &Report, audit: &[Value]) {
     assert!(!vault["token"].as_str().unwrap().is_empty(), "{vault}");
     assert!(vault["expires_in"].as_i64().unwrap() > 60, "{vault}");
     // Both libraries read the refusal's JSON body as an OAuth error (`error`, and
-    // `error_description`, which the guard's body does not have) and never show its status.
-    allowed.refused("management", &["forbidden"]);
-    denied.refused("vault", &["forbidden"]);
-    denied.refused("management", &["forbidden"]);
+    // `error_description`, which the guard writes in front of Azure) and never show its status:
+    // the reason and the pod reach the user through the description.
+    allowed.refused("management", &["path-not-allowed", "imds/prod-5c7b9"]);
+    denied.refused("vault", &["no-rule", "imds/test-6d8f"]);
+    denied.refused("management", &["no-rule"]);
 
     let token = "/metadata/identity/oauth2/token";
     let prod = from(audit, PROD);
