@@ -22,6 +22,8 @@ mod canonical;
 mod clouds;
 #[path = "bypass/corpus.rs"]
 mod corpus;
+#[path = "bypass/findings.rs"]
+mod findings;
 #[path = "bypass/gcp.rs"]
 mod gcp;
 #[path = "bypass/lenient.rs"]
@@ -330,6 +332,37 @@ async fn alibaba_corpus_forwards_nothing_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openstack_corpus_forwards_nothing_denied() {
     clouds::check_corpus(clouds::openstack(), others::openstack(), 50).await;
+}
+
+/// Gaps found by the per-cloud corpus (`tests/bypass/findings.rs`): each fails until closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_gcp_legacy_tree_spellings_are_refused() {
+    clouds::check_corpus(clouds::gcp(), findings::gcp_legacy_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_azure_instance_document_spellings_are_aggregates() {
+    clouds::check_corpus(clouds::azure(), findings::azure_document_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_oci_instance_document_spellings_are_aggregates() {
+    clouds::check_corpus(clouds::oci(), findings::oci_document_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_alibaba_meta_data_all_spellings_are_aggregates() {
+    clouds::check_corpus(clouds::alibaba(), findings::alibaba_all_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_azure_denied_resource_spellings_are_denied() {
+    clouds::check_corpus(clouds::azure(), findings::azure_resource_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_gcp_escaped_separators_in_free_text_values() {
+    clouds::check_corpus(clouds::gcp(), findings::gcp_decode_before_split(), 1).await;
 }
 
 /// The per-cloud checks can fail: with the denies removed, what each policy denied is caught
