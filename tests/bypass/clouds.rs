@@ -157,53 +157,6 @@ pub fn openstack() -> Profile {
     }
 }
 
-/// The query of a forwarded target must be canonical: `key=value` pairs joined by `&`, keys of
-/// letters, digits, `-` and `_`, values of unreserved characters and upper-case `%XX`, no key
-/// twice.
-pub fn query_problems(query: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut keys: Vec<&str> = Vec::new();
-    for pair in query.split('&') {
-        let Some((key, value)) = pair.split_once('=') else {
-            problems.push(format!("pair {pair:?} without `=`"));
-            continue;
-        };
-        if key.is_empty()
-            || !key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            problems.push(format!("key {key:?}"));
-        }
-        if keys.contains(&key) {
-            problems.push(format!("key {key:?} twice"));
-        }
-        keys.push(key);
-        let bytes = value.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            if b == b'%' {
-                let hex = |k: usize| {
-                    bytes
-                        .get(i + k)
-                        .is_some_and(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b))
-                };
-                if !(hex(1) && hex(2)) {
-                    problems.push(format!("escape in {value:?} is not %XX upper-case"));
-                }
-                i += 3;
-            } else {
-                if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')) {
-                    problems.push(format!("{:?} unescaped in {value:?}", char::from(b)));
-                }
-                i += 1;
-            }
-        }
-    }
-    problems
-}
-
 /// Everything wrong with what reached the upstream.
 pub fn forwarded_problems(profile: &Profile, seen: &[Seen]) -> Vec<String> {
     let mut problems = Vec::new();
@@ -216,7 +169,7 @@ pub fn forwarded_problems(profile: &Profile, seen: &[Seen]) -> Vec<String> {
         let mut bad = canonical::canonical_problems(path);
         bad.extend(canonical::decoding_problems(path));
         if let Some(q) = query {
-            bad.extend(query_problems(q));
+            bad.extend(canonical::query_problems(q));
         }
         if !bad.is_empty() {
             problems.push(format!(
