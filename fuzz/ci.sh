@@ -33,8 +33,11 @@ for run in "${runs[@]}"; do
     runs_done=$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -1)
     echo "fuzz: $name: ${runs_done:-finished} (no crash)"
   else
-    echo "fuzz: $name FAILED; the end of its log ($log):"
-    tail -n 60 "$log"
+    echo "fuzz: $name FAILED (whole log: fuzz/$log):"
+    grep -A4 'panicked at' "$log" | head -c 4000 || true
+    echo
+    grep -E 'SUMMARY|Test unit written' "$log" || tail -n 30 "$log"
+    grep -A3 'Reproduce with' "$log" || true
     exit 1
   fi
 done
