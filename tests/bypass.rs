@@ -7,13 +7,31 @@
 //! user-data marker, credential JSON), so anything forwarded is both recorded and visible to
 //! the client. Each case gets a guard and recorder of its own, so what was forwarded is known
 //! per case, and the cases run concurrently.
+//!
+//! The same corpus idea in front of GCP, Azure, OCI, Alibaba and OpenStack: `bypass/clouds.rs`
+//! (profiles and checks), `bypass/oracle.rs` (what the most lenient server of each would read
+//! and hand out), and the cases in `bypass/gcp.rs`, `bypass/azure.rs` and `bypass/others.rs`.
 
 mod support;
 
+#[path = "bypass/azure.rs"]
+mod azure;
+#[path = "bypass/canonical.rs"]
+mod canonical;
+#[path = "bypass/clouds.rs"]
+mod clouds;
 #[path = "bypass/corpus.rs"]
 mod corpus;
+#[path = "bypass/findings.rs"]
+mod findings;
+#[path = "bypass/gcp.rs"]
+mod gcp;
 #[path = "bypass/lenient.rs"]
 mod lenient;
+#[path = "bypass/oracle.rs"]
+mod oracle;
+#[path = "bypass/others.rs"]
+mod others;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -288,6 +306,100 @@ async fn bypass_corpus_forwards_nothing_denied() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The same promises in front of each other cloud: `tests/bypass/clouds.rs` and its corpora.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::gcp(), gcp::cases(), 240).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::azure(), azure::cases(), 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::oci(), others::oci(), 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alibaba_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::alibaba(), others::alibaba(), 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openstack_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::openstack(), others::openstack(), 50).await;
+}
+
+/// Gaps found by the per-cloud corpus (`tests/bypass/findings.rs`): each fails until closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_gcp_legacy_tree_spellings_are_refused() {
+    clouds::check_corpus(clouds::gcp(), findings::gcp_legacy_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_azure_instance_document_spellings_are_aggregates() {
+    clouds::check_corpus(clouds::azure(), findings::azure_document_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_oci_instance_document_spellings_are_aggregates() {
+    clouds::check_corpus(clouds::oci(), findings::oci_document_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_alibaba_meta_data_all_spellings_are_aggregates() {
+    clouds::check_corpus(clouds::alibaba(), findings::alibaba_all_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_azure_denied_resource_spellings_are_denied() {
+    clouds::check_corpus(clouds::azure(), findings::azure_resource_spellings(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_gcp_escaped_separators_in_free_text_values() {
+    clouds::check_corpus(clouds::gcp(), findings::gcp_decode_before_split(), 1).await;
+}
+
+/// The per-cloud checks can fail: with the denies removed, what each policy denied is caught
+/// at the upstream and at the client (so a green corpus means something).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_checks_catch_a_guard_that_forwards_denied_material() {
+    let get = |target: &str, header: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n{header}\r\n").into_bytes()
+    };
+    for (profile, target, header) in [
+        (
+            clouds::gcp(),
+            "/computeMetadata/v1/instance/attributes/?recursive=true",
+            "Metadata-Flavor: Google\r\n",
+        ),
+        (
+            clouds::azure(),
+            "/metadata/instance?api-version=2021-02-01",
+            "Metadata: true\r\n",
+        ),
+        (
+            clouds::oci(),
+            "/opc/v2/instance/",
+            "Authorization: Bearer Oracle\r\n",
+        ),
+        (clouds::alibaba(), "/latest/meta-data/all", ""),
+        (clouds::openstack(), "/openstack/latest/user_data", ""),
+    ] {
+        let profile = std::sync::Arc::new(clouds::Profile {
+            deny: &[],
+            ..profile
+        });
+        let o = clouds::run_case(profile, target.into(), get(target, header)).await;
+        let all = o.problems.join("\n");
+        assert!(all.contains("hands out"), "{target}: {all}");
+        assert!(all.contains("client received"), "{target}: {all}");
+    }
 }
 
 /// The checks above can fail: a guard that does allow user-data and credentials is caught both

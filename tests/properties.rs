@@ -7,18 +7,29 @@
 //! could decode into a separator or a dot segment) and a fixed point; a decision depends only on
 //! the canonical form; and no accepted target that the policy allows can be read by a lenient
 //! server as a path the policy denies.
+//!
+//! The same promises for the query reader and the pattern matchers (the fuzz targets in `fuzz/`
+//! check them on unbounded input): `query::parse` never panics, and what it accepts has a
+//! canonical form of unreserved characters, upper-case `%XX`, `=` and `&` that parses back to the
+//! same query; `query::read` never panics for any cloud, and what it accepts is a canonical path
+//! whose canonical target reads again the same; `PathPattern::parse_with_query` and the matchers
+//! never panic, and a lenient match is always a match "at or below".
 
 #[path = "bypass/canonical.rs"]
 mod canonical;
 #[path = "bypass/lenient.rs"]
 mod lenient;
+#[path = "bypass/queries.rs"]
+mod queries;
 
 use std::collections::BTreeMap;
 
+use imds_guard::cloud::{Cloud, ALL as CLOUDS};
 use imds_guard::imds::Method;
 use imds_guard::inventory::Pod;
 use imds_guard::policy::pattern::PathPattern;
 use imds_guard::policy::{Decision, Facts, Imdsv2, Policy, Rule, Selector, Verdict};
+use imds_guard::query;
 use imds_guard::target::{parse_target, CanonicalPath};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -400,4 +411,141 @@ fn the_generators_cover_the_boundary() {
         allowed > 80 && denied > 80,
         "allowed {allowed}, denied {denied}"
     );
+}
+
+/// Whether `path` has no upper-case letter outside the hex digits of its escapes (Azure's paths are
+/// read in lower case).
+fn lower_case_but_escapes(path: &str) -> bool {
+    let mut parts = path.split('%');
+    let first = parts.next().unwrap_or("");
+    std::iter::once(first)
+        .chain(parts.map(|s| s.get(2..).unwrap_or("")))
+        .flat_map(str::bytes)
+        .all(|b| !b.is_ascii_uppercase())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// `query::parse` never panics; what it accepts has a canonical form of unreserved
+    /// characters, upper-case `%XX`, `=` and `&`, which parses back to the same query.
+    #[test]
+    fn the_query_reader_is_canonical_and_a_fixed_point(raw in queries::query_strings()) {
+        let Ok(parsed) = query::parse(&raw) else { return Ok(()) };
+        let canonical = parsed.canonical();
+        let problems = canonical::query_problems(&canonical);
+        prop_assert!(problems.is_empty(), "{:?} -> {:?}: {:?}", raw, canonical, problems);
+        prop_assert_eq!(query::parse(&canonical), Ok(parsed.clone()), "{:?} -> {:?}", raw, canonical);
+        prop_assert_eq!(parsed.canonical(), canonical);
+    }
+
+    /// `query::read` never panics for any cloud; what it accepts is a canonical path (in lower
+    /// case on Azure) whose canonical target reads again as the same path and query, and the
+    /// cloud's per-path rules never panic on it.
+    #[test]
+    fn every_cloud_reads_targets_into_canonical_forms(target in queries::cloud_targets()) {
+        for cloud in CLOUDS {
+            let Ok((path, q)) = query::read(cloud, &target) else { continue };
+            let mut problems = canonical::canonical_problems(path.as_str());
+            problems.extend(canonical::decoding_problems(path.as_str()));
+            prop_assert!(problems.is_empty(), "{} {:?} -> {}: {:?}", cloud, target, path, problems);
+            if cloud == Cloud::Azure {
+                prop_assert!(lower_case_but_escapes(path.as_str()), "{:?} -> {}", target, path);
+            }
+            let again = if q.is_empty() {
+                path.as_str().to_owned()
+            } else {
+                format!("{path}?{}", q.canonical())
+            };
+            prop_assert_eq!(
+                query::read(cloud, &again),
+                Ok((path.clone(), q.clone())),
+                "{} {:?} -> {:?}", cloud, target, again
+            );
+            let _ = (cloud.endpoint(&path), cloud.is_legacy(&path), cloud.gated(&path));
+            let _ = cloud.aggregate_root(&path, &q);
+        }
+    }
+
+    /// Patterns with query constraints compile or are refused without a panic, and the matchers
+    /// take any segments (they are public): a lenient match is always a match "at or below" (the
+    /// aggregate check is never looser than the path check), and covering implies matching.
+    #[test]
+    fn patterns_never_panic_and_lenient_matches_are_matches_at_or_below(
+        source in queries::pattern_sources(),
+        segments in queries::raw_segments(),
+        raw_query in queries::query_strings(),
+    ) {
+        let Ok(pattern) = PathPattern::parse_with_query(&source) else { return Ok(()) };
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let lenient = pattern.matches_segments(&segments, true);
+        prop_assert!(!lenient || pattern.matches_at_or_below(&segments), "{:?} {:?}", source, segments);
+        prop_assert!(
+            !pattern.covers(&segments) || pattern.matches_segments(&segments, false),
+            "{:?} {:?}", source, segments
+        );
+        let q = query::parse(&raw_query).unwrap_or_default();
+        let _ = (pattern.matches_query(&q, false), pattern.matches_query(&q, true));
+    }
+}
+
+/// The query generators reach accepted queries and targets often enough for the properties above
+/// to mean something.
+#[test]
+fn the_query_generators_reach_accepted_input() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (queries, targets, patterns) = (
+        queries::query_strings(),
+        queries::cloud_targets(),
+        queries::pattern_sources(),
+    );
+    let (mut parsed, mut gcp, mut azure, mut compiled) = (0, 0, 0, 0);
+    for _ in 0..2000 {
+        let raw = queries.new_tree(&mut runner).unwrap().current();
+        parsed += usize::from(query::parse(&raw).is_ok());
+        let target = targets.new_tree(&mut runner).unwrap().current();
+        gcp += usize::from(query::read(Cloud::Gcp, &target).is_ok_and(|(_, q)| !q.is_empty()));
+        azure += usize::from(query::read(Cloud::Azure, &target).is_ok_and(|(_, q)| !q.is_empty()));
+        let source = patterns.new_tree(&mut runner).unwrap().current();
+        compiled += usize::from(PathPattern::parse_with_query(&source).is_ok());
+    }
+    assert!(parsed > 300, "only {parsed} of 2000 queries parsed");
+    assert!(
+        gcp > 10 && azure > 4,
+        "targets with a query read: gcp {gcp}, azure {azure}"
+    );
+    assert!(compiled > 300, "only {compiled} of 2000 patterns compiled");
+}
+
+/// Found by the `query_parse` fuzz target: a query within `MAX_QUERY_LEN` whose canonical form is
+/// longer (every `:` becomes `%3A`) is accepted, and then its canonical form — what is forwarded,
+/// and what a re-read sees — is refused as too long: not a fixed point. The same holds for
+/// `query::read` on a GCP target. (Refusing the query, or accepting its canonical form, both
+/// make this pass.)
+#[test]
+fn a_long_query_s_canonical_form_is_a_fixed_point() {
+    let raw = format!("last_etag={}", ":".repeat(1000));
+    if let Ok(parsed) = query::parse(&raw) {
+        let canonical = parsed.canonical();
+        assert_eq!(
+            query::parse(&canonical),
+            Ok(parsed.clone()),
+            "{} bytes accepted; the canonical form of {} bytes does not parse back",
+            raw.len(),
+            canonical.len()
+        );
+    }
+    let target = format!("/computeMetadata/v1/instance/attributes/?{raw}");
+    if let Ok((path, q)) = query::read(Cloud::Gcp, &target) {
+        assert_eq!(
+            query::read(Cloud::Gcp, &format!("{path}?{}", q.canonical())),
+            Ok((path, q))
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! a fixed point, and decodes (as a lenient server would) to the same segments.
 #![no_main]
 
+// Its query checks are used by query_parse.
+#[allow(dead_code)]
 #[path = "../../tests/bypass/canonical.rs"]
 mod canonical;
 // Only its decoder is used here.

@@ -1,5 +1,5 @@
-//! What the strict reader promises about every path it accepts, as checks that report each broken
-//! promise: shared by the property tests and the fuzz targets.
+//! What the strict readers promise about every path and query they accept, as checks that report
+//! each broken promise: shared by the bypass corpus, the property tests and the fuzz targets.
 
 use super::lenient;
 
@@ -55,6 +55,53 @@ pub fn decoding_problems(path: &str) -> Vec<String> {
     }
     if decoded.split('/').any(|s| s == "." || s == "..") {
         problems.push(format!("decodes to {decoded:?}: dot segment"));
+    }
+    problems
+}
+
+/// Everything wrong with `query` (without its `?`) as a canonical query: `key=value` pairs joined by `&`, keys of
+/// letters, digits, `-` and `_`, values of unreserved characters and upper-case `%XX`, no key
+/// twice.
+pub fn query_problems(query: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
+    for pair in query.split('&') {
+        let Some((key, value)) = pair.split_once('=') else {
+            problems.push(format!("pair {pair:?} without `=`"));
+            continue;
+        };
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            problems.push(format!("key {key:?}"));
+        }
+        if keys.contains(&key) {
+            problems.push(format!("key {key:?} twice"));
+        }
+        keys.push(key);
+        let bytes = value.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b == b'%' {
+                let hex = |k: usize| {
+                    bytes
+                        .get(i + k)
+                        .is_some_and(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b))
+                };
+                if !(hex(1) && hex(2)) {
+                    problems.push(format!("escape in {value:?} is not %XX upper-case"));
+                }
+                i += 3;
+            } else {
+                if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')) {
+                    problems.push(format!("{:?} unescaped in {value:?}", char::from(b)));
+                }
+                i += 1;
+            }
+        }
     }
     problems
 }
