@@ -264,8 +264,10 @@ fn gcp(path: &[String], query: &Pairs) -> Vec<String> {
     let recursive = get(query, "recursive").is_some_and(truthy);
     GCP_SECRETS
         .iter()
-        .filter(|(_, at)| {
-            if recursive {
+        .filter(|(name, at)| {
+            // Identity tokens are made on request, not stored: no recursive answer holds one
+            // (the account's recursive read gives email, aliases and scopes).
+            if recursive && *name != "identity token" {
                 at_or_above(&rest, at)
             } else {
                 is(&rest, at)
@@ -412,7 +414,11 @@ mod tests {
         for q in ["recursive=false", "alt=json", "recursive=no"] {
             assert!(gcp(&format!("{attrs}?{q}")).is_empty(), "{q}");
         }
-        assert!(gcp("/?recursive=true").len() == GCP_SECRETS.len());
+        // Everything stored below the root; identity tokens only where they are asked for.
+        assert_eq!(gcp("/?recursive=true"), ["kube-env", "startup-script"]);
+        let identity = "/computeMetadata/v1/instance/service-accounts/default/identity";
+        assert_eq!(gcp(identity), ["identity token"]);
+        assert!(gcp("/computeMetadata/v1/instance/service-accounts/?recursive=true").is_empty());
         assert!(!gcp("/0.1/meta-data/attributes/kube-env").is_empty());
         assert!(!gcp("/computeMetadata/v1beta1/instance/?recursive=true").is_empty());
         assert!(gcp("/computeMetadata/v1/project/?recursive=true").is_empty());

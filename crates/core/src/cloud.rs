@@ -376,45 +376,38 @@ impl Cloud {
 
     /// Legacy trees the guard refuses whatever the policy (GCP's `/0.1/` and `v1beta1`, which need
     /// no header and so are open to any forged request).
+    /// Read leniently, as deny patterns read paths (case, escapes, trailing dots and spaces,
+    /// segments of dots): a spelling a lenient server takes for a legacy tree is one.
     pub fn is_legacy(self, path: &CanonicalPath) -> bool {
-        let p = path.as_str().to_ascii_lowercase();
-        match self {
-            Self::Gcp => under(&p, "/0.1") || under(&p, "/computemetadata/v1beta1"),
-            _ => false,
-        }
+        self == Self::Gcp && GCP_LEGACY.iter().any(|p| p.matches(path, true))
     }
 
     /// When a read returns a whole subtree (GCP `recursive=true`, Azure's instance document, OCI's
     /// instance document, Alibaba's `meta-data/all`): the root of that subtree. The policy then
     /// allows it only when every path below is allowed.
+    ///
+    /// Documents are recognised leniently, as deny patterns read paths: `/metadata/instance.`,
+    /// `/opc/v2/Instance` or `/latest/meta-data/ALL` are the documents to a lenient server, and
+    /// so they are aggregates here.
     pub fn aggregate_root(self, path: &CanonicalPath, query: &Query) -> Option<String> {
         let p = path.as_str();
         let trimmed = p.strip_suffix('/').unwrap_or(p);
+        let any = |patterns: &[PathPattern]| patterns.iter().any(|d| d.matches(path, true));
         match self {
             Self::Gcp => (query.get("recursive") == Some("true")).then(|| trimmed.to_owned()),
             // JSON answers of the instance tree are documents of everything below; `format=text`
             // answers only leaves.
-            Self::Azure => (under(trimmed, "/metadata/instance")
-                && query.get("format") != Some("text"))
-            .then(|| trimmed.to_owned()),
-            Self::Oci => {
-                let mut segs = path.segments();
-                let (Some("opc"), Some(_version), Some("instance")) =
-                    (segs.next(), segs.next(), segs.next())
-                else {
-                    return None;
-                };
-                let rest: Vec<&str> = segs.collect();
-                let interior = rest.is_empty()
-                    || p.ends_with('/')
-                    || (rest.len() == 1
-                        && OCI_INTERIOR.iter().any(|n| n.eq_ignore_ascii_case(rest[0])));
-                interior.then(|| trimmed.to_owned())
-            }
-            Self::Alibaba => trimmed
-                .strip_suffix("/all")
-                .filter(|root| root.ends_with("/meta-data"))
-                .map(str::to_owned),
+            Self::Azure => (any(&AZURE_DOCUMENTS) && query.get("format") != Some("text"))
+                .then(|| trimmed.to_owned()),
+            // The document, its object members, and any directory-style read below it.
+            Self::Oci => (any(&OCI_DOCUMENTS) || (p.ends_with('/') && any(&OCI_BELOW_INSTANCE)))
+                .then(|| trimmed.to_owned()),
+            // `meta-data/all` is everything below `meta-data`.
+            Self::Alibaba => any(&ALIBABA_ALL).then(|| {
+                trimmed
+                    .rsplit_once('/')
+                    .map_or_else(String::new, |(root, _)| root.to_owned())
+            }),
             Self::Aws | Self::Openstack => None,
         }
     }
@@ -506,6 +499,31 @@ impl Cloud {
             ],
         }
     }
+}
+
+/// GCP's legacy trees, matched leniently.
+static GCP_LEGACY: LazyLock<Vec<PathPattern>> =
+    LazyLock::new(|| patterns(&["/0.1/**", "/computeMetadata/v1beta1/**"]));
+/// Azure's instance document and everything in it, matched leniently.
+static AZURE_DOCUMENTS: LazyLock<Vec<PathPattern>> =
+    LazyLock::new(|| patterns(&["/metadata/instance/**"]));
+/// OCI's instance document and its object members, matched leniently.
+static OCI_DOCUMENTS: LazyLock<Vec<PathPattern>> = LazyLock::new(|| {
+    let mut all = vec!["/opc/*/instance".to_owned()];
+    all.extend(OCI_INTERIOR.iter().map(|m| format!("/opc/*/instance/{m}")));
+    all.iter()
+        .filter_map(|p| PathPattern::parse(p).ok())
+        .collect()
+});
+static OCI_BELOW_INSTANCE: LazyLock<Vec<PathPattern>> =
+    LazyLock::new(|| patterns(&["/opc/*/instance/**"]));
+/// Alibaba's `meta-data/all`, matched leniently.
+static ALIBABA_ALL: LazyLock<Vec<PathPattern>> = LazyLock::new(|| patterns(&["/*/meta-data/all"]));
+
+fn patterns(list: &[&str]) -> Vec<PathPattern> {
+    list.iter()
+        .filter_map(|p| PathPattern::parse(p).ok())
+        .collect()
 }
 
 /// OCI instance-document members that are objects (their answer holds what is below them).

@@ -55,6 +55,8 @@ pub enum QueryError {
     BadEscape,
     #[error("query value decodes to a control byte or to bytes that are not UTF-8")]
     BadValue,
+    #[error("query value decodes to `&`, `;` or `#`: another pair to a server that decodes before it splits")]
+    EscapedSeparator,
     #[error("query key {0:?} is not taken by this endpoint")]
     UnknownKey(String),
     #[error("query key {0:?} is required by this endpoint")]
@@ -147,7 +149,13 @@ pub fn parse(raw: &str) -> Result<Query, QueryError> {
         }
         pairs.push((key.to_owned(), decode_value(value)?));
     }
-    Ok(Query { pairs })
+    let query = Query { pairs };
+    // The canonical form is what is forwarded, and read again by whoever reads it: it must fit
+    // as well.
+    if query.canonical().len() > MAX_QUERY_LEN {
+        return Err(QueryError::TooLong);
+    }
+    Ok(query)
 }
 
 /// Decodes one value: raw characters from a short list, escapes of anything.
@@ -193,6 +201,11 @@ pub fn decode_value(value: &str) -> Result<String, QueryError> {
     let text = String::from_utf8(out).map_err(|_| QueryError::BadValue)?;
     if text.chars().any(char::is_control) {
         return Err(QueryError::BadValue);
+    }
+    // An escaped separator (`x%26recursive%3Dtrue`) is one more pair to a server that decodes
+    // before it splits.
+    if text.contains(['&', ';', '#']) {
+        return Err(QueryError::EscapedSeparator);
     }
     Ok(text)
 }
@@ -298,11 +311,27 @@ mod tests {
             ("a=%0d%0a", BadValue),
             ("a=%c0%ae", BadValue),
             ("a=%ff", BadValue),
+            ("last_etag=x%26recursive%3Dtrue", EscapedSeparator),
+            ("last_etag=x%3Brecursive%3Dtrue", EscapedSeparator),
+            ("a=x%23y", EscapedSeparator),
         ];
         for (raw, want) in refused {
             assert_eq!(parse(raw).as_ref(), Err(want), "{raw:?}");
         }
         assert_eq!(parse(&"a".repeat(MAX_QUERY_LEN + 1)), Err(TooLong));
+        // Short enough as sent, too long once every `:` is escaped: refused, so that the
+        // canonical form always reads back.
+        let long = format!("last_etag={}", ":".repeat(1000));
+        assert_eq!(parse(&long), Err(TooLong));
+        let fits = format!("last_etag={}", ":".repeat(600));
+        assert_eq!(
+            parse(&parse(&fits).unwrap().canonical())
+                .unwrap()
+                .get("last_etag")
+                .unwrap()
+                .len(),
+            600
+        );
     }
 
     #[test]

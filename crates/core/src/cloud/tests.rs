@@ -130,3 +130,59 @@ fn every_endpoint_path_compiles() {
     assert_eq!(GCP_COMPILED.len(), GCP_ENDPOINTS.len());
     assert_eq!(AZURE_COMPILED.len(), AZURE_ENDPOINTS.len());
 }
+
+#[test]
+fn documents_and_legacy_trees_are_recognised_in_every_lenient_spelling() {
+    let none = Query::none();
+    let json = parse("api-version=2021-02-01").unwrap();
+    for p in [
+        "/0.1./meta-data/",
+        "/0.1%20/x",
+        "/%200.1/x",
+        "/.../0.1/x",
+        "/computeMetadata/v1beta1./x",
+        "/computeMetadata/.../v1beta1/",
+        "/computeMetadata./v1beta1/",
+    ] {
+        assert!(Cloud::Gcp.is_legacy(&path(p)), "{p}");
+    }
+    for p in [
+        "/metadata/instance.",
+        "/metadata/instance%20",
+        "/metadata/.../instance",
+        "/metadata/instance./compute",
+        "/metadata/%20instance/compute",
+    ] {
+        assert!(
+            Cloud::Azure.aggregate_root(&path(p), &json).is_some(),
+            "{p}"
+        );
+    }
+    for p in [
+        "/opc/v2/Instance",
+        "/opc/v2/INSTANCE/",
+        "/opc/v2/instance.",
+        "/opc/v2/.../instance/",
+        "/opc/v2/instance/metadata.",
+        "/opc/v2/instance/.../metadata",
+        "/opc/v1/Instance",
+        "/opc/v2/instance/region/",
+    ] {
+        assert!(Cloud::Oci.aggregate_root(&path(p), &none).is_some(), "{p}");
+    }
+    for p in [
+        "/latest/meta-data/ALL",
+        "/latest/meta-data/All/",
+        "/latest/meta-data/all.",
+        "/latest/meta-data/all%20",
+        "/latest/meta-data/.../all",
+    ] {
+        assert!(
+            Cloud::Alibaba.aggregate_root(&path(p), &none).is_some(),
+            "{p}"
+        );
+    }
+    assert!(Cloud::Alibaba
+        .aggregate_root(&path("/latest/meta-data/allx"), &none)
+        .is_none());
+}

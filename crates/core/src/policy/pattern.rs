@@ -112,10 +112,7 @@ impl PathPattern {
             .all(|(key, want)| match (query.get(key), want) {
                 (None, _) => false,
                 (Some(_), None) => true,
-                (Some(have), Some(want)) if lenient => {
-                    let norm = |v: &str| v.strip_suffix('/').unwrap_or(v).to_ascii_lowercase();
-                    norm(have) == norm(want)
-                }
+                (Some(have), Some(want)) if lenient => lenient_value(have) == lenient_value(want),
                 (Some(have), Some(want)) => have == want,
             })
     }
@@ -230,6 +227,40 @@ fn literal_eq(exact: &str, lenient_lit: &str, segment: &str, lenient: bool) -> b
         lenient_view(segment).eq_ignore_ascii_case(lenient_lit)
     } else {
         exact == segment
+    }
+}
+
+/// A query value as a lenient server (or an identity service normalising a resource URL) may
+/// read it: escapes decoded again (as often as there are any), `+` read as a space, spaces around
+/// it dropped, ASCII case ignored, a default `:443` port, a final `/.default` scope and trailing
+/// `/` and `/.` dropped.
+fn lenient_value(value: &str) -> String {
+    let mut v = value.to_owned();
+    for _ in 0..4 {
+        let decoded = percent_decode(&v);
+        if decoded == v {
+            break;
+        }
+        v = decoded;
+    }
+    let mut v = v.replace('+', " ").trim().to_ascii_lowercase();
+    if let Some(rest) = v.strip_prefix("https://") {
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if let Some(host) = host.strip_suffix(":443") {
+            v = format!("https://{host}{path}");
+        }
+    }
+    loop {
+        let before = v.len();
+        for suffix in ["/.default", "/.", "/"] {
+            if let Some(kept) = v.strip_suffix(suffix) {
+                v.truncate(kept.len());
+            }
+        }
+        v.truncate(v.trim_end().len());
+        if v.len() == before {
+            return v;
+        }
     }
 }
 

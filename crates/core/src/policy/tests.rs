@@ -497,8 +497,19 @@ fn query_constraints_pick_values() {
         Imdsv2::default(),
     )
     .for_cloud(Cloud::Azure);
-    let d = decide_in(&lenient, &format!("{token}HTTPS://Management.Azure.com/"));
-    assert_eq!(d.reason, Reason::DeniedByRule);
+    for spelling in [
+        "HTTPS://Management.Azure.com/",
+        "https://management.azure.com:443",
+        "https://management.azure.com//",
+        "https://management.azure.com/./",
+        "https://management.azure.com/.default",
+        "%20https://management.azure.com%20",
+        "https://management.azure.com%2B",
+        "https%253A%252F%252Fmanagement.azure.com",
+    ] {
+        let d = decide_in(&lenient, &format!("{token}{spelling}"));
+        assert_eq!(d.reason, Reason::DeniedByRule, "{spelling}");
+    }
     let d = decide_in(&lenient, &format!("{token}https://vault.azure.net"));
     assert_eq!(d.reason, Reason::PathAllowed);
 }

@@ -1,12 +1,11 @@
-//! Requests that get denied material through the guard to a lenient server, one list per gap.
-//! Each list has a test of its own in `tests/bypass.rs` (`finding_*`), failing until the guard
-//! closes the gap, so that a fix shows which one it closed.
+//! Requests that would get denied material through a guard that read them exactly to a lenient
+//! server, one list per way of reading; each list has a test of its own in `tests/bypass.rs`.
 //!
 //! All but the last two lists use the leniency the deny patterns already assume of a server
 //! (trailing dots and spaces trimmed, segments that trim to nothing skipped, ASCII case ignored),
-//! applied to the checks that are still exact: GCP's legacy-tree check, and the aggregate roots
-//! of Azure (`/metadata/instance`), OCI (`opc`, `instance`, the member names) and Alibaba
-//! (`meta-data/all`).
+//! applied to GCP's legacy trees and to the aggregate roots of Azure (`/metadata/instance`), OCI
+//! (`opc`, `instance`, the member names) and Alibaba (`meta-data/all`), which the guard therefore
+//! recognises leniently too.
 
 use super::clouds::raw;
 use super::corpus::Case;
@@ -102,8 +101,9 @@ pub fn alibaba_all_spellings() -> Vec<Case> {
 
 /// Key Vault spelled as a URL reader normalises it (spaces trimmed, default port, dot segments,
 /// doubled slashes, `/.default`), escaped twice, or hidden in a value that a decode-then-split
-/// reader splits: a deny by `resource` compares only ASCII case and one trailing slash. (Less
-/// certain than the path gaps: it depends on how IMDS and AAD read `resource`.)
+/// reader splits: a deny by `resource` must catch each (it compares values as such a reader
+/// does, and escaped separators are refused). Less certain than the path spellings: it depends
+/// on how IMDS and Entra ID read `resource`.
 pub fn azure_resource_spellings() -> Vec<Case> {
     let token = "/metadata/identity/oauth2/token?api-version=2018-02-01&";
     [
@@ -128,9 +128,9 @@ pub fn azure_resource_spellings() -> Vec<Case> {
     .collect()
 }
 
-/// A free-text value (`last_etag`) that carries an escaped `&` or `;`: the canonical form keeps
-/// it escaped, and a server that decodes the query before splitting it reads `recursive=true`.
-/// (Least certain: Go's and most readers split first.)
+/// A free-text value (`last_etag`) that carries an escaped `&` or `;`: a server that decodes the
+/// query before splitting it would read `recursive=true`, so such values are refused. (Least
+/// certain: Go's and most readers split first.)
 pub fn gcp_decode_before_split() -> Vec<Case> {
     cases(
         "decode-then-split",
