@@ -9,55 +9,13 @@ use std::time::Duration;
 
 use support::{recorder, request, Guard, PROD, TEST};
 
-/// The seed pods with a rule for `cloud` that lets `prod` read `allow` minus `deny`; `test` is
-/// selected by nothing.
-fn cloud_config(cloud: &str, allow: &[&str], deny: &[&str], extra: &str) -> String {
-    let list = |l: &[&str]| {
-        l.iter()
-            .map(|p| format!("{p:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        r#"
-[upstream]
-cloud = "{cloud}"
-url = "{{upstream}}"
-connect_timeout_ms = 500
-timeout_ms = 1500
-{extra}
-
-[[inventory.pods]]
-ip = "127.0.0.2"
-namespace = "imds"
-name = "prod-5c7b9"
-labels = {{ app = "prod" }}
-
-[[inventory.pods]]
-ip = "127.0.0.3"
-namespace = "imds"
-name = "test-6d8f"
-labels = {{ app = "test" }}
-
-[[rules]]
-name = "imds-prod"
-namespaces = ["imds"]
-pod_labels = {{ app = "prod" }}
-allow = [{}]
-deny = [{}]
-"#,
-        list(allow),
-        list(deny)
-    )
-}
-
 const FLAVOR: (&str, &str) = ("metadata-flavor", "Google");
 const AZURE: (&str, &str) = ("metadata", "true");
 
 #[tokio::test]
 async fn gcp_header_gate_legacy_trees_and_its_header_on_every_answer() {
     let rec = recorder(Duration::ZERO).await;
-    let config = cloud_config(
+    let config = support::cloud_seed(
         "gcp",
         &["/", "/computeMetadata/v1/**"],
         &["/computeMetadata/v1/instance/attributes/kube-env"],
@@ -155,7 +113,7 @@ async fn gcp_header_gate_legacy_trees_and_its_header_on_every_answer() {
 #[tokio::test]
 async fn gcp_queries_are_strict_canonical_and_aggregates_cannot_leak() {
     let rec = recorder(Duration::ZERO).await;
-    let config = cloud_config(
+    let config = support::cloud_seed(
         "gcp",
         &[
             "/computeMetadata/v1/**",
@@ -239,7 +197,7 @@ async fn gcp_queries_are_strict_canonical_and_aggregates_cannot_leak() {
 async fn gcp_long_polls_get_their_own_deadline() {
     // The upstream takes 2.5 s: past the configured 1.5 s, within the poll's timeout_sec.
     let rec = recorder(Duration::from_millis(2500)).await;
-    let config = cloud_config("gcp", &["/computeMetadata/v1/**"], &[], "");
+    let config = support::cloud_seed("gcp", &["/computeMetadata/v1/**"], &[], "");
     let guard = Guard::start(&config, rec.addr).await;
     let path = "/computeMetadata/v1/instance/maintenance-event";
     let poll = request(
@@ -261,7 +219,7 @@ async fn gcp_long_polls_get_their_own_deadline() {
 #[tokio::test]
 async fn azure_gate_api_version_case_and_the_instance_document() {
     let rec = recorder(Duration::ZERO).await;
-    let config = cloud_config(
+    let config = support::cloud_seed(
         "azure",
         &[
             "/metadata/instance/**",
@@ -409,7 +367,7 @@ async fn azure_gate_api_version_case_and_the_instance_document() {
 #[tokio::test]
 async fn azure_budget_defaults_to_five_per_second() {
     let rec = recorder(Duration::ZERO).await;
-    let config = cloud_config(
+    let config = support::cloud_seed(
         "azure",
         &["/metadata/instance/**"],
         &[],
@@ -439,7 +397,7 @@ async fn azure_budget_defaults_to_five_per_second() {
 #[tokio::test]
 async fn oci_bearer_gate_and_only_its_authorization_goes_upstream() {
     let rec = recorder(Duration::ZERO).await;
-    let config = cloud_config(
+    let config = support::cloud_seed(
         "oci",
         &[
             "/opc/v2/instance/region",
@@ -527,7 +485,7 @@ async fn oci_bearer_gate_and_only_its_authorization_goes_upstream() {
 #[tokio::test]
 async fn alibaba_token_flow_uses_its_own_headers() {
     let rec = recorder(Duration::ZERO).await;
-    let config = cloud_config(
+    let config = support::cloud_seed(
         "alibaba",
         &["/latest/meta-data/**"],
         &["/latest/meta-data/ram/**"],
@@ -616,7 +574,7 @@ async fn alibaba_token_flow_uses_its_own_headers() {
 #[tokio::test]
 async fn openstack_documents_and_no_token_flow() {
     let rec = recorder(Duration::ZERO).await;
-    let config = cloud_config(
+    let config = support::cloud_seed(
         "openstack",
         &["/openstack/*/meta_data.json", "/latest/meta-data/**"],
         &["/openstack/*/user_data", "/openstack/*/password"],

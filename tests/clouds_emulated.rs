@@ -9,51 +9,17 @@ use imds_guard::cloud::Cloud;
 use imds_guard::emulator::EmulatorOptions;
 use support::{emulator, request, Guard, PROD, TEST};
 
-/// The seed pods, and a rule for `prod` in namespace `imds`: `allow` minus `deny`.
-fn seed(cloud: Cloud, allow: &[&str], deny: &[&str]) -> String {
-    let list = |l: &[&str]| {
-        l.iter()
-            .map(|p| format!("{p:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        r#"
-[upstream]
-cloud = "{cloud}"
-url = "{{upstream}}"
-
-[[inventory.pods]]
-ip = "127.0.0.2"
-namespace = "imds"
-name = "prod-5c7b9"
-labels = {{ app = "prod" }}
-
-[[inventory.pods]]
-ip = "127.0.0.3"
-namespace = "imds"
-name = "test-6d8f"
-labels = {{ app = "test" }}
-
-[[rules]]
-name = "imds-prod"
-namespaces = ["imds"]
-pod_labels = {{ app = "prod" }}
-allow = [{}]
-deny = [{}]
-"#,
-        list(allow),
-        list(deny)
-    )
-}
-
 async fn start(cloud: Cloud, allow: &[&str], deny: &[&str]) -> (support::Emulator, Guard) {
     let emulator = emulator(EmulatorOptions {
         cloud,
         ..EmulatorOptions::default()
     })
     .await;
-    let guard = Guard::start(&seed(cloud, allow, deny), emulator.addr).await;
+    let guard = Guard::start(
+        &support::cloud_seed(cloud.as_str(), allow, deny, ""),
+        emulator.addr,
+    )
+    .await;
     (emulator, guard)
 }
 
@@ -69,6 +35,20 @@ async fn prod_allowed_test_refused(
     assert_eq!(test.status, 403, "test {path}");
     assert_eq!(test.json()["reason"], "no-rule");
     prod
+}
+
+/// A token from the guard's token endpoint for `prod`, asked with `ttl_header`.
+async fn token(guard: &Guard, ttl_header: &str) -> String {
+    let put = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[(ttl_header, "60")],
+    )
+    .await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    String::from_utf8(put.body.to_vec()).unwrap()
 }
 
 fn refused(answer: &support::Answer, reason: &str) {
@@ -211,16 +191,7 @@ async fn alibaba_seed_scenario() {
         &["/latest/meta-data/ram/**"],
     )
     .await;
-    let put = request(
-        PROD,
-        guard.proxy,
-        "PUT",
-        "/latest/api/token",
-        &[("x-aliyun-ecs-metadata-token-ttl-seconds", "60")],
-    )
-    .await;
-    assert_eq!(put.status, 200);
-    let token = String::from_utf8(put.body.to_vec()).unwrap();
+    let token = token(&guard, "x-aliyun-ecs-metadata-token-ttl-seconds").await;
     let with = [("x-aliyun-ecs-metadata-token", token.as_str())];
     let id = prod_allowed_test_refused(&guard, "/latest/meta-data/instance-id", &with).await;
     assert!(!id.body.is_empty());
@@ -296,16 +267,7 @@ async fn aws_seed_scenario_is_unchanged() {
         &["/latest/meta-data/iam/**"],
     )
     .await;
-    let put = request(
-        PROD,
-        guard.proxy,
-        "PUT",
-        "/latest/api/token",
-        &[("x-aws-ec2-metadata-token-ttl-seconds", "60")],
-    )
-    .await;
-    assert_eq!(put.status, 200);
-    let token = String::from_utf8(put.body.to_vec()).unwrap();
+    let token = token(&guard, "x-aws-ec2-metadata-token-ttl-seconds").await;
     let with = [("x-aws-ec2-metadata-token", token.as_str())];
     prod_allowed_test_refused(&guard, "/latest/meta-data/instance-id", &with).await;
     let iam = request(

@@ -375,6 +375,49 @@ pub async fn black_hole() -> (SocketAddr, JoinHandle<()>) {
     (addr, task)
 }
 
+/// The seed scenario for `cloud`: pods `imds/prod-5c7b9` (127.0.0.2, allowed `allow` minus
+/// `deny` by rule `imds-prod`) and `imds/test-6d8f` (127.0.0.3, selected by no rule); `extra`
+/// goes after `[upstream]` (so it may add keys there, or start sections of its own).
+pub fn cloud_seed(cloud: &str, allow: &[&str], deny: &[&str], extra: &str) -> String {
+    let list = |l: &[&str]| {
+        l.iter()
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"
+[upstream]
+cloud = "{cloud}"
+url = "{{upstream}}"
+connect_timeout_ms = 500
+timeout_ms = 1500
+{extra}
+
+[[inventory.pods]]
+ip = "127.0.0.2"
+namespace = "imds"
+name = "prod-5c7b9"
+labels = {{ app = "prod" }}
+
+[[inventory.pods]]
+ip = "127.0.0.3"
+namespace = "imds"
+name = "test-6d8f"
+labels = {{ app = "test" }}
+
+[[rules]]
+name = "imds-prod"
+namespaces = ["imds"]
+pod_labels = {{ app = "prod" }}
+allow = [{}]
+deny = [{}]
+"#,
+        list(allow),
+        list(deny)
+    )
+}
+
 /// Config text: upstream placeholder, short timeouts, extra sections, then the seed pods and rules.
 pub fn config(extra: &str) -> String {
     format!("[upstream]\nurl = \"{{upstream}}\"\nconnect_timeout_ms = 500\ntimeout_ms = 1500\n{extra}\n{SEED}")
