@@ -9,6 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -82,6 +83,35 @@ async fn labelled_pod_and_guard_identity(
     plane.kubeconfig_with_token("imds-guard", &guard_token(client.clone()).await)
 }
 
+/// Waits (at most 30 s) until the API server's authorizer denies the DaemonSet's ServiceAccount
+/// `verb` on `resource` (core group, every namespace), as a SubjectAccessReview answers.
+async fn until_denied(client: &kube::Client, verb: &str, resource: &str) {
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "spec": {
+            "user": "system:serviceaccount:imds-guard:imds-guard",
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:imds-guard", "system:authenticated"],
+            "resourceAttributes": {"verb": verb, "resource": resource, "group": ""},
+        }
+    }))
+    .unwrap();
+    let started = Instant::now();
+    loop {
+        let answer = reviews
+            .create(&PostParams::default(), &review)
+            .await
+            .unwrap();
+        if !answer.status.is_some_and(|s| s.allowed) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the API server still allows {verb} {resource} 30 s after the role lost it"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The real binary as the guard of `NODE`, reaching the API through `kubeconfig`.
 fn guard(kubeconfig: &std::path::Path, upstream: std::net::SocketAddr, args: &[&str]) -> Binary {
     Binary::start(&kube_config(NODE, kubeconfig, 0, ""), upstream, args)
@@ -104,7 +134,7 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
     binary.stop();
 
     // Without `watch` on pods: never ready, and the log says the API forbade it.
-    let roles: Api<ClusterRole> = Api::all(client);
+    let roles: Api<ClusterRole> = Api::all(client.clone());
     let patch = json!({"rules": [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
@@ -113,6 +143,9 @@ async fn the_deployed_service_account_is_enough_and_one_verb_less_is_not() {
         .patch("imds-guard", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
+    // The API server's authorizer learns of the change from its own watch of roles: wait until
+    // it says the guard may no longer watch pods, or a slow machine lets the guard in first.
+    until_denied(&client, "watch", "pods").await;
     let mut binary = guard(&kubeconfig, emu.addr, &[]);
     wait_listening(binary.admin).await;
     let started = Instant::now();
