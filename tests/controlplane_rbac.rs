@@ -47,6 +47,50 @@ fn render_with(components: &[&str]) -> render::Rendered {
     render::render(&overlay)
 }
 
+/// prometheus-operator's module, whose `example/prometheus-operator-crd/` holds the CRDs of the
+/// monitoring component's PodMonitor and PrometheusRule.
+const PROMETHEUS_OPERATOR: &str = "github.com/prometheus-operator/prometheus-operator@v0.85.0";
+
+/// Installs the PodMonitor and PrometheusRule CRDs, taken from prometheus-operator's published Go
+/// module (`go mod download`, kept in Go's module cache), and waits until they are served, so that
+/// the API server checks the monitoring component's objects against their schemas.
+fn install_monitoring_crds(plane: &ControlPlane) {
+    let out = std::process::Command::new("go")
+        .args(["mod", "download", "-json", PROMETHEUS_OPERATOR])
+        .env("GOFLAGS", "-mod=mod")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `go` ({e}): install Go 1.26"));
+    assert!(
+        out.status.success(),
+        "go mod download {PROMETHEUS_OPERATOR}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let module: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = std::path::Path::new(module["Dir"].as_str().expect("the module's Dir"))
+        .join("example/prometheus-operator-crd");
+    let mut yaml = String::new();
+    for kind in ["podmonitors", "prometheusrules"] {
+        let file = dir.join(format!("monitoring.coreos.com_{kind}.yaml"));
+        yaml.push_str("---\n");
+        yaml.push_str(&std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
+    }
+    apply(plane, &yaml, &[]);
+    let kubeconfig = format!("--kubeconfig={}", plane.kubeconfig.display());
+    render::run(
+        "kubectl",
+        &[
+            &kubeconfig,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/podmonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
+        ],
+        None,
+    );
+}
+
 /// The base applied as the admin.
 fn apply_deploy(plane: &ControlPlane) {
     apply(plane, &render::base().yaml, &[]);
@@ -266,6 +310,8 @@ async fn the_startup_taint_component_grants_exactly_what_removing_the_taint_take
 async fn every_render_is_accepted_by_a_real_api_server() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let plane = ControlPlane::start().await;
+    // deploy/components/monitoring's objects are prometheus-operator's kinds.
+    install_monitoring_crds(&plane);
     let namespaces: Api<Namespace> = Api::all(plane.client().await);
     let mut renders: Vec<(String, &render::Rendered)> = vec![("base".into(), render::base())];
     let single: Vec<(String, render::Rendered)> = render::components()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (Debian packages, PyPI and npm
-# packages, and a Kubernetes control plane built with Go; run as root on a fresh machine), then
+# packages, and a Kubernetes control plane and promtool built with Go; run as root on a fresh machine), then
 # runs every test with `cargo test`. Arguments go
 # to `cargo test` (e.g. `bash tests/run.sh --test proxy` for one group).
 set -euo pipefail
@@ -83,5 +83,9 @@ fi
 # etcd and kube-apiserver for tests/controlplane.rs, built from their Go modules once per machine
 # (minutes the first time; cached by version, so later runs find them at once).
 bash tests/support/controlplane/build.sh >/dev/null
+
+# promtool for tests/monitoring.rs (the alerts' checks and unit tests), built from Prometheus' Go
+# module once per machine and cached by version, like the control plane.
+bash tests/support/promtool/build.sh >/dev/null
 
 exec cargo test --locked "$@"

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::render::{config, guard, of_kind, one, port_of, strings, Rendered};
+use crate::render::{config, config_map, guard, of_kind, one, port_of, strings, Rendered};
 
 /// Every RBAC rule of every Role and ClusterRole, after checking that no `*` appears in any.
 pub fn rbac_rules(r: &Rendered) -> Vec<&Value> {
@@ -230,7 +230,7 @@ pub fn check_daemonset(r: &Rendered) {
     let volume = volume.expect("the config volume");
     assert_eq!(
         volume["configMap"]["name"],
-        one(r, "ConfigMap")["metadata"]["name"]
+        config_map(r)["metadata"]["name"]
     );
     // The only host path is the xtables lock shared with kube-proxy and the CNI.
     for v in volumes.iter().filter(|v| v.get("hostPath").is_some()) {

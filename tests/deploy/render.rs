@@ -194,9 +194,19 @@ pub fn guard(r: &Rendered) -> (&Value, &Value) {
     (pod, &containers[0])
 }
 
+/// The ConfigMap holding the guard's `config.toml` (components may add others, such as the
+/// monitoring component's dashboard).
+pub fn config_map(r: &Rendered) -> &Value {
+    let found: Vec<&Value> = of_kind(r, "ConfigMap")
+        .filter(|m| m["data"].get("config.toml").is_some())
+        .collect();
+    assert_eq!(found.len(), 1, "expected one ConfigMap with config.toml, found {}", found.len());
+    found[0]
+}
+
 /// The config that the DaemonSet mounts, as text.
 pub fn config_text(r: &Rendered) -> String {
-    let map = one(r, "ConfigMap");
+    let map = config_map(r);
     map["data"]["config.toml"]
         .as_str()
         .expect("data.config.toml")

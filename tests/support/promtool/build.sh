@@ -4,7 +4,7 @@
 # module, once per machine, into a cache keyed by version:
 #   ${IMDS_GUARD_PROMTOOL_CACHE:-$HOME/.cache/imds-guard/promtool}/<version>/promtool
 # Prints the binary's path on stdout when done; progress goes to stderr. A second run finds the
-# binary and returns at once.
+# binary and returns at once; with `--check` it builds nothing and fails when there is none.
 #
 # Prometheus 3's Go module versions are v0.3MM.P for release v3.MM.P (the module path has no /v3,
 # so its tags are published as v0.x): v0.316.0 is Prometheus 3.16.0. Its go.mod has no replace
@@ -20,6 +20,11 @@ say() { echo "promtool: $*" >&2; }
 if [ -x "$dir/promtool" ]; then
   echo "$dir/promtool"
   exit 0
+fi
+# `--check`: only say where it is (above), or that it is missing; build nothing.
+if [ "${1:-}" = "--check" ]; then
+  say "not built yet: $dir/promtool (run bash tests/support/promtool/build.sh)"
+  exit 1
 fi
 command -v go >/dev/null 2>&1 || { say "go is missing: install Go 1.26 (apt-get install golang-go, or the machine's toolchain)"; exit 1; }
 
