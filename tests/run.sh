@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (Debian packages, PyPI and npm
-# packages, and a Kubernetes control plane and promtool built with Go; run as root on a fresh machine), then
-# runs every test with `cargo test`. Arguments go
-# to `cargo test` (e.g. `bash tests/run.sh --test proxy` for one group).
+# packages, and a Kubernetes control plane and promtool built with Go; run as root on a fresh
+# machine), then runs every test with `cargo test`. Arguments go to `cargo test` (e.g.
+# `bash tests/run.sh --test proxy` for one group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
