@@ -73,7 +73,9 @@ fn install_monitoring_crds(plane: &ControlPlane) {
     for kind in ["podmonitors", "prometheusrules"] {
         let file = dir.join(format!("monitoring.coreos.com_{kind}.yaml"));
         yaml.push_str("---\n");
-        yaml.push_str(&std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
+        yaml.push_str(
+            &std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
+        );
     }
     apply(plane, &yaml, &[]);
     let kubeconfig = format!("--kubeconfig={}", plane.kubeconfig.display());

@@ -20,20 +20,20 @@
 //! required: a missing one fails the tests, saying how to install it; they never skip.
 
 #[allow(dead_code)]
-#[path = "deploy/render.rs"]
-mod render;
-#[allow(dead_code)]
 #[path = "monitoring/dashboard.rs"]
 mod dashboard;
 #[allow(dead_code)]
 #[path = "monitoring/promql.rs"]
 mod promql;
+#[allow(dead_code)]
+#[path = "deploy/render.rs"]
+mod render;
 #[path = "monitoring/scrape.rs"]
 mod scrape;
+mod support;
 #[allow(dead_code)]
 #[path = "monitoring/tools.rs"]
 mod tools;
-mod support;
 
 use std::collections::BTreeSet;
 
@@ -66,7 +66,13 @@ fn alerts(rules: &Value) -> Vec<&Value> {
 #[test]
 fn promtool_checks_the_rules() {
     let path = root().join(RULES);
-    let (ok, out) = run_promtool(&["check", "rules", "--lint=all", "--lint-fatal", path.to_str().unwrap()]);
+    let (ok, out) = run_promtool(&[
+        "check",
+        "rules",
+        "--lint=all",
+        "--lint-fatal",
+        path.to_str().unwrap(),
+    ]);
     assert!(ok, "promtool check rules {RULES}:\n{out}");
     assert!(out.contains("SUCCESS"), "{out}");
 }
@@ -91,7 +97,10 @@ fn every_alert_fires_on_its_case_and_not_beside_it() {
     let mut fired = BTreeSet::new();
     let mut quiet = BTreeSet::new();
     for group in tests["tests"].as_array_mut().expect("tests") {
-        for case in group["alert_rule_test"].as_array_mut().expect("alert_rule_test") {
+        for case in group["alert_rule_test"]
+            .as_array_mut()
+            .expect("alert_rule_test")
+        {
             let name = case["alertname"].as_str().expect("alertname").to_owned();
             let runbook = &runbooks
                 .iter()
@@ -105,9 +114,9 @@ fn every_alert_fires_on_its_case_and_not_beside_it() {
                 fired.insert(name.clone());
             }
             for alert in expected {
-                let annotations = alert["exp_annotations"]
-                    .as_object_mut()
-                    .unwrap_or_else(|| panic!("{name}: exp_annotations with summary and description"));
+                let annotations = alert["exp_annotations"].as_object_mut().unwrap_or_else(|| {
+                    panic!("{name}: exp_annotations with summary and description")
+                });
                 assert!(
                     annotations.contains_key("summary") && annotations.contains_key("description"),
                     "{name}: expected alerts state their summary and description"
@@ -122,7 +131,10 @@ fn every_alert_fires_on_its_case_and_not_beside_it() {
     }
     let names: BTreeSet<String> = runbooks.into_iter().map(|(n, _)| n).collect();
     assert_eq!(fired, names, "every alert needs a case where it fires");
-    assert_eq!(quiet, names, "every alert needs a case where it does not fire");
+    assert_eq!(
+        quiet, names,
+        "every alert needs a case where it does not fire"
+    );
 
     // JSON is YAML: the cases as promtool reads them, with the rules by absolute path.
     tests["rule_files"] = Value::Array(vec![Value::String(
@@ -132,7 +144,10 @@ fn every_alert_fires_on_its_case_and_not_beside_it() {
     let file = dir.path().join("rules_test.json");
     std::fs::write(&file, serde_json::to_string_pretty(&tests).unwrap()).unwrap();
     let (ok, out) = run_promtool(&["test", "rules", file.to_str().unwrap()]);
-    assert!(ok, "promtool test rules tests/monitoring/rules_test.yaml:\n{out}");
+    assert!(
+        ok,
+        "promtool test rules tests/monitoring/rules_test.yaml:\n{out}"
+    );
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
@@ -140,7 +155,10 @@ fn every_alert_fires_on_its_case_and_not_beside_it() {
 fn every_alert_says_what_it_means_and_what_to_do() {
     let rules = rules();
     let alerts = alerts(&rules);
-    let names: Vec<&str> = alerts.iter().map(|a| a["alert"].as_str().unwrap()).collect();
+    let names: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap())
+        .collect();
     for wanted in [
         "ImdsGuardDown",
         "ImdsGuardNotReady",
@@ -167,7 +185,11 @@ fn every_alert_says_what_it_means_and_what_to_do() {
             assert!(text.len() > 20, "{name}: annotation {key} missing or empty");
         }
         let annotations = alert["annotations"].as_object().unwrap();
-        assert_eq!(annotations.len(), 3, "{name}: summary, description, runbook");
+        assert_eq!(
+            annotations.len(),
+            3,
+            "{name}: summary, description, runbook"
+        );
     }
 }
 
@@ -188,7 +210,13 @@ fn the_prometheusrule_embeds_the_rules_file() {
     let indented: String = source
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .map(|l| if l.is_empty() { "\n".to_owned() } else { format!("  {l}\n") })
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_owned()
+            } else {
+                format!("  {l}\n")
+            }
+        })
         .collect();
     assert_eq!(
         body, indented,
@@ -236,12 +264,21 @@ fn the_podmonitor_scrapes_the_guards_admin_port_by_name() {
         .expect("selector.matchLabels");
     assert!(!selector.is_empty());
     for (k, v) in selector {
-        assert_eq!(pod_labels.get(k), Some(v), "the PodMonitor's {k} does not select the guard's pods");
+        assert_eq!(
+            pod_labels.get(k),
+            Some(v),
+            "the PodMonitor's {k} does not select the guard's pods"
+        );
     }
     // The job the alerts select on: the value of the pods' label named by jobLabel.
     let job_label = pm["spec"]["jobLabel"].as_str().expect("jobLabel");
-    assert_eq!(pod_labels[job_label], "imds-guard", "job=\"imds-guard\" in the alerts");
-    let endpoints = pm["spec"]["podMetricsEndpoints"].as_array().expect("podMetricsEndpoints");
+    assert_eq!(
+        pod_labels[job_label], "imds-guard",
+        "job=\"imds-guard\" in the alerts"
+    );
+    let endpoints = pm["spec"]["podMetricsEndpoints"]
+        .as_array()
+        .expect("podMetricsEndpoints");
     assert_eq!(endpoints.len(), 1);
     let endpoint = &endpoints[0];
     assert_eq!(endpoint["path"], "/metrics");
@@ -271,7 +308,10 @@ fn the_podmonitor_scrapes_the_guards_admin_port_by_name() {
     );
     let known = ["jobLabel", "selector", "podMetricsEndpoints"];
     for key in pm["spec"].as_object().unwrap().keys() {
-        assert!(known.contains(&key.as_str()), "unexpected PodMonitor field {key}");
+        assert!(
+            known.contains(&key.as_str()),
+            "unexpected PodMonitor field {key}"
+        );
     }
 }
 
@@ -285,7 +325,11 @@ fn the_prometheusrule_and_the_dashboard_render_as_written() {
     let maps: Vec<&Value> = render::of_kind(r, "ConfigMap")
         .filter(|m| m["metadata"]["name"] == "imds-guard-dashboard")
         .collect();
-    assert_eq!(maps.len(), 1, "one dashboard ConfigMap, named without a hash");
+    assert_eq!(
+        maps.len(),
+        1,
+        "one dashboard ConfigMap, named without a hash"
+    );
     let map = maps[0];
     assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
     assert_eq!(map["metadata"]["namespace"], "imds-guard");
@@ -300,7 +344,11 @@ fn the_prometheusrule_and_the_dashboard_render_as_written() {
     // The base's objects are untouched by the component.
     let base = render::base();
     for kind in ["DaemonSet", "ClusterRole", "Namespace", "ServiceAccount"] {
-        assert_eq!(render::one(r, kind), render::one(base, kind), "{kind} changed");
+        assert_eq!(
+            render::one(r, kind),
+            render::one(base, kind),
+            "{kind} changed"
+        );
     }
     // And YAML of the whole render reads back (kubectl apply reads it so).
     assert!(!yaml(&r.yaml).is_empty());

@@ -200,7 +200,12 @@ pub fn config_map(r: &Rendered) -> &Value {
     let found: Vec<&Value> = of_kind(r, "ConfigMap")
         .filter(|m| m["data"].get("config.toml").is_some())
         .collect();
-    assert_eq!(found.len(), 1, "expected one ConfigMap with config.toml, found {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one ConfigMap with config.toml, found {}",
+        found.len()
+    );
     found[0]
 }
 

@@ -37,7 +37,10 @@ pub fn expressions(board: &Value) -> Vec<(String, String)> {
             out.push((format!("panel {:?}", p["title"]), expr.to_owned()));
         }
     }
-    for v in board["templating"]["list"].as_array().expect("templating.list") {
+    for v in board["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+    {
         if v["type"] != "query" {
             continue;
         }
@@ -46,7 +49,9 @@ pub fn expressions(board: &Value) -> Vec<(String, String)> {
             .strip_prefix("label_values(")
             .and_then(|q| q.rsplit_once(','))
             .map(|(selector, _)| selector)
-            .unwrap_or_else(|| panic!("variable queries are label_values(selector, label): {query}"));
+            .unwrap_or_else(|| {
+                panic!("variable queries are label_values(selector, label): {query}")
+            });
         out.push((format!("variable {:?}", v["name"]), inner.to_owned()));
     }
     out
@@ -127,7 +132,10 @@ fn the_dashboard_holds_together() {
         assert!(!targets.is_empty(), "{title}: no query");
         let mut refs = BTreeSet::new();
         for t in targets {
-            assert!(refs.insert(t["refId"].as_str().expect("refId")), "{title}: refId repeats");
+            assert!(
+                refs.insert(t["refId"].as_str().expect("refId")),
+                "{title}: refId repeats"
+            );
             let expr = t["expr"].as_str().unwrap_or_default();
             assert!(!expr.is_empty(), "{title}: a target without expr");
             assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}");

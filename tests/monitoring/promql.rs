@@ -234,7 +234,10 @@ mod tests {
     #[test]
     fn names_that_look_like_keywords_are_names() {
         assert_eq!(names("up == 0"), ["up"]);
-        assert_eq!(names("summary_total + by_node + Inf"), ["by_node", "summary_total"]);
+        assert_eq!(
+            names("summary_total + by_node + Inf"),
+            ["by_node", "summary_total"]
+        );
     }
 
     #[test]

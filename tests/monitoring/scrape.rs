@@ -1,12 +1,17 @@
-//! Every metric an alert or a dashboard panel reads is one that a real guard exposes: the guard
-//! runs in process on loopback with the cache, its own tokens and the pod limit on, serves a few
-//! requests (allowed, cached, with a token, denied, rate limited) so that labelled series exist,
-//! and its `/metrics` is read as Prometheus reads it.
+//! Every metric an alert or a dashboard panel reads is one that a real guard exposes. A family
+//! appears in `/metrics` only once it has a series, so guards run in process on loopback in the
+//! situations that make every family appear: the front with its cache, tokens and limits (allowed,
+//! cached, denied, rate limited, over the connection cap, a refused reload, credentials refreshed
+//! in the background), a metadata service that is down, and the Kubernetes inventory with its API
+//! server gone; their `/metrics` are read as Prometheus reads them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use imds_guard::emulator::EmulatorOptions;
+use imds_guard::reload::Reload;
 
+use super::support::fake_api::FakeApi;
 use super::support::*;
 use super::{alerts, dashboard, promql, rules};
 
@@ -36,7 +41,10 @@ fn stored_names(text: &str) -> BTreeMap<String, String> {
 /// Series as exposed: `name → label sets`, each label set as its label names and values.
 fn series(text: &str) -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
     let mut out: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let key = line.rsplit_once(' ').expect("name value").0;
         let (name, labels) = match key.split_once('{') {
             Some((name, labels)) => (name, labels.trim_end_matches('}')),
@@ -56,18 +64,71 @@ fn series(text: &str) -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
 }
 
 /// Labels every scraped series has from the PodMonitor (and Prometheus), not from the guard.
-const TARGET_LABELS: &[&str] = &["job", "instance", "node", "namespace", "pod", "container", "endpoint"];
+const TARGET_LABELS: &[&str] = &[
+    "job",
+    "instance",
+    "node",
+    "namespace",
+    "pod",
+    "container",
+    "endpoint",
+];
 
-/// The guard's exposition after a little of everything.
-async fn exposition() -> String {
-    let emu = emulator(EmulatorOptions::default()).await;
+/// The admin port's `/metrics`.
+async fn scrape(admin: std::net::SocketAddr) -> String {
+    let answer = get(TEST, admin, "/metrics").await;
+    assert_eq!(answer.status, 200);
+    answer.text()
+}
+
+/// Scrapes `admin` until `series` appears (the guard counts some things in the background).
+async fn scrape_until(admin: std::net::SocketAddr, series: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = scrape(admin).await;
+        if text.contains(series) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {series} within 15 s:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A guard with the cache, its own tokens, the pod limit and a connection cap, after a little
+/// of everything: a token and reads with it (from the service, then cached), credentials
+/// refreshed in the background, a denied pod, a pod over its limit, a pod over its connection cap
+/// and a refused reload.
+async fn front() -> String {
+    let emu = emulator(EmulatorOptions {
+        credentials_ttl: Duration::from_secs(4),
+        ..EmulatorOptions::default()
+    })
+    .await;
     let config = config(
-        "[cache]\nmax_age_seconds = 300\n\
+        "[server]\nmax_connections_per_source = 2\nheader_read_timeout_ms = 30000\n\
+         [cache]\nmax_age_seconds = 300\ncredentials_refresh_seconds = 1\n\
          [limits]\npod_requests_per_second = 5\npod_burst = 5",
-    );
-    let guard = Guard::start(&config, emu.addr).await;
+    )
+    .replace("{upstream}", &format!("http://{}", emu.addr));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, &config).unwrap();
+    let (ask, requests) = tokio::sync::mpsc::unbounded_channel();
+    let extras = Extras {
+        reload: Some(Reload {
+            path: file.clone(),
+            loaded: config.clone(),
+            poll: None,
+            requests,
+        }),
+        ..Extras::default()
+    };
+    let guard = Guard::start_with(&config, emu.addr, extras).await;
     let id = "/latest/meta-data/instance-id";
-    // A token issued to the labelled pod, then reads with it: one from the service, one cached.
+    let role = "/latest/meta-data/iam/security-credentials/imds-guard-node-role";
     let put = request(
         LABELLED,
         guard.proxy,
@@ -78,21 +139,93 @@ async fn exposition() -> String {
     .await;
     assert_eq!(put.status, 200, "{}", put.text());
     let token = put.text();
-    for _ in 0..2 {
-        let read = request(LABELLED, guard.proxy, "GET", id, &[("x-aws-ec2-metadata-token", &token)]).await;
-        assert_eq!(read.status, 200, "{}", read.text());
+    for path in [id, id, role] {
+        let read = request(
+            LABELLED,
+            guard.proxy,
+            "GET",
+            path,
+            &[("x-aws-ec2-metadata-token", &token)],
+        )
+        .await;
+        assert_eq!(read.status, 200, "{path}: {}", read.text());
     }
-    // A denied pod, and a noisy one over its limit.
     assert_eq!(get(TEST, guard.proxy, id).await.status, 403);
     let mut statuses = Vec::new();
     for _ in 0..8 {
         statuses.push(get(PROD, guard.proxy, id).await.status.as_u16());
     }
     assert!(statuses.contains(&429), "{statuses:?}");
-    guard.wait_events(11).await;
-    let answer = get(TEST, guard.admin, "/metrics").await;
-    assert_eq!(answer.status, 200);
-    answer.text()
+    let _held = [
+        connect_from(STRANGER, guard.proxy).await,
+        connect_from(STRANGER, guard.proxy).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let over = raw(STRANGER, guard.proxy, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(over.starts_with("HTTP/1.1 429"), "{over}");
+    std::fs::write(&file, "[server]\nmode = \"bogus\"\n").unwrap();
+    ask.send(()).unwrap();
+    scrape_until(
+        guard.admin,
+        r#"imds_guard_config_reloads_total{result="refused"}"#,
+    )
+    .await;
+    // Credentials good for 4 s are refreshed 1 s before they expire, when read meanwhile.
+    let refreshed = r#"imds_guard_cache_refreshes_total{result="ok"}"#;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = scrape(guard.admin).await;
+        if text.contains(refreshed) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {refreshed} within 15 s:\n{text}"
+        );
+        let read = request(
+            LABELLED,
+            guard.proxy,
+            "GET",
+            role,
+            &[("x-aws-ec2-metadata-token", &token)],
+        )
+        .await;
+        assert_eq!(read.status, 200, "{}", read.text());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A guard whose metadata service is down, after one read.
+async fn upstream_down() -> String {
+    let guard = Guard::start(&config(""), closed_port().await).await;
+    assert_eq!(
+        get(PROD, guard.proxy, "/latest/meta-data/instance-id")
+            .await
+            .status,
+        502
+    );
+    scrape_until(guard.admin, "imds_guard_upstream_errors_total{").await
+}
+
+/// A guard with the Kubernetes inventory (the fake API server), after the API server went away.
+async fn kubernetes() -> String {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = Guard::start(&kube_config("node-a", &kubeconfig, 0, ""), emu.addr).await;
+    scrape_until(guard.admin, "imds_guard_watch_relists_total{").await;
+    api.stop().await;
+    scrape_until(guard.admin, "imds_guard_watch_errors_total{").await
+}
+
+/// What Prometheus would scrape from guards in those three situations, one after the other.
+async fn exposition() -> String {
+    let mut text = front().await;
+    text.push_str(&upstream_down().await);
+    text.push_str(&kubernetes().await);
+    text
 }
 
 #[tokio::test]
@@ -101,7 +234,10 @@ async fn every_metric_the_alerts_and_the_dashboard_read_is_exposed() {
     let stored = stored_names(&text);
     let series = series(&text);
     for name in series.keys() {
-        assert!(stored.contains_key(name), "{name} is sampled without a # TYPE family");
+        assert!(
+            stored.contains_key(name),
+            "{name} is sampled without a # TYPE family"
+        );
     }
     // The traffic made the labelled series the panels break down by.
     for wanted in [
@@ -115,8 +251,17 @@ async fn every_metric_the_alerts_and_the_dashboard_read_is_exposed() {
         r#"imds_guard_upstream_token_fetches_total{result="ok"}"#,
         "imds_guard_tokens_issued_total ",
         "imds_guard_cache_entries ",
+        r#"imds_guard_cache_refreshes_total{result="ok"}"#,
+        r#"imds_guard_connections_refused_total{limit="per-source"}"#,
+        r#"imds_guard_config_reloads_total{result="refused"}"#,
+        r#"imds_guard_upstream_errors_total{kind="upstream-unreachable"}"#,
+        r#"imds_guard_watch_relists_total{watch="pods"}"#,
+        r#"imds_guard_watch_errors_total{watch="pods"}"#,
     ] {
-        assert!(text.contains(wanted), "no {wanted} after the traffic:\n{text}");
+        assert!(
+            text.contains(wanted),
+            "no {wanted} after the traffic:\n{text}"
+        );
     }
 
     let rules = rules();
@@ -166,5 +311,8 @@ async fn every_metric_the_alerts_and_the_dashboard_read_is_exposed() {
     // And between them the dashboard and the alerts show every family the guard exports.
     let families: BTreeSet<String> = stored.values().cloned().collect();
     let unread: Vec<&String> = families.difference(&read).collect();
-    assert!(unread.is_empty(), "families no panel or alert shows: {unread:?}");
+    assert!(
+        unread.is_empty(),
+        "families no panel or alert shows: {unread:?}"
+    );
 }
