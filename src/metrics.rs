@@ -70,8 +70,8 @@ pub struct Metrics {
     /// Watch errors (API server unreachable, 410 Gone, …), each followed by a retry.
     pub watch_errors: Family<WatchLabels, Counter>,
     pub config_reloads: Family<ReloadLabels, Counter>,
-    /// 1 when the managed netfilter rules were last found complete, 0 when not; absent when
-    /// netfilter is not managed.
+    /// 1 when the managed netfilter rules were last found complete, 0 when not — and 0 when
+    /// netfilter is not managed (`[netfilter] manage = false`), which nothing sets.
     pub netfilter_rules_ok: Gauge,
     /// Connections refused by a connection limit.
     pub connections_refused: Family<LimitLabels, Counter>,
