@@ -1,6 +1,10 @@
 //! The RBAC in `deploy/` for real: rendered with kustomize, applied to a real kube-apiserver, and
-//! the real binary run with nothing but the DaemonSet's ServiceAccount token.
+//! the real binary run with nothing but the DaemonSet's ServiceAccount token. Every render — the
+//! kustomize ones and the Helm chart's (`deploy/helm/imds-guard`) — is accepted by the API server.
 
+#[allow(dead_code)]
+#[path = "helm/chart.rs"]
+mod chart;
 #[allow(dead_code)]
 #[path = "deploy/render.rs"]
 mod render;
@@ -246,6 +250,36 @@ async fn every_render_is_accepted_by_a_real_api_server() {
     renders.extend(single.iter().map(|(name, r)| (name.clone(), r)));
     renders.push(("every component".into(), render::everything()));
     renders.push(("sidecar example".into(), &sidecar));
+    // The chart's: the default values, every component's, and every value changed (but the
+    // Prometheus Operator's kinds, whose CRDs this API server does not have).
+    let helm_default = chart::default_render();
+    let helm_components = chart::template(&[
+        "--set",
+        "startupTaint.enabled=true",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "namespace.create=true",
+    ]);
+    let custom = chart::template(&["-f", &chart::values_file("custom.yaml")]);
+    let objects: Vec<serde_json::Value> = custom
+        .objects
+        .iter()
+        .filter(|o| {
+            !o["apiVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("monitoring.coreos.com/")
+        })
+        .cloned()
+        .collect();
+    let helm_custom = render::Rendered {
+        yaml: json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string(),
+        objects,
+    };
+    renders.push(("helm: default values".into(), helm_default));
+    renders.push(("helm: every component".into(), &helm_components));
+    renders.push(("helm: tests/helm/custom.yaml".into(), &helm_custom));
     assert!(
         renders.len() >= 5,
         "{:?}",

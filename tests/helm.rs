@@ -669,7 +669,7 @@ fn monitoring_renders_from_the_chart_s_files() {
 /// The dotted paths of values.yaml's values, down to the maps whose keys are the user's or
 /// Kubernetes' (resources, affinity, …), which are values as a whole.
 fn value_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
-    const WHOLE: [&str; 8] = [
+    const WHOLE: [&str; 7] = [
         "resources",
         "updateStrategy",
         "affinity",
@@ -677,7 +677,6 @@ fn value_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
         "podAnnotations",
         "podLabels",
         "config.override",
-        "image",
     ];
     for (k, value) in v.as_object().expect("a map") {
         let path = if prefix.is_empty() {
@@ -693,11 +692,6 @@ fn value_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
             value_paths(value, &path, out);
         } else {
             out.push(path);
-        }
-        if path == "image" {
-            for sub in value.as_object().unwrap().keys() {
-                out.push(format!("image.{sub}"));
-            }
         }
     }
 }
