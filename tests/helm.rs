@@ -35,13 +35,12 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use chart::{
-    chart_dir, default_render, lint, template, template_fails, template_of, values_file,
-    NAMESPACE,
+    chart_dir, default_render, lint, template, template_fails, template_of, values_file, NAMESPACE,
 };
 use compare::{assert_same_objects, without_kind};
 use render::{
-    base, cloud_components, config, config_text, everything, guard, of_kind, one, overlay,
-    strings, Rendered,
+    base, cloud_components, config, config_text, everything, guard, of_kind, one, overlay, strings,
+    Rendered,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");
@@ -94,11 +93,7 @@ fn assert_same_but_namespace(chart: &Rendered, kustomize: &Rendered, what: &str)
     );
     assert_eq!(of_kind(kustomize, "Namespace").count(), 1, "{what}");
     assert_same_essentials(chart, kustomize, what);
-    assert_same_objects(
-        &chart.objects,
-        &without_kind(kustomize, "Namespace"),
-        what,
-    );
+    assert_same_objects(&chart.objects, &without_kind(kustomize, "Namespace"), what);
 }
 
 /// What matters most, compared one by one for a clear message before the whole objects are: the
@@ -113,10 +108,17 @@ fn assert_same_essentials(chart: &Rendered, kustomize: &Rendered, what: &str) {
     let (_, ours) = guard(chart);
     let (_, theirs) = guard(kustomize);
     for field in ["args", "env", "ports", "securityContext", "image"] {
-        assert_eq!(ours[field], theirs[field], "{what}: the container's {field}");
+        assert_eq!(
+            ours[field], theirs[field],
+            "{what}: the container's {field}"
+        );
     }
     assert_eq!(config(chart), config(kustomize), "{what}: config.toml");
-    assert_eq!(config_text(chart), config_text(kustomize), "{what}: config.toml's text");
+    assert_eq!(
+        config_text(chart),
+        config_text(kustomize),
+        "{what}: config.toml's text"
+    );
     for r in [chart, kustomize] {
         checks::check_rbac_common(r);
     }
@@ -130,7 +132,11 @@ fn assert_labelled(r: &Rendered) {
         for name in chart::HELM_LABELS {
             assert!(labels[name].is_string(), "{name} missing: {o}");
         }
-        if let Some(selector) = o["spec"]["selector"]["matchLabels"].as_object() {
+        let workload = o["spec"]["template"].is_object();
+        if let Some(selector) = o["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .filter(|_| workload)
+        {
             let pod = &o["spec"]["template"]["metadata"]["labels"];
             for (k, v) in selector {
                 assert_eq!(&pod[k], v, "the selector does not match the pods: {o}");
@@ -146,7 +152,10 @@ fn chart_lints_strictly_with_default_and_custom_values_and_every_cloud() {
     lint(&dir, &["-f", &values_file("custom.yaml")]);
     for cloud in ["aws", "gcp", "azure", "alibaba", "oci", "openstack"] {
         let set = format!("cloud={cloud}");
-        lint(&dir, &["--set", &set, "--set", "networkPolicy.enabled=true"]);
+        lint(
+            &dir,
+            &["--set", &set, "--set", "networkPolicy.enabled=true"],
+        );
     }
 }
 
@@ -213,7 +222,11 @@ fn every_cloud_value_is_its_cloud_component() {
     for component in cloud_components() {
         let cloud = component.strip_prefix("cloud-").unwrap();
         let set = format!("cloud={cloud}");
-        let chart = with(&[&set, "startupTaint.enabled=true", "networkPolicy.enabled=true"]);
+        let chart = with(&[
+            &set,
+            "startupTaint.enabled=true",
+            "networkPolicy.enabled=true",
+        ]);
         let kustomize = overlay(&["networkpolicy", "startup-taint", &component]);
         assert_same_but_namespace(&chart, &kustomize, &component);
         assert_check_passes(&config_text(&chart), &component);
@@ -226,7 +239,10 @@ fn values_of(file: &str) -> Value {
     let text = read(Path::new(file));
     let json = render::run(
         "python3",
-        &["-c", "import sys,json,yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
+        &[
+            "-c",
+            "import sys,json,yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ],
         Some(&text),
     );
     serde_json::from_str(&json).expect("values as JSON")
@@ -238,11 +254,25 @@ fn custom_values_take_effect() {
     let v = values_of(&file);
     let r = template(&["-f", &file]);
     assert_labelled(&r);
-    checks::check_rbac_common(&r);
+    // The RBAC is the base's and the start-up taint's, under another name.
+    let rules = checks::rbac_rules(&r);
+    let reading = checks::set(&["get", "list", "watch"]);
+    assert_eq!(checks::verbs_on(&rules, "pods"), reading);
+    assert_eq!(checks::verbs_on(&rules, "namespaces"), reading);
+    assert_eq!(
+        checks::verbs_on(&rules, "nodes"),
+        checks::set(&["get", "patch"])
+    );
+    assert_eq!(rules.len(), 2, "{rules:?}");
 
     // Names follow fullnameOverride.
     let name = v["fullnameOverride"].as_str().unwrap();
-    for kind in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"] {
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "DaemonSet",
+    ] {
         assert_eq!(one(&r, kind)["metadata"]["name"], name, "{kind}");
     }
     let binding = one(&r, "ClusterRoleBinding");
@@ -255,12 +285,16 @@ fn custom_values_take_effect() {
         .filter(|m| m["metadata"]["name"] == format!("{name}-config"))
         .collect();
     assert_eq!(maps.len(), 1, "{name}-config");
-    let text = maps[0]["data"]["config.toml"].as_str().expect("config.toml");
+    let text = maps[0]["data"]["config.toml"]
+        .as_str()
+        .expect("config.toml");
     assert_check_passes(text, "custom.yaml");
     let c: toml::Table = toml::from_str(text).expect("TOML");
     let cloud = v["cloud"].as_str().unwrap();
-    let file_config: toml::Table =
-        toml::from_str(&read(&chart_dir().join(format!("files/config/{cloud}.toml")))).unwrap();
+    let file_config: toml::Table = toml::from_str(&read(
+        &chart_dir().join(format!("files/config/{cloud}.toml")),
+    ))
+    .unwrap();
     assert_eq!(c["upstream"]["cloud"].as_str(), Some(cloud));
     assert_eq!(c["server"]["mode"].as_str(), v["mode"].as_str());
     let interfaces: Vec<&str> = c["netfilter"]["interfaces"]
@@ -323,7 +357,12 @@ fn custom_values_take_effect() {
         container["securityContext"]["capabilities"]["add"],
         v["capabilities"]
     );
-    for key in ["tolerations", "nodeSelector", "affinity", "priorityClassName"] {
+    for key in [
+        "tolerations",
+        "nodeSelector",
+        "affinity",
+        "priorityClassName",
+    ] {
         assert_eq!(pod[key], v[key], "{key}");
     }
     assert_eq!(
@@ -359,8 +398,6 @@ fn custom_values_take_effect() {
         v["startupTaint"]["key"].as_str().unwrap()
     );
     assert!(strings(&container["args"]).contains(&taint.as_str()));
-    let rules = checks::rbac_rules(&r);
-    assert_eq!(checks::verbs_on(&rules, "nodes"), checks::set(&["get", "patch"]));
 
     // The Namespace, privileged.
     let ns = one(&r, "Namespace");
@@ -405,8 +442,14 @@ fn custom_values_take_effect() {
     // their files: see monitoring_renders_from_the_chart_s_files).
     let monitor = one(&r, "PodMonitor");
     let m = &v["monitoring"]["podMonitor"];
-    assert_eq!(monitor["metadata"]["labels"]["release"], m["labels"]["release"]);
-    assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["interval"], m["interval"]);
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        m["labels"]["release"]
+    );
+    assert_eq!(
+        monitor["spec"]["podMetricsEndpoints"][0]["interval"],
+        m["interval"]
+    );
 }
 
 /// `imds-guard explain` of `path` on `config` (its inventory replaced by a static one of a pod
@@ -444,8 +487,20 @@ fn rules_values_are_the_policy_the_guard_applies() {
     let cases: [(&[&str], bool, bool, bool, bool); 4] = [
         // (helm args, labelled: credentials, zone; other pod: credentials, zone)
         (&[], true, true, false, false),
-        (&["--set-json", &format!("rules={placement}")], false, true, false, true),
-        (&["--set-json", &format!("extraRules={placement}")], true, true, false, true),
+        (
+            &["--set-json", &format!("rules={placement}")],
+            false,
+            true,
+            false,
+            true,
+        ),
+        (
+            &["--set-json", &format!("extraRules={placement}")],
+            true,
+            true,
+            false,
+            true,
+        ),
         (&["--set-json", "rules=[]"], false, false, false, false),
     ];
     let word = |allowed: bool| if allowed { "allow" } else { "deny" };
@@ -522,7 +577,10 @@ fn wrong_values_are_refused_with_the_reason() {
         (vec!["--set", "startupTaints.enabled=true"], "startupTaints"),
         (vec!["--set", "capabilities={NET_RAW}"], "capabilities"),
         (vec!["--set", "interfaces={}"], "interfaces"),
-        (vec!["--set", "config.toml=[server"], "config.toml is not TOML"),
+        (
+            vec!["--set", "config.toml=[server"],
+            "config.toml is not TOML",
+        ),
         (
             vec!["--set", "config.override.server.listen=nowhere"],
             "has no port",
@@ -606,7 +664,12 @@ fn monitoring_renders_from_the_chart_s_files() {
     lint(&full_chart, &on);
     let r = template_of(
         &full_chart,
-        &["--set", "monitoring.enabled=true", "--set", "monitoring.dashboard.namespace=grafana"],
+        &[
+            "--set",
+            "monitoring.enabled=true",
+            "--set",
+            "monitoring.dashboard.namespace=grafana",
+        ],
     );
     assert_labelled(&r);
 
@@ -616,12 +679,25 @@ fn monitoring_renders_from_the_chart_s_files() {
     assert_eq!(endpoint["path"], "/metrics");
     let port = endpoint["port"].as_str().unwrap();
     let ports = container["ports"].as_array().unwrap();
-    let admin = ports.iter().find(|p| p["name"] == port).expect("a named container port");
-    let c = config(&r);
+    let admin = ports
+        .iter()
+        .find(|p| p["name"] == port)
+        .expect("a named container port");
+    let config_map = of_kind(&r, "ConfigMap")
+        .find(|m| m["metadata"]["name"] == "imds-guard-config")
+        .unwrap();
+    let c: toml::Table =
+        toml::from_str(config_map["data"]["config.toml"].as_str().unwrap()).unwrap();
     let admin_listen = c["server"]["admin_listen"].as_str().unwrap();
-    assert_eq!(admin["containerPort"].as_u64(), Some(render::port_of(admin_listen)));
+    assert_eq!(
+        admin["containerPort"].as_u64(),
+        Some(render::port_of(admin_listen))
+    );
     let ds = one(&r, "DaemonSet");
-    for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
         assert_eq!(&ds["spec"]["template"]["metadata"]["labels"][k], v);
     }
     assert_eq!(
@@ -634,7 +710,10 @@ fn monitoring_renders_from_the_chart_s_files() {
     let rules_text = read(&files.join("prometheus-rules.yaml"));
     let want = render::run(
         "python3",
-        &["-c", "import sys,json,yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
+        &[
+            "-c",
+            "import sys,json,yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ],
         Some(&rules_text),
     );
     let want: Value = serde_json::from_str(&want).unwrap();
@@ -725,7 +804,11 @@ fn every_value_is_commented_and_in_the_readme_table() {
         }
         parents.push((indent, key.to_owned()));
     }
-    assert!(missing.is_empty(), "values without a comment:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "values without a comment:\n{}",
+        missing.join("\n")
+    );
 
     // And deploy/README.md's Helm section names every value.
     let readme = read(&repo("deploy/README.md"));
@@ -734,10 +817,17 @@ fn every_value_is_commented_and_in_the_readme_table() {
         .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(rest))
         .expect("deploy/README.md has a Helm section");
     let mut paths = Vec::new();
-    value_paths(&values_of(&chart_dir().join("values.yaml").display().to_string()), "", &mut paths);
+    value_paths(
+        &values_of(&chart_dir().join("values.yaml").display().to_string()),
+        "",
+        &mut paths,
+    );
     let absent: Vec<&String> = paths
         .iter()
         .filter(|p| !helm.contains(&format!("`{p}`")))
         .collect();
-    assert!(absent.is_empty(), "values missing from deploy/README.md's Helm table: {absent:?}");
+    assert!(
+        absent.is_empty(),
+        "values missing from deploy/README.md's Helm table: {absent:?}"
+    );
 }
