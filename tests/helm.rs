@@ -39,8 +39,7 @@ use chart::{
 };
 use compare::{assert_same_objects, without_kind};
 use render::{
-    base, cloud_components, config, config_text, everything, guard, of_kind, one, overlay, strings,
-    Rendered,
+    base, cloud_components, config, config_text, guard, of_kind, one, overlay, strings, Rendered,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");
@@ -177,7 +176,8 @@ fn default_render_is_the_kustomize_base_but_the_namespace() {
 fn startup_taint_and_networkpolicy_values_are_the_components() {
     let both = with(&["startupTaint.enabled=true", "networkPolicy.enabled=true"]);
     assert_labelled(&both);
-    assert_same_but_namespace(&both, everything(), "every component");
+    let components = overlay(&["networkpolicy", "startup-taint"]);
+    assert_same_but_namespace(&both, &components, "every component");
     for (component, value) in [
         ("startup-taint", "startupTaint.enabled=true"),
         ("networkpolicy", "networkPolicy.enabled=true"),
@@ -700,10 +700,17 @@ fn monitoring_renders_from_the_chart_s_files() {
     {
         assert_eq!(&ds["spec"]["template"]["metadata"]["labels"][k], v);
     }
+    // The alerts select job="imds-guard" and group by node.
     assert_eq!(
-        monitor["spec"]["namespaceSelector"]["matchNames"],
-        serde_json::json!([NAMESPACE])
+        monitor["metadata"]["namespace"],
+        ds["metadata"]["namespace"]
     );
+    assert_eq!(monitor["spec"]["jobLabel"], "app.kubernetes.io/name");
+    assert_eq!(
+        ds["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+        "imds-guard"
+    );
+    assert_eq!(endpoint["relabelings"][0]["targetLabel"], "node");
     let _ = pod;
 
     let rule = one(&r, "PrometheusRule");
@@ -829,5 +836,30 @@ fn every_value_is_commented_and_in_the_readme_table() {
     assert!(
         absent.is_empty(),
         "values missing from deploy/README.md's Helm table: {absent:?}"
+    );
+}
+
+/// Once deploy/components/monitoring exists: the chart's monitoring files are its copies, and
+/// `monitoring.enabled` renders what the base with that component renders, object for object.
+#[test]
+fn monitoring_value_is_the_monitoring_component_once_there_is_one() {
+    let component = repo("deploy/components/monitoring");
+    if !component.join("kustomization.yaml").exists() {
+        eprintln!("no deploy/components/monitoring yet: nothing to compare the chart's with");
+        return;
+    }
+    let chart_files = chart_dir().join("files/monitoring");
+    let rules = read(&component.join("prometheus-rules.yaml"));
+    assert_eq!(
+        read(&chart_files.join("prometheus-rules.yaml")),
+        rules,
+        "files/monitoring/prometheus-rules.yaml is a copy of the component's"
+    );
+    let kustomize = overlay(&["monitoring"]);
+    let chart = with(&["monitoring.enabled=true"]);
+    assert_same_objects(
+        &chart.objects,
+        &without_kind(&kustomize, "Namespace"),
+        "monitoring",
     );
 }
