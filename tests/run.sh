@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (Debian packages, PyPI and npm
-# packages, a Kubernetes control plane and helm built with Go; run as root on a fresh machine), then
+# packages, and a Kubernetes control plane built with Go; run as root on a fresh machine), then
 # runs every test with `cargo test`. Arguments go
 # to `cargo test` (e.g. `bash tests/run.sh --test proxy` for one group).
 set -euo pipefail
@@ -80,14 +80,14 @@ if ! cmp -s tests/clouds_sdk/package-lock.json tests/clouds_sdk/node_modules/.im
   cp tests/clouds_sdk/package-lock.json tests/clouds_sdk/node_modules/.imds-guard-lock
 fi
 
-# etcd and kube-apiserver for tests/controlplane.rs, built from their Go modules once per machine
-# (minutes the first time; cached by version, so later runs find them at once).
-bash tests/support/controlplane/build.sh >/dev/null
-
 # helm for tests/helm.rs, built from its Go module once per machine (a few minutes the first time;
 # cached by version, so later runs find it at once).
 started=$SECONDS
 bash tests/support/helm/build.sh >/dev/null
 echo "tests: helm ready ($((SECONDS - started)) s)"
+
+# etcd and kube-apiserver for tests/controlplane.rs, built from their Go modules once per machine
+# (minutes the first time; cached by version, so later runs find them at once).
+bash tests/support/controlplane/build.sh >/dev/null
 
 exec cargo test --locked "$@"
