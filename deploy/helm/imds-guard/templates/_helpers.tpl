@@ -113,7 +113,7 @@ file itself when they change nothing, so that its comments reach the node.
 {{- if eq (toToml $config) (toToml $parsed) -}}
 {{- $file -}}
 {{- else -}}
-# imds-guard config, rendered by the Helm chart from {{ $path }} and the release's values.
+# imds-guard config: the Helm chart's {{ $path }} with the release's values.
 {{ toToml $config -}}
 {{- end -}}
 {{- end -}}
