@@ -1,6 +1,10 @@
 //! The RBAC in `deploy/` for real: rendered with kustomize, applied to a real kube-apiserver, and
-//! the real binary run with nothing but the DaemonSet's ServiceAccount token.
+//! the real binary run with nothing but the DaemonSet's ServiceAccount token. Every render — the
+//! kustomize ones and the Helm chart's (`deploy/helm/imds-guard`) — is accepted by the API server.
 
+#[allow(dead_code)]
+#[path = "helm/chart.rs"]
+mod chart;
 #[allow(dead_code)]
 #[path = "deploy/render.rs"]
 mod render;
@@ -327,6 +331,36 @@ async fn every_render_is_accepted_by_a_real_api_server() {
     renders.extend(single.iter().map(|(name, r)| (name.clone(), r)));
     renders.push(("every component".into(), render::everything()));
     renders.push(("sidecar example".into(), &sidecar));
+    // The chart's: the default values, every component's, and every value changed (but the
+    // Prometheus Operator's kinds, whose CRDs this API server does not have).
+    let helm_default = chart::default_render();
+    let helm_components = chart::template(&[
+        "--set",
+        "startupTaint.enabled=true",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "namespace.create=true",
+    ]);
+    let custom = chart::template(&["-f", &chart::values_file("custom.yaml")]);
+    let objects: Vec<serde_json::Value> = custom
+        .objects
+        .iter()
+        .filter(|o| {
+            !o["apiVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("monitoring.coreos.com/")
+        })
+        .cloned()
+        .collect();
+    let helm_custom = render::Rendered {
+        yaml: json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string(),
+        objects,
+    };
+    renders.push(("helm: default values".into(), helm_default));
+    renders.push(("helm: every component".into(), &helm_components));
+    renders.push(("helm: tests/helm/custom.yaml".into(), &helm_custom));
     assert!(
         renders.len() >= 5,
         "{:?}",
@@ -357,5 +391,88 @@ async fn every_render_is_accepted_by_a_real_api_server() {
             rendered.objects.len(),
             "{name}: not every object was accepted:\n{out}"
         );
+    }
+}
+
+/// `helm ARGS` as the admin of `plane`.
+fn helm(plane: &ControlPlane, args: &[&str]) -> String {
+    let kubeconfig = format!("--kubeconfig={}", plane.kubeconfig.display());
+    let mut all = args.to_vec();
+    all.push(&kubeconfig);
+    chart::helm_run(&all)
+}
+
+/// deploy/README.md's Helm steps on a real API server: the namespace created and labelled, `helm
+/// install`; the installed ServiceAccount is all the real binary needs; `helm upgrade` with the
+/// start-up taint grants exactly that on nodes; `helm uninstall` takes the RBAC away.
+#[tokio::test]
+async fn the_chart_installs_as_documented_and_its_service_account_is_enough() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let client = plane.client().await;
+    let admin = format!("--kubeconfig={}", plane.kubeconfig.display());
+    render::run(
+        "kubectl",
+        &[&admin, "create", "namespace", "imds-guard"],
+        None,
+    );
+    render::run(
+        "kubectl",
+        &[
+            &admin,
+            "label",
+            "namespace",
+            "imds-guard",
+            "pod-security.kubernetes.io/enforce=privileged",
+        ],
+        None,
+    );
+    let dir = chart::chart_dir();
+    let chart = dir.to_str().unwrap();
+    helm(
+        &plane,
+        &["install", "imds-guard", chart, "-n", "imds-guard"],
+    );
+
+    let kubeconfig = labelled_pod_and_guard_identity(&plane, &client).await;
+    let emu = emulator(EmulatorOptions::default()).await;
+    let mut binary = guard(&kubeconfig, emu.addr, &[]);
+    binary.wait_ready().await;
+    let answer = get(LABELLED, binary.proxy, "/latest/meta-data/instance-id").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    binary.stop();
+
+    let roles: Api<ClusterRole> = Api::all(client);
+    let on_nodes = |role: &ClusterRole| -> Vec<String> {
+        role.rules
+            .iter()
+            .flatten()
+            .filter(|r| r.resources.iter().flatten().any(|res| res == "nodes"))
+            .flat_map(|r| r.verbs.clone())
+            .collect()
+    };
+    assert!(on_nodes(&roles.get("imds-guard").await.unwrap()).is_empty());
+    helm(
+        &plane,
+        &[
+            "upgrade",
+            "imds-guard",
+            chart,
+            "-n",
+            "imds-guard",
+            "--reuse-values",
+            "--set",
+            "startupTaint.enabled=true",
+        ],
+    );
+    assert_eq!(
+        on_nodes(&roles.get("imds-guard").await.unwrap()),
+        ["get", "patch"]
+    );
+
+    helm(&plane, &["uninstall", "imds-guard", "-n", "imds-guard"]);
+    match roles.get("imds-guard").await {
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        other => panic!("the ClusterRole outlived helm uninstall: {other:?}"),
     }
 }

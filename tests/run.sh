@@ -80,6 +80,12 @@ if ! cmp -s tests/clouds_sdk/package-lock.json tests/clouds_sdk/node_modules/.im
   cp tests/clouds_sdk/package-lock.json tests/clouds_sdk/node_modules/.imds-guard-lock
 fi
 
+# helm for tests/helm.rs, built from its Go module once per machine (a few minutes the first time;
+# cached by version, so later runs find it at once).
+started=$SECONDS
+bash tests/support/helm/build.sh >/dev/null
+echo "tests: helm ready ($((SECONDS - started)) s)"
+
 # etcd and kube-apiserver for tests/controlplane.rs, built from their Go modules once per machine
 # (minutes the first time; cached by version, so later runs find them at once).
 bash tests/support/controlplane/build.sh >/dev/null
