@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::ser::{SerializeMap, SerializeStruct};
 use serde::Serialize;
+
+use crate::index::{Labels, Owner};
 
 /// One audited request.
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +25,11 @@ pub struct Event<'a> {
     /// `namespace/name`, or null when the source is not a known pod.
     pub pod: Option<&'a str>,
     pub pod_uid: Option<&'a str>,
+    /// The pod's labels named by `[audit] workload_labels`, those of them it has; null when the
+    /// source is not a known pod. What `policy suggest` groups workloads by.
+    pub labels: Option<WorkloadLabels<'a>>,
+    /// What controls the pod (`{"kind":"Deployment","name":"web"}`), when the source knows it.
+    pub owner: Option<OwnerOf<'a>>,
     pub method: &'a str,
     /// The canonical path; for a refused target, the target as received (shortened).
     pub path: &'a str,
@@ -64,6 +72,33 @@ impl Event<'_> {
         json_opt_str(out, self.pod);
         out.extend_from_slice(b",\"pod_uid\":");
         json_opt_str(out, self.pod_uid);
+        out.extend_from_slice(b",\"labels\":");
+        match &self.labels {
+            None => out.extend_from_slice(b"null"),
+            Some(labels) => {
+                out.push(b'{');
+                for (i, (key, value)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json_str(out, key);
+                    out.push(b':');
+                    json_str(out, &value);
+                }
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b",\"owner\":");
+        match &self.owner {
+            None => out.extend_from_slice(b"null"),
+            Some(owner) => {
+                out.extend_from_slice(b"{\"kind\":");
+                json_str(out, &owner.kind());
+                out.extend_from_slice(b",\"name\":");
+                json_str(out, &owner.name());
+                out.push(b'}');
+            }
+        }
         out.extend_from_slice(b",\"method\":");
         json_str(out, self.method);
         out.extend_from_slice(b",\"path\":");
@@ -87,6 +122,80 @@ impl Event<'_> {
         let _ = write!(out, ",\"bytes\":{},\"duration_ms\":", self.bytes);
         json_value(out, &self.duration_ms);
         out.extend_from_slice(b"}\n");
+    }
+}
+
+/// The longest label value kept in a line: Kubernetes' own limit, so only the static source's
+/// labels can be longer (they are cut, and end in `…`).
+pub const MAX_LABEL_VALUE: usize = 63;
+/// The longest owner kind kept in a line.
+const MAX_OWNER_KIND: usize = 63;
+/// The longest owner name kept in a line: Kubernetes' limit for object names.
+pub const MAX_OWNER_NAME: usize = 253;
+
+/// `text` cut to at most `max` bytes (at a character boundary), with `…` when it was cut: what a
+/// pod's labels or owner can put into an audit line is bounded.
+pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
+/// The labels of a pod that audit lines carry: of `keys` (`[audit] workload_labels`, in that
+/// order), those the pod has, values [`bounded`].
+#[derive(Debug, Clone, Copy)]
+pub struct WorkloadLabels<'a> {
+    pub keys: &'a [String],
+    pub labels: &'a Labels,
+}
+
+impl<'a> WorkloadLabels<'a> {
+    /// The carried keys and their (bounded) values.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, std::borrow::Cow<'a, str>)> + 'a {
+        let labels = self.labels;
+        self.keys.iter().filter_map(move |key| {
+            labels
+                .get(key)
+                .map(|value| (key.as_str(), bounded(value, MAX_LABEL_VALUE)))
+        })
+    }
+}
+
+impl Serialize for WorkloadLabels<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.iter() {
+            map.serialize_entry(key, &value)?;
+        }
+        map.end()
+    }
+}
+
+/// A pod's owner as audit lines show it, kind and name [`bounded`].
+#[derive(Debug, Clone, Copy)]
+pub struct OwnerOf<'a>(pub &'a Owner);
+
+impl OwnerOf<'_> {
+    fn kind(&self) -> std::borrow::Cow<'_, str> {
+        bounded(&self.0.kind, MAX_OWNER_KIND)
+    }
+
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        bounded(&self.0.name, MAX_OWNER_NAME)
+    }
+}
+
+impl Serialize for OwnerOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut owner = serializer.serialize_struct("Owner", 2)?;
+        owner.serialize_field("kind", &self.kind())?;
+        owner.serialize_field("name", &self.name())?;
+        owner.end()
     }
 }
 
