@@ -210,12 +210,19 @@ fn lines_carry_the_chosen_labels_the_pod_has_and_its_owner_bounded() {
     );
     let line: serde_json::Value = serde_json::from_slice(&text).unwrap();
     let value = line["labels"]["app"].as_str().unwrap();
-    assert_eq!(value, format!("{}…", "é".repeat(31)), "cut at a character boundary");
+    assert_eq!(
+        value,
+        format!("{}…", "é".repeat(31)),
+        "cut at a character boundary"
+    );
     assert_eq!(
         line["owner"]["name"].as_str().unwrap(),
         format!("{}…", "n".repeat(MAX_OWNER_NAME))
     );
-    assert_eq!(line["owner"]["kind"].as_str().unwrap().len(), 63 + "…".len());
+    assert_eq!(
+        line["owner"]["kind"].as_str().unwrap().len(),
+        63 + "…".len()
+    );
     // The longest line eight chosen labels can make stays a few kilobytes.
     assert!(text.len() < 2048, "{}", text.len());
 }

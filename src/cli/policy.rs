@@ -150,8 +150,7 @@ fn read_all(paths: &[PathBuf]) -> Result<Log, String> {
         let read = if path.as_os_str() == "-" {
             read_into(&mut log, std::io::stdin().lock())
         } else {
-            std::fs::File::open(path)
-                .and_then(|file| read_into(&mut log, BufReader::new(file)))
+            std::fs::File::open(path).and_then(|file| read_into(&mut log, BufReader::new(file)))
         };
         read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     }
@@ -216,6 +215,10 @@ mod tests {
         let mut log = Log::default();
         read_into(&mut log, &text[..]).unwrap();
         assert_eq!((log.lines, log.malformed), (2, 2));
-        assert_eq!(log.requests.values().sum::<u64>(), 2, "the last line has no newline");
+        assert_eq!(
+            log.requests.values().sum::<u64>(),
+            2,
+            "the last line has no newline"
+        );
     }
 }

@@ -129,7 +129,10 @@ mod tests {
             ("app name", "[0]"),
         ] {
             let e = keys(&[bad]).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("audit.workload_labels{want}")), "{bad}: {e}");
+            assert!(
+                e.starts_with(&format!("audit.workload_labels{want}")),
+                "{bad}: {e}"
+            );
         }
         let long = "a".repeat(64);
         assert!(keys(&[&long]).is_err());

@@ -152,7 +152,12 @@ fn owner(pod: &KubePod, labels: &BTreeMap<String, String>) -> Option<Owner> {
     let deployment = (reference.kind == "ReplicaSet")
         .then(|| labels.get("pod-template-hash"))
         .flatten()
-        .and_then(|hash| reference.name.strip_suffix(hash.as_str())?.strip_suffix('-'))
+        .and_then(|hash| {
+            reference
+                .name
+                .strip_suffix(hash.as_str())?
+                .strip_suffix('-')
+        })
         .filter(|name| !name.is_empty());
     Some(match deployment {
         Some(name) => Owner {
@@ -460,9 +465,7 @@ mod tests {
             }
             convert(&pod(json)).unwrap().0.owner
         };
-        let reference = |kind: &str, name: &str, controller: bool| {
-            serde_json::json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "o-1", "controller": controller})
-        };
+        let reference = |kind: &str, name: &str, controller: bool| serde_json::json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "o-1", "controller": controller});
         let owner = |kind: &str, name: &str| {
             Some(Owner {
                 kind: kind.into(),

@@ -219,7 +219,9 @@ fn merge_at(items: &mut Items, at: usize, sensitive: &[Vec<Seg>]) -> bool {
         }
         let mut reads = Reads::default();
         for m in &members {
-            let (r, _) = items.remove(&(query.clone(), m.clone())).unwrap_or_default();
+            let (r, _) = items
+                .remove(&(query.clone(), m.clone()))
+                .unwrap_or_default();
             reads.absorb(r);
         }
         let entry = items

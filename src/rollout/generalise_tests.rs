@@ -6,9 +6,9 @@ use super::*;
 fn reads(list: &[(&str, &[u32])]) -> BTreeMap<(Vec<String>, String), Reads> {
     let mut out: BTreeMap<(Vec<String>, String), Reads> = BTreeMap::new();
     for (path, pods) in list {
-        let (path, query) = path.split_once('?').map_or((*path, String::new()), |(p, q)| {
-            (p, format!("?{q}"))
-        });
+        let (path, query) = path
+            .split_once('?')
+            .map_or((*path, String::new()), |(p, q)| (p, format!("?{q}")));
         let key = (
             path.split('/')
                 .filter(|s| !s.is_empty())
@@ -61,11 +61,26 @@ fn field_names_read_side_by_side_are_not_merged() {
 fn identifiers_that_vary_between_pods_become_one_segment() {
     // Each pod has its own MAC and reads two fields of it: the MAC varies, the fields do not.
     let macs: &[(&str, &[u32])] = &[
-        ("/latest/meta-data/network/interfaces/macs/0e:1/local-ipv4s", &[0]),
-        ("/latest/meta-data/network/interfaces/macs/0e:1/subnet-id", &[0]),
-        ("/latest/meta-data/network/interfaces/macs/0e:2/local-ipv4s", &[1]),
-        ("/latest/meta-data/network/interfaces/macs/0e:2/subnet-id", &[1]),
-        ("/latest/meta-data/network/interfaces/macs/0e:3/local-ipv4s", &[2]),
+        (
+            "/latest/meta-data/network/interfaces/macs/0e:1/local-ipv4s",
+            &[0],
+        ),
+        (
+            "/latest/meta-data/network/interfaces/macs/0e:1/subnet-id",
+            &[0],
+        ),
+        (
+            "/latest/meta-data/network/interfaces/macs/0e:2/local-ipv4s",
+            &[1],
+        ),
+        (
+            "/latest/meta-data/network/interfaces/macs/0e:2/subnet-id",
+            &[1],
+        ),
+        (
+            "/latest/meta-data/network/interfaces/macs/0e:3/local-ipv4s",
+            &[2],
+        ),
     ];
     assert_eq!(
         patterns(Cloud::Aws, macs),
@@ -131,17 +146,32 @@ fn a_varying_role_becomes_a_star_within_the_credential_path_only() {
     ];
     assert_eq!(
         patterns(Cloud::Aws, reaching),
-        ["/latest/meta-data/iam/x/role-a", "/latest/meta-data/iam/y/role-a"]
+        [
+            "/latest/meta-data/iam/x/role-a",
+            "/latest/meta-data/iam/y/role-a"
+        ]
     );
 }
 
 #[test]
 fn gcp_accounts_merge_within_their_credential_path_and_azure_identities_never() {
     let accounts: &[(&str, &[u32])] = &[
-        ("/computeMetadata/v1/instance/service-accounts/a@x/token", &[0]),
-        ("/computeMetadata/v1/instance/service-accounts/b@x/token", &[1]),
-        ("/computeMetadata/v1/instance/service-accounts/a@x/email", &[0]),
-        ("/computeMetadata/v1/instance/service-accounts/b@x/email", &[1]),
+        (
+            "/computeMetadata/v1/instance/service-accounts/a@x/token",
+            &[0],
+        ),
+        (
+            "/computeMetadata/v1/instance/service-accounts/b@x/token",
+            &[1],
+        ),
+        (
+            "/computeMetadata/v1/instance/service-accounts/a@x/email",
+            &[0],
+        ),
+        (
+            "/computeMetadata/v1/instance/service-accounts/b@x/email",
+            &[1],
+        ),
     ];
     assert_eq!(
         patterns(Cloud::Gcp, accounts),
@@ -204,16 +234,31 @@ fn merging_is_stable_and_covered_patterns_are_absorbed() {
         ["/latest/a/x", "/latest/a/y", "/latest/a/z"]
     );
     // A pattern another covers is absorbed into it.
-    let reads = |n: u64| (Reads { requests: n, pods: [0].into(), paths: 1 }, false);
+    let reads = |n: u64| {
+        (
+            Reads {
+                requests: n,
+                pods: [0].into(),
+                paths: 1,
+            },
+            false,
+        )
+    };
     let mut items: Items = [
         ((String::new(), segments("/latest/a/*")), reads(2)),
         ((String::new(), segments("/latest/a/z")), reads(5)),
-        (("?resource=r".to_owned(), segments("/latest/a/z")), reads(1)),
+        (
+            ("?resource=r".to_owned(), segments("/latest/a/z")),
+            reads(1),
+        ),
     ]
     .into();
     absorb_covered(&mut items);
     assert_eq!(items.len(), 2, "other constraints are another pattern");
-    assert_eq!(items[&(String::new(), segments("/latest/a/*"))].0.requests, 7);
+    assert_eq!(
+        items[&(String::new(), segments("/latest/a/*"))].0.requests,
+        7
+    );
 }
 
 #[test]

@@ -53,7 +53,10 @@ impl GroupBy {
 /// What a workload is known by, within its namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum By {
-    Label { key: String, value: String },
+    Label {
+        key: String,
+        value: String,
+    },
     Owner(Owner),
     /// Pods with no label carried and no owner: only their namespace tells them apart.
     Namespace,

@@ -157,7 +157,12 @@ mod tests {
         assert_eq!(r.owner.as_ref().map(|o| o.name.as_str()), Some("web"));
         assert_eq!(
             (r.method.as_str(), r.path.as_str(), r.decision, r.status),
-            ("GET", "/latest/meta-data/instance-id", Decision::WouldDeny, 200)
+            (
+                "GET",
+                "/latest/meta-data/instance-id",
+                Decision::WouldDeny,
+                200
+            )
         );
         assert!(r.tokened);
     }
@@ -169,7 +174,10 @@ mod tests {
         let stamped = format!("2026-11-23T11:02:03.456789Z {LINE}\r");
         assert_eq!(record(&stamped), record(LINE));
         // Lines written before labels and owners were carried.
-        let old = LINE.replace(r#""labels":{"app":"web"},"owner":{"kind":"Deployment","name":"web"},"#, "");
+        let old = LINE.replace(
+            r#""labels":{"app":"web"},"owner":{"kind":"Deployment","name":"web"},"#,
+            "",
+        );
         let r = record(&old);
         assert!(r.labels.is_empty() && r.owner.is_none());
         let unknown = LINE.replace(r#""pod":"shop/web-1""#, r#""pod":null"#);

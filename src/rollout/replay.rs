@@ -98,8 +98,8 @@ pub fn replay(log: &Log, policy: &Policy, group_by: &GroupBy) -> Report {
     let cloud = policy.cloud();
     let pods: Vec<_> = log.pods.iter().map(|p| p.pod()).collect();
     let workloads: Vec<Workload> = log.pods.iter().map(|p| p.workload(group_by)).collect();
-    let mut changes: BTreeMap<(Workload, String, String, Was, &'static str, Option<String>), u64> =
-        BTreeMap::new();
+    // Changes without their counts, counted.
+    let mut changes: BTreeMap<Change, u64> = BTreeMap::new();
     let mut report = Report::default();
     for (request, count) in log.sorted() {
         let pod = &pods[request.pod as usize];
@@ -116,28 +116,21 @@ pub fn replay(log: &Log, policy: &Policy, group_by: &GroupBy) -> Report {
             (Was::Served, true) => report.unchanged_served += count,
             (Was::Denied(_), false) => report.unchanged_denied += count,
             _ => {
-                let key = (
-                    workloads[request.pod as usize].clone(),
-                    request.method.clone(),
-                    request.path.clone(),
-                    request.was.clone(),
-                    decision.reason.as_str(),
-                    decision.rule.as_deref().map(str::to_owned),
-                );
+                let key = Change {
+                    workload: workloads[request.pod as usize].clone(),
+                    method: request.method.clone(),
+                    path: request.path.clone(),
+                    was: request.was.clone(),
+                    reason: decision.reason.as_str(),
+                    rule: decision.rule.as_deref().map(str::to_owned),
+                    count: 0,
+                };
                 *changes.entry(key).or_default() += count;
             }
         }
     }
-    for ((workload, method, path, was, reason, rule), count) in changes {
-        let change = Change {
-            workload,
-            method,
-            path,
-            was,
-            reason,
-            rule,
-            count,
-        };
+    for (change, count) in changes {
+        let change = Change { count, ..change };
         if change.was == Was::Served {
             report.broken.push(change);
         } else {

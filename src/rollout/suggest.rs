@@ -104,9 +104,17 @@ pub fn suggest(log: &Log, cloud: Cloud, group_by: &GroupBy) -> Suggestion {
         let reads = match cloud.aggregate_root(&path, &query) {
             Some(root) => seen
                 .aggregates
-                .entry(root.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                .entry(
+                    root.split('/')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                )
                 .or_default(),
-            None => seen.paths.entry((segments, constraints(&query))).or_default(),
+            None => seen
+                .paths
+                .entry((segments, constraints(&query)))
+                .or_default(),
         };
         if reads.requests == 0 {
             reads.paths += 1;
@@ -250,10 +258,18 @@ fn rule(
         seen.token_requests
     );
     if seen.refused > 0 {
-        let _ = write!(out, "; {} refused by the policy in force (not included)", seen.refused);
+        let _ = write!(
+            out,
+            "; {} refused by the policy in force (not included)",
+            seen.refused
+        );
     }
     if seen.unreadable > 0 {
-        let _ = write!(out, "; {} not readable as {cloud} paths (not included)", seen.unreadable);
+        let _ = write!(
+            out,
+            "; {} not readable as {cloud} paths (not included)",
+            seen.unreadable
+        );
     }
     out.push('\n');
     if served == 0 {
@@ -265,7 +281,12 @@ fn rule(
     for made in generalise::generalise(cloud, seen.paths.clone()) {
         let mut note = format!("{} request(s)", made.reads.requests);
         if made.reads.paths > 1 {
-            let _ = write!(note, ", {} paths, {} pod(s)", made.reads.paths, made.reads.pods.len());
+            let _ = write!(
+                note,
+                ", {} paths, {} pod(s)",
+                made.reads.paths,
+                made.reads.pods.len()
+            );
         }
         if made.sensitive {
             note.push_str("; sensitive (credentials or concealed): listed explicitly");
@@ -286,7 +307,10 @@ fn rule(
         ));
         for (candidate, read) in outside_aggregate_credentials(cloud, &root_segs, touched) {
             if !read {
-                deny.push((candidate, "not returned by the aggregate read, and not read".into()));
+                deny.push((
+                    candidate,
+                    "not returned by the aggregate read, and not read".into(),
+                ));
             } else if candidate.split('/').any(|s| s == "*") {
                 // Read for some accounts: allowed for all of them (a deny would refuse those read).
                 let _ = writeln!(
@@ -349,7 +373,11 @@ fn outside_aggregate_credentials(
     root: &[Seg],
     touched: &[&Seen],
 ) -> Vec<(String, bool)> {
-    let concealed: Vec<Vec<Seg>> = cloud.concealed().iter().map(|p| generalise::segments(p)).collect();
+    let concealed: Vec<Vec<Seg>> = cloud
+        .concealed()
+        .iter()
+        .map(|p| generalise::segments(p))
+        .collect();
     let mut out = Vec::new();
     for pattern in cloud.credential_patterns() {
         let c = generalise::segments(pattern);
@@ -386,7 +414,11 @@ fn outside_aggregate_credentials(
 fn self_check(text: &str, cloud: Cloud, log: &Log, group_by: &GroupBy) -> Vec<String> {
     let config = match crate::config::parse(&format!("[upstream]\ncloud = \"{cloud}\"\n{text}")) {
         Ok(config) => config,
-        Err(e) => return vec![format!("the suggestion does not pass the config check ({e}): please report this")],
+        Err(e) => {
+            return vec![format!(
+                "the suggestion does not pass the config check ({e}): please report this"
+            )]
+        }
     };
     let report = super::replay::replay(log, &config.policy, group_by);
     if report.broken.is_empty() {

@@ -79,7 +79,10 @@ fn three_workloads() -> Vec<L<'static>> {
             ..l("shop/creds-1", app("creds"), "/latest/api/token")
         };
         lines.push(put);
-        for path in [CREDS, "/latest/meta-data/iam/security-credentials/node-role"] {
+        for path in [
+            CREDS,
+            "/latest/meta-data/iam/security-credentials/node-role",
+        ] {
             lines.push(L {
                 token: true,
                 ..l("shop/creds-1", app("creds"), path)
@@ -90,9 +93,18 @@ fn three_workloads() -> Vec<L<'static>> {
         lines.push(l(pod, app("id"), "/latest/meta-data/instance-id"));
     }
     for (pod, role) in [
-        ("batch/roles-1", "/latest/meta-data/iam/security-credentials/role-a"),
-        ("batch/roles-2", "/latest/meta-data/iam/security-credentials/role-b"),
-        ("batch/roles-3", "/latest/meta-data/iam/security-credentials/role-c"),
+        (
+            "batch/roles-1",
+            "/latest/meta-data/iam/security-credentials/role-a",
+        ),
+        (
+            "batch/roles-2",
+            "/latest/meta-data/iam/security-credentials/role-b",
+        ),
+        (
+            "batch/roles-3",
+            "/latest/meta-data/iam/security-credentials/role-c",
+        ),
     ] {
         lines.push(l(pod, app("roles"), CREDS));
         lines.push(l(pod, app("roles"), role));
@@ -115,15 +127,30 @@ fn suggested_rules_replay_unchanged_and_deny_what_no_workload_read() {
     let config = parsed(Cloud::Aws, text);
     assert_eq!(config.policy.rules().len(), 3, "{text}");
     let report = replay::replay(&log, &config.policy, &GroupBy::Default);
-    assert!(report.ok() && report.opened.is_empty(), "{}", report.render());
+    assert!(
+        report.ok() && report.opened.is_empty(),
+        "{}",
+        report.render()
+    );
     assert_eq!(report.unchanged_served, 14);
     // The credential reader's role stays named, the roles' role is a `*` of the credential path.
-    assert!(text.contains("\"/latest/meta-data/iam/security-credentials/node-role\""), "{text}");
-    assert!(text.contains("\"/latest/meta-data/iam/security-credentials/*\""), "{text}");
+    assert!(
+        text.contains("\"/latest/meta-data/iam/security-credentials/node-role\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"/latest/meta-data/iam/security-credentials/*\""),
+        "{text}"
+    );
     assert!(!text.contains("**"), "{text}");
     // Tokens were carried by every read of one workload only.
     assert_eq!(text.matches("require_tokens = true").count(), 1, "{text}");
-    let creds = config.policy.rules().iter().find(|r| r.name.contains("creds")).unwrap();
+    let creds = config
+        .policy
+        .rules()
+        .iter()
+        .find(|r| r.name.contains("creds"))
+        .unwrap();
     assert!(creds.require_tokens);
     // What nobody read is denied.
     let pod = |i: usize| &log.pods[i];
@@ -132,10 +159,18 @@ fn suggested_rules_replay_unchanged_and_deny_what_no_workload_read() {
     assert!(!allowed(&config, pod(id), "/latest/meta-data/ami-id"));
     assert!(!allowed(&config, pod(id), CREDS));
     let creds = log.pods.iter().position(|p| p.name == "creds-1").unwrap();
-    assert!(!allowed(&config, pod(creds), "/latest/meta-data/iam/security-credentials/role-a"));
+    assert!(!allowed(
+        &config,
+        pod(creds),
+        "/latest/meta-data/iam/security-credentials/role-a"
+    ));
     assert!(!allowed(&config, pod(creds), "/latest/user-data"));
     let roles = log.pods.iter().position(|p| p.name == "roles-1").unwrap();
-    assert!(allowed(&config, pod(roles), "/latest/meta-data/iam/security-credentials/role-z"));
+    assert!(allowed(
+        &config,
+        pod(roles),
+        "/latest/meta-data/iam/security-credentials/role-z"
+    ));
     assert!(!allowed(&config, pod(roles), "/latest/meta-data/iam/info"));
 }
 
@@ -147,7 +182,11 @@ fn a_narrowed_policy_is_reported_exactly() {
         "\"/latest/meta-data/iam/security-credentials/*\"",
         "\"/latest/meta-data/iam/security-credentials/role-a\"",
     );
-    let report = replay::replay(&log, &parsed(Cloud::Aws, &narrowed).policy, &GroupBy::Default);
+    let report = replay::replay(
+        &log,
+        &parsed(Cloud::Aws, &narrowed).policy,
+        &GroupBy::Default,
+    );
     assert!(!report.ok());
     let lines: Vec<String> = report.broken.iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -157,7 +196,9 @@ fn a_narrowed_policy_is_reported_exactly() {
             "batch app=roles  /latest/meta-data/iam/security-credentials/role-c  allowed → denied (path-not-allowed, -)  1",
         ]
     );
-    assert!(report.render().starts_with("allowed → denied: 2 request(s) to 2 path(s)\n"));
+    assert!(report
+        .render()
+        .starts_with("allowed → denied: 2 request(s) to 2 path(s)\n"));
     assert_eq!(report.unchanged_served, 12);
 }
 
@@ -198,7 +239,10 @@ fn refused_requests_are_replayed_and_protocol_refusals_are_not() {
     );
     // Suggest counts the refused one and does not allow it.
     let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default).text;
-    assert!(text.contains("1 refused by the policy in force (not included)"), "{text}");
+    assert!(
+        text.contains("1 refused by the policy in force (not included)"),
+        "{text}"
+    );
     assert!(!text.contains("ami-id\""), "{text}");
 }
 
@@ -220,33 +264,66 @@ fn workloads_are_grouped_by_label_owner_or_namespace() {
         },
         L {
             owner: Some(("StatefulSet", "db")),
-            ..l("shop/db-0", serde_json::json!({}), "/latest/meta-data/placement/region")
+            ..l(
+                "shop/db-0",
+                serde_json::json!({}),
+                "/latest/meta-data/placement/region",
+            )
         },
-        l("shop/bare", serde_json::json!({}), "/latest/meta-data/ami-id"),
+        l(
+            "shop/bare",
+            serde_json::json!({}),
+            "/latest/meta-data/ami-id",
+        ),
     ];
     let log = log(&lines);
     let names = |group_by: &GroupBy| {
-        let mut all: Vec<String> = log.pods.iter().map(|p| p.workload(group_by).to_string()).collect();
+        let mut all: Vec<String> = log
+            .pods
+            .iter()
+            .map(|p| p.workload(group_by).to_string())
+            .collect();
         all.dedup();
         all
     };
     assert_eq!(
         names(&GroupBy::Default),
-        ["shop app.kubernetes.io/name=api", "shop StatefulSet/db", "shop (namespace)"]
+        [
+            "shop app.kubernetes.io/name=api",
+            "shop StatefulSet/db",
+            "shop (namespace)"
+        ]
     );
     assert_eq!(
         names(&GroupBy::parse("team")),
-        ["shop team=t", "shop team=u", "shop StatefulSet/db", "shop (namespace)"]
+        [
+            "shop team=t",
+            "shop team=u",
+            "shop StatefulSet/db",
+            "shop (namespace)"
+        ]
     );
     assert_eq!(
         names(&GroupBy::parse("owner")),
-        ["shop Deployment/api", "shop StatefulSet/db", "shop (namespace)"]
+        [
+            "shop Deployment/api",
+            "shop StatefulSet/db",
+            "shop (namespace)"
+        ]
     );
     let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::parse("owner")).text;
     assert!(text.contains("# grouped by owner Deployment/api, which is no selector: selected by the labels its pods share"), "{text}");
-    assert!(text.contains("pod_labels = { \"app.kubernetes.io/name\" = \"api\" }"), "{text}");
+    assert!(
+        text.contains("pod_labels = { \"app.kubernetes.io/name\" = \"api\" }"),
+        "{text}"
+    );
     assert!(text.contains("# grouped by owner StatefulSet/db, which is no selector, and its pods share no carried label"), "{text}");
-    assert!(text.contains("# no workload label or owner carried: this rule selects the whole namespace"), "{text}");
+    assert!(
+        text.contains(
+            "# no workload label or owner carried: this rule selects the whole namespace"
+        ),
+        "{text}"
+    );
     let config = parsed(Cloud::Aws, &text);
     assert!(replay::replay(&log, &config.policy, &GroupBy::Default).ok());
 }
@@ -254,11 +331,20 @@ fn workloads_are_grouped_by_label_owner_or_namespace() {
 #[test]
 fn tokens_are_required_only_where_every_read_of_every_selected_pod_carried_one() {
     let lines = [
-        L { token: true, ..l("ns/a-1", app("a"), "/latest/meta-data/instance-id") },
-        L { token: true, ..l("ns/b-1", app("b"), "/latest/meta-data/instance-id") },
+        L {
+            token: true,
+            ..l("ns/a-1", app("a"), "/latest/meta-data/instance-id")
+        },
+        L {
+            token: true,
+            ..l("ns/b-1", app("b"), "/latest/meta-data/instance-id")
+        },
         l("ns/b-2", app("b"), "/latest/meta-data/instance-id"),
         // No label: its rule selects the namespace, a-1 and b-* included.
-        L { token: true, ..l("ns/c", serde_json::json!({}), "/latest/meta-data/ami-id") },
+        L {
+            token: true,
+            ..l("ns/c", serde_json::json!({}), "/latest/meta-data/ami-id")
+        },
     ];
     let log = log(&lines);
     let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default).text;
@@ -283,11 +369,18 @@ fn a_workload_that_only_asked_for_tokens_gets_the_token_path() {
         ..l("ns/t", app("t"), "/latest/api/token")
     }]);
     let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default).text;
-    assert!(text.contains("allow = [\n    \"/latest/api/token\","), "{text}");
+    assert!(
+        text.contains("allow = [\n    \"/latest/api/token\","),
+        "{text}"
+    );
     let config = parsed(Cloud::Aws, &text);
     let report = replay::replay(&log, &config.policy, &GroupBy::Default);
     assert!(report.ok() && report.unchanged_served == 1);
-    assert!(!allowed(&config, &log.pods[0], "/latest/meta-data/instance-id"));
+    assert!(!allowed(
+        &config,
+        &log.pods[0],
+        "/latest/meta-data/instance-id"
+    ));
 }
 
 #[test]
@@ -298,8 +391,14 @@ fn queries_keep_the_keys_that_choose_and_aggregates_get_what_they_need() {
         l("vault/kv", app("kv"), "/metadata/instance?api-version=2021-02-01"),
     ]);
     let text = suggest::suggest(&azure, Cloud::Azure, &GroupBy::Default).text;
-    assert!(text.contains("\"/metadata/identity/oauth2/token?resource=https://vault.azure.net\""), "{text}");
-    assert!(text.contains("\"/metadata/instance/**\",  # 1 request(s); an aggregate read"), "{text}");
+    assert!(
+        text.contains("\"/metadata/identity/oauth2/token?resource=https://vault.azure.net\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"/metadata/instance/**\",  # 1 request(s); an aggregate read"),
+        "{text}"
+    );
     assert!(!text.contains("api-version"), "{text}");
     let config = parsed(Cloud::Azure, &text);
     assert!(replay::replay(&azure, &config.policy, &GroupBy::Default).ok());
@@ -315,18 +414,46 @@ fn queries_keep_the_keys_that_choose_and_aggregates_get_what_they_need() {
     ]);
     let suggestion = suggest::suggest(&gcp, Cloud::Gcp, &GroupBy::Default);
     let text = &suggestion.text;
-    assert!(suggestion.notes.is_empty(), "{:?}\n{text}", suggestion.notes);
+    assert!(
+        suggestion.notes.is_empty(),
+        "{:?}\n{text}",
+        suggestion.notes
+    );
     let config = parsed(Cloud::Gcp, text);
-    assert!(replay::replay(&gcp, &config.policy, &GroupBy::Default).ok(), "{text}");
+    assert!(
+        replay::replay(&gcp, &config.policy, &GroupBy::Default).ok(),
+        "{text}"
+    );
     let eval = gcp.pods.iter().position(|p| p.name == "eval").unwrap();
-    assert!(text.contains("deny = [\n    \"/computeMetadata/v1/instance/service-accounts/default/token\""), "{text}");
-    assert!(!allowed(&config, &gcp.pods[eval], "/computeMetadata/v1/instance/service-accounts/default/token"));
+    assert!(
+        text.contains(
+            "deny = [\n    \"/computeMetadata/v1/instance/service-accounts/default/token\""
+        ),
+        "{text}"
+    );
+    assert!(!allowed(
+        &config,
+        &gcp.pods[eval],
+        "/computeMetadata/v1/instance/service-accounts/default/token"
+    ));
     assert!(text.contains("identity?audience=https://x\""), "{text}");
 
-    let whole = log(&[l("ml/x", app("x"), "/computeMetadata/v1/instance/?recursive=true")]);
+    let whole = log(&[l(
+        "ml/x",
+        app("x"),
+        "/computeMetadata/v1/instance/?recursive=true",
+    )]);
     let suggestion = suggest::suggest(&whole, Cloud::Gcp, &GroupBy::Default);
-    assert!(suggestion.notes[0].starts_with("1 served request(s) cannot be allowed"), "{:?}", suggestion.notes);
-    assert!(suggestion.notes[1].contains("aggregate-denied"), "{:?}", suggestion.notes);
+    assert!(
+        suggestion.notes[0].starts_with("1 served request(s) cannot be allowed"),
+        "{:?}",
+        suggestion.notes
+    );
+    assert!(
+        suggestion.notes[1].contains("aggregate-denied"),
+        "{:?}",
+        suggestion.notes
+    );
 }
 
 #[test]
@@ -344,9 +471,16 @@ fn malformed_lines_are_counted_and_said() {
     }
     assert_eq!((log.lines, log.malformed), (1, 2));
     let notes = log.skipped();
-    assert!(notes[0].starts_with("2 malformed audit line(s) skipped (first: "), "{notes:?}");
+    assert!(
+        notes[0].starts_with("2 malformed audit line(s) skipped (first: "),
+        "{notes:?}"
+    );
     let suggestion = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default);
-    assert!(suggestion.notes[0].starts_with("2 malformed"), "{:?}", suggestion.notes);
+    assert!(
+        suggestion.notes[0].starts_with("2 malformed"),
+        "{:?}",
+        suggestion.notes
+    );
 }
 
 #[test]
