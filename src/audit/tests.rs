@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::index::{Labels, Owner};
 
 /// A writer that keeps what it is given, and can be made to stall.
 #[derive(Clone, Default)]

@@ -18,6 +18,7 @@ pub mod replay;
 pub mod suggest;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

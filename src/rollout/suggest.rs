@@ -22,21 +22,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::generalise::{self, Reads, Seg};
+use super::text::{constraints, key, list, quoted};
 use super::{By, GroupBy, Log, Was, Workload};
 use crate::cloud::Cloud;
 use crate::imds::{self, Kind, Method};
 use crate::index::Labels;
 use crate::policy::{Facts, Selector};
-
-/// Query keys that choose what a read hands out, kept as constraints.
-const KEPT_KEYS: &[&str] = &[
-    "audience",
-    "client_id",
-    "mi_res_id",
-    "msi_res_id",
-    "object_id",
-    "resource",
-];
 
 /// The rules, and what to tell the operator beside them.
 #[derive(Debug)]
@@ -154,33 +145,6 @@ pub fn suggest(log: &Log, cloud: Cloud, group_by: &GroupBy) -> Suggestion {
     Suggestion { text, notes }
 }
 
-/// The constraints kept from a query: `?key=value&…` in key order, or empty.
-fn constraints(query: &crate::query::Query) -> String {
-    let mut kept: Vec<(&str, &str)> = query
-        .pairs()
-        .filter(|(k, _)| KEPT_KEYS.contains(k))
-        .collect();
-    kept.sort();
-    let mut out = String::new();
-    for (i, (key, value)) in kept.iter().enumerate() {
-        out.push(if i == 0 { '?' } else { '&' });
-        out.push_str(key);
-        out.push('=');
-        // As few escapes as a pattern needs: what a query value may hold raw stays raw.
-        for c in value.chars() {
-            if c.is_ascii_alphanumeric() || "-._~:@/,!$'()".contains(c) {
-                out.push(c);
-            } else {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    let _ = write!(out, "%{b:02X}");
-                }
-            }
-        }
-    }
-    out
-}
-
 /// The selector of a workload's rule, and a comment on how it selects when that is not plain.
 fn selector(workload: &Workload, seen: &Seen, log: &Log) -> (Selector, String) {
     let namespaces = Some(vec![workload.namespace.clone()]);
@@ -219,24 +183,6 @@ fn selector(workload: &Workload, seen: &Seen, log: &Log) -> (Selector, String) {
         namespace_labels: Labels::new(),
     };
     (selector, how)
-}
-
-/// A TOML string.
-fn quoted(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
-}
-
-/// A TOML key: bare when it may be.
-fn key(text: &str) -> String {
-    if !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        text.to_owned()
-    } else {
-        quoted(text)
-    }
 }
 
 /// Writes one workload's block.
@@ -355,14 +301,6 @@ fn rule(
     if reads > 0 && tokenless == 0 {
         let _ = writeln!(out, "require_tokens = true  # every read carried a token");
     }
-}
-
-fn list(out: &mut String, key: &str, items: &[(String, String)]) {
-    let _ = writeln!(out, "{key} = [");
-    for (pattern, note) in items {
-        let _ = writeln!(out, "    {},  # {note}", quoted(pattern));
-    }
-    out.push_str("]\n");
 }
 
 /// On GCP, the service accounts' tokens below an aggregate root (a recursive answer leaves them
