@@ -61,6 +61,7 @@ fn decide(c: &mut Criterion) {
             uid: "u".into(),
             labels: labels(&[("app", &format!("app-{}", n - 1))]),
             namespace_labels: BTreeMap::new(),
+            owner: None,
         };
         let path = parse_target("/latest/meta-data/placement/availability-zone/").unwrap();
         group.bench_with_input(BenchmarkId::new("rules", n), &n, |b, _| {
@@ -132,6 +133,7 @@ fn clouds(c: &mut Criterion) {
         uid: "u".into(),
         labels: BTreeMap::new(),
         namespace_labels: BTreeMap::new(),
+        owner: None,
     };
     let (path, q) = query::read(Cloud::Gcp, gcp).unwrap();
     group.bench_function("decide_gcp_recursive", |b| {

@@ -16,6 +16,7 @@ fn pod(i: u32) -> (Pod, Vec<IpAddr>) {
         uid: format!("uid-{i}"),
         labels: BTreeMap::from([("app".to_string(), format!("app-{}", i % 50))]),
         namespace_labels: BTreeMap::new(),
+        owner: None,
     };
     (pod, vec![ip(i)])
 }

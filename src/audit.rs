@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod pod;
+pub use pod::{bounded, OwnerOf, WorkloadLabels, MAX_LABEL_VALUE, MAX_OWNER_NAME};
+
 /// One audited request.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event<'a> {
@@ -22,6 +25,11 @@ pub struct Event<'a> {
     /// `namespace/name`, or null when the source is not a known pod.
     pub pod: Option<&'a str>,
     pub pod_uid: Option<&'a str>,
+    /// The pod's labels named by `[audit] workload_labels`, those of them it has; null when the
+    /// source is not a known pod. What `policy suggest` groups workloads by.
+    pub labels: Option<WorkloadLabels<'a>>,
+    /// What controls the pod (`{"kind":"Deployment","name":"web"}`), when the source knows it.
+    pub owner: Option<OwnerOf<'a>>,
     pub method: &'a str,
     /// The canonical path; for a refused target, the target as received (shortened).
     pub path: &'a str,
@@ -64,6 +72,33 @@ impl Event<'_> {
         json_opt_str(out, self.pod);
         out.extend_from_slice(b",\"pod_uid\":");
         json_opt_str(out, self.pod_uid);
+        out.extend_from_slice(b",\"labels\":");
+        match &self.labels {
+            None => out.extend_from_slice(b"null"),
+            Some(labels) => {
+                out.push(b'{');
+                for (i, (key, value)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json_str(out, key);
+                    out.push(b':');
+                    json_str(out, &value);
+                }
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b",\"owner\":");
+        match &self.owner {
+            None => out.extend_from_slice(b"null"),
+            Some(owner) => {
+                out.extend_from_slice(b"{\"kind\":");
+                json_str(out, &owner.kind());
+                out.extend_from_slice(b",\"name\":");
+                json_str(out, &owner.name());
+                out.push(b'}');
+            }
+        }
         out.extend_from_slice(b",\"method\":");
         json_str(out, self.method);
         out.extend_from_slice(b",\"path\":");

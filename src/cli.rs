@@ -1,7 +1,9 @@
-//! The command line: `run`, `emulate`, `check`, `explain`, `iptables`.
+//! The command line: `run`, `emulate`, `check`, `explain`, `iptables`, `policy`.
 //!
-//! Argument parsing and the two commands that only read the config (`check`, `explain`) live here;
-//! `main` wires the rest.
+//! Argument parsing and the commands that only read files (`check`, `explain`, `policy`, in
+//! [`policy`]) live here; `main` wires the rest.
+
+pub mod policy;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +50,9 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Install, remove or check the netfilter rules that send pods' metadata traffic to the proxy.
     Iptables(IptablesArgs),
+    /// From audit lines to a policy: suggest least-privilege rules, replay requests under a new
+    /// config.
+    Policy(policy::PolicyArgs),
 }
 
 #[derive(Debug, Args)]

@@ -14,14 +14,16 @@ use serde::Deserialize;
 
 use crate::cloud::Cloud;
 use crate::imds::MAX_TOKEN_TTL_SECONDS;
-use crate::index::Pod;
+use crate::index::{Owner, Pod};
 use crate::policy::pattern::PathPattern;
 use crate::policy::{Imdsv2, Policy, Rule, Selector};
 
+mod audit;
 mod front;
 mod self_pod;
 mod server;
 mod validate;
+pub use audit::{Audit, DEFAULT_WORKLOAD_LABELS, MAX_WORKLOAD_LABELS};
 pub use front::{Cache, Limits, TokenIssuer};
 pub use self_pod::SelfPod;
 pub use server::{expand_env, Mode, Server, AUTO_WORKERS_MAX};
@@ -48,6 +50,8 @@ pub struct Config {
     pub cache: Option<Cache>,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[audit]`.
+    pub audit: Audit,
 }
 
 impl Config {
@@ -226,6 +230,15 @@ struct RawPod {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     namespace_labels: BTreeMap<String, String>,
+    /// The pod's workload, for audit lines (the Kubernetes source reads it from the pod).
+    owner: Option<RawOwner>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOwner {
+    kind: String,
+    name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,6 +326,7 @@ struct RawConfig {
     netfilter: Netfilter,
     cache: front::RawCache,
     limits: front::RawLimits,
+    audit: audit::RawAudit,
 }
 
 /// Why a config was refused.

@@ -24,7 +24,8 @@
 //! config    parsed and validated once, before anything listens
 //! adapters  inventory, netfilter, upstream, audit, metrics, emulator, listen, respond, file_watch,
 //!           limits, net, taint — each started by its own `start` where it runs on its own
-//! app       proxy, server, admin, reload, cli
+//! app       proxy, server, admin, reload, cli, rollout (policy suggest and replay from audit
+//!           lines)
 //! main      wiring only
 //! ```
 //!
@@ -58,6 +59,7 @@ pub mod netfilter;
 pub mod proxy;
 pub mod reload;
 pub mod respond;
+pub mod rollout;
 pub mod server;
 pub mod taint;
 pub mod upstream;

@@ -60,6 +60,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Iptables(args) => iptables(&args.action),
+        Command::Policy(args) => {
+            let outcome = cli::policy::run(&args);
+            print!("{}", outcome.stdout);
+            for note in &outcome.notes {
+                eprintln!("imds-guard: {note}");
+            }
+            ExitCode::from(outcome.code)
+        }
         Command::Run(args) => exit(runtime().and_then(|rt| rt.block_on(run(args)))),
         Command::Emulate(args) => exit(runtime().and_then(|rt| rt.block_on(emulate(args)))),
     }

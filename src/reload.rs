@@ -7,7 +7,7 @@
 //! symlink, is seen like any other change. A new config that fails the check is refused with the
 //! key and the reason in the log and a metric, and the old one keeps serving.
 //!
-//! Reloaded: the rules, `[imdsv2]`, `[server] mode`, and static pods. Everything that owns a
+//! Reloaded: the rules, `[imdsv2]`, `[server] mode`, `[audit]`, and static pods. Everything that owns a
 //! socket, a watch or netfilter rules (listen addresses, upstream, inventory source, netfilter)
 //! needs a restart; such changes are logged and otherwise ignored.
 
@@ -30,6 +30,8 @@ pub struct Current {
     pub mode: Mode,
     /// `[imdsv2] hop_limit`: IP TTL of the proxy's token answers, when set.
     pub token_hop_limit: Option<u8>,
+    /// `[audit] workload_labels`: the pod labels audit lines carry.
+    pub workload_labels: Arc<[String]>,
 }
 
 impl Current {
@@ -38,6 +40,7 @@ impl Current {
             policy: Arc::clone(&config.policy),
             mode: config.server.mode,
             token_hop_limit: config.token_hop_limit,
+            workload_labels: Arc::clone(&config.audit.workload_labels),
         }
     }
 }

@@ -129,3 +129,46 @@ async fn the_startup_taint_goes_once_the_inventory_is_synced() {
         .iter()
         .any(|r| r.method == "PATCH" && r.path == "/api/v1/nodes/node-a"));
 }
+
+#[tokio::test]
+async fn audit_lines_carry_the_workload_labels_and_the_deployment_that_owns_the_pod() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = FakeApi::start().await;
+    let mut pod = fake_api::pod(
+        "shop",
+        "web-5c7b9d4f8-x2kqz",
+        NODE,
+        &[PROD],
+        &[
+            ALLOW,
+            ("app.kubernetes.io/name", "web"),
+            ("pod-template-hash", "5c7b9d4f8"),
+        ],
+    );
+    pod["metadata"]["ownerReferences"] = serde_json::json!([{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5c7b9d4f8",
+        "uid": "rs-1", "controller": true
+    }]);
+    api.upsert_pod(pod);
+    api.upsert_pod(fake_api::pod("shop", "bare", NODE, &[TEST], &[ALLOW]));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = Guard::start(&kube_config(NODE, &kubeconfig, 0, ""), emu.addr).await;
+    wait_ready(&guard).await;
+    assert_eq!(reason(&guard, PROD).await, "allowed");
+    assert_eq!(reason(&guard, TEST).await, "allowed");
+    let events = guard.wait_events(2).await;
+    // The default [audit] workload_labels: app.kubernetes.io/name and app, not every label.
+    assert_eq!(
+        events[0]["labels"],
+        serde_json::json!({"app.kubernetes.io/name": "web"})
+    );
+    assert_eq!(
+        events[0]["owner"],
+        serde_json::json!({"kind": "Deployment", "name": "web"})
+    );
+    assert_eq!(events[1]["labels"], serde_json::json!({}));
+    assert_eq!(events[1]["owner"], serde_json::Value::Null);
+    guard.stop().await.unwrap();
+}

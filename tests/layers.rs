@@ -44,7 +44,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "upstream",
         ],
     ),
-    ("app", &["admin", "cli", "proxy", "reload", "server"]),
+    (
+        "app",
+        &["admin", "cli", "proxy", "reload", "rollout", "server"],
+    ),
 ];
 
 /// What the core crate may depend on: nothing that does IO.

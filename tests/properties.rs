@@ -198,6 +198,7 @@ fn pod(namespace: &str, name: &str, app: &str) -> Pod {
         uid: format!("uid-{name}"),
         labels: BTreeMap::from([("app".to_owned(), app.to_owned())]),
         namespace_labels: BTreeMap::new(),
+        owner: None,
     }
 }
 

@@ -399,6 +399,8 @@ async fn audit_lines_for_every_request() {
     assert_eq!(allow["src"], PROD);
     assert_eq!(allow["pod"], "imds/prod-5c7b9");
     assert_eq!(allow["pod_uid"], "static:imds/prod-5c7b9");
+    assert_eq!(allow["labels"], serde_json::json!({"app": "prod"}));
+    assert_eq!(allow["owner"], serde_json::Value::Null);
     assert_eq!(allow["method"], "GET");
     assert_eq!(allow["path"], "/latest/meta-data/instance-id");
     assert_eq!(allow["decision"], "allow");
@@ -416,6 +418,32 @@ async fn audit_lines_for_every_request() {
     assert_eq!(deny["reason"], "no-rule");
     assert_eq!(deny["status"], 403);
     assert_eq!(deny["upstream_ms"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn audit_lines_carry_the_chosen_labels_and_the_configured_owner() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let config =
+        "[upstream]\nurl = \"{upstream}\"\n\n[audit]\nworkload_labels = [\"team\", \"app\"]\n\n\
+        [[inventory.pods]]\nip = \"127.0.0.2\"\nnamespace = \"shop\"\nname = \"web-0\"\n\
+        labels = { app = \"web\", team = \"checkout\", tier = \"front\" }\n\
+        owner = { kind = \"StatefulSet\", name = \"web\" }\n";
+    let guard = Guard::start(config, emu.addr).await;
+    get(PROD, guard.proxy, "/latest/meta-data/instance-id").await;
+    get(STRANGER, guard.proxy, "/latest/meta-data/instance-id").await;
+    let events = guard.wait_events(2).await;
+    assert_eq!(
+        events[0]["labels"],
+        serde_json::json!({"team": "checkout", "app": "web"})
+    );
+    assert_eq!(
+        events[0]["owner"],
+        serde_json::json!({"kind": "StatefulSet", "name": "web"})
+    );
+    // An unknown source has neither.
+    assert_eq!(events[1]["pod"], serde_json::Value::Null);
+    assert_eq!(events[1]["labels"], serde_json::Value::Null);
+    assert_eq!(events[1]["owner"], serde_json::Value::Null);
 }
 
 #[tokio::test]

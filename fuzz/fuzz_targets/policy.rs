@@ -24,6 +24,7 @@ fn pod(app: &str) -> Pod {
         uid: format!("uid-{app}"),
         labels: BTreeMap::from([("app".to_owned(), app.to_owned())]),
         namespace_labels: BTreeMap::new(),
+        owner: None,
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::index::{Labels, Owner};
 
 /// A writer that keeps what it is given, and can be made to stall.
 #[derive(Clone, Default)]
@@ -29,12 +30,32 @@ impl Write for Probe {
     }
 }
 
+/// The labels and the owner of the pod of [`event`].
+fn pod_facts() -> &'static (Vec<String>, Labels, Owner) {
+    static FACTS: std::sync::OnceLock<(Vec<String>, Labels, Owner)> = std::sync::OnceLock::new();
+    FACTS.get_or_init(|| {
+        (
+            vec!["app.kubernetes.io/name".into(), "app".into(), "team".into()],
+            [("app", "web"), ("team", "shop"), ("other", "not carried")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            Owner {
+                kind: "Deployment".into(),
+                name: "web".into(),
+            },
+        )
+    })
+}
+
 fn event(path: &str) -> Event<'_> {
+    let (keys, labels, owner) = pod_facts();
     Event {
         ts: now(),
         src: "10.0.0.1".parse().unwrap(),
         pod: Some("ns/pod"),
         pod_uid: Some("uid"),
+        labels: Some(WorkloadLabels { keys, labels }),
+        owner: Some(OwnerOf(owner)),
         method: "GET",
         path,
         decision: "allow",
@@ -156,6 +177,57 @@ fn a_stalled_reader_never_blocks_and_drops_are_counted() {
     assert_eq!(lines(&probe).len(), 11);
 }
 
+#[test]
+fn lines_carry_the_chosen_labels_the_pod_has_and_its_owner_bounded() {
+    let line = serde_json::to_value(event("/a")).unwrap();
+    assert_eq!(
+        line["labels"],
+        serde_json::json!({"app": "web", "team": "shop"}),
+        "only the chosen keys, only those the pod has"
+    );
+    assert_eq!(
+        line["owner"],
+        serde_json::json!({"kind": "Deployment", "name": "web"})
+    );
+    let keys = vec!["app".to_owned()];
+    let labels: Labels = [("app".to_owned(), "é".repeat(100))].into();
+    let owner = Owner {
+        kind: "K".repeat(100),
+        name: "n".repeat(1000),
+    };
+    let e = Event {
+        labels: Some(WorkloadLabels {
+            keys: &keys,
+            labels: &labels,
+        }),
+        owner: Some(OwnerOf(&owner)),
+        ..event("/a")
+    };
+    let mut text = Vec::new();
+    e.write_line(&mut text);
+    assert_eq!(
+        String::from_utf8(text.clone()).unwrap(),
+        serde_json::to_string(&e).unwrap() + "\n"
+    );
+    let line: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let value = line["labels"]["app"].as_str().unwrap();
+    assert_eq!(
+        value,
+        format!("{}…", "é".repeat(31)),
+        "cut at a character boundary"
+    );
+    assert_eq!(
+        line["owner"]["name"].as_str().unwrap(),
+        format!("{}…", "n".repeat(MAX_OWNER_NAME))
+    );
+    assert_eq!(
+        line["owner"]["kind"].as_str().unwrap().len(),
+        63 + "…".len()
+    );
+    // The longest line eight chosen labels can make stays a few kilobytes.
+    assert!(text.len() < 2048, "{}", text.len());
+}
+
 /// The hand-written line is byte for byte what `serde_json` makes of the event, whatever the
 /// strings hold (quotes, backslashes, control characters, non-ASCII) and whatever the numbers.
 mod same_text_as_serde {
@@ -181,6 +253,8 @@ mod same_text_as_serde {
             let expected = serde_json::to_string(&e).unwrap() + "\n";
             assert_eq!(line(&e), expected, "{path:?}");
             e.pod = None;
+            e.labels = None;
+            e.owner = None;
             e.rule = None;
             e.upstream_ms = None;
             e.error = Some("upstream-timeout");
@@ -202,10 +276,16 @@ mod same_text_as_serde {
             bytes in any::<usize>(),
             duration_ms in 0.0f64..1e7,
             src in any::<std::net::IpAddr>(),
+            labels in proptest::collection::btree_map("[a-z./]{1,8}", ".*", 0..4),
+            owner in proptest::option::of((".*", ".*")),
         ) {
+            let keys: Vec<String> = labels.keys().cloned().chain(["absent".to_owned()]).collect();
+            let owner = owner.map(|(kind, name)| Owner { kind, name });
             let e = Event {
                 src,
                 pod: pod.as_deref(),
+                labels: pod.as_ref().map(|_| WorkloadLabels { keys: &keys, labels: &labels }),
+                owner: owner.as_ref().map(OwnerOf),
                 pod_uid: pod.as_deref(),
                 method: &method,
                 rule: rule.as_deref(),

@@ -435,3 +435,53 @@ fn the_cloud_chooses_defaults_and_what_patterns_may_say() {
     let path = crate::target::parse_target("/metadata/instance/compute/vmid").unwrap();
     assert!(azure.policy.rules()[0].allow[0].matches(&path, false));
 }
+
+#[test]
+fn audit_labels_and_static_owners() {
+    let config = parse("").unwrap();
+    assert_eq!(
+        &*config.audit.workload_labels,
+        ["app.kubernetes.io/name", "app"]
+    );
+    let config = parse(
+        "[audit]\nworkload_labels = [\"team\"]\n\n[[inventory.pods]]\nip = \"127.0.0.2\"\nnamespace = \"a\"\nname = \"b\"\nowner = { kind = \"Deployment\", name = \"web\" }\n",
+    )
+    .unwrap();
+    assert_eq!(&*config.audit.workload_labels, ["team"]);
+    assert_eq!(
+        config.inventory.pods[0].0.owner,
+        Some(Owner {
+            kind: "Deployment".into(),
+            name: "web".into()
+        })
+    );
+    let pod = "[[inventory.pods]]\nip = \"127.0.0.2\"\nnamespace = \"a\"\nname = \"b\"\n";
+    for (owner, want) in [
+        (
+            "{ kind = \"\", name = \"web\" }",
+            "inventory.pods[0].owner.kind: must not be empty",
+        ),
+        (
+            "{ kind = \"Job\", name = \"\" }",
+            "inventory.pods[0].owner.name: must not be empty",
+        ),
+        (
+            "{ kind = \"Job\" }",
+            "inventory.pods[0].owner: missing field `name`",
+        ),
+        (
+            "{ kind = \"Job\", name = \"j\", uid = \"u\" }",
+            "inventory.pods[0].owner.uid: unknown field",
+        ),
+    ] {
+        let e = err(&format!("{pod}owner = {owner}\n"));
+        assert!(e.starts_with(want), "{owner}: {e}");
+    }
+    let e = err("[audit]\nworkload_labels = [\"app\", \"bad key\"]\n");
+    assert!(
+        e.starts_with("audit.workload_labels[1]: `bad key`: not a label key"),
+        "{e}"
+    );
+    let e = err("[audit]\nlabels = []\n");
+    assert!(e.starts_with("audit.labels: unknown field"), "{e}");
+}

@@ -79,6 +79,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let cache = front::validate_cache(raw.cache, tokens)?;
     let limits = front::validate_limits(raw.limits, cloud)?;
     let rules = validate_rules(raw.rules, cloud)?;
+    let audit = audit::validate(raw.audit)?;
     validate_netfilter(&raw.netfilter, raw.server.listen)?;
     Ok(Config {
         server: raw.server,
@@ -93,6 +94,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         token_key_file: raw.imdsv2.token_key_file,
         cache,
         limits,
+        audit,
     })
 }
 
@@ -222,12 +224,23 @@ fn validate_inventory(raw: RawInventory) -> Result<Inventory, ConfigError> {
                 format!("{} is already given to {owner}", p.ip),
             ));
         }
+        let owner = match p.owner {
+            None => None,
+            Some(RawOwner { kind, .. }) if kind.is_empty() => {
+                return Err(invalid(key("owner.kind"), "must not be empty"))
+            }
+            Some(RawOwner { name, .. }) if name.is_empty() => {
+                return Err(invalid(key("owner.name"), "must not be empty"))
+            }
+            Some(RawOwner { kind, name }) => Some(Owner { kind, name }),
+        };
         let pod = Pod {
             uid: p.uid.unwrap_or_else(|| format!("static:{qualified}")),
             namespace: p.namespace,
             name: p.name,
             labels: p.labels,
             namespace_labels: p.namespace_labels,
+            owner,
         };
         pods.push((pod, vec![p.ip]));
     }

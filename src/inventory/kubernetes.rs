@@ -19,7 +19,7 @@ use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 
-use super::{Index, Pod};
+use super::{Index, Owner, Pod};
 use crate::metrics::{Metrics, WatchLabels};
 
 /// Why the Kubernetes source could not start.
@@ -126,14 +126,49 @@ pub fn convert(pod: &KubePod) -> Option<(Pod, Vec<IpAddr>)> {
             }
         }
     }
+    let labels = meta.labels.clone().unwrap_or_default();
     let pod = Pod {
         namespace: namespace.clone(),
         name: name.clone(),
         uid: uid.clone(),
-        labels: meta.labels.clone().unwrap_or_default(),
+        owner: owner(pod, &labels),
+        labels,
         namespace_labels: BTreeMap::new(),
     };
     Some((pod, ips))
+}
+
+/// The workload a pod belongs to, from its controller `ownerReference`, for audit lines. A
+/// Deployment's pods are owned by one of its ReplicaSets, named `<deployment>-<pod-template-hash>`
+/// (the hash is also the pod's `pod-template-hash` label): they are reported as the Deployment,
+/// which outlives its ReplicaSets. Other owners (StatefulSet, DaemonSet, Job…) as they are.
+fn owner(pod: &KubePod, labels: &BTreeMap<String, String>) -> Option<Owner> {
+    let reference = pod
+        .metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))?;
+    let deployment = (reference.kind == "ReplicaSet")
+        .then(|| labels.get("pod-template-hash"))
+        .flatten()
+        .and_then(|hash| {
+            reference
+                .name
+                .strip_suffix(hash.as_str())?
+                .strip_suffix('-')
+        })
+        .filter(|name| !name.is_empty());
+    Some(match deployment {
+        Some(name) => Owner {
+            kind: "Deployment".into(),
+            name: name.into(),
+        },
+        None => Owner {
+            kind: reference.kind.clone(),
+            name: reference.name.clone(),
+        },
+    })
 }
 
 /// Logs a watch's health changes once each, not once per retry, and counts them.
@@ -418,6 +453,63 @@ mod tests {
         let mut json = base();
         json["metadata"].as_object_mut().unwrap().remove("uid");
         assert!(convert(&pod(json)).is_none());
+    }
+
+    #[test]
+    fn the_owner_is_the_controller_and_a_deployment_for_its_replica_sets() {
+        let owned = |refs: serde_json::Value, hash: Option<&str>| {
+            let mut json = base();
+            json["metadata"]["ownerReferences"] = refs;
+            if let Some(hash) = hash {
+                json["metadata"]["labels"]["pod-template-hash"] = hash.into();
+            }
+            convert(&pod(json)).unwrap().0.owner
+        };
+        let reference = |kind: &str, name: &str, controller: bool| serde_json::json!({"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "o-1", "controller": controller});
+        let owner = |kind: &str, name: &str| {
+            Some(Owner {
+                kind: kind.into(),
+                name: name.into(),
+            })
+        };
+        assert_eq!(convert(&pod(base())).unwrap().0.owner, None);
+        assert_eq!(
+            owned(
+                serde_json::json!([reference("ReplicaSet", "web-7d9c6b5f4", true)]),
+                Some("7d9c6b5f4")
+            ),
+            owner("Deployment", "web")
+        );
+        // A ReplicaSet of its own (no hash label, or a name that does not end in it).
+        assert_eq!(
+            owned(
+                serde_json::json!([reference("ReplicaSet", "web-7d9c6b5f4", true)]),
+                None
+            ),
+            owner("ReplicaSet", "web-7d9c6b5f4")
+        );
+        assert_eq!(
+            owned(
+                serde_json::json!([reference("ReplicaSet", "web", true)]),
+                Some("7d9c6b5f4")
+            ),
+            owner("ReplicaSet", "web")
+        );
+        // Only the controller counts.
+        assert_eq!(
+            owned(
+                serde_json::json!([
+                    reference("ConfigMap", "x", false),
+                    reference("StatefulSet", "db", true)
+                ]),
+                None
+            ),
+            owner("StatefulSet", "db")
+        );
+        assert_eq!(
+            owned(serde_json::json!([reference("Node", "n", false)]), None),
+            None
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use build::{start, Feed, Inventory, InventoryError};
-pub use imds_guard_core::index::{Labels, Lookup, Pod};
+pub use imds_guard_core::index::{Labels, Lookup, Owner, Pod};
 
 /// The index the sources feed and every request reads: the core's index, telling a watch channel
 /// of each change so that requests waiting for an unknown address wake on updates.

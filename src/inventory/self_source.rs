@@ -73,6 +73,7 @@ impl Identity {
             uid: self.uid.clone(),
             labels,
             namespace_labels: BTreeMap::new(),
+            owner: None,
         }
     }
 }

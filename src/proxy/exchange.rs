@@ -134,10 +134,12 @@ impl<'r> Exchange<'r> {
     }
 
     /// Writes the audit line and the request metrics for the answer given. `path` is the
-    /// canonical path, or the (shortened) target as sent when it could not be read.
+    /// canonical path, or the (shortened) target as sent when it could not be read;
+    /// `workload_labels` the pod labels the line carries (`[audit] workload_labels`).
     pub fn finish(
         self,
         path: &str,
+        workload_labels: &[String],
         response: &Response<Full<Bytes>>,
         sink: &dyn audit::Sink,
         metrics: &Metrics,
@@ -151,6 +153,15 @@ impl<'r> Exchange<'r> {
             src: self.src,
             pod: self.pod_name.as_deref(),
             pod_uid: self.pod.as_deref().map(|pod| pod.uid.as_str()),
+            labels: self.pod.as_deref().map(|pod| audit::WorkloadLabels {
+                keys: workload_labels,
+                labels: &pod.labels,
+            }),
+            owner: self
+                .pod
+                .as_deref()
+                .and_then(|pod| pod.owner.as_ref())
+                .map(audit::OwnerOf),
             method: shorten_method(self.method_name),
             path,
             decision,

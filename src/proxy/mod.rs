@@ -130,7 +130,13 @@ impl<U: Forward + Clone> Proxy<U> {
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        exchange.finish(&audit_path, &response, &*self.audit, &self.metrics);
+        exchange.finish(
+            &audit_path,
+            &current.workload_labels,
+            &response,
+            &*self.audit,
+            &self.metrics,
+        );
         (response, hops)
     }
 

@@ -85,6 +85,11 @@ impl Binary {
             .collect()
     }
 
+    /// The file its stdout (the audit lines) goes to.
+    pub fn audit_file(&self) -> &Path {
+        &self.audit
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -20,6 +20,18 @@ pub struct Pod {
     pub labels: BTreeMap<String, String>,
     /// Labels of the pod's namespace, for rules that select on them.
     pub namespace_labels: BTreeMap<String, String>,
+    /// The workload the pod belongs to, when the source knows it: audit lines carry it, so that
+    /// `policy suggest` can group pods into workloads. Never consulted by the policy.
+    pub owner: Option<Owner>,
+}
+
+/// What controls a pod: a Deployment, a StatefulSet, a DaemonSet, a Job… (the Kubernetes source
+/// reads it from the pod's controller `ownerReference`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Owner {
+    /// `Deployment`, `StatefulSet`, `ReplicaSet`, …
+    pub kind: String,
+    pub name: String,
 }
 
 impl Pod {

@@ -87,6 +87,7 @@ fn index() -> Index {
             .map(|app| BTreeMap::from([("app".to_owned(), app.to_owned())]))
             .unwrap_or_default(),
         namespace_labels: BTreeMap::new(),
+        owner: None,
     };
     let ip = |s: &str| vec![s.parse().unwrap()];
     let index = Index::new();

@@ -12,6 +12,7 @@ fn pod(uid: &str, name: &str) -> Pod {
         uid: uid.into(),
         labels: Default::default(),
         namespace_labels: Default::default(),
+        owner: None,
     }
 }
 

@@ -13,6 +13,7 @@ fn pod(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Pod {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         namespace_labels: BTreeMap::new(),
+        owner: None,
     }
 }
 
