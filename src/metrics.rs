@@ -18,6 +18,14 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of the per-rule counter: the rule that allowed or denied, and the decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// The rule's name, as in the config (bounded by the config, not by pods).
+    pub rule: String,
+    pub decision: &'static str,
+}
+
 /// Labels of the upstream error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -59,6 +67,9 @@ pub struct ScopeLabels {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
+    /// Requests a rule decided (allowed, denied by a deny pattern, token required…), by rule
+    /// and decision; requests no rule decided are not counted here.
+    pub rule_decisions: Family<RuleLabels, Counter>,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     pub upstream_errors: Family<ErrorLabels, Counter>,
@@ -101,6 +112,12 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("imds_guard");
         let requests = Family::<RequestLabels, Counter>::default();
+        let rule_decisions = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "rule_decisions",
+            "Requests a rule decided, by rule and decision",
+            rule_decisions.clone(),
+        );
         registry.register(
             "requests",
             "Requests by decision, reason and status",
@@ -239,6 +256,7 @@ impl Metrics {
             config_reloads,
             netfilter_rules_ok,
             requests,
+            rule_decisions,
             request_duration,
             upstream_duration,
             upstream_errors,

@@ -116,6 +116,16 @@ async fn counters_move_with_traffic() {
     assert_eq!(value(&after, allow), 3.0, "{text}");
     assert_eq!(value(&after, no_rule), 1.0, "{text}");
     assert_eq!(value(&after, method), 1.0, "{text}");
+    // Rule names only in the per-rule family, only for requests a rule decided (not the
+    // unselected pod's, not the refused method's).
+    let by_rule = r#"imds_guard_rule_decisions_total{rule="imds-prod",decision="allow"}"#;
+    assert_eq!(value(&after, by_rule), 3.0, "{text}");
+    let ruled: f64 = after
+        .iter()
+        .filter(|(k, _)| k.starts_with("imds_guard_rule_decisions_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(ruled, 3.0, "{text}");
     assert_eq!(
         value(&after, "imds_guard_request_duration_seconds_count"),
         5.0,

@@ -15,7 +15,7 @@ use crate::cloud::Cloud;
 use crate::disposition::{Disposal, Refusal};
 use crate::imds::Method;
 use crate::inventory::{Lookup, Pod};
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::{Metrics, RequestLabels, RuleLabels};
 use crate::policy::{Decision, Reason};
 use crate::respond;
 
@@ -184,6 +184,15 @@ impl<'r> Exchange<'r> {
                 status,
             })
             .inc();
+        if let Some(rule) = self.rule.as_deref() {
+            metrics
+                .rule_decisions
+                .get_or_create(&RuleLabels {
+                    rule: rule.to_owned(),
+                    decision,
+                })
+                .inc();
+        }
         metrics.request_duration.observe(elapsed.as_secs_f64());
     }
 }
