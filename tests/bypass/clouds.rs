@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use super::oracle::{self, Cloud};
-use super::support::{recorder_answering, Guard, Seen};
+use super::support::{recorder_answering, toml_list, Guard, Seen};
 use super::{canonical, send, statuses, Outcome, CLOSE_WAIT, POD, QUIET};
 
 /// Marks an upstream answer that holds denied material.
@@ -38,12 +38,6 @@ impl Profile {
     /// The guard's config: the pod under test with this policy; no rate limits (a case is about
     /// what passes, not how fast).
     pub fn config(&self) -> String {
-        let list = |l: &[&str]| {
-            l.iter()
-                .map(|p| format!("{p:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         format!(
             r#"
 [upstream]
@@ -69,8 +63,8 @@ allow = [{allow}]
 deny = [{deny}]
 "#,
             cloud = self.name,
-            allow = list(self.allow),
-            deny = list(self.deny),
+            allow = toml_list(self.allow),
+            deny = toml_list(self.deny),
         )
     }
 

@@ -294,7 +294,6 @@ labels = {{ app = "{app}" }}
 "#
         ));
     }
-    let allow: Vec<String> = allow.iter().map(|p| format!("{p:?}")).collect();
     text.push_str(&format!(
         r#"
 [[rules]]
@@ -303,7 +302,7 @@ namespaces = ["imds"]
 pod_labels = {{ app = "prod" }}
 allow = [{}]
 "#,
-        allow.join(", ")
+        crate::support::toml_list(allow)
     ));
     text
 }

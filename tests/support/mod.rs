@@ -379,12 +379,6 @@ pub async fn black_hole() -> (SocketAddr, JoinHandle<()>) {
 /// `deny` by rule `imds-prod`) and `imds/test-6d8f` (127.0.0.3, selected by no rule); `extra`
 /// goes after `[upstream]` (so it may add keys there, or start sections of its own).
 pub fn cloud_seed(cloud: &str, allow: &[&str], deny: &[&str], extra: &str) -> String {
-    let list = |l: &[&str]| {
-        l.iter()
-            .map(|p| format!("{p:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     format!(
         r#"
 [upstream]
@@ -413,9 +407,18 @@ pod_labels = {{ app = "prod" }}
 allow = [{}]
 deny = [{}]
 "#,
-        list(allow),
-        list(deny)
+        toml_list(allow),
+        toml_list(deny)
     )
+}
+
+/// `items` as the inside of a TOML array of strings: `"a", "b"`.
+pub fn toml_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Config text: upstream placeholder, short timeouts, extra sections, then the seed pods and rules.
