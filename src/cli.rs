@@ -50,9 +50,27 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Install, remove or check the netfilter rules that send pods' metadata traffic to the proxy.
     Iptables(IptablesArgs),
+    /// Show or remove the cgroup interception's pinned kernel programs (`[interception] method =
+    /// "cgroup"`).
+    Interception(InterceptionArgs),
     /// From audit lines to a policy: suggest least-privilege rules, replay requests under a new
     /// config.
     Policy(policy::PolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InterceptionArgs {
+    #[command(subcommand)]
+    pub action: InterceptionAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InterceptionAction {
+    /// List the pinned programs, links and maps; exit 0 only when every hook is in place.
+    Status(ConfigArg),
+    /// Detach and unpin every program and map the guard left (the only way they go, as with
+    /// `iptables remove`): pods then reach the metadata service directly.
+    Remove(ConfigArg),
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +241,10 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Expl
         Lookup::Unknown => "- (no pod has this address)".into(),
         Lookup::Ambiguous => "- (several pods claim this address)".into(),
         Lookup::NotReady => "- (inventory not ready)".into(),
+        Lookup::Mismatch(pod) => format!(
+            "- ({}'s cgroup, another pod's address)",
+            pod.qualified_name()
+        ),
     };
     let policy = &config.policy;
     let cloud = policy.cloud();

@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Iptables(args) => iptables(&args.action),
+        Command::Interception(args) => interception(&args.action),
         Command::Policy(args) => {
             let outcome = cli::policy::run(&args);
             print!("{}", outcome.stdout);
@@ -100,6 +101,48 @@ fn iptables(action: &cli::IptablesAction) -> ExitCode {
             match action {
                 cli::IptablesAction::Status(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// `interception status`: 0 in place, 1 not; `remove`: 0 done, 1 failed. A bad config is 2.
+fn interception(action: &cli::InterceptionAction) -> ExitCode {
+    let (cli::InterceptionAction::Status(args) | cli::InterceptionAction::Remove(args)) = action;
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    match action {
+        cli::InterceptionAction::Status(_) => {
+            let status = imds_guard::interception::status(&config);
+            for line in &status.lines {
+                println!("{line}");
+            }
+            if status.complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        cli::InterceptionAction::Remove(_) => {
+            match imds_guard::interception::remove(&config.interception.bpf_pin_dir) {
+                Ok(removed) => {
+                    for path in &removed {
+                        println!("removed {}", path.display());
+                    }
+                    if removed.is_empty() {
+                        println!("nothing to remove");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("imds-guard: {e}");
+                    ExitCode::FAILURE
+                }
             }
         }
     }

@@ -88,6 +88,7 @@ fn index() -> Index {
             .unwrap_or_default(),
         namespace_labels: BTreeMap::new(),
         owner: None,
+        host_network: false,
     };
     let ip = |s: &str| vec![s.parse().unwrap()];
     let index = Index::new();
