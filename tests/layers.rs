@@ -46,7 +46,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "app",
-        &["admin", "cli", "proxy", "reload", "rollout", "server"],
+        &[
+            "admin", "canary", "cli", "proxy", "reload", "rollout", "server",
+        ],
     ),
 ];
 
