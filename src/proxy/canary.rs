@@ -65,7 +65,7 @@ pub fn answer<B: Body>(
 }
 
 /// The nonce header of a canary probe: a bodiless `GET` of exactly [`PATH`] with one nonce header.
-/// Several nonce headers are a probe too, and a malformed one (an empty value stands for them).
+/// Several nonce headers make a probe with a malformed nonce: an empty value, which no nonce is.
 fn probe_nonce<B: Body>(request: &Request<B>) -> Option<HeaderValue> {
     if request.method() != Method::GET
         || request.uri().path() != PATH
