@@ -25,7 +25,7 @@
 //! adapters  inventory, netfilter, upstream, audit, metrics, emulator, listen, respond, file_watch,
 //!           limits, net, taint — each started by its own `start` where it runs on its own
 //! app       proxy, server, admin, reload, cli, rollout (policy suggest and replay from audit
-//!           lines)
+//!           lines), canary (the probe that proves a node's pods are intercepted)
 //! main      wiring only
 //! ```
 //!
@@ -49,6 +49,7 @@ pub use imds_guard_core::{
 
 pub mod admin;
 pub mod audit;
+pub mod canary;
 pub mod cli;
 pub mod config;
 pub mod emulator;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use imds_guard::cli::{self, Cli, Command};
-use imds_guard::{audit, config, emulator, reload, server};
+use imds_guard::{audit, canary, config, emulator, reload, server};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -69,6 +69,7 @@ fn main() -> ExitCode {
             }
             ExitCode::from(outcome.code)
         }
+        Command::Canary(args) => canary(&args),
         Command::Run(args) => exit(runtime().and_then(|rt| rt.block_on(run(args)))),
         Command::Emulate(args) => exit(runtime().and_then(|rt| rt.block_on(emulate(args)))),
     }
@@ -145,6 +146,41 @@ fn interception(action: &cli::InterceptionAction) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `canary --once`: 0 protected, 1 not; a bad `--url` is 2. Without `--once`: runs until
+/// SIGTERM or SIGINT.
+fn canary(args: &cli::CanaryArgs) -> ExitCode {
+    let settings = match args.settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("imds-guard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.once {
+        let metrics_listen = args.metrics_listen;
+        return exit(runtime().and_then(|rt| {
+            rt.block_on(async {
+                let listener = bind(metrics_listen, "--metrics-listen").await?;
+                canary::watch::run(settings, listener, shutdown_signal()).await;
+                Ok(())
+            })
+        }));
+    }
+    let outcome = match runtime() {
+        Ok(rt) => rt.block_on(canary::probe(&settings.target, settings.timeout)),
+        Err(e) => {
+            eprintln!("imds-guard: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}", canary::verdict(outcome, settings.node.as_deref()));
+    if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -7,6 +7,7 @@
 //! safely ([`Disposal::of`]). The request is one [`Exchange`], built from the request's parts and
 //! carried to its audit line.
 
+mod canary;
 mod exchange;
 mod front;
 mod relay;
@@ -110,6 +111,10 @@ impl<U: Forward + Clone> Proxy<U> {
         source: &Source,
         request: Request<B>,
     ) -> (Response<Full<Bytes>>, Option<u8>) {
+        // The interception canary is the guard's own business: no pod, no policy, no audit line.
+        if let Some(response) = canary::answer(&request, &self.live, &self.metrics) {
+            return (response, None);
+        }
         // One snapshot for the whole request: a reload mid-request cannot mix two policies.
         let current = self.live.load();
         let cloud = current.policy.cloud();

@@ -13,6 +13,7 @@ use crate::config;
 use crate::inventory::Pod;
 use crate::upstream::{Answer, UpstreamError};
 
+mod canary;
 mod refusals;
 
 /// What the fake upstream answers.
