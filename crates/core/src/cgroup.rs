@@ -126,7 +126,7 @@ mod tests {
     const UID: &str = "5f1f3a4e-8c1d-4c2b-9b0e-0123456789ab";
 
     #[test]
-    fn kubelet_cgroup_names_give_the_pod_uid() {
+    fn cgroup_names_of_both_drivers_give_the_pod_uid() {
         for name in [
             format!("pod{UID}"),
             format!("kubepods-burstable-pod{}.slice", UID.replace('-', "_")),
