@@ -9,14 +9,21 @@
 //!                    tc ingress BPF └──── to 169.254.169.254: bpf_redirect_neigh(up0) ────┘
 //! ```
 //!
+//! The program (`redirect.bpf.c`) is attached either as a `tc` filter under a clsact qdisc, the
+//! way older Cilium and Calico attach theirs, or as a tcx program (kernel 6.6 and later), the way
+//! current Cilium does (`redirect.rs`).
+//!
 //! Only the pod's packets are redirected; the answers come back through the node's ordinary
 //! forwarding (no rule there stops them). Used by a test crate that declares both
 //! `mod netfilter_netns;` and `mod bypass_model;`. Every namespace, qdisc and process made here is
 //! removed on drop, panics included.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod redirect;
+
+pub use redirect::{attach_redirect, attach_redirect_tcx, Redirect};
+
+use std::path::Path;
 use std::time::Duration;
 
 use crate::netfilter_netns::guard::BIN;
@@ -119,84 +126,5 @@ impl Topology {
         text.trim()
             .parse()
             .unwrap_or_else(|e| panic!("ifindex of {interface}: {text:?}: {e}"))
-    }
-}
-
-/// The redirect program attached to an interface's tc ingress (a clsact qdisc made for it); the
-/// qdisc, and with it the program, is removed on drop.
-pub struct Redirect<'a> {
-    ns: &'a Ns,
-    interface: String,
-    /// The built object, kept until the program is detached.
-    _dir: tempfile::TempDir,
-    attached: bool,
-}
-
-/// The source of the kernel program.
-fn source() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bypass_model/redirect.bpf.c")
-}
-
-/// Builds the redirect program for `ns`'s `uplink` and attaches it to `interface`'s ingress with
-/// `tc` (iproute2 loads it). Both interfaces must be ones the test made, in `ns`.
-pub fn attach_redirect<'a>(ns: &'a Ns, interface: &str, uplink: &str) -> Redirect<'a> {
-    let path = format!("/sys/class/net/{uplink}/ifindex");
-    let uplink_index = ns.ok(&["cat", &path]).trim().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let object = dir.path().join("redirect.bpf.o");
-    let include = format!("-I/usr/include/{}-linux-gnu", std::env::consts::ARCH);
-    let out = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror", &include])
-        .arg(format!("-DUPLINK_IFINDEX={uplink_index}"))
-        .arg("-c")
-        .arg(source())
-        .arg("-o")
-        .arg(&object)
-        .output()
-        .expect("cannot run clang");
-    assert!(
-        out.status.success(),
-        "clang could not build {}:\n{}",
-        source().display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ns.ok(&["tc", "qdisc", "add", "dev", interface, "clsact"]);
-    // From here on, the qdisc is removed on drop, whatever fails next.
-    let redirect = Redirect {
-        ns,
-        interface: interface.to_owned(),
-        _dir: dir,
-        attached: true,
-    };
-    let object = object.to_string_lossy().into_owned();
-    ns.ok(&[
-        "tc", "filter", "add", "dev", interface, "ingress", "bpf", "da", "obj", &object, "sec",
-        "tc",
-    ]);
-    let shown = ns.ok(&["tc", "filter", "show", "dev", interface, "ingress"]);
-    assert!(shown.contains("redirect_imds"), "not attached:\n{shown}");
-    redirect
-}
-
-impl Redirect<'_> {
-    /// Removes the program (and its clsact qdisc), checking that it is gone.
-    pub fn detach(mut self) {
-        self.attached = false;
-        self.ns
-            .ok(&["tc", "qdisc", "del", "dev", &self.interface, "clsact"]);
-        let shown = self
-            .ns
-            .ok(&["tc", "filter", "show", "dev", &self.interface, "ingress"]);
-        assert!(!shown.contains("redirect_imds"), "still attached:\n{shown}");
-    }
-}
-
-impl Drop for Redirect<'_> {
-    fn drop(&mut self) {
-        if self.attached {
-            let _ = self
-                .ns
-                .exec(&["tc", "qdisc", "del", "dev", &self.interface, "clsact"]);
-        }
     }
 }

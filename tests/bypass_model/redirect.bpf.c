@@ -5,7 +5,8 @@
 // bpf_redirect_neigh, as Cilium's BPF host routing sends pod traffic. They leave before the node's
 // IP stack sees them, so no PREROUTING rule (our DNAT among them) is ever evaluated.
 //
-// Built by the test that attaches it: clang -O2 -g -target bpf -DUPLINK_IFINDEX=<n>.
+// Built by the test that attaches it: clang -O2 -g -target bpf -DUPLINK_IFINDEX=<n>. The section
+// name is one both loaders know: iproute2's tc (libbpf) and aya (the tcx attachment).
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -21,7 +22,7 @@
 // 169.254.169.254
 #define IMDS_V4 0xa9fea9fe
 
-SEC("tc")
+SEC("classifier")
 int redirect_imds(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
