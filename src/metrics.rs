@@ -116,6 +116,9 @@ pub struct Metrics {
     pub upstream_token_fetches: Family<ResultLabels, Counter>,
     /// When the guard's own token with the service expires (Unix seconds; 0 before the first).
     pub upstream_token_expiry: Gauge,
+    /// Interception canary probes the guard answered itself (malformed nonces included); they
+    /// write no audit line, so this is their only trace.
+    pub canary_probes: Counter,
 }
 
 impl Metrics {
@@ -255,8 +258,15 @@ impl Metrics {
             "When the guard's own token with the metadata service expires, in Unix seconds",
             upstream_token_expiry.clone(),
         );
+        let canary_probes = Counter::default();
+        registry.register(
+            "canary_probes",
+            "Interception canary probes the guard answered itself",
+            canary_probes.clone(),
+        );
         Self {
             registry,
+            canary_probes,
             cache_requests,
             cache_entries,
             cache_refreshes,

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, Source};
+use crate::config::{Config, Method, Source};
 use crate::metrics::Metrics;
 
 use super::bypass::{Suspected, Watch};
@@ -46,7 +46,8 @@ impl RulesState {
 
 /// With `[netfilter] manage = true`, installs and verifies the rules (pods that connect meanwhile
 /// wait in the listen backlog) and gives the task that keeps them, to run until shutdown. In node
-/// mode the task also looks for a bypass (once, when the rules are not managed).
+/// mode with the netfilter method the task also looks for a bypass (once, when the rules are not
+/// managed).
 pub async fn start(
     config: &Config,
     metrics: &Arc<Metrics>,
@@ -63,8 +64,11 @@ pub async fn start(
         bypass: Suspected::default(),
     };
     let every = Duration::from_secs(config.netfilter.check_interval_seconds);
-    // Pod interfaces exist only in node mode: a sidecar sits inside its pod's own namespace.
-    let watch = (config.inventory.source != Source::SelfPod).then(|| {
+    // Pod interfaces exist only in node mode (a sidecar sits inside its pod's own namespace), and
+    // a BPF dataplane's programs on them bypass netfilter, not the cgroup method's hooks.
+    let node_netfilter = config.inventory.source != Source::SelfPod
+        && config.interception.method == Method::Netfilter;
+    let watch = node_netfilter.then(|| {
         Watch::new(
             config.netfilter.interfaces.clone(),
             Arc::clone(metrics),
