@@ -132,7 +132,8 @@ pub fn convert(pod: &KubePod) -> Option<(Pod, Vec<IpAddr>)> {
         name: name.clone(),
         uid: uid.clone(),
         owner: owner(pod, &labels),
-        host_network: false,
+        // Known by its cgroup only (`[interception] host_network_pods`).
+        host_network,
         labels,
         namespace_labels: BTreeMap::new(),
     };
@@ -431,7 +432,9 @@ mod tests {
     fn host_network_and_terminal_pods_hold_no_ip() {
         let mut json = base();
         json["spec"]["hostNetwork"] = true.into();
-        assert!(convert(&pod(json)).unwrap().1.is_empty());
+        let (host, ips) = convert(&pod(json)).unwrap();
+        assert!(ips.is_empty() && host.host_network);
+        assert!(!convert(&pod(base())).unwrap().0.host_network);
         for phase in ["Succeeded", "Failed"] {
             let mut json = base();
             json["status"]["phase"] = phase.into();

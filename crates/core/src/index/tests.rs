@@ -152,3 +152,85 @@ fn a_suspended_index_answers_not_ready_until_resumed() {
     assert!(index.is_ready());
     assert_eq!(found_name(&index, "10.0.0.1"), "a");
 }
+
+#[test]
+fn by_cgroup_the_kernel_names_the_pod_and_the_address_must_agree() {
+    let index = Index::new();
+    let origin = |uid| Origin::Cgroup(Some(uid));
+    assert_eq!(
+        index.identify(ip("10.0.0.1"), origin("a")),
+        Lookup::NotReady
+    );
+    let mut host = pod("h", "agent");
+    host.host_network = true;
+    index.reset([
+        (pod("a", "prod"), vec![ip("10.0.0.1")]),
+        (pod("b", "test"), vec![ip("10.0.0.2")]),
+        (pod("c", "late"), vec![]),
+        // A hostNetwork pod's listed address (the node's) names no one.
+        (host, vec![ip("10.0.0.100")]),
+    ]);
+    let name = |l: Lookup| match l {
+        Lookup::Found(p) => format!("found {}", p.name),
+        Lookup::Mismatch(p) => format!("mismatch {}", p.name),
+        other => format!("{other:?}"),
+    };
+    assert_eq!(
+        name(index.identify(ip("10.0.0.1"), origin("a"))),
+        "found prod"
+    );
+    assert_eq!(
+        name(index.identify(ip("::ffff:10.0.0.1"), origin("a"))),
+        "found prod"
+    );
+    // b's cgroup, a's address: the pod that tried is named.
+    assert_eq!(
+        name(index.identify(ip("10.0.0.1"), origin("b"))),
+        "mismatch test"
+    );
+    // An address no one holds, or a pod with no address yet.
+    assert_eq!(
+        name(index.identify(ip("10.0.0.9"), origin("a"))),
+        "mismatch prod"
+    );
+    assert_eq!(
+        name(index.identify(ip("10.0.0.3"), origin("c"))),
+        "mismatch late"
+    );
+    // hostNetwork pods are known by their cgroup alone, whatever the (node's) address.
+    assert_eq!(
+        name(index.identify(ip("10.0.0.100"), origin("h"))),
+        "found agent"
+    );
+    assert_eq!(
+        name(index.identify(ip("192.0.2.1"), origin("h"))),
+        "found agent"
+    );
+    assert_eq!(index.lookup(ip("10.0.0.100")), Lookup::Unknown);
+    // No record, or a cgroup of no pod the index knows.
+    assert_eq!(
+        index.identify(ip("10.0.0.1"), Origin::Cgroup(None)),
+        Lookup::Unknown
+    );
+    assert_eq!(
+        index.identify(ip("10.0.0.1"), origin("zz")),
+        Lookup::Unknown
+    );
+    // By address, as before.
+    assert_eq!(
+        name(index.identify(ip("10.0.0.2"), Origin::Address)),
+        "found test"
+    );
+    // Two pods claiming the address stay ambiguous even when the cgroup names one of them.
+    index.apply(pod("d", "dup"), vec![ip("10.0.0.1")]);
+    assert_eq!(
+        index.identify(ip("10.0.0.1"), origin("a")),
+        Lookup::Ambiguous
+    );
+    // Suspended: nothing is trusted.
+    index.suspend();
+    assert_eq!(
+        index.identify(ip("10.0.0.2"), origin("b")),
+        Lookup::NotReady
+    );
+}
