@@ -655,3 +655,127 @@ fn a_bpf_dataplane_that_skips_netfilter_cannot_skip_the_hooks() {
     let (code, out) = interception(&t, "remove", &cfg);
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[test]
+fn an_upgrade_swaps_the_programs_without_a_window() {
+    let t = Topology::build();
+    let _emulator = t.start_imds();
+    let cgroups = Cgroups::new();
+    let bpf = Bpffs::mount();
+    let dir = tempfile::tempdir().unwrap();
+    let b = cgroups.make(&cgroupfs_pod("burstable", UID_B));
+    let pods = cgroups.rel("kubepods");
+    let cfg = config(dir.path(), &pods, bpf.path(), "", "");
+
+    // An older guard's programs in place: the same maps, another generation of links.
+    let config = imds_guard::config::load(&cfg).unwrap();
+    let plan = imds_guard::interception::plan(&config).unwrap();
+    let kernel = &plan.pin_dir;
+    let mut ebpf = imds_guard::interception::kernel::load(kernel).unwrap();
+    imds_guard::interception::kernel::configure(&mut ebpf, &plan.settings, &plan.targets, &[])
+        .unwrap();
+    imds_guard::interception::kernel::attach(&mut ebpf, kernel, &plan.pods_dir, "0-older").unwrap();
+    drop(ebpf);
+    let (code, out) = interception(&t, "status", &cfg);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("generation 0-older"), "{out}");
+
+    // A pod dials the service all along (nothing listens yet: refused), while the new guard
+    // starts and swaps the programs. Not one of its connects may reach the service.
+    let mut pod_loop = spawn(
+        Some(&t.pod_b),
+        Some(&b),
+        &[
+            "sh",
+            "-c",
+            "end=$(($(date +%s) + 4)); while [ $(date +%s) -lt $end ]; do \
+             curl -s -m 1 http://169.254.169.254/latest/meta-data/instance-id; echo; done",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let guard = start_guard(&t, &cfg, None, &[]);
+    assert!(
+        guard.output().contains("replaced an older kernel program"),
+        "{}",
+        guard.output()
+    );
+    let (code, out) = interception(&t, "status", &cfg);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("0-older"), "{out}");
+    assert!(wait_until(Duration::from_secs(6), || pod_loop.exited()));
+    let seen = pod_loop.output();
+    assert!(
+        !seen.contains(INSTANCE_ID),
+        "a connect reached the service during the upgrade:\n{seen}"
+    );
+    assert!(
+        seen.contains("\"reason\":\"no-rule\""),
+        "the new guard never answered:\n{seen}"
+    );
+    drop(guard);
+    let (code, out) = interception(&t, "remove", &cfg);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn run_refuses_a_node_where_the_method_cannot_work() {
+    // A namespace with the listener's address, so that the guard gets as far as the checks.
+    let node = Ns::new("cg-refuse");
+    node.sh("ip addr add 10.199.0.1/32 dev lo");
+    let dir = tempfile::tempdir().unwrap();
+    let bpf = Bpffs::mount();
+    let not_cgroup = dir.path().join("not-cgroup");
+    std::fs::create_dir(&not_cgroup).unwrap();
+    let base = |interception: &str| {
+        format!(
+            "[server]\nlisten = \"10.199.0.1:8181\"\n[interception]\nmethod = \"cgroup\"\n\
+             bpf_pin_dir = \"{}/imds-guard\"\n{interception}\n",
+            bpf.path().display()
+        )
+    };
+    let v2 = cgroup_hooks::v2_mount();
+    let hybrid = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - cgroup cgroup ");
+    let mut cases = vec![
+        (
+            base(&format!("cgroup_root = \"{}\"", not_cgroup.display())),
+            "is not a cgroup v2 hierarchy".to_owned(),
+        ),
+        (
+            base("pods_cgroup = \"no-such-kubepods\""),
+            "the pods' cgroup".to_owned(),
+        ),
+    ];
+    // This machine has no kubelet: with nothing set, no pods' cgroup is found, and a hybrid
+    // v1/v2 node is named as the reason.
+    if v2.join("kubepods.slice").exists() || v2.join("kubepods").exists() {
+        panic!("this machine runs kubelet's pods: the test needs a node without them");
+    }
+    cases.push((
+        base(""),
+        if hybrid {
+            "hybrid cgroup v1/v2 node".to_owned()
+        } else {
+            "set [interception] pods_cgroup".to_owned()
+        },
+    ));
+    for (text, want) in cases {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, &text).unwrap();
+        let (code, out, err) = run(
+            Some(&node),
+            None,
+            &[BIN, "run", "--config", &path.to_string_lossy()],
+        );
+        assert_eq!(code, Some(1), "{text}\n{out}{err}");
+        assert!(
+            err.contains("[interception] method = \"cgroup\": "),
+            "{err}"
+        );
+        assert!(err.contains(&want), "{text}: want {want:?} in\n{err}");
+        // Refused before anything was loaded or pinned, and never served by another method.
+        assert_eq!(bpf.files(), Vec::<PathBuf>::new());
+        assert!(!err.contains("imds-guard serving"), "{err}");
+    }
+}
