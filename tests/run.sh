@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the netfilter and end-to-end tests use, installed only when missing.
 # tc and clang build and attach the kernel program of tests/netfilter_bypass.rs, with the kernel's
-# and libbpf's headers.
+# and libbpf's headers; clang and llvm-strip rebuild the guard's own kernel programs (checked
+# against the committed object below); nsenter starts the cgroup tests' pod processes.
 declare -A want=([ip]=iproute2 [iptables]=iptables [ip6tables]=iptables [conntrack]=conntrack
-  [curl]=curl [setpriv]=util-linux [python3]=python3 [tc]=iproute2 [clang]=clang)
+  [curl]=curl [setpriv]=util-linux [nsenter]=util-linux [python3]=python3 [tc]=iproute2
+  [clang]=clang [llvm-strip]=llvm)
 missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
@@ -100,5 +102,9 @@ bash tests/support/controlplane/build.sh >/dev/null
 # promtool for tests/monitoring.rs (the alerts' checks and unit tests), built from Prometheus' Go
 # module once per machine and cached by version, like the control plane.
 bash tests/support/promtool/build.sh >/dev/null
+
+# The guard's kernel programs: the committed object (which `cargo build` embeds, so that it needs
+# only Rust) must be exactly what the source builds to.
+bash src/interception/bpf/build.sh --check
 
 exec cargo test --locked "$@"
