@@ -69,11 +69,33 @@ pub struct Settings {
     pub exempt: Option<(u64, u32)>,
 }
 
+/// The most distinct target ports the programs check before hashing (`settings.ports`).
+pub const MAX_PORTS: usize = 4;
+
+/// The distinct ports of `targets`, as `settings.ports` holds them (0 = unused).
+pub fn target_ports(targets: &[Target]) -> Result<[u16; MAX_PORTS], InterceptionError> {
+    let mut ports = [0u16; MAX_PORTS];
+    let mut n = 0;
+    for t in targets {
+        if ports[..n].contains(&t.port) {
+            continue;
+        }
+        if n == MAX_PORTS {
+            return Err(InterceptionError::Map(format!(
+                "more than {MAX_PORTS} target ports"
+            )));
+        }
+        ports[n] = t.port;
+        n += 1;
+    }
+    Ok(ports)
+}
+
 impl Settings {
     /// The map value, laid out as `struct settings` (network byte order where the kernel keeps
     /// it).
-    pub fn encode(&self) -> [u8; 48] {
-        let mut out = [0u8; 48];
+    pub fn encode(&self, ports: [u16; MAX_PORTS]) -> [u8; 56] {
+        let mut out = [0u8; 56];
         if let SocketAddr::V4(v4) = self.guard {
             out[0..4].copy_from_slice(&v4.ip().octets());
         }
@@ -88,6 +110,9 @@ impl Settings {
         let (id, level) = self.exempt.unwrap_or((0, 0));
         out[32..40].copy_from_slice(&id.to_ne_bytes());
         out[40..44].copy_from_slice(&level.to_ne_bytes());
+        for (i, port) in ports.iter().enumerate() {
+            out[48 + 2 * i..50 + 2 * i].copy_from_slice(&port.to_be_bytes());
+        }
         out
     }
 }
@@ -177,12 +202,13 @@ pub fn configure(
                 .map_err(|e| map_err("blocked", e))?;
         }
     }
-    let mut s: Array<_, [u8; 48]> = Array::try_from(
+    let ports = target_ports(targets)?;
+    let mut s: Array<_, [u8; 56]> = Array::try_from(
         ebpf.map_mut("settings")
             .ok_or_else(|| InterceptionError::Map("no map `settings`".into()))?,
     )
     .map_err(|e| map_err("settings", e))?;
-    s.set(0, settings.encode(), 0)
+    s.set(0, settings.encode(ports), 0)
         .map_err(|e| map_err("settings", e))?;
     Ok(())
 }
@@ -315,7 +341,7 @@ mod tests {
             host_network_pods: true,
             exempt: Some((77, 3)),
         };
-        let b = s.encode();
+        let b = s.encode([80, 443, 0, 0]);
         assert_eq!(&b[0..4], &[10, 199, 0, 1]);
         assert_eq!(&b[4..20], &[0; 16]);
         assert_eq!(&b[20..22], &8181u16.to_be_bytes());
@@ -326,6 +352,16 @@ mod tests {
         );
         assert_eq!(u64::from_ne_bytes(b[32..40].try_into().unwrap()), 77);
         assert_eq!(u32::from_ne_bytes(b[40..44].try_into().unwrap()), 3);
+        assert_eq!(&b[48..56], &[0, 80, 1, 187, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn every_clouds_ports_fit() {
+        for cloud in ["aws", "gcp", "azure", "alibaba", "oci", "openstack"] {
+            let targets = crate::cgroup::targets(cloud.parse().unwrap());
+            let ports = target_ports(&targets).unwrap();
+            assert!(targets.iter().all(|t| ports.contains(&t.port)), "{cloud}");
+        }
     }
 
     #[test]

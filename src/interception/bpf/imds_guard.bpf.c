@@ -65,6 +65,8 @@ struct settings {
 	__u64 exempt_cgroup;  // the guard's own pod cgroup: never redirected
 	__u32 exempt_level;   // its level in the hierarchy (root = 0)
 	__u32 pad;
+	__u16 ports[4];       // every port in `targets` (network byte order, 0 = unused): connects
+	                      // to any other port are let through without a hash lookup
 };
 
 // What connect saw, for getpeername and sockops (by socket cookie).
@@ -151,11 +153,18 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct target *t
 
 	if (ctx->type != SOCK_STREAM)
 		return 1;
+	s = bpf_map_lookup_elem(&settings, &zero);
+	if (!s)
+		return 0;
+	// Most connects go to ports no metadata server answers on: done before any hashing. Until
+	// the settings are written every port is 0, so nothing is let through here.
+	if ((s->flags & FLAG_CONFIGURED) && t->port != s->ports[0] && t->port != s->ports[1] &&
+	    t->port != s->ports[2] && t->port != s->ports[3])
+		return 1;
 	action = bpf_map_lookup_elem(&targets, t);
 	if (!action)
 		return 1;
-	s = bpf_map_lookup_elem(&settings, &zero);
-	if (!s || !(s->flags & FLAG_CONFIGURED))
+	if (!(s->flags & FLAG_CONFIGURED))
 		return 0;
 	if (exempt(s, ctx))
 		return 1;
@@ -253,8 +262,21 @@ int imds_sockops(struct bpf_sock_ops *ctx)
 	struct dialled *d;
 	__u32 family, lport, rport, l4, r4, l6[4], r6[4];
 	__u64 cookie;
+	struct settings *s;
+	__u32 zero = 0;
 
 	if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	// Only connections to the guard's port can be redirected ones.
+	s = bpf_map_lookup_elem(&settings, &zero);
+	if (!s)
+		return 1;
+	rport = ctx->remote_port;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if ((__u16)(rport >> 16) != s->guard_port)
+#else
+	if ((__u16)rport != s->guard_port)
+#endif
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
 	d = bpf_map_lookup_elem(&dialled, &cookie);
