@@ -1,5 +1,6 @@
 # imds-guard container image: the release binary on Debian bookworm-slim with both iptables
-# backends (iptables-legacy and iptables-nft, from Debian's iptables package) and conntrack.
+# backends (iptables-legacy and iptables-nft, from Debian's iptables package), conntrack, and
+# iproute2's tc (to look for BPF programs that may bypass the rules).
 #
 #   docker build -t imds-guard:0.1.0 .
 #
@@ -19,6 +20,7 @@ RUN cargo build --release --locked --bin imds-guard \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables conntrack \
+    iproute2 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /imds-guard /usr/local/bin/imds-guard
 # Runs as root on purpose: managing netfilter needs NET_ADMIN (and NET_RAW for iptables-legacy),

@@ -28,6 +28,7 @@ fn event<'a>(keys: &'a [String], labels: &'a Labels, owner: &'a Owner) -> Event<
         error: None,
         cache: None,
         token: Some("valid"),
+        identity: "address",
         bytes: 112,
         duration_ms: 0.042,
     }

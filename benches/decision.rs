@@ -62,6 +62,7 @@ fn decide(c: &mut Criterion) {
             labels: labels(&[("app", &format!("app-{}", n - 1))]),
             namespace_labels: BTreeMap::new(),
             owner: None,
+            host_network: false,
         };
         let path = parse_target("/latest/meta-data/placement/availability-zone/").unwrap();
         group.bench_with_input(BenchmarkId::new("rules", n), &n, |b, _| {
@@ -134,6 +135,7 @@ fn clouds(c: &mut Criterion) {
         labels: BTreeMap::new(),
         namespace_labels: BTreeMap::new(),
         owner: None,
+        host_network: false,
     };
     let (path, q) = query::read(Cloud::Gcp, gcp).unwrap();
     group.bench_function("decide_gcp_recursive", |b| {

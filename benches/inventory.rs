@@ -17,6 +17,7 @@ fn pod(i: u32) -> (Pod, Vec<IpAddr>) {
         labels: BTreeMap::from([("app".to_string(), format!("app-{}", i % 50))]),
         namespace_labels: BTreeMap::new(),
         owner: None,
+        host_network: false,
     };
     (pod, vec![ip(i)])
 }

@@ -61,7 +61,21 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "netfilter rules not in place\n",
             ),
-            "/readyz" => text(StatusCode::OK, "ready\n"),
+            // Ready all the same: the rules are in place, and whether a BPF program on a pod
+            // interface does send packets past them cannot be told from here; the text says it.
+            "/readyz" => {
+                let suspected = self.rules.bypass_suspected();
+                if suspected.is_empty() {
+                    return text(StatusCode::OK, "ready\n");
+                }
+                let mut response = text(StatusCode::OK, "");
+                *response.body_mut() = Full::new(Bytes::from(format!(
+                    "ready\nnetfilter may be bypassed: BPF programs on the ingress of {} \
+                     (see README \"When netfilter is bypassed\")\n",
+                    suspected.join(", ")
+                )));
+                response
+            }
             "/metrics" => {
                 let dropped = i64::try_from(self.audit.dropped()).unwrap_or(i64::MAX);
                 self.metrics.audit_dropped_lines.set(dropped);

@@ -50,6 +50,9 @@ pub struct Event<'a> {
     /// With guard tokens: `issued` for a token request, else what the pod's token was (`valid`,
     /// `invalid`, `expired`); null when it sent none, and with passthrough tokens. Never the token.
     pub token: Option<&'static str>,
+    /// How the pod was identified: `address` (the source address) or `cgroup` (the cgroup the
+    /// kernel recorded for the connection, cross-checked with the address).
+    pub identity: &'static str,
     /// Body bytes sent to the client.
     pub bytes: usize,
     /// Whole time spent on the request in the guard.
@@ -119,6 +122,8 @@ impl Event<'_> {
         json_opt_str(out, self.cache);
         out.extend_from_slice(b",\"token\":");
         json_opt_str(out, self.token);
+        out.extend_from_slice(b",\"identity\":");
+        json_str(out, self.identity);
         let _ = write!(out, ",\"bytes\":{},\"duration_ms\":", self.bytes);
         json_value(out, &self.duration_ms);
         out.extend_from_slice(b"}\n");

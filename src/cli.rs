@@ -1,4 +1,4 @@
-//! The command line: `run`, `emulate`, `check`, `explain`, `iptables`, `policy`.
+//! The command line: `run`, `emulate`, `check`, `explain`, `iptables`, `policy`, `canary`.
 //!
 //! Argument parsing and the commands that only read files (`check`, `explain`, `policy`, in
 //! [`policy`]) live here; `main` wires the rest.
@@ -8,11 +8,13 @@ pub mod policy;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use imds_guard_core::cloud::Cloud;
 
+use crate::canary;
 use crate::config::{Config, Source};
 use crate::disposition::{Disposal, Refusal};
 use crate::emulator::TokenMode;
@@ -50,9 +52,71 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Install, remove or check the netfilter rules that send pods' metadata traffic to the proxy.
     Iptables(IptablesArgs),
+    /// Show or remove the cgroup interception's pinned kernel programs (`[interception] method =
+    /// "cgroup"`).
+    Interception(InterceptionArgs),
     /// From audit lines to a policy: suggest least-privilege rules, replay requests under a new
     /// config.
     Policy(policy::PolicyArgs),
+    /// Prove that this pod's metadata requests reach the node's guard: once, or every interval
+    /// with metrics and a readiness endpoint (as a DaemonSet).
+    Canary(CanaryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryArgs {
+    /// Probe once, print the verdict and exit: 0 protected, 1 not.
+    #[arg(long)]
+    pub once: bool,
+    /// The metadata service's URL as pods use it [default: http:// and the cloud's address].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The cloud whose metadata address is probed when --url is not given.
+    #[arg(long, default_value = "aws")]
+    pub cloud: Cloud,
+    /// Time between probes, in seconds.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_seconds: u64,
+    /// How long one probe may take before it counts as `timeout`, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
+    /// Where to serve /metrics, /readyz and /healthz (not with --once).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8183")]
+    pub metrics_listen: SocketAddr,
+    /// The node this runs on, for the verdict and the log.
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node: Option<String>,
+}
+
+impl CanaryArgs {
+    /// What to probe and how often; a `--url` that cannot be probed is refused.
+    pub fn settings(&self) -> Result<canary::watch::Settings, canary::UrlError> {
+        let target = match &self.url {
+            Some(url) => canary::Target::parse(url)?,
+            None => canary::Target::of_cloud(self.cloud),
+        };
+        Ok(canary::watch::Settings {
+            target,
+            interval: Duration::from_secs(self.interval_seconds),
+            timeout: Duration::from_millis(self.timeout_ms),
+            node: self.node.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InterceptionArgs {
+    #[command(subcommand)]
+    pub action: InterceptionAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InterceptionAction {
+    /// List the pinned programs, links and maps; exit 0 only when every hook is in place.
+    Status(ConfigArg),
+    /// Detach and unpin every program and map the guard left (the only way they go, as with
+    /// `iptables remove`): pods then reach the metadata service directly.
+    Remove(ConfigArg),
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +287,10 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Expl
         Lookup::Unknown => "- (no pod has this address)".into(),
         Lookup::Ambiguous => "- (several pods claim this address)".into(),
         Lookup::NotReady => "- (inventory not ready)".into(),
+        Lookup::Mismatch(pod) => format!(
+            "- ({}'s cgroup, another pod's address)",
+            pod.qualified_name()
+        ),
     };
     let policy = &config.policy;
     let cloud = policy.cloud();

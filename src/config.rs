@@ -20,11 +20,13 @@ use crate::policy::{Imdsv2, Policy, Rule, Selector};
 
 mod audit;
 mod front;
+mod interception;
 mod self_pod;
 mod server;
 mod validate;
 pub use audit::{Audit, DEFAULT_WORKLOAD_LABELS, MAX_WORKLOAD_LABELS};
 pub use front::{Cache, Limits, TokenIssuer};
+pub use interception::{redirect_target, Interception, Method};
 pub use self_pod::SelfPod;
 pub use server::{expand_env, Mode, Server, AUTO_WORKERS_MAX};
 
@@ -37,6 +39,8 @@ pub struct Config {
     pub imdsv2: Imdsv2,
     pub policy: Arc<Policy>,
     pub netfilter: Netfilter,
+    /// `[interception]`: netfilter or cgroup hooks.
+    pub interception: Interception,
     /// `[imdsv2] hop_limit`: the IP TTL of the proxy's token answers to pods, when set.
     pub token_hop_limit: Option<u8>,
     /// `run --remove-startup-taint KEY`: the taint removed from the node once the guard protects
@@ -222,7 +226,11 @@ impl Default for RawInventory {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPod {
-    ip: IpAddr,
+    /// Required, except for a hostNetwork pod.
+    ip: Option<IpAddr>,
+    /// The pod runs in the node's network namespace (see [`Pod::host_network`]).
+    #[serde(default)]
+    host_network: bool,
     namespace: String,
     name: String,
     uid: Option<String>,
@@ -324,6 +332,7 @@ struct RawConfig {
     imdsv2: RawImdsv2,
     rules: Vec<RawRule>,
     netfilter: Netfilter,
+    interception: Interception,
     cache: front::RawCache,
     limits: front::RawLimits,
     audit: audit::RawAudit,

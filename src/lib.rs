@@ -25,7 +25,7 @@
 //! adapters  inventory, netfilter, upstream, audit, metrics, emulator, listen, respond, file_watch,
 //!           limits, net, taint — each started by its own `start` where it runs on its own
 //! app       proxy, server, admin, reload, cli, rollout (policy suggest and replay from audit
-//!           lines)
+//!           lines), canary (the probe that proves a node's pods are intercepted)
 //! main      wiring only
 //! ```
 //!
@@ -39,17 +39,23 @@
 //! caller, so tests bind `127.0.0.1:0` and drive the real server; `reload` swaps the policy in
 //! place on SIGHUP or a change of the file (watched by `file_watch`); `emulator` is an
 //! AWS-faithful IMDS used as the upstream for local runs, tests and benchmarks.
-#![forbid(unsafe_code)]
+// One small module makes a system call the standard library has no binding for
+// (`interception::sys`); nothing else may use `unsafe`.
+#![deny(unsafe_code)]
 
-pub use imds_guard_core::{bucket, cache, cloud, disposition, imds, index, policy, query, target};
+pub use imds_guard_core::{
+    bucket, cache, cgroup, cloud, disposition, imds, index, policy, query, target,
+};
 
 pub mod admin;
 pub mod audit;
+pub mod canary;
 pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod file_watch;
 pub mod front;
+pub mod interception;
 pub mod inventory;
 pub mod limits;
 pub mod listen;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use imds_guard::cli::{self, Cli, Command};
-use imds_guard::{audit, config, emulator, reload, server};
+use imds_guard::{audit, canary, config, emulator, reload, server};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Iptables(args) => iptables(&args.action),
+        Command::Interception(args) => interception(&args.action),
         Command::Policy(args) => {
             let outcome = cli::policy::run(&args);
             print!("{}", outcome.stdout);
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
             }
             ExitCode::from(outcome.code)
         }
+        Command::Canary(args) => canary(&args),
         Command::Run(args) => exit(runtime().and_then(|rt| rt.block_on(run(args)))),
         Command::Emulate(args) => exit(runtime().and_then(|rt| rt.block_on(emulate(args)))),
     }
@@ -102,6 +104,83 @@ fn iptables(action: &cli::IptablesAction) -> ExitCode {
                 _ => ExitCode::FAILURE,
             }
         }
+    }
+}
+
+/// `interception status`: 0 in place, 1 not; `remove`: 0 done, 1 failed. A bad config is 2.
+fn interception(action: &cli::InterceptionAction) -> ExitCode {
+    let (cli::InterceptionAction::Status(args) | cli::InterceptionAction::Remove(args)) = action;
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    match action {
+        cli::InterceptionAction::Status(_) => {
+            let status = imds_guard::interception::status(&config);
+            for line in &status.lines {
+                println!("{line}");
+            }
+            if status.complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        cli::InterceptionAction::Remove(_) => {
+            match imds_guard::interception::remove(&config.interception.bpf_pin_dir) {
+                Ok(removed) => {
+                    for path in &removed {
+                        println!("removed {}", path.display());
+                    }
+                    if removed.is_empty() {
+                        println!("nothing to remove");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("imds-guard: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `canary --once`: 0 protected, 1 not; a bad `--url` is 2. Without `--once`: runs until
+/// SIGTERM or SIGINT.
+fn canary(args: &cli::CanaryArgs) -> ExitCode {
+    let settings = match args.settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("imds-guard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.once {
+        let metrics_listen = args.metrics_listen;
+        return exit(runtime().and_then(|rt| {
+            rt.block_on(async {
+                let listener = bind(metrics_listen, "--metrics-listen").await?;
+                canary::watch::run(settings, listener, shutdown_signal()).await;
+                Ok(())
+            })
+        }));
+    }
+    let outcome = match runtime() {
+        Ok(rt) => rt.block_on(canary::probe(&settings.target, settings.timeout)),
+        Err(e) => {
+            eprintln!("imds-guard: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}", canary::verdict(outcome, settings.node.as_deref()));
+    if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

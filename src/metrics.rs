@@ -1,7 +1,9 @@
 //! Prometheus metrics, served as text on the admin port.
 //!
 //! Label values come from fixed sets (decisions, reasons, statuses, error kinds), never from pod
-//! names or paths, so the number of series stays bounded whatever pods send.
+//! names or paths, so the number of series stays bounded whatever pods send. The one exception,
+//! the node's pod interfaces with BPF programs on their ingress, is bounded by the node's pods, and
+//! an interface's series goes when the interface does.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -57,6 +59,12 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// Labels of the netfilter bypass gauge: a pod interface of the node (`lxc12ab`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InterfaceLabels {
+    pub interface: String,
+}
+
 /// Labels of the rate-limit counter: `pod` or `upstream`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScopeLabels {
@@ -84,6 +92,9 @@ pub struct Metrics {
     /// 1 when the managed netfilter rules were last found complete, 0 when not — and 0 when
     /// netfilter is not managed (`[netfilter] manage = false`), which nothing sets.
     pub netfilter_rules_ok: Gauge,
+    /// 1 for each pod interface with a BPF program on its ingress (tcx, or a `tc` bpf filter), which
+    /// may send pods' packets past the netfilter rules; 0 once it is gone.
+    pub netfilter_bypass_suspected: Family<InterfaceLabels, Gauge>,
     /// Connections refused by a connection limit.
     pub connections_refused: Family<LimitLabels, Counter>,
     /// Audit lines dropped because stdout's reader fell behind (0 in a healthy setup).
@@ -105,6 +116,9 @@ pub struct Metrics {
     pub upstream_token_fetches: Family<ResultLabels, Counter>,
     /// When the guard's own token with the service expires (Unix seconds; 0 before the first).
     pub upstream_token_expiry: Gauge,
+    /// Interception canary probes the guard answered itself (malformed nonces included); they
+    /// write no audit line, so this is their only trace.
+    pub canary_probes: Counter,
 }
 
 impl Metrics {
@@ -178,6 +192,12 @@ impl Metrics {
             "1 when the managed netfilter rules were last found complete",
             netfilter_rules_ok.clone(),
         );
+        let netfilter_bypass_suspected = Family::<InterfaceLabels, Gauge>::default();
+        registry.register(
+            "netfilter_bypass_suspected",
+            "1 for each pod interface with a BPF program on its ingress that may bypass netfilter",
+            netfilter_bypass_suspected.clone(),
+        );
         let connections_refused = Family::<LimitLabels, Counter>::default();
         registry.register(
             "connections_refused",
@@ -238,8 +258,15 @@ impl Metrics {
             "When the guard's own token with the metadata service expires, in Unix seconds",
             upstream_token_expiry.clone(),
         );
+        let canary_probes = Counter::default();
+        registry.register(
+            "canary_probes",
+            "Interception canary probes the guard answered itself",
+            canary_probes.clone(),
+        );
         Self {
             registry,
+            canary_probes,
             cache_requests,
             cache_entries,
             cache_refreshes,
@@ -255,6 +282,7 @@ impl Metrics {
             watch_errors,
             config_reloads,
             netfilter_rules_ok,
+            netfilter_bypass_suspected,
             requests,
             rule_decisions,
             request_duration,

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "bucket",
             "cache",
+            "cgroup",
             "disposition",
             "cloud",
             "imds",
@@ -33,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "emulator",
             "file_watch",
             "front",
+            "interception",
             "inventory",
             "limits",
             "listen",
@@ -46,7 +48,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "app",
-        &["admin", "cli", "proxy", "reload", "rollout", "server"],
+        &[
+            "admin", "canary", "cli", "proxy", "reload", "rollout", "server",
+        ],
     ),
 ];
 

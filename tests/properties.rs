@@ -199,6 +199,7 @@ fn pod(namespace: &str, name: &str, app: &str) -> Pod {
         labels: BTreeMap::from([("app".to_owned(), app.to_owned())]),
         namespace_labels: BTreeMap::new(),
         owner: None,
+        host_network: false,
     }
 }
 

@@ -7,11 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the netfilter and end-to-end tests use, installed only when missing.
+# tc and clang build and attach the kernel program of tests/netfilter_bypass.rs, with the kernel's
+# and libbpf's headers.
 declare -A want=([ip]=iproute2 [iptables]=iptables [ip6tables]=iptables [conntrack]=conntrack
-  [curl]=curl [setpriv]=util-linux [python3]=python3)
+  [curl]=curl [setpriv]=util-linux [python3]=python3 [tc]=iproute2 [clang]=clang)
 missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+done
+declare -A want_headers=([/usr/include/linux/bpf.h]=linux-libc-dev
+  [/usr/include/bpf/bpf_helpers.h]=libbpf-dev)
+for header in "${!want_headers[@]}"; do
+  [[ -e $header ]] || missing+=("${want_headers[$header]}")
 done
 if ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
 if ((${#missing[@]})); then

@@ -67,6 +67,7 @@ fn event(path: &str) -> Event<'_> {
         error: None,
         cache: Some("hit"),
         token: None,
+        identity: "address",
         bytes: 10,
         duration_ms: 0.6,
     }

@@ -81,6 +81,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let rules = validate_rules(raw.rules, cloud)?;
     let audit = audit::validate(raw.audit)?;
     validate_netfilter(&raw.netfilter, raw.server.listen)?;
+    interception::validate(&raw.interception, raw.server.listen)?;
+    if raw.interception.method == Method::Cgroup && inventory.source == Source::SelfPod {
+        return Err(invalid(
+            "interception.method",
+            "the cgroup method guards a node's pods; a sidecar (inventory.source = \"self\") is \
+             reached through its pod's own netfilter rules",
+        ));
+    }
     Ok(Config {
         server: raw.server,
         upstream,
@@ -88,6 +96,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         imdsv2,
         policy: Arc::new(Policy::new(rules, imdsv2).for_cloud(cloud)),
         netfilter: raw.netfilter,
+        interception: raw.interception,
         token_hop_limit,
         startup_taint: None,
         tokens,
@@ -218,12 +227,33 @@ fn validate_inventory(raw: RawInventory) -> Result<Inventory, ConfigError> {
             return Err(invalid(key("name"), "must not be empty"));
         }
         let qualified = format!("{}/{}", p.namespace, p.name);
-        if let Some(owner) = owners.insert(p.ip.to_canonical(), qualified.clone()) {
-            return Err(invalid(
-                key("ip"),
-                format!("{} is already given to {owner}", p.ip),
-            ));
-        }
+        // A hostNetwork pod has the node's address, which names no pod: it is known by its
+        // cgroup only (`[interception] method = "cgroup"`, `host_network_pods = true`).
+        let ips = match (p.ip, p.host_network) {
+            (Some(ip), true) => {
+                return Err(invalid(
+                    key("ip"),
+                    format!("{ip}: a hostNetwork pod has the node's address, which names no pod: remove ip (the pod is known by its cgroup, from its uid)"),
+                ))
+            }
+            (None, true) if p.uid.is_none() => {
+                return Err(invalid(
+                    key("uid"),
+                    "a hostNetwork pod is known by its cgroup, which names its uid: set uid",
+                ))
+            }
+            (None, true) => Vec::new(),
+            (None, false) => return Err(invalid(key("ip"), "missing (every pod but a hostNetwork one has an address)")),
+            (Some(ip), false) => {
+                if let Some(owner) = owners.insert(ip.to_canonical(), qualified.clone()) {
+                    return Err(invalid(
+                        key("ip"),
+                        format!("{ip} is already given to {owner}"),
+                    ));
+                }
+                vec![ip]
+            }
+        };
         let owner = match p.owner {
             None => None,
             Some(RawOwner { kind, .. }) if kind.is_empty() => {
@@ -241,8 +271,9 @@ fn validate_inventory(raw: RawInventory) -> Result<Inventory, ConfigError> {
             labels: p.labels,
             namespace_labels: p.namespace_labels,
             owner,
+            host_network: p.host_network,
         };
-        pods.push((pod, vec![p.ip]));
+        pods.push((pod, ips));
     }
     Ok(Inventory {
         source: raw.source,
@@ -374,7 +405,7 @@ fn check_ttl(key: &str, ttl: u32) -> Result<u32, ConfigError> {
 }
 
 /// iptables interface names: up to 15 characters of `[A-Za-z0-9_.-]`, optionally ending in `+`.
-fn check_interface(name: &str) -> Result<(), &'static str> {
+pub(super) fn check_interface(name: &str) -> Result<(), &'static str> {
     let stem = name.strip_suffix('+').unwrap_or(name);
     if stem.is_empty() || name.len() > 15 {
         return Err("an interface name or prefix must have 1 to 15 characters");

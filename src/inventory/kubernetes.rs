@@ -132,6 +132,7 @@ pub fn convert(pod: &KubePod) -> Option<(Pod, Vec<IpAddr>)> {
         name: name.clone(),
         uid: uid.clone(),
         owner: owner(pod, &labels),
+        host_network: false,
         labels,
         namespace_labels: BTreeMap::new(),
     };

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use build::{start, Feed, Inventory, InventoryError};
-pub use imds_guard_core::index::{Labels, Lookup, Owner, Pod};
+pub use imds_guard_core::index::{Labels, Lookup, Origin, Owner, Pod};
 
 /// The index the sources feed and every request reads: the core's index, telling a watch channel
 /// of each change so that requests waiting for an unknown address wake on updates.
@@ -50,13 +50,25 @@ pub trait Wait {
         grace: Duration,
     ) -> impl std::future::Future<Output = Lookup> + Send;
 
+    /// [`Index::identify`], waiting like [`Wait::lookup_or_wait`] while the answer is unknown.
+    fn identify_or_wait(
+        &self,
+        ip: IpAddr,
+        origin: Origin<'_>,
+        grace: Duration,
+    ) -> impl std::future::Future<Output = Lookup> + Send;
+
     /// A receiver that sees a new value after every change.
     fn subscribe(&self) -> watch::Receiver<u64>;
 }
 
 impl Wait for Index {
     async fn lookup_or_wait(&self, ip: IpAddr, grace: Duration) -> Lookup {
-        let found = self.lookup(ip);
+        self.identify_or_wait(ip, Origin::Address, grace).await
+    }
+
+    async fn identify_or_wait(&self, ip: IpAddr, origin: Origin<'_>, grace: Duration) -> Lookup {
+        let found = self.identify(ip, origin);
         if !matches!(found, Lookup::Unknown) || grace.is_zero() {
             return found;
         }
@@ -65,13 +77,13 @@ impl Wait for Index {
         // missed.
         let mut changes = self.subscribe();
         loop {
-            let found = self.lookup(ip);
+            let found = self.identify(ip, origin);
             if !matches!(found, Lookup::Unknown) {
                 return found;
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return self.lookup(ip),
+                _ => return self.identify(ip, origin),
             }
         }
     }

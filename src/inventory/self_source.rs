@@ -74,6 +74,7 @@ impl Identity {
             labels,
             namespace_labels: BTreeMap::new(),
             owner: None,
+            host_network: false,
         }
     }
 }

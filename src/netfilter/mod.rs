@@ -13,6 +13,7 @@
 //! uses and runs its commands. This module puts them together: install, status, remove, and the
 //! clearing of connections older than the rules.
 
+pub mod bypass;
 pub mod keeper;
 pub mod tools;
 

@@ -14,7 +14,7 @@ use crate::audit::{self, Event};
 use crate::cloud::Cloud;
 use crate::disposition::{Disposal, Refusal};
 use crate::imds::Method;
-use crate::inventory::{Lookup, Pod};
+use crate::inventory::{Lookup, Origin, Pod};
 use crate::metrics::{Metrics, RequestLabels, RuleLabels};
 use crate::policy::{Decision, Reason};
 use crate::respond;
@@ -28,6 +28,8 @@ pub(super) struct Exchange<'r> {
     started: Instant,
     /// The source address, IPv4-mapped addresses read as IPv4.
     pub src: IpAddr,
+    /// How the pod is identified: by address, or by the cgroup the kernel recorded.
+    pub origin: Origin<'r>,
     /// The method as sent (shortened for the audit line when written).
     method_name: &'r str,
     pub method: Method,
@@ -57,7 +59,7 @@ pub(super) struct Exchange<'r> {
 
 impl<'r> Exchange<'r> {
     /// Reads what every request has: source, method, token header.
-    pub fn new<B>(peer: IpAddr, request: &'r Request<B>, cloud: Cloud) -> Self {
+    pub fn new<B>(peer: IpAddr, request: &'r Request<B>, cloud: Cloud, origin: Origin<'r>) -> Self {
         let method_name = request.method().as_str();
         let method = Method::from_name(method_name);
         let has_token = match cloud {
@@ -70,6 +72,7 @@ impl<'r> Exchange<'r> {
             cloud,
             started: Instant::now(),
             src: peer.to_canonical(),
+            origin,
             method_name,
             method,
             has_token,
@@ -93,7 +96,8 @@ impl<'r> Exchange<'r> {
 
     /// Notes whom the inventory says the source is.
     pub fn identify(&mut self, lookup: &Lookup) {
-        if let Lookup::Found(pod) = lookup {
+        // A mismatch names the pod the kernel named: the one that tried.
+        if let Lookup::Found(pod) | Lookup::Mismatch(pod) = lookup {
             self.pod_name = Some(pod.qualified_name());
             self.pod = Some(Arc::clone(pod));
         }
@@ -173,6 +177,7 @@ impl<'r> Exchange<'r> {
             error: self.error,
             cache: self.cache,
             token: self.token,
+            identity: self.origin.as_str(),
             bytes,
             duration_ms: millis(elapsed),
         });

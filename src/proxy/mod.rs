@@ -7,6 +7,7 @@
 //! safely ([`Disposal::of`]). The request is one [`Exchange`], built from the request's parts and
 //! carried to its audit line.
 
+mod canary;
 mod exchange;
 mod front;
 mod relay;
@@ -28,7 +29,7 @@ use crate::audit;
 use crate::cloud::{self, Cloud};
 use crate::disposition::{Disposal, Refusal};
 use crate::imds::{self, Kind};
-use crate::inventory::{Index, Wait as _};
+use crate::inventory::{Index, Origin, Wait as _};
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::policy::{Facts, Reason};
 use crate::query::{self, Query};
@@ -71,26 +72,60 @@ pub struct Proxy<U = Upstream> {
     pub front: Arc<crate::front::Front>,
 }
 
+/// How the connection a request came on is to be identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// By its source address (netfilter interception, sidecars, local runs).
+    Address,
+    /// By the cgroup the kernel recorded for it (cgroup interception): the pod UID, or `None`
+    /// when there was no record or the cgroup is no pod's.
+    Cgroup(Option<Arc<str>>),
+}
+
+impl Source {
+    /// The index's view of it.
+    pub fn origin(&self) -> Origin<'_> {
+        match self {
+            Source::Address => Origin::Address,
+            Source::Cgroup(uid) => Origin::Cgroup(uid.as_deref()),
+        }
+    }
+}
+
 impl<U: Forward + Clone> Proxy<U> {
-    /// Handles one request from `peer`. Never fails: every problem becomes an answer. With the
-    /// answer comes the IP TTL it must leave with, when it carries a token and `[imdsv2]
-    /// hop_limit` is set.
+    /// Handles one request from `peer`, identified by its address. Never fails: every problem
+    /// becomes an answer. With the answer comes the IP TTL it must leave with, when it carries a
+    /// token and `[imdsv2] hop_limit` is set.
     pub async fn handle<B: Body>(
         &self,
         peer: IpAddr,
         request: Request<B>,
     ) -> (Response<Full<Bytes>>, Option<u8>) {
+        self.handle_from(peer, &Source::Address, request).await
+    }
+
+    /// Handles one request from `peer`, identified as `source` says.
+    pub async fn handle_from<B: Body>(
+        &self,
+        peer: IpAddr,
+        source: &Source,
+        request: Request<B>,
+    ) -> (Response<Full<Bytes>>, Option<u8>) {
+        // The interception canary is the guard's own business: no pod, no policy, no audit line.
+        if let Some(response) = canary::answer(&request, &self.live, &self.metrics) {
+            return (response, None);
+        }
         // One snapshot for the whole request: a reload mid-request cannot mix two policies.
         let current = self.live.load();
         let cloud = current.policy.cloud();
-        let mut exchange = Exchange::new(peer, &request, cloud);
+        let mut exchange = Exchange::new(peer, &request, cloud, source.origin());
         let target = target_text(request.uri());
         let parsed = query::read(cloud, &target);
         let (mut response, audit_path) = match &parsed {
             Err(e) => {
                 tracing::info!(src = %exchange.src, target = %shorten(&target), error = %e, "refused request target");
                 // Named if the inventory knows the source now; never waited for.
-                exchange.identify(&self.inventory.lookup(exchange.src));
+                exchange.identify(&self.inventory.identify(exchange.src, exchange.origin));
                 let response = exchange.refuse(Reason::BadRequest);
                 (response, Cow::Owned(shorten(&target)))
             }
@@ -154,17 +189,17 @@ impl<U: Forward + Clone> Proxy<U> {
         if !request.body().is_end_stream()
             || request.headers().contains_key(header::TRANSFER_ENCODING)
         {
-            exchange.identify(&self.inventory.lookup(exchange.src));
+            exchange.identify(&self.inventory.identify(exchange.src, exchange.origin));
             return exchange.refuse(Reason::BadRequest);
         }
         if let Some(reason) = protocol_refusal(cloud, request.headers(), path) {
             tracing::info!(src = %exchange.src, reason = reason.as_str(), "refused by the {cloud} protocol rules");
-            exchange.identify(&self.inventory.lookup(exchange.src));
+            exchange.identify(&self.inventory.identify(exchange.src, exchange.origin));
             return exchange.refuse(reason);
         }
         let lookup = self
             .inventory
-            .lookup_or_wait(exchange.src, self.unknown_source_grace)
+            .identify_or_wait(exchange.src, exchange.origin, self.unknown_source_grace)
             .await;
         exchange.identify(&lookup);
         let facts = Facts::in_cloud(cloud, exchange.method, path, query, exchange.has_token);

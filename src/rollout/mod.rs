@@ -122,6 +122,7 @@ impl PodFacts {
             labels: self.labels.clone(),
             namespace_labels: Labels::new(),
             owner: self.owner.clone(),
+            host_network: false,
         }
     }
 

@@ -16,8 +16,9 @@ use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::audit;
-use crate::config::Config;
+use crate::config::{Config, Method};
 use crate::emulator::{self, EmulatorOptions};
+use crate::interception;
 use crate::inventory::{self, Feed, InventoryError};
 use crate::metrics::Metrics;
 use crate::netfilter::{self, NetfilterError};
@@ -56,6 +57,8 @@ impl Options {
 pub enum RunError {
     #[error("[netfilter] manage = true: {0}")]
     Netfilter(#[from] NetfilterError),
+    #[error("[interception] method = \"cgroup\"")]
+    Interception(#[from] crate::interception::InterceptionError),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
     #[error(transparent)]
@@ -89,6 +92,21 @@ pub async fn run(
     if let Some(keeper) = keeper {
         background.spawn(keeper);
     }
+    // With the cgroup method, the kernel hooks (kept pinned across restarts) and the record of
+    // which cgroup opened each redirected connection.
+    let identifier = match config.interception.method {
+        Method::Netfilter => None,
+        Method::Cgroup => {
+            let plan = interception::plan(&config)?;
+            let installed = interception::install(&plan)?;
+            background.spawn(interception::keeper::keep(
+                config.clone(),
+                plan,
+                installed.backstop,
+            ));
+            Some(Arc::new(installed.identifier))
+        }
+    };
 
     // 2. Who is who.
     let inventory = inventory::start(&config, Feed::Watch(Arc::clone(&metrics))).await?;
@@ -155,6 +173,7 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
         unknown_source_grace: inventory.unknown_source_grace,
         front,
+        identifier,
     };
     let proxy = workers::start(&config, shared, listeners.proxy, stopped(), grace)
         .map_err(RunError::Workers)?;

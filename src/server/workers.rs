@@ -22,11 +22,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audit;
 use crate::config::Config;
+use crate::interception::Identifier;
 use crate::inventory::Index;
 use crate::limits::{ConnLimits, Permit};
 use crate::listen::{accept_admitted, drain, serve_connection, Connections};
 use crate::metrics::Metrics;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, Source};
 use crate::reload::Live;
 use crate::upstream::Upstream;
 
@@ -55,6 +56,8 @@ pub struct Shared {
     pub unknown_source_grace: Duration,
     /// See [`Proxy::front`].
     pub front: Arc<crate::front::Front>,
+    /// With the cgroup method: which pod's cgroup opened each accepted connection.
+    pub identifier: Option<Arc<Identifier>>,
 }
 
 /// Starts `[server] workers` threads, each with its own proxy and its own share of the upstream
@@ -93,7 +96,12 @@ pub fn start(
         metrics: Some(shared.metrics),
         cloud: config.upstream.cloud,
     };
-    let threads = start_workers(proxies, connections.header_read_timeout, grace)?;
+    let threads = start_workers(
+        proxies,
+        shared.identifier,
+        connections.header_read_timeout,
+        grace,
+    )?;
     Ok(spread(listener, stop, connections, threads))
 }
 
@@ -108,6 +116,7 @@ fn share(total: usize, workers: usize, i: usize) -> usize {
 /// connections it uses belong to that thread.
 fn start_workers(
     proxies: Vec<Arc<Proxy>>,
+    identifier: Option<Arc<Identifier>>,
     header_read_timeout: Duration,
     grace: Duration,
 ) -> Result<Vec<Worker>, std::io::Error> {
@@ -115,13 +124,20 @@ fn start_workers(
     for (i, proxy) in proxies.into_iter().enumerate() {
         let (handoff, connections) = mpsc::unbounded_channel();
         let (finished, done) = oneshot::channel();
+        let identifier = identifier.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         std::thread::Builder::new()
             .name(format!("imds-guard-proxy-{i}"))
             .spawn(move || {
-                runtime.block_on(work(connections, proxy, header_read_timeout, grace));
+                runtime.block_on(work(
+                    connections,
+                    proxy,
+                    identifier,
+                    header_read_timeout,
+                    grace,
+                ));
                 let _ = finished.send(());
             })?;
         workers.push(Worker { handoff, done });
@@ -134,6 +150,7 @@ fn start_workers(
 async fn work(
     mut connections: mpsc::UnboundedReceiver<Accepted>,
     proxy: Arc<Proxy>,
+    identifier: Option<Arc<Identifier>>,
     header_read_timeout: Duration,
     grace: Duration,
 ) {
@@ -151,6 +168,17 @@ async fn work(
                 continue;
             }
         };
+        let origin = match &identifier {
+            None => Source::Address,
+            Some(identifier) => {
+                // The record is keyed by both ends of the connection as the guard sees them.
+                let pod = stream
+                    .local_addr()
+                    .ok()
+                    .and_then(|local| identifier.pod_of(peer, local));
+                Source::Cgroup(pod.map(Arc::from))
+            }
+        };
         let proxy = Arc::clone(&proxy);
         serve_connection(
             stream,
@@ -162,8 +190,9 @@ async fn work(
                 move |request: Request<Incoming>| {
                     let proxy = Arc::clone(&proxy);
                     let ttl = ttl.clone();
+                    let origin = origin.clone();
                     async move {
-                        let (response, hops) = proxy.handle(peer.ip(), request).await;
+                        let (response, hops) = proxy.handle_from(peer.ip(), &origin, request).await;
                         if let Some(hops) = hops {
                             // hyper writes this answer next, so it leaves with this TTL (see
                             // `crate::net`).

@@ -95,37 +95,7 @@ impl Ns {
 
     /// Starts a long-running `args` inside the namespace; stdout and stderr are collected.
     pub fn spawn(&self, args: &[&str]) -> Proc {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {args:?}: {e}"));
-        let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            });
-        }
-        Proc { child, output }
+        Proc::start(self.command(args))
     }
 
     /// `iptables-save` and `ip6tables-save` output without the comment lines (which carry the
@@ -156,6 +126,40 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `command`; stdout and stderr are collected.
+    pub fn start(mut command: Command) -> Proc {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        Proc { child, output }
+    }
+
     /// What it printed so far (stdout and stderr, interleaved by line).
     pub fn output(&self) -> String {
         self.output

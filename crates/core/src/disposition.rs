@@ -227,6 +227,12 @@ mod tests {
                 "ambiguous-source",
             ),
             (
+                Refusal::Denied(Reason::IdentityMismatch),
+                403,
+                "forbidden",
+                "identity-mismatch",
+            ),
+            (
                 Refusal::Denied(Reason::MethodNotAllowed),
                 405,
                 "method-not-allowed",
@@ -342,6 +348,7 @@ mod tests {
             Reason::TokenInvalid,
             Reason::ForwardedTokenRequest,
             Reason::RateLimited,
+            Reason::IdentityMismatch,
         ] {
             let deny = decision(Verdict::Deny, reason);
             assert_eq!(

@@ -23,6 +23,9 @@ pub struct Pod {
     /// The workload the pod belongs to, when the source knows it: audit lines carry it, so that
     /// `policy suggest` can group pods into workloads. Never consulted by the policy.
     pub owner: Option<Owner>,
+    /// The pod runs in the node's network namespace (`hostNetwork`): its address is the node's,
+    /// so it is never indexed by address; only its cgroup can name it (see [`Index::identify`]).
+    pub host_network: bool,
 }
 
 /// What controls a pod: a Deployment, a StatefulSet, a DaemonSet, a Job… (the Kubernetes source
@@ -62,6 +65,32 @@ pub enum Lookup {
     Ambiguous,
     /// The source has not delivered its first complete view yet.
     NotReady,
+    /// The kernel says this pod's cgroup opened the connection, but the pod does not hold the
+    /// source address (another pod's address taken as its own, or an address reused while the
+    /// index was stale): refuse, naming the pod the kernel named.
+    Mismatch(Arc<Pod>),
+}
+
+/// How a connection's pod is to be found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// From the source address alone (netfilter interception, static and sidecar setups).
+    Address,
+    /// From the cgroup that opened the connection (cgroup interception): `Some(uid)` when the
+    /// kernel recorded the connection and its cgroup belongs to pod `uid`; `None` when there is
+    /// no record (the connection did not come through the guard's hooks) or the cgroup is no
+    /// pod's.
+    Cgroup(Option<&'a str>),
+}
+
+impl Origin<'_> {
+    /// How the pod was identified, as audit lines say it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Origin::Address => "address",
+            Origin::Cgroup(_) => "cgroup",
+        }
+    }
 }
 
 /// Label keys and values.
@@ -153,6 +182,38 @@ impl<O: Observer> Index<O> {
             None | Some([]) => Lookup::Unknown,
             Some([pod]) => Lookup::Found(Arc::clone(pod)),
             Some(_) => Lookup::Ambiguous,
+        }
+    }
+
+    /// Identifies the pod behind a connection from `ip` whose origin is `origin`.
+    ///
+    /// By cgroup, the kernel's word decides which pod it is, and the address must agree: the pod
+    /// must hold `ip` (unless it is a hostNetwork pod, whose address is the node's), else
+    /// [`Lookup::Mismatch`]. An address several pods claim stays [`Lookup::Ambiguous`]: the index
+    /// is inconsistent, and a refusal is safer than trusting either half of it. No record, or a
+    /// cgroup of no known pod, is [`Lookup::Unknown`].
+    pub fn identify(&self, ip: IpAddr, origin: Origin<'_>) -> Lookup {
+        let uid = match origin {
+            Origin::Address => return self.lookup(ip),
+            Origin::Cgroup(uid) => uid,
+        };
+        let state = self.read();
+        if !state.is_ready() {
+            return Lookup::NotReady;
+        }
+        let Some((pod, ips)) = uid.and_then(|uid| state.by_uid.get(uid)) else {
+            return Lookup::Unknown;
+        };
+        if pod.host_network {
+            return Lookup::Found(Arc::clone(pod));
+        }
+        let ip = ip.to_canonical();
+        if !ips.contains(&ip) {
+            return Lookup::Mismatch(Arc::clone(pod));
+        }
+        match state.by_ip.get(&ip).map(Vec::as_slice) {
+            Some([_]) => Lookup::Found(Arc::clone(pod)),
+            _ => Lookup::Ambiguous,
         }
     }
 
@@ -285,6 +346,10 @@ impl State {
         let pod = Arc::new(pod);
         for ip in &mut ips {
             *ip = ip.to_canonical();
+        }
+        if pod.host_network {
+            // The node's address: every hostNetwork pod shares it, so it names none of them.
+            ips.clear();
         }
         ips.sort_unstable();
         ips.dedup();

@@ -9,6 +9,7 @@
 //!                                          the one table of every answer the guard makes itself
 //! ```
 //!
+//! `cgroup` holds what the cgroup socket hooks redirect and how a cgroup names its pod;
 //! `netfilter` holds the interception rules as data (the text `iptables-restore` takes and
 //! `iptables-save` gives back). Nothing here knows an async runtime, an HTTP stack or a Kubernetes
 //! client: the main crate's adapters feed the index and carry the decisions out, and a check in the
@@ -17,6 +18,7 @@
 
 pub mod bucket;
 pub mod cache;
+pub mod cgroup;
 pub mod cloud;
 pub mod disposition;
 pub mod imds;

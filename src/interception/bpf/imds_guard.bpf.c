@@ -33,6 +33,9 @@
 #define LIBBPF_PIN_BY_NAME 1
 #endif
 
+// Keeps the compiler from merging loads across it.
+#define barrier() asm volatile("" ::: "memory")
+
 #define SOCK_STREAM 1
 #define AF_INET 2
 #define AF_INET6 10
@@ -248,6 +251,7 @@ int imds_sockops(struct bpf_sock_ops *ctx)
 	struct tuple key = {};
 	struct record rec = {};
 	struct dialled *d;
+	__u32 family, lport, rport, l4, r4, l6[4], r6[4];
 	__u64 cookie;
 
 	if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
@@ -256,26 +260,53 @@ int imds_sockops(struct bpf_sock_ops *ctx)
 	d = bpf_map_lookup_elem(&dialled, &cookie);
 	if (!d)
 		return 1;
-	if (ctx->family == AF_INET) {
+	// Every field read once, unconditionally and in order, before any branch: the verifier
+	// refuses a context pointer the compiler has offset to share one load between branches.
+	family = ctx->family;
+	barrier();
+	lport = ctx->local_port;
+	barrier();
+	rport = ctx->remote_port;
+	barrier();
+	l4 = ctx->local_ip4;
+	barrier();
+	r4 = ctx->remote_ip4;
+	barrier();
+	l6[0] = ctx->local_ip6[0];
+	barrier();
+	l6[1] = ctx->local_ip6[1];
+	barrier();
+	l6[2] = ctx->local_ip6[2];
+	barrier();
+	l6[3] = ctx->local_ip6[3];
+	barrier();
+	r6[0] = ctx->remote_ip6[0];
+	barrier();
+	r6[1] = ctx->remote_ip6[1];
+	barrier();
+	r6[2] = ctx->remote_ip6[2];
+	barrier();
+	r6[3] = ctx->remote_ip6[3];
+	barrier();
+	if (family == AF_INET) {
 		key.saddr[2] = bpf_htonl(0x0000ffff);
-		key.saddr[3] = ctx->local_ip4;
+		key.saddr[3] = l4;
 		key.daddr[2] = bpf_htonl(0x0000ffff);
-		key.daddr[3] = ctx->remote_ip4;
-	} else if (ctx->family == AF_INET6) {
-		key.saddr[0] = ctx->local_ip6[0];
-		key.saddr[1] = ctx->local_ip6[1];
-		key.saddr[2] = ctx->local_ip6[2];
-		key.saddr[3] = ctx->local_ip6[3];
-		key.daddr[0] = ctx->remote_ip6[0];
-		key.daddr[1] = ctx->remote_ip6[1];
-		key.daddr[2] = ctx->remote_ip6[2];
-		key.daddr[3] = ctx->remote_ip6[3];
+		key.daddr[3] = r4;
+	} else if (family == AF_INET6) {
+		__builtin_memcpy(key.saddr, l6, sizeof(l6));
+		__builtin_memcpy(key.daddr, r6, sizeof(r6));
 	} else {
 		return 1;
 	}
-	// local_port is in host byte order, remote_port in network byte order.
-	key.sport = bpf_htons((__u16)ctx->local_port);
-	key.dport = (__u16)ctx->remote_port;
+	// local_port is in host byte order; remote_port is in network byte order, in the upper half
+	// of the field on little-endian machines (the kernel shifts `sk_dport` left by 16 there).
+	key.sport = bpf_htons((__u16)lport);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	key.dport = (__u16)(rport >> 16);
+#else
+	key.dport = (__u16)rport;
+#endif
 	rec.cgroup = d->cgroup;
 	rec.netns = 0;
 	bpf_map_update_elem(&records, &key, &rec, BPF_ANY);

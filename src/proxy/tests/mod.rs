@@ -13,6 +13,7 @@ use crate::config;
 use crate::inventory::Pod;
 use crate::upstream::{Answer, UpstreamError};
 
+mod canary;
 mod refusals;
 
 /// What the fake upstream answers.
@@ -88,6 +89,7 @@ fn index() -> Index {
             .unwrap_or_default(),
         namespace_labels: BTreeMap::new(),
         owner: None,
+        host_network: false,
     };
     let ip = |s: &str| vec![s.parse().unwrap()];
     let index = Index::new();

@@ -13,6 +13,7 @@ fn pod(uid: &str, name: &str) -> Pod {
         labels: Default::default(),
         namespace_labels: Default::default(),
         owner: None,
+        host_network: false,
     }
 }
 

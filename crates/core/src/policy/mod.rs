@@ -164,6 +164,8 @@ pub enum Reason {
     TokenAllowed,
     UnknownSource,
     AmbiguousSource,
+    /// The cgroup that opened the connection is another pod's than the source address's.
+    IdentityMismatch,
     /// The inventory has not synced yet; the client should retry.
     NotReady,
     NoRule,
@@ -202,6 +204,7 @@ impl Reason {
             Self::TokenAllowed => "token-allowed",
             Self::UnknownSource => "unknown-source",
             Self::AmbiguousSource => "ambiguous-source",
+            Self::IdentityMismatch => "identity-mismatch",
             Self::NotReady => "not-ready",
             Self::NoRule => "no-rule",
             Self::PathNotAllowed => "path-not-allowed",
@@ -228,7 +231,8 @@ impl Reason {
 
     /// Whether `mode = "audit"` may forward a request denied for this reason. Malformed and
     /// unsupported requests are refused in every mode: audit mode is for trying out a policy,
-    /// not for forwarding what the strict reader could not vouch for.
+    /// not for forwarding what the strict reader could not vouch for; nor is a connection whose
+    /// address another pod's cgroup used, which says who is trying, not what a policy would do.
     pub fn audit_mode_may_forward(self) -> bool {
         !matches!(
             self,
@@ -241,6 +245,7 @@ impl Reason {
                 | Self::HeaderMissing
                 | Self::ForwardedRequest
                 | Self::LegacyEndpoint
+                | Self::IdentityMismatch
         )
     }
 }
@@ -317,6 +322,7 @@ impl Policy {
             Lookup::Unknown => self.refuse(Reason::UnknownSource),
             Lookup::Ambiguous => self.refuse(Reason::AmbiguousSource),
             Lookup::NotReady => self.refuse(Reason::NotReady),
+            Lookup::Mismatch(_) => self.refuse(Reason::IdentityMismatch),
         }
     }
 

@@ -14,6 +14,7 @@ fn pod(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Pod {
             .collect(),
         namespace_labels: BTreeMap::new(),
         owner: None,
+        host_network: false,
     }
 }
 

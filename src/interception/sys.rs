@@ -1,0 +1,51 @@
+//! The one system call the rest of the crate has no safe binding for: a network namespace's
+//! cookie, which the kernel programs compare with the dialling socket's to tell the node's own
+//! (hostNetwork) sockets from pods'.
+#![allow(unsafe_code)]
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+
+/// `SO_NETNS_COOKIE` (Linux 5.14; `asm-generic/socket.h`).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the network namespace this process runs in, or `None` where the kernel cannot
+/// tell it (before 5.14): the programs then take the initial namespace's, which is the node's
+/// wherever the guard runs as a hostNetwork pod.
+pub fn own_netns_cookie() -> std::io::Result<Option<u64>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").or_else(|_| UdpSocket::bind("[::1]:0"))?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the socket is open for the whole call; `cookie` and `len` are valid for writes of
+    // the sizes given, and the kernel writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        return Ok(Some(cookie));
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOPROTOOPT) => Ok(None),
+        _ => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_namespace_has_a_cookie() {
+        // Every kernel these tests run on has SO_NETNS_COOKIE; the value is never 0.
+        let cookie = super::own_netns_cookie()
+            .expect("getsockopt")
+            .expect("5.14+");
+        assert_ne!(cookie, 0);
+        assert_eq!(super::own_netns_cookie().unwrap(), Some(cookie));
+    }
+}
