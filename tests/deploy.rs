@@ -203,6 +203,7 @@ fn cgroup_interception_holds_its_promises_alone_and_with_every_cloud() {
     let alone = overlay(&["cgroup-interception"]);
     check_daemonset(&alone);
     check_rbac_common(&alone);
+    assert_check_passes(&alone, "cgroup-interception");
     assert_eq!(checks::interception_method(&alone), "cgroup");
     assert_eq!(checks::interception_method(base()), "netfilter");
     // The base's config, with the section after it.
@@ -236,6 +237,7 @@ fn cgroup_interception_holds_its_promises_alone_and_with_every_cloud() {
     let all = overlay(&names.iter().map(String::as_str).collect::<Vec<_>>());
     check_daemonset(&all);
     check_canary(&all);
+    assert_check_passes(&all, "every component, cgroup-interception");
     assert_eq!(canary(&all), canary(everything()));
     let (_, c) = guard(&all);
     assert!(strings(&c["args"]).contains(&TAINT_ARG));
@@ -245,6 +247,7 @@ fn cgroup_interception_holds_its_promises_alone_and_with_every_cloud() {
     for cloud in cloud_components() {
         let r = overlay(&[&cloud, "cgroup-interception"]);
         check_daemonset(&r);
+        assert_check_passes(&r, &format!("{cloud}, cgroup-interception"));
         let name = cloud.strip_prefix("cloud-").unwrap();
         assert_eq!(
             config(&r)["upstream"]["cloud"].as_str(),
@@ -259,12 +262,29 @@ fn cgroup_interception_holds_its_promises_alone_and_with_every_cloud() {
     }
 }
 
+/// The real binary accepts the canary's arguments (clap refuses an unknown flag or value before
+/// it reaches `--help`).
+fn assert_canary_args_parse(r: &render::Rendered) {
+    let args = strings(&canary(r)["spec"]["template"]["spec"]["containers"][0]["args"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .expect("run imds-guard");
+    assert!(
+        out.status.success(),
+        "imds-guard refuses the canary's args {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// components/canary, alone and with everything: see checks::check_canary. The guard's
 /// DaemonSet is left as it was, and each cloud component (listed after it) sets its --cloud.
 #[test]
 fn canary_is_an_unprivileged_pod_on_every_node() {
     let alone = overlay(&["canary"]);
     check_canary(&alone);
+    assert_canary_args_parse(&alone);
     check_canary(everything());
     check_daemonset(&alone);
     assert_eq!(guard_daemonset(&alone), guard_daemonset(base()));
@@ -276,6 +296,7 @@ fn canary_is_an_unprivileged_pod_on_every_node() {
     for cloud in cloud_components() {
         let r = overlay(&["canary", &cloud]);
         check_canary(&r);
+        assert_canary_args_parse(&r);
         let args = strings(&canary(&r)["spec"]["template"]["spec"]["containers"][0]["args"]);
         let want = format!("--cloud={}", cloud.strip_prefix("cloud-").unwrap());
         assert_eq!(

@@ -236,7 +236,10 @@ fn interception_cgroup_value_is_the_cgroup_interception_component() {
     assert_labelled(&chart);
     let kustomize = overlay(&["canary", "cgroup-interception"]);
     assert_same_but_namespace(&chart, &kustomize, "interception.method=cgroup");
-    checks::check_daemonset(&chart);
+    checks::check_daemonset(&with(&[
+        "interception.method=cgroup",
+        "namespace.create=true",
+    ]));
     checks::check_cgroup_method(&chart);
     assert_check_passes(&config_text(&chart), "interception.method=cgroup");
 
@@ -727,7 +730,7 @@ fn config_toml_replaces_the_config_and_the_render_follows_it() {
     // The same with cloud=alibaba and no config.toml: the kustomize component's render.
     assert_same_but_namespace(
         &with(&["cloud=alibaba", "networkPolicy.enabled=true"]),
-        &overlay(&["networkpolicy", "cloud-alibaba"]),
+        &overlay(&["networkpolicy", "canary", "cloud-alibaba"]),
         "cloud=alibaba",
     );
 }
