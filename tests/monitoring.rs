@@ -15,8 +15,9 @@
 //! - The dashboard passes Grafana's schema (tests/monitoring/dashboard-check) and holds together
 //!   (ids, positions, variables, a query in every panel).
 //! - Every metric an alert or a panel reads is one a real guard exposes (tests/monitoring/scrape.rs),
-//!   or one of the few listed there as another process's (the canary's) or as only exposed where
-//!   these tests cannot put a guard.
+//!   or the real canary's (`imds-guard canary` run against one of those guards, its series read
+//!   with job="imds-guard-canary"), or the one guard family listed there as exposed only where
+//!   these tests cannot put a guard (a pod interface with another BPF program).
 //! - The canary's PodMonitor selects the canary's pods (components/canary) and scrapes their
 //!   metrics port by name, as job="imds-guard-canary", which the canary's alerts select on.
 //!
