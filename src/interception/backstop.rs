@@ -17,42 +17,18 @@ use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use aya::Ebpf;
 
 use super::kernel::{unpin_link, BACKSTOP_DIR};
+use super::sys::ifindex;
 use super::InterceptionError;
+use crate::netfilter::bypass::{interface_names, pod_interfaces};
 
 /// The program's name in the object.
 const PROGRAM: &str = "imds_backstop";
 
-/// Whether interface `name` matches `pattern` as iptables reads `-i`: `cali+` is every name
-/// starting with `cali`, anything else the exact name.
-pub fn interface_matches(pattern: &str, name: &str) -> bool {
-    match pattern.strip_suffix('+') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
-    }
-}
-
-/// The node's interfaces (in this network namespace) that match any of `patterns`, sorted.
+/// The interfaces of this network namespace that match any of `patterns` (as `iptables -i`
+/// reads them), sorted.
 pub fn matching_interfaces(patterns: &[String]) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|name| patterns.iter().any(|p| interface_matches(p, name)))
-        .collect();
-    names.sort();
-    names
-}
-
-/// The interface's index, which a pin name carries (a pod's veth name can be reused by the next
-/// pod, its index not).
-fn ifindex(name: &str) -> Option<u32> {
-    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let names = interface_names().unwrap_or_default();
+    pod_interfaces(patterns, names.iter().map(String::as_str))
 }
 
 /// The backstop's program, loaded once, and where its links are pinned.
@@ -151,18 +127,4 @@ pub fn pinned(dir: &Path) -> Vec<(String, u32)> {
             Some((name, index))
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::interface_matches;
-
-    #[test]
-    fn patterns_read_as_iptables_reads_them() {
-        assert!(interface_matches("cali+", "cali1234"));
-        assert!(interface_matches("cali+", "cali"));
-        assert!(!interface_matches("cali+", "eth0"));
-        assert!(interface_matches("cni0", "cni0"));
-        assert!(!interface_matches("cni0", "cni01"));
-    }
 }

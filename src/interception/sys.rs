@@ -1,6 +1,6 @@
-//! The one system call the rest of the crate has no safe binding for: a network namespace's
-//! cookie, which the kernel programs compare with the dialling socket's to tell the node's own
-//! (hostNetwork) sockets from pods'.
+//! The system calls the rest of the crate has no safe binding for: a network namespace's cookie,
+//! which the kernel programs compare with the dialling socket's to tell the node's own
+//! (hostNetwork) sockets from pods', and an interface's index in this namespace.
 #![allow(unsafe_code)]
 
 use std::net::UdpSocket;
@@ -37,6 +37,15 @@ pub fn own_netns_cookie() -> std::io::Result<Option<u64>> {
     }
 }
 
+/// The index of interface `name` in this process's network namespace (`if_nametoindex`, which
+/// asks the kernel through a socket of this namespace, unlike `/sys/class/net`).
+pub fn ifindex(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string for the whole call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -47,5 +56,11 @@ mod tests {
             .expect("5.14+");
         assert_ne!(cookie, 0);
         assert_eq!(super::own_netns_cookie().unwrap(), Some(cookie));
+    }
+
+    #[test]
+    fn loopback_has_an_index() {
+        assert!(super::ifindex("lo").is_some());
+        assert_eq!(super::ifindex("no-such-interface0"), None);
     }
 }

@@ -65,7 +65,7 @@ impl fmt::Display for Program {
 /// Why part of the check could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error("cannot list the interfaces in /sys/class/net: {0}")]
+    #[error("cannot list the interfaces in /proc/net/dev: {0}")]
     Interfaces(std::io::Error),
     #[error("tc not found (apt-get install iproute2): tc ingress filters are not checked")]
     TcMissing,
@@ -166,15 +166,30 @@ pub fn parse_tc_filters(json: &str) -> Result<Vec<Program>, serde_json::Error> {
         .collect())
 }
 
+/// The interfaces of this process's network namespace, from `/proc/net/dev` (which, unlike
+/// `/sys/class/net`, shows the reader's namespace whoever mounted `/sys`).
+pub fn interface_names() -> std::io::Result<Vec<String>> {
+    let text = std::fs::read_to_string("/proc/net/dev")?;
+    Ok(text
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, _)| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect())
+}
+
+/// Whether interface `name` is still there.
+fn exists(name: &str) -> bool {
+    interface_names().is_ok_and(|names| names.iter().any(|n| n == name))
+}
+
 /// Looks at the ingress of every interface of this network namespace that `patterns` match.
 /// Blocking: runs `tc` once per interface.
 pub fn scan(patterns: &[String]) -> Scan {
     let mut scan = Scan::default();
-    let names = match std::fs::read_dir("/sys/class/net") {
-        Ok(dir) => dir
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect::<Vec<_>>(),
+    let names = match interface_names() {
+        Ok(names) => names,
         Err(e) => {
             scan.problems.push(ScanError::Interfaces(e));
             return scan;
@@ -217,13 +232,7 @@ fn tcx_ingress(interface: &str) -> Result<Vec<Program>, ScanError> {
             .collect()),
         // The interface went away between the listing and the query (a pod deleted): nothing
         // to report on it.
-        Err(_)
-            if !std::path::Path::new("/sys/class/net")
-                .join(interface)
-                .exists() =>
-        {
-            Ok(Vec::new())
-        }
+        Err(_) if !exists(interface) => Ok(Vec::new()),
         Err(e) => Err(ScanError::Tcx {
             interface: interface.to_owned(),
             reason: chain(&e),
@@ -243,10 +252,7 @@ fn tc_ingress(tc: &std::path::Path, interface: &str) -> Result<Vec<Program>, Sca
         .map_err(|e| failed(e.to_string()))?;
     if !out.status.success() {
         // Gone meanwhile, as above.
-        if !std::path::Path::new("/sys/class/net")
-            .join(interface)
-            .exists()
-        {
+        if !exists(interface) {
             return Ok(Vec::new());
         }
         let said = String::from_utf8_lossy(&out.stderr).trim().to_owned();

@@ -21,6 +21,7 @@
 
 mod redirect;
 
+#[allow(unused_imports)] // each test crate uses its own part
 pub use redirect::{attach_redirect, attach_redirect_tcx, Redirect};
 
 use std::path::Path;
