@@ -1,6 +1,7 @@
 //! The RBAC in `deploy/` for real: rendered with kustomize, applied to a real kube-apiserver, and
 //! the real binary run with nothing but the DaemonSet's ServiceAccount token. Every render — the
-//! kustomize ones and the Helm chart's (`deploy/helm/imds-guard`) — is accepted by the API server.
+//! kustomize ones and the Helm chart's (`deploy/helm/imds-guard`), the canary and the cgroup
+//! interception included — is accepted by the API server.
 
 #[allow(dead_code)]
 #[path = "helm/chart.rs"]
@@ -328,8 +329,21 @@ async fn every_render_is_accepted_by_a_real_api_server() {
         })
         .collect();
     let sidecar = render::render(&render::deploy_dir().join("sidecar/example"));
+    // The cgroup interception with everything else, after a cloud component, as documented.
+    let cgroup_everything = render_with(&[
+        "networkpolicy",
+        "startup-taint",
+        "canary",
+        "monitoring",
+        "cloud-gcp",
+        "cgroup-interception",
+    ]);
     renders.extend(single.iter().map(|(name, r)| (name.clone(), r)));
     renders.push(("every component".into(), render::everything()));
+    renders.push((
+        "every component, cloud-gcp, cgroup-interception".into(),
+        &cgroup_everything,
+    ));
     renders.push(("sidecar example".into(), &sidecar));
     // The chart's: the default values, every component's, and every value changed (the
     // Prometheus Operator's kinds included: their CRDs are installed above).
@@ -343,8 +357,20 @@ async fn every_render_is_accepted_by_a_real_api_server() {
         "namespace.create=true",
     ]);
     let helm_custom = chart::template(&["-f", &chart::values_file("custom.yaml")]);
+    let helm_cgroup = chart::template(&[
+        "--set",
+        "interception.method=cgroup",
+        "--set",
+        "monitoring.enabled=true",
+        "--set",
+        "cloud=azure",
+    ]);
     renders.push(("helm: default values".into(), helm_default));
     renders.push(("helm: every component".into(), &helm_components));
+    renders.push((
+        "helm: interception.method=cgroup, monitoring, azure".into(),
+        &helm_cgroup,
+    ));
     renders.push(("helm: tests/helm/custom.yaml".into(), &helm_custom));
     assert!(
         renders.len() >= 5,

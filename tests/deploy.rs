@@ -1,13 +1,16 @@
 //! The Kubernetes manifests in `deploy/`, checked as a cluster would see them.
 //!
-//! The base, and an overlay of the base with every component under `deploy/components/` but the
-//! cloud ones (and, in `deploy/clouds.rs`, one overlay per cloud component), are rendered with
+//! The base, an overlay of the base with every component under `deploy/components/` but the
+//! cloud ones and the cgroup interception (and, in `deploy/clouds.rs`, one overlay per cloud
+//! component), and overlays with the cgroup interception, alone and with each cloud, are rendered with
 //! `kubectl kustomize` and validated with `kubernetes-validate --strict` (offline
 //! schemas; unknown fields are errors). The rendered objects are then read as JSON and held to what
 //! the guard promises: read-only RBAC with nothing on secrets and, in the base, nothing on nodes;
 //! a hostNetwork DaemonSet with no capability but NET_ADMIN (and NET_RAW, which iptables-legacy
-//! needs); arguments the real binary accepts; probes on the admin port the config really listens
-//! on; and a ConfigMap that the real binary's `check` accepts.
+//! needs) — or, with the cgroup interception, BPF and NET_ADMIN, the host's cgroup root and BPF
+//! filesystem and its pod's UID; arguments the real binary accepts; probes on the admin port the
+//! config really listens on; a ConfigMap that the real binary's `check` accepts; and a canary
+//! on the pod network with no capability, no host path and no service-account token.
 //!
 //! `kubectl`, `kubernetes-validate` and `python3` with PyYAML are required: when one is missing the
 //! tests fail and say what to install; they never skip.
@@ -24,10 +27,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use checks::{check_daemonset, check_rbac_common, rbac_rules, set, verbs_on};
+use checks::{check_canary, check_daemonset, check_rbac_common, rbac_rules, set, verbs_on};
 use render::{
-    base, components, config, config_text, copy_of_deploy, everything, guard, of_kind, port_of,
-    render, strings,
+    base, canary, cloud_components, components, config, config_text, copy_of_deploy, everything,
+    guard, guard_daemonset, of_kind, one, overlay, port_of, render, strings,
+    INTERCEPTION_COMPONENTS,
 };
 
 /// The taint the startup-taint component has the guard remove, and the argument that says so.
@@ -55,7 +59,13 @@ fn base_renders_and_validates_strictly() {
 #[test]
 fn every_component_renders_and_validates_strictly() {
     let names = components();
-    for known in ["networkpolicy", "startup-taint"] {
+    for known in [
+        "networkpolicy",
+        "startup-taint",
+        "canary",
+        "monitoring",
+        "cgroup-interception",
+    ] {
         assert!(
             names.iter().any(|n| n == known),
             "component {known} missing: {names:?}"
@@ -145,7 +155,12 @@ fn networkpolicies_stay_in_their_own_namespace() {
     assert_ne!(enabled, text, "the base lists its components in a comment");
     std::fs::write(&kustomization, enabled).expect("write kustomization");
     let in_base = render(&dir.path().join("deploy"));
-    assert!(of_kind(&in_base, "DaemonSet").count() == 1);
+    assert_eq!(
+        of_kind(&in_base, "DaemonSet").count(),
+        2,
+        "the guard and the canary"
+    );
+    check_canary(&in_base);
     for r in [&in_base, everything()] {
         let policies: Vec<&Value> = of_kind(r, "NetworkPolicy").collect();
         assert_eq!(policies.len(), 2, "{}", r.yaml);
@@ -157,25 +172,152 @@ fn networkpolicies_stay_in_their_own_namespace() {
     }
 }
 
+/// Runs `imds-guard check` on a rendered config as the DaemonSet would; panics unless it passes.
+fn assert_check_passes(r: &render::Rendered, what: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, config_text(r)).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+        .arg("check")
+        .arg("--config")
+        .arg(&file)
+        .env("HOST_IP", "10.0.0.1")
+        .env("NODE_NAME", "n")
+        .env("POD_UID", "6f1c9a4e-0000-4000-8000-000000000001")
+        .output()
+        .expect("run imds-guard check");
+    assert!(
+        out.status.success(),
+        "imds-guard check refused {what}'s config.toml:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        config_text(r)
+    );
+}
+
+/// components/cgroup-interception, alone, with every other component, and after each cloud
+/// component: the guard's DaemonSet as the cgroup method needs it (checks::check_cgroup_method)
+/// and nothing else changed; the config is the one before with the section appended.
+#[test]
+fn cgroup_interception_holds_its_promises_alone_and_with_every_cloud() {
+    assert_eq!(INTERCEPTION_COMPONENTS, ["cgroup-interception"]);
+    let alone = overlay(&["cgroup-interception"]);
+    check_daemonset(&alone);
+    check_rbac_common(&alone);
+    assert_check_passes(&alone, "cgroup-interception");
+    assert_eq!(checks::interception_method(&alone), "cgroup");
+    assert_eq!(checks::interception_method(base()), "netfilter");
+    // The base's config, with the section after it.
+    let before = config_text(base());
+    let after = config_text(&alone);
+    let appended = after
+        .strip_prefix(before.as_str())
+        .expect("the base's config.toml comes first, unchanged");
+    assert!(
+        appended.trim_start().starts_with("[interception]"),
+        "{appended}"
+    );
+    // The rest of the render is the base's.
+    for kind in [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ServiceAccount",
+        "Namespace",
+    ] {
+        assert_eq!(one(&alone, kind), one(base(), kind), "{kind}");
+    }
+    assert_eq!(alone.objects.len(), base().objects.len());
+
+    // With every other component: the canary and the startup taint as they were.
+    let mut names: Vec<String> = components()
+        .into_iter()
+        .filter(|n| !n.starts_with("cloud-"))
+        .collect();
+    names.retain(|n| n != "cgroup-interception");
+    names.push("cgroup-interception".into());
+    let all = overlay(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    check_daemonset(&all);
+    check_canary(&all);
+    assert_check_passes(&all, "every component, cgroup-interception");
+    assert_eq!(canary(&all), canary(everything()));
+    let (_, c) = guard(&all);
+    assert!(strings(&c["args"]).contains(&TAINT_ARG));
+
+    // After a cloud component (which replaces config.toml whole), the cloud's config with the
+    // section.
+    for cloud in cloud_components() {
+        let r = overlay(&[&cloud, "cgroup-interception"]);
+        check_daemonset(&r);
+        assert_check_passes(&r, &format!("{cloud}, cgroup-interception"));
+        let name = cloud.strip_prefix("cloud-").unwrap();
+        assert_eq!(
+            config(&r)["upstream"]["cloud"].as_str(),
+            Some(name),
+            "{cloud}"
+        );
+        let cloud_alone = overlay(&[&cloud]);
+        assert!(
+            config_text(&r).starts_with(&config_text(&cloud_alone)),
+            "{cloud}: its config.toml comes first"
+        );
+    }
+}
+
+/// The real binary accepts the canary's arguments (clap refuses an unknown flag or value before
+/// it reaches `--help`).
+fn assert_canary_args_parse(r: &render::Rendered) {
+    let args = strings(&canary(r)["spec"]["template"]["spec"]["containers"][0]["args"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .expect("run imds-guard");
+    assert!(
+        out.status.success(),
+        "imds-guard refuses the canary's args {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// components/canary, alone and with everything: see checks::check_canary. The guard's
+/// DaemonSet is left as it was, and each cloud component (listed after it) sets its --cloud.
+#[test]
+fn canary_is_an_unprivileged_pod_on_every_node() {
+    let alone = overlay(&["canary"]);
+    check_canary(&alone);
+    assert_canary_args_parse(&alone);
+    check_canary(everything());
+    check_daemonset(&alone);
+    assert_eq!(guard_daemonset(&alone), guard_daemonset(base()));
+    assert_eq!(
+        strings(&canary(&alone)["spec"]["template"]["spec"]["containers"][0]["args"])[1],
+        "--cloud=aws",
+        "the base's cloud"
+    );
+    for cloud in cloud_components() {
+        let r = overlay(&["canary", &cloud]);
+        check_canary(&r);
+        assert_canary_args_parse(&r);
+        let args = strings(&canary(&r)["spec"]["template"]["spec"]["containers"][0]["args"]);
+        let want = format!("--cloud={}", cloud.strip_prefix("cloud-").unwrap());
+        assert_eq!(
+            args.iter()
+                .filter(|a| a.starts_with("--cloud"))
+                .collect::<Vec<_>>(),
+            [&want.as_str()],
+            "{cloud}"
+        );
+        assert_eq!(
+            config(&r)["upstream"]["cloud"].as_str(),
+            want.strip_prefix("--cloud="),
+            "the canary probes the guard's cloud"
+        );
+    }
+}
+
 #[test]
 fn configmap_passes_imds_guard_check() {
-    for r in [base(), everything()] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("config.toml");
-        std::fs::write(&file, config_text(r)).expect("write config");
-        let out = Command::new(env!("CARGO_BIN_EXE_imds-guard"))
-            .arg("check")
-            .arg("--config")
-            .arg(&file)
-            .env("HOST_IP", "10.0.0.1")
-            .env("NODE_NAME", "n")
-            .output()
-            .expect("run imds-guard check");
-        assert!(
-            out.status.success(),
-            "imds-guard check refused the ConfigMap's config.toml:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for (r, what) in [(base(), "the base"), (everything(), "every component")] {
+        assert_check_passes(r, what);
         let config = config(r);
         assert_eq!(config["inventory"]["source"].as_str(), Some("kubernetes"));
         assert_eq!(config["netfilter"]["manage"].as_bool(), Some(true));

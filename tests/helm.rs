@@ -4,11 +4,13 @@
 //! `helm lint --strict` passes with the default values, with `tests/helm/custom.yaml` (every value
 //! changed) and for every cloud. `helm template` renders validate strictly against the Kubernetes
 //! schemas (as `deploy.rs` validates the kustomize renders; the real API server's dry run of both
-//! is in `controlplane_rbac.rs`). The default render is `kubectl kustomize deploy/` object for
-//! object and field for field — but the Namespace, which the chart renders only with
-//! `namespace.create` — and so are the startup-taint and networkpolicy values against those
-//! components, each cloud against its cloud component, and the sidecar example against
-//! `deploy/sidecar/example`. The configs the chart renders pass the real binary's `check`, and
+//! is in `controlplane_rbac.rs`). The default render is `kubectl kustomize deploy/` with the
+//! canary component (on by default in the chart; `canary.enabled=false` is the base alone) object
+//! for object and field for field — but the Namespace, which the chart renders only with
+//! `namespace.create` — and so are the startup-taint, networkpolicy and `interception.method=cgroup`
+//! values against those components, each cloud against its cloud component (with and without the
+//! cgroup interception), monitoring against the monitoring component, and the sidecar example
+//! against `deploy/sidecar/example`. The configs the chart renders pass the real binary's `check`, and
 //! their policy decides as its values say (`imds-guard explain`). Every value is commented in
 //! `values.yaml` and named in deploy/README.md's Helm table.
 //!
@@ -39,7 +41,8 @@ use chart::{
 };
 use compare::{assert_same_objects, without_kind};
 use render::{
-    base, cloud_components, config, config_text, guard, of_kind, one, overlay, strings, Rendered,
+    base, canary, cloud_components, config, config_text, guard, guard_daemonset, of_kind, one,
+    overlay, strings, Rendered,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");
@@ -106,6 +109,11 @@ fn assert_same_essentials(chart: &Rendered, kustomize: &Rendered, what: &str) {
     );
     let (_, ours) = guard(chart);
     let (_, theirs) = guard(kustomize);
+    assert_eq!(
+        of_kind(chart, "DaemonSet").count(),
+        of_kind(kustomize, "DaemonSet").count(),
+        "{what}: the DaemonSets (the guard, and the canary or not)"
+    );
     for field in ["args", "env", "ports", "securityContext", "image"] {
         assert_eq!(
             ours[field], theirs[field],
@@ -158,32 +166,160 @@ fn chart_lints_strictly_with_default_and_custom_values_and_every_cloud() {
     }
 }
 
+/// The kustomize base with the canary component, which the chart renders by default.
+fn base_and_canary() -> &'static Rendered {
+    static R: std::sync::OnceLock<Rendered> = std::sync::OnceLock::new();
+    R.get_or_init(|| overlay(&["canary"]))
+}
+
 #[test]
-fn default_render_is_the_kustomize_base_but_the_namespace() {
+fn default_render_is_the_kustomize_base_and_canary_but_the_namespace() {
     let chart = default_render();
     assert_labelled(chart);
-    assert_same_but_namespace(chart, base(), "default values");
+    assert_same_but_namespace(chart, base_and_canary(), "default values");
     assert_check_passes(&config_text(chart), "the default render");
+    checks::check_canary(chart);
 
-    // With namespace.create, the Namespace too: the whole base.
+    // With namespace.create, the Namespace too: the whole base (and canary).
     let with_namespace = with(&["namespace.create=true"]);
-    assert_same_essentials(&with_namespace, base(), "namespace.create");
-    assert_same_objects(&with_namespace.objects, &base().objects, "namespace.create");
+    assert_same_essentials(&with_namespace, base_and_canary(), "namespace.create");
+    assert_same_objects(
+        &with_namespace.objects,
+        &base_and_canary().objects,
+        "namespace.create",
+    );
     checks::check_daemonset(&with_namespace);
+    checks::check_canary(&with_namespace);
+
+    // Without the canary, the base itself.
+    let no_canary = with(&["canary.enabled=false", "namespace.create=true"]);
+    assert_same_objects(&no_canary.objects, &base().objects, "canary.enabled=false");
+}
+
+/// The canary's values: its interval, its resources; and the chart refuses NetworkPolicies in
+/// the canary's own namespace (they would keep it from the metadata address).
+#[test]
+fn canary_values_take_effect() {
+    let r = with(&[
+        "canary.intervalSeconds=30",
+        "canary.resources.requests.cpu=10m",
+    ]);
+    checks::check_canary(&r);
+    let c = &canary(&r)["spec"]["template"]["spec"]["containers"][0];
+    assert!(strings(&c["args"]).contains(&"--interval-seconds=30"));
+    assert_eq!(c["resources"]["requests"]["cpu"], "10m");
+    assert_eq!(
+        c["resources"]["limits"]["memory"], "48Mi",
+        "the rest as the default"
+    );
+    let said = template_fails(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        &format!("networkPolicy.namespaces={{default,{NAMESPACE}}}"),
+    ]);
+    assert!(said.contains("where the canary runs"), "{said}");
+    // Without the canary, any namespace.
+    with(&[
+        "networkPolicy.enabled=true",
+        &format!("networkPolicy.namespaces={{default,{NAMESPACE}}}"),
+        "canary.enabled=false",
+    ]);
+}
+
+/// `interception.method=cgroup` is components/cgroup-interception: alone, with the other
+/// components, and with each cloud (the cloud component listed before it, as it must be); and
+/// its other values reach the config and the pod template's section.
+#[test]
+fn interception_cgroup_value_is_the_cgroup_interception_component() {
+    let chart = with(&["interception.method=cgroup"]);
+    assert_labelled(&chart);
+    let kustomize = overlay(&["canary", "cgroup-interception"]);
+    assert_same_but_namespace(&chart, &kustomize, "interception.method=cgroup");
+    checks::check_daemonset(&with(&[
+        "interception.method=cgroup",
+        "namespace.create=true",
+    ]));
+    checks::check_cgroup_method(&chart);
+    assert_check_passes(&config_text(&chart), "interception.method=cgroup");
+
+    let all = with(&[
+        "interception.method=cgroup",
+        "startupTaint.enabled=true",
+        "networkPolicy.enabled=true",
+    ]);
+    let kustomize = overlay(&[
+        "networkpolicy",
+        "startup-taint",
+        "canary",
+        "cgroup-interception",
+    ]);
+    assert_same_but_namespace(&all, &kustomize, "every component, cgroup");
+
+    for component in cloud_components() {
+        let cloud = component.strip_prefix("cloud-").unwrap();
+        let set = format!("cloud={cloud}");
+        let chart = with(&[&set, "interception.method=cgroup"]);
+        let kustomize = overlay(&["canary", &component, "cgroup-interception"]);
+        assert_same_but_namespace(&chart, &kustomize, &format!("{component}, cgroup"));
+        assert_check_passes(&config_text(&chart), &format!("{component}, cgroup"));
+    }
+
+    // The other two values, in the config and on the pod template.
+    let r = with(&[
+        "interception.method=cgroup",
+        "interception.hostNetworkPods=true",
+        "interception.backstop=false",
+    ]);
+    let c = config(&r);
+    assert_eq!(c["interception"]["host_network_pods"].as_bool(), Some(true));
+    assert_eq!(c["interception"]["backstop"].as_bool(), Some(false));
+    let annotation = guard_daemonset(&r)["spec"]["template"]["metadata"]["annotations"]
+        ["imds-guard/interception"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let section: toml::Table = toml::from_str(&annotation).unwrap();
+    assert_eq!(
+        toml::Value::Table(section)["interception"],
+        c["interception"]
+    );
+    assert_check_passes(&config_text(&r), "hostNetworkPods, backstop");
+    // With netfilter they change nothing: the base's render.
+    let netfilter = with(&[
+        "interception.hostNetworkPods=true",
+        "interception.backstop=false",
+    ]);
+    assert_same_but_namespace(&netfilter, base_and_canary(), "netfilter");
+    // With another value changed too (the config written anew), the same section.
+    let audit = with(&["interception.method=cgroup", "mode=audit"]);
+    assert_eq!(
+        config(&audit)["interception"],
+        config(&chart)["interception"]
+    );
+    assert_eq!(config(&audit)["server"]["mode"].as_str(), Some("audit"));
+    assert_check_passes(&config_text(&audit), "cgroup, audit");
+    // A config.toml given whole with the cgroup method: the DaemonSet follows it.
+    let whole = config_text(&chart);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, &whole).unwrap();
+    let given = template(&["--set-file", &format!("config.toml={}", file.display())]);
+    checks::check_cgroup_method(&given);
 }
 
 #[test]
 fn startup_taint_and_networkpolicy_values_are_the_components() {
     let both = with(&["startupTaint.enabled=true", "networkPolicy.enabled=true"]);
     assert_labelled(&both);
-    let components = overlay(&["networkpolicy", "startup-taint"]);
+    let components = overlay(&["networkpolicy", "startup-taint", "canary"]);
     assert_same_but_namespace(&both, &components, "every component");
     for (component, value) in [
         ("startup-taint", "startupTaint.enabled=true"),
         ("networkpolicy", "networkPolicy.enabled=true"),
     ] {
         let alone = with(&[value]);
-        assert_same_but_namespace(&alone, &overlay(&[component]), component);
+        assert_same_but_namespace(&alone, &overlay(&[component, "canary"]), component);
     }
 }
 
@@ -227,11 +363,11 @@ fn every_cloud_value_is_its_cloud_component() {
             "startupTaint.enabled=true",
             "networkPolicy.enabled=true",
         ]);
-        let kustomize = overlay(&["networkpolicy", "startup-taint", &component]);
+        let kustomize = overlay(&["networkpolicy", "startup-taint", "canary", &component]);
         assert_same_but_namespace(&chart, &kustomize, &component);
         assert_check_passes(&config_text(&chart), &component);
     }
-    assert_same_but_namespace(&with(&["cloud=aws"]), base(), "cloud=aws");
+    assert_same_but_namespace(&with(&["cloud=aws"]), base_and_canary(), "cloud=aws");
 }
 
 /// The values file as JSON.
@@ -339,8 +475,23 @@ fn custom_values_take_effect() {
         "server.listen"
     );
 
-    // The DaemonSet.
-    let ds = one(&r, "DaemonSet");
+    // The DaemonSet, with the cgroup interception's section on its pods and in the config.
+    assert_eq!(
+        of_kind(&r, "DaemonSet").count(),
+        1,
+        "canary.enabled=false: no canary"
+    );
+    let ds = guard_daemonset(&r);
+    let i = &v["interception"];
+    assert_eq!(c["interception"]["method"].as_str(), i["method"].as_str());
+    assert_eq!(
+        c["interception"]["host_network_pods"].as_bool(),
+        i["hostNetworkPods"].as_bool()
+    );
+    assert_eq!(
+        c["interception"]["backstop"].as_bool(),
+        i["backstop"].as_bool()
+    );
     let (pod, container) = guard(&r);
     let tag = v["image"]["tag"].as_str().unwrap();
     assert_eq!(
@@ -371,7 +522,22 @@ fn custom_values_take_effect() {
     );
     assert_eq!(ds["spec"]["updateStrategy"], v["updateStrategy"]);
     let template_meta = &ds["spec"]["template"]["metadata"];
-    assert_eq!(template_meta["annotations"], v["podAnnotations"]);
+    for (k, value) in v["podAnnotations"].as_object().unwrap() {
+        assert_eq!(
+            &template_meta["annotations"][k], value,
+            "podAnnotations.{k}"
+        );
+    }
+    let section: toml::Table = toml::from_str(
+        template_meta["annotations"]["imds-guard/interception"]
+            .as_str()
+            .expect("the interception section on the pods"),
+    )
+    .unwrap();
+    assert_eq!(
+        toml::Value::Table(section)["interception"],
+        toml::Value::Table(c.clone())["interception"]
+    );
     for (k, value) in v["podLabels"].as_object().unwrap() {
         assert_eq!(&template_meta["labels"][k], value, "podLabels.{k}");
     }
@@ -564,7 +730,7 @@ fn config_toml_replaces_the_config_and_the_render_follows_it() {
     // The same with cloud=alibaba and no config.toml: the kustomize component's render.
     assert_same_but_namespace(
         &with(&["cloud=alibaba", "networkPolicy.enabled=true"]),
-        &overlay(&["networkpolicy", "cloud-alibaba"]),
+        &overlay(&["networkpolicy", "canary", "cloud-alibaba"]),
         "cloud=alibaba",
     );
 }
@@ -576,6 +742,17 @@ fn wrong_values_are_refused_with_the_reason() {
         (vec!["--set", "mode=block"], "mode"),
         (vec!["--set", "startupTaints.enabled=true"], "startupTaints"),
         (vec!["--set", "capabilities={NET_RAW}"], "capabilities"),
+        (vec!["--set", "interception.method=ebpf"], "interception"),
+        (
+            vec![
+                "--set",
+                "interception.method=cgroup",
+                "--set",
+                "capabilities={NET_ADMIN}",
+            ],
+            "BPF",
+        ),
+        (vec!["--set", "canary.intervalSeconds=0"], "intervalSeconds"),
         (vec!["--set", "interfaces={}"], "interfaces"),
         (
             vec!["--set", "config.toml=[server"],
@@ -641,7 +818,11 @@ fn monitoring_renders_from_the_chart_s_files() {
     let _ = std::fs::remove_dir_all(bare_chart.join("files/monitoring"));
     lint(&bare_chart, &on);
     let r = template_of(&bare_chart, &on);
-    assert_eq!(of_kind(&r, "PodMonitor").count(), 1);
+    assert_eq!(
+        of_kind(&r, "PodMonitor").count(),
+        2,
+        "the guard's and the canary's"
+    );
     assert_eq!(of_kind(&r, "PrometheusRule").count(), 0);
     assert_eq!(of_kind(&r, "ConfigMap").count(), 1, "the config only");
     // Off by default.
@@ -673,7 +854,9 @@ fn monitoring_renders_from_the_chart_s_files() {
     );
     assert_labelled(&r);
 
-    let monitor = one(&r, "PodMonitor");
+    let monitor = of_kind(&r, "PodMonitor")
+        .find(|m| m["metadata"]["name"] == "imds-guard")
+        .expect("the guard's PodMonitor");
     let (pod, container) = guard(&r);
     let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
     assert_eq!(endpoint["path"], "/metrics");
@@ -693,7 +876,7 @@ fn monitoring_renders_from_the_chart_s_files() {
         admin["containerPort"].as_u64(),
         Some(render::port_of(admin_listen))
     );
-    let ds = one(&r, "DaemonSet");
+    let ds = guard_daemonset(&r);
     for (k, v) in monitor["spec"]["selector"]["matchLabels"]
         .as_object()
         .unwrap()
@@ -755,8 +938,9 @@ fn monitoring_renders_from_the_chart_s_files() {
 /// The dotted paths of values.yaml's values, down to the maps whose keys are the user's or
 /// Kubernetes' (resources, affinity, …), which are values as a whole.
 fn value_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
-    const WHOLE: [&str; 7] = [
+    const WHOLE: [&str; 8] = [
         "resources",
+        "canary.resources",
         "updateStrategy",
         "affinity",
         "nodeSelector",
@@ -855,11 +1039,20 @@ fn monitoring_value_is_the_monitoring_component_once_there_is_one() {
         rules,
         "files/monitoring/prometheus-rules.yaml is a copy of the component's"
     );
-    let kustomize = overlay(&["monitoring"]);
+    let kustomize = overlay(&["canary", "monitoring"]);
     let chart = with(&["monitoring.enabled=true"]);
     assert_same_objects(
         &chart.objects,
         &without_kind(&kustomize, "Namespace"),
         "monitoring",
     );
+    // Without the canary, the chart leaves its PodMonitor out; the component (which cannot know)
+    // keeps it, selecting nothing.
+    let kustomize = overlay(&["monitoring"]);
+    let chart = with(&["monitoring.enabled=true", "canary.enabled=false"]);
+    let theirs: Vec<Value> = without_kind(&kustomize, "Namespace")
+        .into_iter()
+        .filter(|o| o["metadata"]["name"] != "imds-guard-canary")
+        .collect();
+    assert_same_objects(&chart.objects, &theirs, "monitoring without the canary");
 }

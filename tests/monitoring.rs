@@ -14,7 +14,12 @@
 //!   accept them.
 //! - The dashboard passes Grafana's schema (tests/monitoring/dashboard-check) and holds together
 //!   (ids, positions, variables, a query in every panel).
-//! - Every metric an alert or a panel reads is one a real guard exposes (tests/monitoring/scrape.rs).
+//! - Every metric an alert or a panel reads is one a real guard exposes (tests/monitoring/scrape.rs),
+//!   or the real canary's (`imds-guard canary` run against one of those guards, its series read
+//!   with job="imds-guard-canary"), or the one guard family listed there as exposed only where
+//!   these tests cannot put a guard (a pod interface with another BPF program).
+//! - The canary's PodMonitor selects the canary's pods (components/canary) and scrapes their
+//!   metrics port by name, as job="imds-guard-canary", which the canary's alerts select on.
 //!
 //! promtool (tests/support/promtool/build.sh), `go`, `kubectl` and python3 with PyYAML are
 //! required: a missing one fails the tests, saying how to install it; they never skip.
@@ -168,6 +173,9 @@ fn every_alert_says_what_it_means_and_what_to_do() {
         "ImdsGuardDenialRateJump",
         "ImdsGuardUpstreamErrors",
         "ImdsGuardRateLimited",
+        "ImdsGuardNodeUnprotected",
+        "ImdsGuardCanaryUnseen",
+        "ImdsGuardNetfilterBypassSuspected",
     ] {
         assert!(names.contains(&wanted), "{wanted} missing: {names:?}");
     }
@@ -240,6 +248,15 @@ fn the_helm_charts_copies_are_byte_identical() {
     }
 }
 
+/// The PodMonitor named `name`.
+fn podmonitor<'a>(r: &'a render::Rendered, name: &str) -> &'a Value {
+    let found: Vec<&Value> = render::of_kind(r, "PodMonitor")
+        .filter(|p| p["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "one PodMonitor {name}");
+    found[0]
+}
+
 /// The base with the monitoring component.
 fn rendered() -> &'static render::Rendered {
     static R: std::sync::OnceLock<render::Rendered> = std::sync::OnceLock::new();
@@ -249,8 +266,8 @@ fn rendered() -> &'static render::Rendered {
 #[test]
 fn the_podmonitor_scrapes_the_guards_admin_port_by_name() {
     let r = rendered();
-    let ds = render::one(r, "DaemonSet");
-    let pm = render::one(r, "PodMonitor");
+    let ds = render::guard_daemonset(r);
+    let pm = podmonitor(r, "imds-guard");
     assert_eq!(pm["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(
         pm["metadata"]["namespace"], ds["metadata"]["namespace"],
@@ -352,4 +369,84 @@ fn the_prometheusrule_and_the_dashboard_render_as_written() {
     }
     // And YAML of the whole render reads back (kubectl apply reads it so).
     assert!(!yaml(&r.yaml).is_empty());
+}
+
+/// The canary's PodMonitor (in the monitoring component, which renders without the canary: it then
+/// selects nothing) scrapes the canary's pods, and only them, on their metrics port by name, with
+/// the job and node labels the canary's alerts read.
+#[test]
+fn the_canary_podmonitor_scrapes_the_canarys_metrics_port() {
+    let alone = rendered();
+    assert_eq!(render::of_kind(alone, "PodMonitor").count(), 2);
+    assert_eq!(
+        render::of_kind(alone, "DaemonSet").count(),
+        1,
+        "the monitoring component brings no canary"
+    );
+    let r = render::overlay(&["canary", "monitoring"]);
+    let pm = podmonitor(&r, "imds-guard-canary");
+    assert_eq!(pm["apiVersion"], "monitoring.coreos.com/v1");
+    let canary = render::canary(&r);
+    assert_eq!(pm["metadata"]["namespace"], canary["metadata"]["namespace"]);
+    let pod_labels = canary["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .expect("pod labels");
+    let selects = |labels: &serde_json::Map<String, Value>, pm: &Value| {
+        pm["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .expect("selector.matchLabels")
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    };
+    assert!(
+        selects(pod_labels, pm),
+        "it does not select the canary's pods"
+    );
+    let guard_labels = render::guard_daemonset(&r)["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .expect("pod labels");
+    assert!(
+        !selects(guard_labels, pm),
+        "the canary's PodMonitor selects the guard's pods"
+    );
+    assert!(
+        !selects(pod_labels, podmonitor(&r, "imds-guard")),
+        "the guard's PodMonitor selects the canary's pods"
+    );
+    let job_label = pm["spec"]["jobLabel"].as_str().expect("jobLabel");
+    assert_eq!(pod_labels[job_label], "imds-guard-canary");
+    let rules = rules();
+    for name in ["ImdsGuardNodeUnprotected", "ImdsGuardCanaryUnseen"] {
+        let alert = alerts(&rules)
+            .into_iter()
+            .find(|a| a["alert"] == name)
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            alert["expr"]
+                .as_str()
+                .unwrap()
+                .contains("imds_guard_canary_protected{job=\"imds-guard-canary\"}"),
+            "{name} reads the canary's job"
+        );
+    }
+    let endpoints = pm["spec"]["podMetricsEndpoints"]
+        .as_array()
+        .expect("podMetricsEndpoints");
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    let port_name = endpoints[0]["port"].as_str().expect("a port by name");
+    let container = &canary["spec"]["template"]["spec"]["containers"][0];
+    let port = container["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == port_name)
+        .unwrap_or_else(|| panic!("the canary has no port named {port_name}"));
+    assert_eq!(
+        port["containerPort"], 8183,
+        "the canary's --metrics-listen port"
+    );
+    let relabelings = endpoints[0]["relabelings"].as_array().expect("relabelings");
+    assert!(relabelings.iter().any(|r| r["targetLabel"] == "node"
+        && r["sourceLabels"] == serde_json::json!(["__meta_kubernetes_pod_node_name"])));
 }

@@ -5,7 +5,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::render::{config, config_map, guard, of_kind, one, port_of, strings, Rendered};
+use crate::render::{
+    canary, config, config_map, guard, guard_daemonset, of_kind, port_of, strings, Rendered,
+};
 
 /// Every RBAC rule of every Role and ClusterRole, after checking that no `*` appears in any.
 pub fn rbac_rules(r: &Rendered) -> Vec<&Value> {
@@ -100,9 +102,20 @@ pub fn check_rbac_common(r: &Rendered) {
     }
 }
 
-/// Everything the DaemonSet must be, in any rendering.
+/// The config's `[interception] method` (netfilter when the section or the key is absent).
+pub fn interception_method(r: &Rendered) -> String {
+    config(r)
+        .get("interception")
+        .and_then(|i| i.get("method"))
+        .map(|m| m.as_str().expect("method is a string").to_owned())
+        .unwrap_or_else(|| "netfilter".to_owned())
+}
+
+/// Everything the guard's DaemonSet must be, in any rendering: with the netfilter method, no
+/// capability but NET_ADMIN and NET_RAW and no host path but the xtables lock; with the cgroup
+/// method, [`check_cgroup_method`].
 pub fn check_daemonset(r: &Rendered) {
-    let ds = one(r, "DaemonSet");
+    let ds = guard_daemonset(r);
     assert_eq!(ds["spec"]["updateStrategy"]["type"], "RollingUpdate");
     let (pod, c) = guard(r);
     assert_eq!(
@@ -139,10 +152,21 @@ pub fn check_daemonset(r: &Rendered) {
 
     let sc = &c["securityContext"];
     assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
-    // NET_ADMIN for netfilter, NET_RAW for iptables-legacy's raw socket; nothing else.
-    assert_eq!(
-        strings(&sc["capabilities"]["add"]),
-        ["NET_ADMIN", "NET_RAW"]
+    let method = interception_method(r);
+    match method.as_str() {
+        // NET_ADMIN for netfilter, NET_RAW for iptables-legacy's raw socket; nothing else.
+        "netfilter" => assert_eq!(
+            strings(&sc["capabilities"]["add"]),
+            ["NET_ADMIN", "NET_RAW"]
+        ),
+        "cgroup" => check_cgroup_method(r),
+        other => panic!("[interception] method = {other:?}"),
+    }
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(
+        sc.get("appArmorProfile").is_none()
+            && pod["securityContext"].get("appArmorProfile").is_none(),
+        "AppArmor stays the runtime's default"
     );
     assert_ne!(sc["privileged"], true, "must not be privileged");
     assert_ne!(pod["securityContext"]["privileged"], true);
@@ -232,13 +256,18 @@ pub fn check_daemonset(r: &Rendered) {
         volume["configMap"]["name"],
         config_map(r)["metadata"]["name"]
     );
-    // The only host path is the xtables lock shared with kube-proxy and the CNI.
-    for v in volumes.iter().filter(|v| v.get("hostPath").is_some()) {
-        assert_eq!(
-            v["hostPath"]["path"], "/run/xtables.lock",
-            "unexpected host path: {v}"
-        );
-    }
+    // The only host path is the xtables lock shared with kube-proxy and the CNI (netfilter), or
+    // the cgroup root and the BPF filesystem (cgroup).
+    let host_paths: Vec<&str> = volumes
+        .iter()
+        .filter(|v| v.get("hostPath").is_some())
+        .map(|v| v["hostPath"]["path"].as_str().expect("hostPath.path"))
+        .collect();
+    let want: &[&str] = match method.as_str() {
+        "netfilter" => &["/run/xtables.lock"],
+        _ => &["/sys/fs/cgroup", "/sys/fs/bpf"],
+    };
+    assert_eq!(host_paths, want, "host paths");
 
     // hostNetwork and NET_ADMIN need the namespace's Pod Security level to be privileged.
     let ns = ds["metadata"]["namespace"]
@@ -252,4 +281,232 @@ pub fn check_daemonset(r: &Rendered) {
         .expect("serviceAccountName");
     assert!(of_kind(r, "ServiceAccount")
         .any(|s| s["metadata"]["name"] == sa && s["metadata"]["namespace"] == ns));
+}
+
+/// The guard's container mount of the volume named `name`, and the volume.
+fn mount_of<'a>(pod: &'a Value, c: &'a Value, name: &str) -> (&'a Value, &'a Value) {
+    let mounts = c["volumeMounts"].as_array().expect("volumeMounts");
+    let mount = mounts.iter().find(|m| m["name"] == name);
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    let volume = volumes.iter().find(|v| v["name"] == name);
+    (
+        mount.unwrap_or_else(|| panic!("no mount of {name}")),
+        volume.unwrap_or_else(|| panic!("no volume {name}")),
+    )
+}
+
+/// The cgroup method (components/cgroup-interception): exactly BPF and NET_ADMIN (loading the
+/// programs; not SYS_ADMIN, not NET_RAW); the host's cgroup v2 root at the same path, read-only,
+/// as the config's `cgroup_root`; the host's BPF filesystem, read-write, holding the config's
+/// `bpf_pin_dir`; POD_UID from the downward API; no xtables lock; hostNetwork pods left alone
+/// and the backstop on; and the section on the pod template is the config's, so that changing it
+/// rolls the guards.
+pub fn check_cgroup_method(r: &Rendered) {
+    let (pod, c) = guard(r);
+    let sc = &c["securityContext"];
+    assert_eq!(strings(&sc["capabilities"]["add"]), ["BPF", "NET_ADMIN"]);
+    assert_eq!(sc["runAsUser"], 0, "capabilities are granted to uid 0 only");
+
+    let config = config(r);
+    let interception = &config["interception"];
+    assert_eq!(interception["method"].as_str(), Some("cgroup"));
+    assert_eq!(interception["host_network_pods"].as_bool(), Some(false));
+    assert_eq!(interception["backstop"].as_bool(), Some(true));
+
+    let (mount, volume) = mount_of(pod, c, "cgroup");
+    assert_eq!(volume["hostPath"]["path"], "/sys/fs/cgroup");
+    assert_eq!(volume["hostPath"]["type"], "Directory");
+    assert_eq!(
+        mount["mountPath"], "/sys/fs/cgroup",
+        "over the container's own"
+    );
+    assert_eq!(mount["readOnly"], true);
+    assert_eq!(
+        interception["cgroup_root"].as_str(),
+        mount["mountPath"].as_str()
+    );
+
+    let (mount, volume) = mount_of(pod, c, "bpffs");
+    assert_eq!(volume["hostPath"]["path"], "/sys/fs/bpf");
+    assert_eq!(
+        volume["hostPath"]["type"], "Directory",
+        "the node mounts bpffs; nothing can be created in sysfs"
+    );
+    assert_ne!(mount["readOnly"], true, "pins are written");
+    assert_eq!(mount["mountPropagation"], "HostToContainer");
+    let at = mount["mountPath"].as_str().expect("mountPath");
+    assert!(
+        !at.starts_with("/sys/fs/"),
+        "AppArmor's default profile denies creating files under /sys/fs/: {at}"
+    );
+    let pins = interception["bpf_pin_dir"].as_str().expect("bpf_pin_dir");
+    assert!(
+        pins.starts_with(&format!("{at}/")),
+        "bpf_pin_dir {pins} is not on the host's bpffs ({at})"
+    );
+
+    let env = c["env"].as_array().expect("env");
+    let uid = env.iter().find(|e| e["name"] == "POD_UID");
+    assert_eq!(
+        uid.expect("POD_UID")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.uid"
+    );
+
+    let annotation = guard_daemonset(r)["spec"]["template"]["metadata"]["annotations"]
+        ["imds-guard/interception"]
+        .as_str()
+        .expect("the [interception] annotation on the pod template");
+    let section: toml::Table = toml::from_str(annotation).expect("TOML");
+    assert_eq!(
+        toml::Value::Table(section)["interception"],
+        *interception,
+        "the pod template's section is the config's"
+    );
+}
+
+/// Everything the canary (components/canary) must be: a pod like the ones the guard protects, on
+/// the pod network, with no privilege, no capability, no host path and no service-account token
+/// (it gets no RBAC); on every node; ready only while its probe reaches the guard (and only
+/// restarted when it stops serving); never
+/// preempting a workload; outside the guard's selector, and its guard's image.
+pub fn check_canary(r: &Rendered) {
+    let ds = canary(r);
+    let guard_ds = guard_daemonset(r);
+    assert_eq!(
+        ds["metadata"]["namespace"],
+        guard_ds["metadata"]["namespace"]
+    );
+    assert_eq!(
+        ds["spec"]["updateStrategy"]["type"],
+        Value::Null,
+        "the default rolling update"
+    );
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_ne!(pod["hostNetwork"], true, "the canary is an ordinary pod");
+    for hazard in [
+        "hostPID",
+        "hostIPC",
+        "hostUsers",
+        "initContainers",
+        "volumes",
+    ] {
+        assert!(
+            pod.get(hazard).is_none(),
+            "{hazard} in the canary's pod: {pod}"
+        );
+    }
+    assert!(
+        pod.get("priorityClassName").is_none(),
+        "a probe must not preempt workloads"
+    );
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let sa_name = pod["serviceAccountName"]
+        .as_str()
+        .expect("serviceAccountName");
+    let ns = ds["metadata"]["namespace"].as_str().expect("namespace");
+    let sa = of_kind(r, "ServiceAccount")
+        .find(|s| s["metadata"]["name"] == sa_name && s["metadata"]["namespace"] == ns)
+        .unwrap_or_else(|| panic!("no ServiceAccount {sa_name} rendered"));
+    assert_eq!(sa["automountServiceAccountToken"], false);
+    assert_ne!(
+        sa_name,
+        guard_ds["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap(),
+        "its own ServiceAccount, not the guard's"
+    );
+    for binding in of_kind(r, "ClusterRoleBinding").chain(of_kind(r, "RoleBinding")) {
+        for subject in binding["subjects"].as_array().into_iter().flatten() {
+            assert_ne!(subject["name"], sa_name, "the canary has RBAC: {binding}");
+        }
+    }
+    assert!(
+        pod["tolerations"]
+            .as_array()
+            .expect("tolerations")
+            .iter()
+            .any(|t| t["operator"] == "Exists" && t.get("key").is_none()),
+        "the canary must run on every node: {}",
+        pod["tolerations"]
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(pod["securityContext"]["runAsUser"].as_i64() > Some(0));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    let sc = &c["securityContext"];
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(
+        sc["capabilities"].get("add").is_none(),
+        "no capability: {sc}"
+    );
+    assert_ne!(sc["privileged"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert!(sc.get("runAsUser").is_none_or(|u| u.as_i64() > Some(0)));
+    assert_eq!(c["image"], guard(r).1["image"], "the guard's image");
+    assert!(c.get("volumeMounts").is_none());
+
+    let args = strings(&c["args"]);
+    assert_eq!(args[0], "canary");
+    assert!(
+        args.iter().any(|a| a.starts_with("--interval-seconds=")),
+        "{args:?}"
+    );
+    let env = c["env"].as_array().expect("env");
+    let node = env
+        .iter()
+        .find(|e| e["name"] == "NODE_NAME")
+        .expect("NODE_NAME");
+    assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+
+    // Ready while its probe reaches the guard: /readyz on the metrics port (8183).
+    let probe = &c["readinessProbe"]["httpGet"];
+    assert_eq!(probe["path"], "/readyz");
+    let port = c["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == probe["port"])
+        .expect("the probe's port by name");
+    assert_eq!(port["containerPort"], 8183);
+    // Alive while it serves (/healthz); an unprotected node is no reason to restart it.
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], probe["port"]);
+    assert!(c["resources"]["requests"]["cpu"].is_string());
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+
+    // Neither DaemonSet's selector takes the other's pods.
+    let selects = |selector: &Value, labels: &Value| {
+        selector["matchLabels"]
+            .as_object()
+            .expect("matchLabels")
+            .iter()
+            .all(|(k, v)| labels[k] == *v)
+    };
+    let canary_labels = &ds["spec"]["template"]["metadata"]["labels"];
+    let guard_labels = &guard_ds["spec"]["template"]["metadata"]["labels"];
+    assert!(selects(&ds["spec"]["selector"], canary_labels));
+    assert!(
+        !selects(&guard_ds["spec"]["selector"], canary_labels),
+        "the guard's selector takes the canary's pods"
+    );
+    assert!(
+        !selects(&ds["spec"]["selector"], guard_labels),
+        "the canary's selector takes the guard's pods"
+    );
+
+    // No NetworkPolicy keeps it from the metadata address: none in its namespace.
+    for p in of_kind(r, "NetworkPolicy") {
+        assert_ne!(
+            p["metadata"]["namespace"], ns,
+            "a NetworkPolicy in the canary's namespace: {p}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use imds_guard_core::cloud::{Cloud, ALL};
 use serde_json::Value;
 
 use crate::render::{
-    base, cloud_components, config, config_text, everything, of_kind, one, overlay,
+    base, cloud_components, config, config_text, everything, guard_daemonset, of_kind, one, overlay,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");
@@ -120,10 +120,18 @@ fn every_cloud_component_renders_its_cloud_s_config_and_covers_its_address() {
             Value::from(address.clone()),
             "{name}: {allow}"
         );
-        // Nothing else changes: the DaemonSet and the RBAC are those of the same overlay without it.
-        for kind in ["DaemonSet", "ClusterRole"] {
-            assert_eq!(one(&r, kind), one(everything(), kind), "{name}: {kind}");
-        }
+        // Nothing else changes: the guard's DaemonSet and the RBAC are those of the same overlay
+        // without it (the canary's --cloud is tests/deploy.rs's).
+        assert_eq!(
+            guard_daemonset(&r),
+            guard_daemonset(everything()),
+            "{name}: DaemonSet"
+        );
+        assert_eq!(
+            one(&r, "ClusterRole"),
+            one(everything(), "ClusterRole"),
+            "{name}: ClusterRole"
+        );
         // Alone, it brings no NetworkPolicy, and the same config.
         let alone = overlay(&[&name]);
         assert_eq!(of_kind(&alone, "NetworkPolicy").count(), 0, "{name}");

@@ -157,14 +157,18 @@ pub fn overlay(names: &[&str]) -> Rendered {
     render(&overlay)
 }
 
+/// The components that pick another interception method than the base's netfilter DNAT (each
+/// changes the guard's config, capabilities and host paths; tests/deploy.rs renders each).
+pub const INTERCEPTION_COMPONENTS: &[&str] = &["cgroup-interception"];
+
 /// An overlay of the base with every component but the cloud ones (which exclude each other:
-/// see [`cloud_components`]).
+/// see [`cloud_components`]) and the other interception methods ([`INTERCEPTION_COMPONENTS`]).
 pub fn everything() -> &'static Rendered {
     static ALL: OnceLock<Rendered> = OnceLock::new();
     ALL.get_or_init(|| {
         let names: Vec<String> = components()
             .into_iter()
-            .filter(|n| !n.starts_with("cloud-"))
+            .filter(|n| !n.starts_with("cloud-") && !INTERCEPTION_COMPONENTS.contains(&n.as_str()))
             .collect();
         overlay(&names.iter().map(String::as_str).collect::<Vec<_>>())
     })
@@ -186,9 +190,38 @@ pub fn strings(v: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The DaemonSet's pod spec and its one container.
+/// Whether a DaemonSet runs `imds-guard canary` (components/canary) rather than the guard.
+fn is_canary(ds: &Value) -> bool {
+    ds["spec"]["template"]["spec"]["containers"][0]["args"][0] == "canary"
+}
+
+/// The guard's DaemonSet: the one DaemonSet that does not run the canary.
+pub fn guard_daemonset(r: &Rendered) -> &Value {
+    let found: Vec<&Value> = of_kind(r, "DaemonSet").filter(|d| !is_canary(d)).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one guard DaemonSet, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+/// The canary's DaemonSet (components/canary).
+pub fn canary(r: &Rendered) -> &Value {
+    let found: Vec<&Value> = of_kind(r, "DaemonSet").filter(|d| is_canary(d)).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one canary DaemonSet, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+/// The guard DaemonSet's pod spec and its one container.
 pub fn guard(r: &Rendered) -> (&Value, &Value) {
-    let pod = &one(r, "DaemonSet")["spec"]["template"]["spec"];
+    let pod = &guard_daemonset(r)["spec"]["template"]["spec"];
     let containers = pod["containers"].as_array().expect("containers");
     assert_eq!(containers.len(), 1, "one container expected");
     (pod, &containers[0])

@@ -4,6 +4,12 @@
 //! cached, denied, rate limited, over the connection cap, a refused reload, credentials refreshed
 //! in the background), a metadata service that is down, and the Kubernetes inventory with its API
 //! server gone; their `/metrics` are read as Prometheus reads them.
+//!
+//! The canary's families come from another process: the real `imds-guard canary` is run against
+//! one of these guards and its `/metrics` read as well, and an alert may read them only as
+//! `name{job="imds-guard-canary"…}` (the canary PodMonitor's job). One guard family appears only
+//! where these guards cannot be (a pod interface with another BPF program): it is listed in
+//! [`ELSEWHERE`], with the job and labels the alerts may read it with, and nothing else is.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -73,6 +79,71 @@ const TARGET_LABELS: &[&str] = &[
     "container",
     "endpoint",
 ];
+
+/// Guard families an alert reads that the guards run here cannot expose, each with the job that
+/// scrapes it and the labels it has. An alert may read one only as `name{job="JOB"…}`, with no
+/// label but those; and only while the scrapes here lack it: once they have it, the guard's own
+/// exposition is checked as for every other family.
+struct Elsewhere {
+    name: &'static str,
+    job: &'static str,
+    labels: &'static [&'static str],
+}
+
+const ELSEWHERE: &[Elsewhere] = &[
+    // A guard with the netfilter method, one series per pod interface whose ingress has a foreign
+    // tc or tcx BPF program: these guards run on loopback, with no pod interface
+    // (tests/netfilter_bypass.rs stages one for real).
+    Elsewhere {
+        name: "imds_guard_netfilter_bypass_suspected",
+        job: "imds-guard",
+        labels: &["interface"],
+    },
+];
+
+/// The job the canary's PodMonitor (deploy/components/monitoring/canary-podmonitor.yaml) gives
+/// the canary's series.
+const CANARY_JOB: &str = "imds-guard-canary";
+
+/// The canary, the real binary, kept running for as long as this lives.
+struct Canary(std::process::Child);
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What Prometheus scrapes from a canary (`imds-guard canary`, the real binary) probing a guard
+/// every second: its `/metrics` once the guard has answered it, with every family it has.
+async fn canary() -> String {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = Guard::start(&config(""), emu.addr).await;
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let _canary = Canary(
+        std::process::Command::new(env!("CARGO_BIN_EXE_imds-guard"))
+            .args(["canary", "--interval-seconds", "1", "--node", "node-a"])
+            .arg("--url")
+            .arg(format!("http://{}", guard.proxy))
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run imds-guard canary"),
+    );
+    wait_listening(metrics).await;
+    let text = scrape_until(metrics, "imds_guard_canary_protected 1").await;
+    // And the guard counted it.
+    let guard_text = scrape(guard.admin).await;
+    assert!(
+        !guard_text.contains("imds_guard_canary_probes_total 0"),
+        "the guard counted no canary probe:\n{guard_text}"
+    );
+    text
+}
 
 /// The admin port's `/metrics`.
 async fn scrape(admin: std::net::SocketAddr) -> String {
@@ -228,11 +299,14 @@ async fn exposition() -> String {
     text
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_alerts_and_the_dashboard_read_is_exposed() {
     let text = exposition().await;
     let stored = stored_names(&text);
     let series = series(&text);
+    let canary_text = canary().await;
+    let canary_stored = stored_names(&canary_text);
+    let canary_series = self::series(&canary_text);
     for name in series.keys() {
         assert!(
             stored.contains_key(name),
@@ -287,6 +361,42 @@ async fn every_metric_the_alerts_and_the_dashboard_read_is_exposed() {
                     "{what}: `up` of the guard's job only: {expr}"
                 );
                 continue;
+            }
+            if expr.contains(&format!("{}{{job=\"{CANARY_JOB}\"", s.name)) {
+                // The canary's: its own exposition, with its labels.
+                assert!(
+                    canary_stored.contains_key(&s.name),
+                    "{what} reads {} from the canary's job, which the canary does not expose:\n{expr}\n\n{canary_text}",
+                    s.name
+                );
+                for label in &s.labels {
+                    assert!(
+                        TARGET_LABELS.contains(&label.as_str())
+                            || canary_series
+                                .get(&s.name)
+                                .is_some_and(|v| v.iter().any(|l| l.contains_key(label))),
+                        "{what}: the canary's {} has no label {label}:\n{expr}",
+                        s.name
+                    );
+                }
+                continue;
+            }
+            if !stored.contains_key(&s.name) {
+                let elsewhere = ELSEWHERE.iter().find(|e| {
+                    e.name == s.name && expr.contains(&format!("{}{{job=\"{}\"", e.name, e.job))
+                });
+                if let Some(e) = elsewhere {
+                    for label in &s.labels {
+                        assert!(
+                            TARGET_LABELS.contains(&label.as_str())
+                                || e.labels.contains(&label.as_str()),
+                            "{what}: {} (job {}) has no label {label}:\n{expr}",
+                            s.name,
+                            e.job
+                        );
+                    }
+                    continue;
+                }
             }
             assert!(
                 stored.contains_key(&s.name),

@@ -25,6 +25,12 @@ app.kubernetes.io/name: {{ include "imds-guard.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The canary's pods (deploy/components/canary): a name of their own, outside the guard's selector. */}}
+{{- define "imds-guard.canarySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "imds-guard.name" . }}-canary
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
 {{- define "imds-guard.labels" -}}
 {{ include "imds-guard.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -109,14 +115,56 @@ file itself when they change nothing, so that its comments reach the node.
 {{- if $values.extraRules -}}
 {{- $_ := set $config "rules" (concat (default (list) $config.rules) $values.extraRules) -}}
 {{- end -}}
+{{- $section := include "imds-guard.interceptionValues" . | fromJson -}}
+{{- if $section -}}
+{{- $_ := set $config "interception" (deepCopy $section) -}}
+{{- end -}}
 {{- include "imds-guard.merge" (list $config (default (dict) $values.override)) -}}
-{{- if eq (toToml $config) (toToml $parsed) -}}
+{{- $sameSection := or (and (not $section) (not (hasKey $config "interception"))) (and $section (eq (toToml (dict "interception" (default (dict) $config.interception))) (toToml (dict "interception" $section)))) -}}
+{{- if and $sameSection (eq (toToml (omit $config "interception")) (toToml $parsed)) -}}
 {{- $file -}}
+{{- if $section }}
+{{ include "imds-guard.interceptionSection" . }}
+{{- end -}}
 {{- else -}}
 # imds-guard config: the Helm chart's {{ $path }} with the release's values.
 {{ toToml $config -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The [interception] settings the values make, as JSON: with interception.method=cgroup, the
+section deploy/components/cgroup-interception appends (the host paths are the DaemonSet's
+mounts); with netfilter, none ({}).
+*/}}
+{{- define "imds-guard.interceptionValues" -}}
+{{- $i := .Values.interception -}}
+{{- if eq $i.method "cgroup" -}}
+{{- toJson (dict "method" "cgroup" "cgroup_root" "/sys/fs/cgroup" "bpf_pin_dir" "/run/imds-guard/bpf/imds-guard" "host_network_pods" $i.hostNetworkPods "backstop" $i.backstop) -}}
+{{- else -}}
+{{- toJson (dict) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+That section as text, as the component writes it (appended to the cloud's file, and on the
+pod template, so that changing it rolls the guards: the method is read at start only).
+*/}}
+{{- define "imds-guard.interceptionSection" -}}
+{{- $i := .Values.interception -}}
+[interception]
+method = "cgroup"
+cgroup_root = "/sys/fs/cgroup"
+bpf_pin_dir = "/run/imds-guard/bpf/imds-guard"
+host_network_pods = {{ $i.hostNetworkPods }}
+backstop = {{ $i.backstop }}
+{{ end -}}
+
+{{/* The interception method of the config (a config.toml given whole included). */}}
+{{- define "imds-guard.method" -}}
+{{- $config := include "imds-guard.configMap" . | fromJson -}}
+{{- default "netfilter" (default (dict) $config.interception).method -}}
 {{- end -}}
 
 {{/* The config, parsed: a map. */}}
