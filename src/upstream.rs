@@ -423,7 +423,9 @@ impl Connection {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with its sources, `: `-separated: the reason is often in the innermost one (an
+/// `io::Error` under hyper's, EPERM under aya's).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {

@@ -111,6 +111,30 @@ impl Topology {
     }
 }
 
+/// One test's node: its namespaces, the emulator, its pods' cgroups, its bpffs and a directory
+/// for configs. Fields drop in order: the emulator first, the namespaces last.
+struct Lab {
+    _emulator: Option<Proc>,
+    cgroups: Cgroups,
+    bpf: Bpffs,
+    dir: tempfile::TempDir,
+    topology: Topology,
+}
+
+impl Lab {
+    /// The topology, with the metadata service running when `imds`.
+    fn new(imds: bool) -> Lab {
+        let topology = Topology::build();
+        Lab {
+            _emulator: imds.then(|| topology.start_imds()),
+            cgroups: Cgroups::new(),
+            bpf: Bpffs::mount(),
+            dir: tempfile::tempdir().unwrap(),
+            topology,
+        }
+    }
+}
+
 /// The guard's config: the cgroup method on `pods_cgroup`, pins in `pins`, with `interception`
 /// keys added to `[interception]` and `rest` after.
 fn config(dir: &Path, pods_cgroup: &str, pins: &Path, interception: &str, rest: &str) -> PathBuf {
@@ -232,11 +256,8 @@ fn assert_guard_answered(got: &Got, status: u16, reason: &str) {
 
 #[test]
 fn pods_are_redirected_at_connect_and_known_by_their_cgroup() {
-    let t = Topology::build();
-    let _emulator = t.start_imds();
-    let cgroups = Cgroups::new();
-    let bpf = Bpffs::mount();
-    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(true);
+    let (t, cgroups, bpf, dir) = (&lab.topology, &lab.cgroups, &lab.bpf, &lab.dir);
     let a = cgroups.make(&cgroupfs_pod("burstable", UID_A));
     let b = cgroups.make(&cgroupfs_pod("besteffort", UID_B));
     let x = cgroups.make(&cgroupfs_pod("guaranteed", UID_X));
@@ -247,7 +268,7 @@ fn pods_are_redirected_at_connect_and_known_by_their_cgroup() {
     assert_eq!((direct.status, direct.body.as_str()), (200, INSTANCE_ID));
 
     let cfg = config(dir.path(), &pods, bpf.path(), "", "");
-    let mut guard = start_guard(&t, &cfg, None, &[]);
+    let mut guard = start_guard(t, &cfg, None, &[]);
 
     // The seed scenario, IPv4: prod reads, test is refused — both by the guard.
     let got = curl(&t.pod_a, Some(&a), &[IMDS]);
@@ -341,7 +362,7 @@ fn pods_are_redirected_at_connect_and_known_by_their_cgroup() {
 
     // The guard crashes: the pinned programs stay, pods are refused, never served.
     guard.kill();
-    let (code, out) = interception(&t, "status", &cfg);
+    let (code, out) = interception(t, "status", &cfg);
     assert_eq!(code, Some(0), "{out}");
     for hook in [
         "imds_connect4",
@@ -357,7 +378,7 @@ fn pods_are_redirected_at_connect_and_known_by_their_cgroup() {
         assert_eq!((got.exit, got.status), (Some(7), 0), "not refused: {got:?}");
     }
     // Restarted: the same programs are found in place and serve again.
-    let guard = start_guard(&t, &cfg, None, &[]);
+    let guard = start_guard(t, &cfg, None, &[]);
     let got = curl(&t.pod_a, Some(&a), &[IMDS]);
     assert_eq!(
         (got.status, got.body.as_str()),
@@ -370,10 +391,10 @@ fn pods_are_redirected_at_connect_and_known_by_their_cgroup() {
 
     // `interception remove` is the only way out: every pin goes, and the pods reach the service
     // directly again.
-    let (code, out) = interception(&t, "remove", &cfg);
+    let (code, out) = interception(t, "remove", &cfg);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(bpf.files(), Vec::<PathBuf>::new());
-    let (code, out) = interception(&t, "status", &cfg);
+    let (code, out) = interception(t, "status", &cfg);
     assert_eq!(code, Some(1), "{out}");
     let got = curl(&t.pod_b, Some(&b), &[IMDS]);
     assert_eq!((got.status, got.body.as_str()), (200, INSTANCE_ID));
@@ -381,10 +402,8 @@ fn pods_are_redirected_at_connect_and_known_by_their_cgroup() {
 
 #[test]
 fn every_clouds_addresses_and_ports_are_intercepted() {
-    let t = Topology::build();
-    let cgroups = Cgroups::new();
-    let bpf = Bpffs::mount();
-    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(false);
+    let (t, cgroups, bpf, dir) = (&lab.topology, &lab.cgroups, &lab.bpf, &lab.dir);
     let b = cgroups.make(&cgroupfs_pod("burstable", UID_B));
     let pods = cgroups.rel("kubepods");
     let mut last = None;
@@ -400,7 +419,7 @@ fn every_clouds_addresses_and_ports_are_intercepted() {
             )
             .replace(SEED, "");
         std::fs::write(&cfg, text).unwrap();
-        let guard = start_guard(&t, &cfg, None, &[]);
+        let guard = start_guard(t, &cfg, None, &[]);
         let cloud: imds_guard::cloud::Cloud = cloud.parse().unwrap();
         let targets = imds_guard::cgroup::targets(cloud);
         assert!(!targets.is_empty());
@@ -444,18 +463,15 @@ fn every_clouds_addresses_and_ports_are_intercepted() {
         drop(guard);
         last = Some(cfg);
     }
-    let (code, out) = interception(&t, "remove", &last.unwrap());
+    let (code, out) = interception(t, "remove", &last.unwrap());
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(bpf.files(), Vec::<PathBuf>::new());
 }
 
 #[test]
 fn host_network_pods_pass_by_default_and_are_guarded_on_request() {
-    let t = Topology::build();
-    let _emulator = t.start_imds();
-    let cgroups = Cgroups::new();
-    let bpf = Bpffs::mount();
-    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(true);
+    let (t, cgroups, bpf, dir) = (&lab.topology, &lab.cgroups, &lab.bpf, &lab.dir);
     // The systemd driver's layout this time.
     let h = cgroups.make(&systemd_pod("besteffort", UID_H));
     let k = cgroups.make(&systemd_pod("burstable", UID_K));
@@ -482,7 +498,7 @@ uid = "{UID_K}"
     // Off (the default): hostNetwork pods' connects are left alone, though they are in the
     // pods' cgroup; ordinary pods are guarded.
     let cfg = config(dir.path(), &pods, bpf.path(), "", &host_pods);
-    let guard = start_guard(&t, &cfg, None, &[]);
+    let guard = start_guard(t, &cfg, None, &[]);
     let got = curl(&t.node, Some(&h), &[IMDS]);
     assert_eq!((got.status, got.body.as_str()), (200, INSTANCE_ID));
     let got = curl(&t.pod_b, Some(&b), &[IMDS]);
@@ -503,7 +519,7 @@ uid = "{UID_K}"
         &host_pods,
     );
     let pod_uid = format!("POD_UID={UID_G}");
-    let guard = start_guard(&t, &cfg, Some(&g), &[&pod_uid]);
+    let guard = start_guard(t, &cfg, Some(&g), &[&pod_uid]);
     let got = curl(&t.node, Some(&h), &[IMDS]);
     assert_eq!(
         (got.status, got.body.as_str()),
@@ -533,7 +549,7 @@ uid = "{UID_K}"
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(audit(&guard).len(), 2, "{}", guard.output());
     drop(guard);
-    let (code, out) = interception(&t, "remove", &cfg);
+    let (code, out) = interception(t, "remove", &cfg);
     assert_eq!(code, Some(0), "{out}");
 }
 
@@ -566,11 +582,8 @@ for _ in range(5):
 
 #[test]
 fn the_backstop_drops_raw_packets_to_the_service() {
-    let t = Topology::build();
-    let _emulator = t.start_imds();
-    let cgroups = Cgroups::new();
-    let bpf = Bpffs::mount();
-    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(true);
+    let (t, cgroups, bpf, dir) = (&lab.topology, &lab.cgroups, &lab.bpf, &lab.dir);
     let a = cgroups.make(&cgroupfs_pod("burstable", UID_A));
     let pods = cgroups.rel("kubepods");
     let raw_syns_arriving = || {
@@ -583,7 +596,7 @@ fn the_backstop_drops_raw_packets_to_the_service() {
 
     // Without the backstop, a raw socket goes around the connect hooks.
     let cfg = config(dir.path(), &pods, bpf.path(), "backstop = false", "");
-    let guard = start_guard(&t, &cfg, None, &[]);
+    let guard = start_guard(t, &cfg, None, &[]);
     assert!(
         raw_syns_arriving() >= 5,
         "the raw SYNs did not reach the service"
@@ -592,8 +605,8 @@ fn the_backstop_drops_raw_packets_to_the_service() {
 
     // With it (the default), they die on the pod's interface; redirected connects still work.
     let cfg = config(dir.path(), &pods, bpf.path(), "", "");
-    let guard = start_guard(&t, &cfg, None, &[]);
-    let (code, out) = interception(&t, "status", &cfg);
+    let guard = start_guard(t, &cfg, None, &[]);
+    let (code, out) = interception(t, "status", &cfg);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("backstop pod0@"), "{out}");
     assert_eq!(
@@ -609,7 +622,7 @@ fn the_backstop_drops_raw_packets_to_the_service() {
         guard.output()
     );
     drop(guard);
-    let (code, out) = interception(&t, "remove", &cfg);
+    let (code, out) = interception(t, "remove", &cfg);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(bpf.files(), Vec::<PathBuf>::new());
     assert!(
@@ -621,11 +634,8 @@ fn the_backstop_drops_raw_packets_to_the_service() {
 #[test]
 fn a_bpf_dataplane_that_skips_netfilter_cannot_skip_the_hooks() {
     bypass_model::check_prerequisites(&[("nsenter", "util-linux")]);
-    let t = Topology::build();
-    let _emulator = t.start_imds();
-    let cgroups = Cgroups::new();
-    let bpf = Bpffs::mount();
-    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(true);
+    let (t, cgroups, bpf, dir) = (&lab.topology, &lab.cgroups, &lab.bpf, &lab.dir);
     let a = cgroups.make(&cgroupfs_pod("burstable", UID_A));
     let b = cgroups.make(&cgroupfs_pod("burstable", UID_B));
     let pods = cgroups.rel("kubepods");
@@ -641,7 +651,7 @@ fn a_bpf_dataplane_that_skips_netfilter_cannot_skip_the_hooks() {
     );
 
     let cfg = config(dir.path(), &pods, bpf.path(), "", "");
-    let guard = start_guard(&t, &cfg, None, &[]);
+    let guard = start_guard(t, &cfg, None, &[]);
     let got = curl(&t.pod_b, Some(&b), &[IMDS]);
     assert_guard_answered(&got, 403, "no-rule");
     assert_eq!(audit_line(&guard, 0)["identity"], "cgroup");
@@ -652,17 +662,14 @@ fn a_bpf_dataplane_that_skips_netfilter_cannot_skip_the_hooks() {
     assert_eq!((got.status, got.body.as_str()), (200, INSTANCE_ID));
     drop(guard);
     redirect.detach();
-    let (code, out) = interception(&t, "remove", &cfg);
+    let (code, out) = interception(t, "remove", &cfg);
     assert_eq!(code, Some(0), "{out}");
 }
 
 #[test]
 fn an_upgrade_swaps_the_programs_without_a_window() {
-    let t = Topology::build();
-    let _emulator = t.start_imds();
-    let cgroups = Cgroups::new();
-    let bpf = Bpffs::mount();
-    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new(true);
+    let (t, cgroups, bpf, dir) = (&lab.topology, &lab.cgroups, &lab.bpf, &lab.dir);
     let b = cgroups.make(&cgroupfs_pod("burstable", UID_B));
     let pods = cgroups.rel("kubepods");
     let cfg = config(dir.path(), &pods, bpf.path(), "", "");
@@ -676,7 +683,7 @@ fn an_upgrade_swaps_the_programs_without_a_window() {
         .unwrap();
     imds_guard::interception::kernel::attach(&mut ebpf, kernel, &plan.pods_dir, "0-older").unwrap();
     drop(ebpf);
-    let (code, out) = interception(&t, "status", &cfg);
+    let (code, out) = interception(t, "status", &cfg);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("generation 0-older"), "{out}");
 
@@ -693,13 +700,13 @@ fn an_upgrade_swaps_the_programs_without_a_window() {
         ],
     );
     std::thread::sleep(Duration::from_millis(500));
-    let guard = start_guard(&t, &cfg, None, &[]);
+    let guard = start_guard(t, &cfg, None, &[]);
     assert!(
         guard.output().contains("replaced an older kernel program"),
         "{}",
         guard.output()
     );
-    let (code, out) = interception(&t, "status", &cfg);
+    let (code, out) = interception(t, "status", &cfg);
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("0-older"), "{out}");
     assert!(wait_until(Duration::from_secs(6), || pod_loop.exited()));
@@ -713,7 +720,7 @@ fn an_upgrade_swaps_the_programs_without_a_window() {
         "the new guard never answered:\n{seen}"
     );
     drop(guard);
-    let (code, out) = interception(&t, "remove", &cfg);
+    let (code, out) = interception(t, "remove", &cfg);
     assert_eq!(code, Some(0), "{out}");
 }
 

@@ -28,6 +28,7 @@ use aya::{include_bytes_aligned, Ebpf, EbpfLoader};
 
 use super::InterceptionError;
 use crate::cgroup::{v6_form, Target};
+use crate::upstream::error_chain as chain;
 
 /// The programs, built from `bpf/imds_guard.bpf.c` by `bpf/build.sh`.
 pub static OBJECT: &[u8] = include_bytes_aligned!("bpf/imds_guard.bpf.o");
@@ -272,18 +273,6 @@ pub fn attach(
         }
     }
     Ok(!in_place)
-}
-
-/// An error with its sources, as the kernel's reason is often in the innermost one.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn attach_one(program: &mut Program, cgroup: &File) -> Result<FdLink, String> {

@@ -20,6 +20,7 @@ use aya::programs::tc::{SchedClassifier, TcAttachType};
 use serde::Deserialize;
 
 use crate::metrics::{InterfaceLabels, Metrics};
+use crate::upstream::error_chain as chain;
 
 /// Programs that do not open the hole: the cgroup method's own backstop
 /// (`src/interception/bpf`) only drops pods' packets to the metadata service.
@@ -259,18 +260,6 @@ fn tc_ingress(tc: &std::path::Path, interface: &str) -> Result<Vec<Program>, Sca
         return Err(failed(format!("{}: {said}", out.status)));
     }
     parse_tc_filters(&String::from_utf8_lossy(&out.stdout)).map_err(|e| failed(e.to_string()))
-}
-
-/// An error with its sources, since aya's errors keep the reason (EPERM, EINVAL) in a source.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The pod interfaces last found with BPF programs on their ingress, shared with `/readyz`.

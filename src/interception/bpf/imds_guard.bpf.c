@@ -61,7 +61,7 @@ struct settings {
 	__u32 guard_v6[4];    // network byte order
 	__u16 guard_port;     // network byte order
 	__u16 flags;
-	__u64 host_netns;     // the node's network namespace cookie
+	__u64 host_netns;     // the node's network namespace cookie (0: the initial namespace's)
 	__u64 exempt_cgroup;  // the guard's own pod cgroup: never redirected
 	__u32 exempt_level;   // its level in the hierarchy (root = 0)
 	__u32 pad;
@@ -134,7 +134,11 @@ struct {
 
 static __always_inline int exempt(const struct settings *s, struct bpf_sock_addr *ctx)
 {
-	if (!(s->flags & FLAG_HOST_NETWORK) && bpf_get_netns_cookie(ctx) == s->host_netns)
+	// Without the node's cookie (kernels before 5.14 cannot tell it to the guard), the initial
+	// namespace's: the node's, wherever the guard runs as a hostNetwork pod.
+	__u64 host = s->host_netns ? s->host_netns : bpf_get_netns_cookie(NULL);
+
+	if (!(s->flags & FLAG_HOST_NETWORK) && bpf_get_netns_cookie(ctx) == host)
 		return 1;
 	if (s->exempt_cgroup &&
 	    bpf_get_current_ancestor_cgroup_id(s->exempt_level) == s->exempt_cgroup)
