@@ -25,6 +25,7 @@ fn pod(app: &str) -> Pod {
         labels: BTreeMap::from([("app".to_owned(), app.to_owned())]),
         namespace_labels: BTreeMap::new(),
         owner: None,
+        host_network: false,
     }
 }
 
