@@ -5,9 +5,11 @@
 //!
 //! ```text
 //! pod ──tcp 169.254.169.254:80──► node netfilter: DNAT to the guard's listener   (netfilter)
+//!                               or cgroup connect hook: rewritten at connect() (interception)
 //!     ──► accept     connection limits, hyper HTTP/1, hop-limit handle   (listen, limits, net)
+//!                    with the cgroup hooks: the cgroup that dialled      (interception)
 //!     ──► read       strict request target, method, body — 400 at once   (target, imds)
-//!     ──► identify   source IP ─► pod                                    (inventory, index)
+//!     ──► identify   source IP (and cgroup) ─► pod                       (inventory, index)
 //!     ──► decide     pod × method × path × token ─► allow/deny           (policy)
 //!     ──► dispose    forward, forward in audit mode, or refuse           (disposition)
 //!     ──► forward    pooled upstream client to the real IMDS             (upstream)
