@@ -1,15 +1,14 @@
 //! The redirect program (`redirect.bpf.c`), built with clang for one uplink and attached to an
 //! interface's ingress: with `tc` (a clsact qdisc and a `bpf` filter), or as tcx through aya. A tcx
-//! link lives as long as the process that made it, so that process is this test binary run again
-//! inside the namespace as the ignored test [`tcx_holder`], holding the link until its stdin
-//! closes.
+//! link lives as long as a reference to it, so it is made by a thread that has entered the
+//! namespace (`setns` changes only the calling thread's) and pinned in a bpffs the test mounts:
+//! removing the pin detaches it.
 
-use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
+use aya::programs::links::FdLink;
 use aya::programs::tc::{SchedClassifier, TcAttachOptions, TcAttachType};
 use aya::programs::LinkOrder;
 
@@ -17,19 +16,15 @@ use crate::netfilter_netns::Ns;
 
 /// The program's function name, as `tc` and the guard show it.
 const PROGRAM: &str = "redirect_imds";
-/// Tells the holder what to attach: "OBJECT INTERFACE".
-const HOLD: &str = "BYPASS_MODEL_TCX_HOLD";
-const HELD: &str = "tcx attached";
-
 /// The redirect program on an interface's ingress; removed on drop (the clsact qdisc deleted, or
-/// the tcx holder ended).
+/// the tcx link's pin removed and its bpffs unmounted).
 pub struct Redirect<'a> {
     ns: &'a Ns,
     interface: String,
     /// The built object, kept until the program is detached.
     _dir: tempfile::TempDir,
-    /// The tcx holder; `None`: attached with `tc`.
-    holder: Option<Child>,
+    /// The tcx link's pin and the bpffs mount holding it; `None`: attached with `tc`.
+    pin: Option<(PathBuf, tempfile::TempDir)>,
     attached: bool,
 }
 
@@ -72,7 +67,7 @@ pub fn attach_redirect<'a>(ns: &'a Ns, interface: &str, uplink: &str) -> Redirec
         ns,
         interface: interface.to_owned(),
         _dir: dir,
-        holder: None,
+        pin: None,
         attached: true,
     };
     ns.ok(&[
@@ -94,64 +89,60 @@ pub fn attach_redirect<'a>(ns: &'a Ns, interface: &str, uplink: &str) -> Redirec
     redirect
 }
 
-/// [`attach_redirect`] as a tcx program (kernel 6.6 and later), held by a process in `ns`.
+/// [`attach_redirect`] as a tcx program (kernel 6.6 and later), its link pinned in a bpffs of the
+/// test's own.
 pub fn attach_redirect_tcx<'a>(ns: &'a Ns, interface: &str, uplink: &str) -> Redirect<'a> {
     let (dir, object) = build(ns, uplink);
-    let exe = std::env::current_exe().expect("the test binary");
-    let exe = exe.to_string_lossy();
-    let mut child = ns
-        .command(&[
-            &exe,
-            "bypass_model::redirect::tcx_holder",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(HOLD, format!("{object} {interface}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start the tcx holder");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    // Ended on drop from here on.
+    let bpffs = tempfile::tempdir().expect("tempdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(bpffs.path())
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "cannot mount a bpffs");
+    let pin = bpffs.path().join("redirect");
+    // From here on, the pin and the mount go on drop, whatever fails next.
     let redirect = Redirect {
         ns,
         interface: interface.to_owned(),
         _dir: dir,
-        holder: Some(child),
+        pin: Some((pin.clone(), bpffs)),
         attached: true,
     };
-    let (tx, lines) = mpsc::channel();
-    for pipe in [
-        Box::new(stdout) as Box<dyn std::io::Read + Send>,
-        Box::new(stderr),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    drop(tx);
-    let mut said = Vec::new();
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(20)) {
-        if line.contains(HELD) {
-            return redirect;
-        }
-        said.push(line);
-    }
-    panic!("the tcx holder did not attach:\n{}", said.join("\n"));
+    let netns = std::fs::File::open(format!("/run/netns/{}", ns.name)).expect("the namespace");
+    let interface = interface.to_owned();
+    std::thread::spawn(move || {
+        // SAFETY: a valid namespace descriptor, open for the call; only this thread moves.
+        let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let mut ebpf = aya::Ebpf::load_file(&object).expect("load the object");
+        let program: &mut SchedClassifier = ebpf
+            .program_mut(PROGRAM)
+            .expect("the program")
+            .try_into()
+            .expect("a classifier");
+        program.load().expect("load the program");
+        let id = program
+            .attach_with_options(
+                &interface,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .expect("attach to tcx ingress");
+        let link = FdLink::try_from(program.take_link(id).expect("the link")).expect("a tcx link");
+        link.pin(&pin).expect("pin the link");
+    })
+    .join()
+    .expect("the tcx attach failed");
+    redirect
 }
 
 impl Redirect<'_> {
     /// Removes the program, checking (for `tc`) that it is gone.
     pub fn detach(mut self) {
         self.attached = false;
-        match self.holder.take() {
-            Some(child) => end(child),
+        match self.pin.take() {
+            Some((pin, bpffs)) => unpin(&pin, &bpffs),
             None => {
                 self.ns
                     .ok(&["tc", "qdisc", "del", "dev", &self.interface, "clsact"]);
@@ -164,17 +155,10 @@ impl Redirect<'_> {
     }
 }
 
-/// Ends the holder: its stdin closes, it returns and its link goes with it; killed if it lingers.
-fn end(mut child: Child) {
-    drop(child.stdin.take());
-    for _ in 0..100 {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+/// Removes the tcx link's pin (the link, and with it the program, goes) and unmounts its bpffs.
+fn unpin(pin: &Path, bpffs: &tempfile::TempDir) {
+    let _ = std::fs::remove_file(pin);
+    let _ = Command::new("umount").arg(bpffs.path()).status();
 }
 
 impl Drop for Redirect<'_> {
@@ -182,8 +166,8 @@ impl Drop for Redirect<'_> {
         if !self.attached {
             return;
         }
-        match self.holder.take() {
-            Some(child) => end(child),
+        match self.pin.take() {
+            Some((pin, bpffs)) => unpin(&pin, &bpffs),
             None => {
                 let _ = self
                     .ns
@@ -191,34 +175,4 @@ impl Drop for Redirect<'_> {
             }
         }
     }
-}
-
-/// Not a test: the tcx holder that [`attach_redirect_tcx`] runs inside a namespace. Loads the
-/// object named in `BYPASS_MODEL_TCX_HOLD`, attaches it to the interface's tcx ingress, says so,
-/// and keeps the link until stdin closes. Run on its own (no variable), it does nothing.
-#[test]
-#[ignore = "run by attach_redirect_tcx inside a test namespace"]
-fn tcx_holder() {
-    let Ok(hold) = std::env::var(HOLD) else {
-        return;
-    };
-    let (object, interface) = hold.split_once(' ').expect("OBJECT INTERFACE");
-    let mut ebpf = aya::Ebpf::load_file(object).expect("load the object");
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(PROGRAM)
-        .expect("the program")
-        .try_into()
-        .expect("a classifier");
-    program.load().expect("load the program");
-    program
-        .attach_with_options(
-            interface,
-            TcAttachType::Ingress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        )
-        .expect("attach to tcx ingress");
-    println!("{HELD}");
-    // Until the test closes stdin; the link goes when `ebpf` is dropped.
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut rest);
 }
