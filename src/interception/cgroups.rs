@@ -135,20 +135,6 @@ impl Resolver {
         state.known.get(&id).cloned().flatten()
     }
 
-    /// The pod cgroup directory (absolute) of pod `uid`, if it is in the tree now.
-    pub fn pod_dir(&self, uid: &str) -> Option<PathBuf> {
-        let mut found = None;
-        walk(&self.pods, Path::new(""), 0, &mut |dir, rel, _| {
-            if found.is_none() {
-                let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if crate::cgroup::pod_uid(name).as_deref() == Some(uid) {
-                    found = Some(dir.to_owned());
-                }
-            }
-        });
-        found
-    }
-
     /// How many cgroups the cache holds.
     pub fn len(&self) -> usize {
         self.lock().known.len()
@@ -171,6 +157,18 @@ impl Resolver {
         // The cache is only ever extended; a panic mid-walk leaves it usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The cgroup directory (absolute) of pod `uid` below `pods`, if it is in the tree now.
+pub fn find_pod(pods: &Path, uid: &str) -> Option<PathBuf> {
+    let mut found = None;
+    walk(pods, Path::new(""), 0, &mut |dir, rel, _| {
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if found.is_none() && crate::cgroup::pod_uid(name).as_deref() == Some(uid) {
+            found = Some(dir.to_owned());
+        }
+    });
+    found
 }
 
 /// Calls `each(dir, path relative to the start, id)` for every directory below `dir` (not `dir`
@@ -259,7 +257,7 @@ mod tests {
         let qos = cgroup_id(&pods.join("burstable")).unwrap();
         assert_eq!(resolver.pod_of(qos), None);
         assert_eq!(
-            resolver.pod_dir(uid),
+            find_pod(&pods, uid),
             Some(container.parent().unwrap().to_owned())
         );
 

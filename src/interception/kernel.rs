@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, Map, MapData};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{CgroupAttachMode, Program, SockOps};
+use aya::programs::{CgroupAttachMode, Program};
 use aya::{include_bytes_aligned, Ebpf, EbpfLoader};
 
 use super::InterceptionError;
@@ -166,51 +166,50 @@ pub fn configure(
     targets: &[Target],
     blocked: &[std::net::Ipv6Addr],
 ) -> Result<(), InterceptionError> {
-    let map_err =
-        |what: &str, e: aya::maps::MapError| InterceptionError::Map(format!("{what}: {e}"));
-    {
-        let mut t: HashMap<_, [u8; 20], u32> = HashMap::try_from(
-            ebpf.map_mut("targets")
-                .ok_or_else(|| InterceptionError::Map("no map `targets`".into()))?,
-        )
-        .map_err(|e| map_err("targets", e))?;
-        let wanted: Vec<[u8; 20]> = targets.iter().map(|t| target_key(t.addr, t.port)).collect();
-        let stale: Vec<[u8; 20]> = t
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted.contains(k))
-            .collect();
-        for target in targets {
-            t.insert(
-                target_key(target.addr, target.port),
-                target.action.code(),
-                0,
-            )
-            .map_err(|e| map_err("targets", e))?;
-        }
-        for key in stale {
-            t.remove(&key).map_err(|e| map_err("targets", e))?;
-        }
-    }
-    {
-        let mut b: HashMap<_, [u8; 20], u32> = HashMap::try_from(
-            ebpf.map_mut("blocked")
-                .ok_or_else(|| InterceptionError::Map("no map `blocked`".into()))?,
-        )
-        .map_err(|e| map_err("blocked", e))?;
-        for addr in blocked {
-            b.insert(target_key(*addr, 0), 1, 0)
-                .map_err(|e| map_err("blocked", e))?;
-        }
-    }
+    let wanted: Vec<([u8; 20], u32)> = targets
+        .iter()
+        .map(|t| (target_key(t.addr, t.port), t.action.code()))
+        .collect();
+    replace_all(ebpf, "targets", &wanted)?;
+    let blocked: Vec<([u8; 20], u32)> = blocked.iter().map(|a| (target_key(*a, 0), 1)).collect();
+    replace_all(ebpf, "blocked", &blocked)?;
     let ports = target_ports(targets)?;
-    let mut s: Array<_, [u8; 56]> = Array::try_from(
-        ebpf.map_mut("settings")
-            .ok_or_else(|| InterceptionError::Map("no map `settings`".into()))?,
-    )
-    .map_err(|e| map_err("settings", e))?;
+    let mut s: Array<_, [u8; 56]> =
+        Array::try_from(map(ebpf, "settings")?).map_err(|e| map_err("settings", e))?;
     s.set(0, settings.encode(ports), 0)
         .map_err(|e| map_err("settings", e))?;
+    Ok(())
+}
+
+fn map_err(name: &str, e: aya::maps::MapError) -> InterceptionError {
+    InterceptionError::Map(format!("{name}: {e}"))
+}
+
+fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map, InterceptionError> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| InterceptionError::Map(format!("no map `{name}`")))
+}
+
+/// Makes the (pinned, so possibly already filled) hash map `name` hold exactly `wanted`: what an
+/// earlier start wrote and this one does not want goes.
+fn replace_all(
+    ebpf: &mut Ebpf,
+    name: &str,
+    wanted: &[([u8; 20], u32)],
+) -> Result<(), InterceptionError> {
+    let mut m: HashMap<_, [u8; 20], u32> =
+        HashMap::try_from(map(ebpf, name)?).map_err(|e| map_err(name, e))?;
+    let stale: Vec<[u8; 20]> = m
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !wanted.iter().any(|(w, _)| w == k))
+        .collect();
+    for (key, value) in wanted {
+        m.insert(key, value, 0).map_err(|e| map_err(name, e))?;
+    }
+    for key in stale {
+        m.remove(&key).map_err(|e| map_err(name, e))?;
+    }
     Ok(())
 }
 
@@ -264,9 +263,8 @@ pub fn attach(
                 .map_err(|e| InterceptionError::Attach(hook, e.to_string()))?;
         }
     }
-    // The new generation is in place: the old ones go (in the reverse order: connect hooks first,
-    // so that nothing is redirected without being recorded).
-    for (hook, gen, path) in current.into_iter().rev() {
+    // The new generation is in place and does all the work: the old ones can go.
+    for (hook, gen, path) in current {
         if gen != generation {
             unpin_link(&path).map_err(|e| InterceptionError::Unpin(path.clone(), e))?;
             tracing::info!(hook, generation = gen, "replaced an older kernel program");
@@ -275,24 +273,24 @@ pub fn attach(
     Ok(!in_place)
 }
 
-fn attach_one(program: &mut Program, cgroup: &File) -> Result<FdLink, String> {
-    match program {
-        Program::CgroupSockAddr(p) => {
-            p.load().map_err(|e| chain(&e))?;
-            let id = p.attach(cgroup, LINK_MODE).map_err(|e| chain(&e))?;
-            let link = p.take_link(id).map_err(|e| chain(&e))?;
-            FdLink::try_from(link).map_err(|e| chain(&e))
-        }
-        Program::SockOps(p) => attach_sockops(p, cgroup),
-        other => Err(format!("unexpected program type {:?}", other.prog_type())),
-    }
+/// Loads a cgroup program, attaches it to `cgroup` as a link, and hands the link over (aya's
+/// program types share these steps but no trait for them).
+macro_rules! link_to_cgroup {
+    ($program:expr, $cgroup:expr) => {{
+        let p = $program;
+        p.load().map_err(|e| chain(&e))?;
+        let id = p.attach($cgroup, LINK_MODE).map_err(|e| chain(&e))?;
+        let link = p.take_link(id).map_err(|e| chain(&e))?;
+        FdLink::try_from(link).map_err(|e| chain(&e))
+    }};
 }
 
-fn attach_sockops(p: &mut SockOps, cgroup: &File) -> Result<FdLink, String> {
-    p.load().map_err(|e| chain(&e))?;
-    let id = p.attach(cgroup, LINK_MODE).map_err(|e| chain(&e))?;
-    let link = p.take_link(id).map_err(|e| chain(&e))?;
-    FdLink::try_from(link).map_err(|e| chain(&e))
+fn attach_one(program: &mut Program, cgroup: &File) -> Result<FdLink, String> {
+    match program {
+        Program::CgroupSockAddr(p) => link_to_cgroup!(p, cgroup),
+        Program::SockOps(p) => link_to_cgroup!(p, cgroup),
+        other => Err(format!("unexpected program type {:?}", other.prog_type())),
+    }
 }
 
 /// Removes one pinned link: the program is detached once the last reference (the pin) goes.

@@ -170,7 +170,7 @@ pub fn plan(config: &Config) -> Result<Plan, InterceptionError> {
 /// own cgroup path.
 fn own_pod(root: &Path, pods_dir: &Path) -> Option<(u64, u32)> {
     let dir = match std::env::var("POD_UID") {
-        Ok(uid) if !uid.is_empty() => cgroups::Resolver::new(pods_dir.to_owned()).pod_dir(&uid),
+        Ok(uid) if !uid.is_empty() => cgroups::find_pod(pods_dir, &uid),
         _ => {
             let own = cgroups::own_cgroup(&std::fs::read_to_string("/proc/self/cgroup").ok()?)?;
             // The deepest component that names a pod.
@@ -214,11 +214,8 @@ pub fn install(plan: &Plan) -> Result<Installed, InterceptionError> {
     let backstop = match &plan.backstop {
         None => None,
         Some(patterns) => {
-            let mut b = backstop::Backstop::new(
-                kernel::load(&plan.pin_dir)?,
-                &plan.pin_dir,
-                patterns.clone(),
-            )?;
+            // The same loaded object: its backstop program has not been loaded yet.
+            let mut b = backstop::Backstop::new(ebpf, &plan.pin_dir, patterns.clone())?;
             let added = b.sync()?;
             if !added.is_empty() {
                 tracing::info!(interfaces = ?added, "backstop attached");
@@ -245,6 +242,7 @@ pub fn status(config: &Config) -> Status {
     let links = kernel::pinned_links(pin_dir);
     let mut lines = vec![format!("pin directory {}", pin_dir.display())];
     let mut generations: Vec<&str> = links.iter().map(|(_, g, _)| g.as_str()).collect();
+    generations.sort_unstable();
     generations.dedup();
     for (hook, generation, path) in &links {
         let alive = aya::programs::links::PinnedLink::from_pin(path).is_ok();
