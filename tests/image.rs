@@ -537,6 +537,21 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
         "the root is read-only: {root}"
     );
 
+    // The bypass check runs the image's tc under this context. (Its tcx half needs bpf(), which
+    // RuntimeDefault profiles allow only with CAP_BPF or CAP_SYS_ADMIN: deploy/README.md.)
+    assert!(
+        wait_until(Duration::from_secs(5), || admin("/metrics")
+            .body
+            .contains(r#"imds_guard_netfilter_bypass_suspected{interface="cali1"} 0"#)),
+        "no bypass check:\n{}",
+        guard.output()
+    );
+    let stderr = guard.logs().1;
+    assert!(
+        !stderr.contains("tc not found") && !stderr.contains("`tc -j filter show"),
+        "tc does not run in the image:\n{stderr}"
+    );
+
     // The rules are in the node's backend, and only there.
     assert!(guard_rules(&t.node, backend) > 0, "no rules in {backend:?}");
     assert_eq!(
@@ -613,4 +628,176 @@ fn the_kustomize_daemonset_guards_an_nf_tables_node() {
 #[test]
 fn the_chart_daemonset_guards_an_nf_tables_node() {
     a_node_guarded_by_the_daemonset(chart::default_render(), Backend::Nft);
+}
+
+/// `dir`'s files for a downward-API volume of the pod's labels, as the kubelet writes them.
+fn podinfo(labels: &Value, dir: &Path) -> PathBuf {
+    let volume = dir.join("podinfo");
+    std::fs::create_dir_all(&volume).expect("mkdir");
+    let text: String = labels
+        .as_object()
+        .expect("labels")
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"\n", v.as_str().expect("a label value")))
+        .collect();
+    std::fs::write(volume.join("labels"), text).expect("write labels");
+    volume
+}
+
+#[test]
+fn the_sidecar_example_guards_its_pod() {
+    preflight(&[("ip", "iproute2"), ("curl", "curl"), ("setpriv", "util-linux")]);
+    let rendered = render::render(&render::deploy_dir().join("sidecar/example"));
+    let deployment = render::one(&rendered, "Deployment");
+    let template = &deployment["spec"]["template"];
+    let pod = &template["spec"];
+    let init = pod["initContainers"].as_array().expect("initContainers");
+    let [rules, sidecar] = [&init[0], &init[1]];
+    assert_eq!(strs(&rules["args"])[..2], ["iptables", "install"]);
+    assert_eq!(sidecar["restartPolicy"], "Always", "a native sidecar");
+    // The workload runs as the pod's user.
+    let workload_uid = pod["securityContext"]["runAsUser"]
+        .as_u64()
+        .expect("the pod's runAsUser") as u32;
+
+    let (pod_ns, imds) = (Ns::new("pod"), Ns::new("imds"));
+    link(&pod_ns, "eth0 10.201.0.2/24", &imds, "eth0 10.201.0.1/24");
+    pod_ns.sh("ip route add default via 10.201.0.1");
+    imds.sh("ip addr add 169.254.169.254/32 dev lo");
+    imds.sh("iptables -A INPUT -p tcp --dport 80 --syn -j ACCEPT");
+    let emulator = imds.spawn(&[BIN, "emulate", "--listen", "169.254.169.254:80"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            get(&imds, "/latest/meta-data/instance-id", None).status == 200
+        }),
+        "the emulator did not start:\n{}",
+        emulator.output()
+    );
+    let reached = || {
+        imds.ok(&["iptables", "-L", "INPUT", "-n", "-v", "-x"])
+            .lines()
+            .find(|l| l.contains("dpt:80"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("the counting rule")
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).expect("mkdir");
+    std::fs::write(config.join("config.toml"), render::config_text(&rendered)).expect("config");
+    let node = Node {
+        netns: pod_ns.name.clone(),
+        host_paths: BTreeMap::new(),
+        volumes: BTreeMap::from([
+            ("imds-guard-config".to_owned(), config),
+            (
+                "imds-guard-podinfo".to_owned(),
+                podinfo(&template["metadata"]["labels"], dir.path()),
+            ),
+        ]),
+        fields: BTreeMap::from([
+            ("metadata.namespace".to_owned(), "shop".to_owned()),
+            ("metadata.name".to_owned(), "inventory-api-6d9f7-abcde".to_owned()),
+            ("metadata.uid".to_owned(), "6f1c2d3e-0000-4000-8000-000000000002".to_owned()),
+        ]),
+    };
+    let podman = Podman::with_image();
+    // The init container: the rules, then it exits.
+    let installer = podman.start("rules", &podman_args(pod, rules, &node, IMAGE));
+    assert_eq!(
+        installer.wait(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        installer.output()
+    );
+    let guard = podman.start("sidecar", &podman_args(pod, sidecar, &node, IMAGE));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            curl(&pod_ns, 2, &["http://127.0.0.1:8182/readyz"]).status == 200 || !guard.running()
+        }),
+        "the sidecar did not become ready:\n{}",
+        guard.output()
+    );
+    let pid = guard.pid();
+    assert_eq!(status_field(pid, "Uid").split_whitespace().next(), Some("1337"));
+    assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+
+    // The workload: the placement every pod may read; not the instance id (its label is "false").
+    let workload = |path: &str| {
+        netfilter_netns::http::curl_as(
+            &pod_ns,
+            Some(workload_uid),
+            3,
+            &[&format!("http://169.254.169.254{path}")],
+        )
+    };
+    let zone = workload("/latest/meta-data/placement/availability-zone");
+    assert_eq!(zone.status, 200, "{zone:?}\n{}", guard.output());
+    let refused = workload("/latest/meta-data/instance-id");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(
+        guard
+            .logs()
+            .0
+            .lines()
+            .any(|l| l.contains(r#""pod":"shop/inventory-api-6d9f7-abcde""#)
+                && l.contains(r#""decision":"deny""#)),
+        "{}",
+        guard.output()
+    );
+
+    // The sidecar gone: the pod's rules stay, and its requests go nowhere.
+    guard.stop(pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
+    let before = reached();
+    let gone = workload("/latest/meta-data/placement/availability-zone");
+    assert_eq!(gone.status, 0, "answered with the sidecar stopped: {gone:?}");
+    assert_eq!(reached(), before, "the workload reached the metadata service");
+}
+
+#[test]
+fn a_security_context_the_image_cannot_live_with_stops_the_guard() {
+    preflight(&[("ip", "iproute2"), ("curl", "curl")]);
+    // The DaemonSet as rendered, but for one change: NET_ADMIN no longer added.
+    let rendered = render::base();
+    let (pod, container) = render::guard(rendered);
+    let mut container = container.clone();
+    let add = container["securityContext"]["capabilities"]["add"]
+        .as_array_mut()
+        .expect("capabilities.add");
+    add.retain(|c| c != "NET_ADMIN");
+    let t = Topology::build();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node {
+        netns: t.node.name.clone(),
+        host_paths: BTreeMap::from([(
+            "/run/xtables.lock".to_owned(),
+            dir.path().join("xtables.lock"),
+        )]),
+        volumes: BTreeMap::from([("config".to_owned(), node_config(rendered, dir.path()))]),
+        fields: BTreeMap::from([
+            ("spec.nodeName".to_owned(), "node-1".to_owned()),
+            ("status.hostIP".to_owned(), HOST_IP.to_owned()),
+        ]),
+    };
+    let podman = Podman::with_image();
+    let guard = podman.start("guard", &podman_args(pod, &container, &node, IMAGE));
+    let code = guard.wait(Duration::from_secs(20));
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "the guard ran without NET_ADMIN (exit {code:?}):\n{}",
+        guard.output()
+    );
+    let (_, stderr) = guard.logs();
+    assert!(
+        stderr.contains("CAP_NET_ADMIN"),
+        "the guard's error names what it lacks:\n{stderr}"
+    );
+    // Refused before it served: no pod got an answer, and no rule half-installed.
+    assert_eq!(guard_rules(&t.node, Backend::Legacy), 0);
+    assert_eq!(guard_rules(&t.node, Backend::Nft), 0);
+    let proxy = curl(&t.node, 2, &[&format!("http://{HOST_IP}:8181/latest/meta-data/")]);
+    assert_eq!(proxy.status, 0, "something answers on the proxy port: {proxy:?}");
 }

@@ -9,10 +9,12 @@ cd "$(dirname "$0")/.."
 # Debian packages the netfilter and end-to-end tests use, installed only when missing.
 # tc and clang build and attach the kernel program of tests/netfilter_bypass.rs, with the kernel's
 # and libbpf's headers; clang and llvm-strip rebuild the guard's own kernel programs (checked
-# against the committed object below); nsenter starts the cgroup tests' pod processes.
+# against the committed object below); nsenter starts the cgroup tests' pod processes. mmdebstrap
+# and umoci build the image (deploy/image/build.sh); podman and runc run it (tests/image.rs).
 declare -A want=([ip]=iproute2 [iptables]=iptables [ip6tables]=iptables [conntrack]=conntrack
   [curl]=curl [setpriv]=util-linux [nsenter]=util-linux [python3]=python3 [tc]=iproute2
-  [clang]=clang [llvm-strip]=llvm)
+  [clang]=clang [llvm-strip]=llvm [mmdebstrap]=mmdebstrap [umoci]=umoci [podman]=podman
+  [runc]=runc)
 missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
@@ -106,5 +108,11 @@ bash tests/support/promtool/build.sh >/dev/null
 # The guard's kernel programs: the committed object (which `cargo build` embeds, so that it needs
 # only Rust) must be exactly what the source builds to.
 bash src/interception/bpf/build.sh --check
+
+# The shipped image for tests/image.rs: the release binary on Debian's packages, rebuilt only when
+# its inputs change (a warm run finds it at once, after cargo's own check of the release build).
+started=$SECONDS
+bash deploy/image/build.sh >/dev/null
+echo "tests: image ready ($((SECONDS - started)) s)"
 
 exec cargo test --locked "$@"

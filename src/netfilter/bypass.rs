@@ -72,7 +72,10 @@ pub enum ScanError {
     TcMissing,
     #[error("`tc -j filter show dev {interface} ingress`: {reason}")]
     Tc { interface: String, reason: String },
-    #[error("cannot list the tcx programs on {interface} (kernel 6.6 and later, CAP_SYS_ADMIN): {reason}")]
+    #[error(
+        "cannot list the tcx programs on {interface} (kernel 6.6 and later; bpf() with CAP_BPF and \
+         CAP_NET_ADMIN, and a seccomp profile that allows it: deploy/README.md): {reason}"
+    )]
     Tcx { interface: String, reason: String },
 }
 

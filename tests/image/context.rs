@@ -43,6 +43,14 @@ pub fn podman_args(pod: &Value, container: &Value, node: &Node, image: &str) -> 
         assert_eq!(command.len(), 1, "a command of one program: {command:?}");
         args.push(format!("--entrypoint={}", command[0]));
     }
+    // The manifest's image, as a kubelet names it to the runtime, must be the one built here.
+    let named = container["image"].as_str().expect("image");
+    let normalized = match named.split_once('/') {
+        Some((registry, _)) if registry.contains(['.', ':']) => named.to_owned(),
+        Some(_) => format!("docker.io/{named}"),
+        None => format!("docker.io/library/{named}"),
+    };
+    assert_eq!(normalized, image, "the manifest runs {named}, not the image built here");
     args.push(image.to_owned());
     args.extend(strings(&container["args"]).into_iter().map(str::to_owned));
     args
