@@ -65,6 +65,13 @@ pub struct InterfaceLabels {
     pub interface: String,
 }
 
+/// Labels of the netfilter bypass checks counter: whether every hook of every pod interface was
+/// read (`"true"`), or part could not be (`"false"`; the log says which).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub complete: &'static str,
+}
+
 /// Labels of the rate-limit counter: `pod` or `upstream`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScopeLabels {
@@ -95,6 +102,9 @@ pub struct Metrics {
     /// 1 for each pod interface with a BPF program on its ingress (tcx, or a `tc` bpf filter), which
     /// may send pods' packets past the netfilter rules; 0 once it is gone.
     pub netfilter_bypass_suspected: Family<InterfaceLabels, Gauge>,
+    /// Bypass checks made, by whether they could read everything (a check that cannot list tcx
+    /// programs, for want of bpf(), is incomplete: it may miss the programs it looks for).
+    pub netfilter_bypass_checks: Family<CheckLabels, Counter>,
     /// Connections refused by a connection limit.
     pub connections_refused: Family<LimitLabels, Counter>,
     /// Audit lines dropped because stdout's reader fell behind (0 in a healthy setup).
@@ -198,6 +208,12 @@ impl Metrics {
             "1 for each pod interface with a BPF program on its ingress that may bypass netfilter",
             netfilter_bypass_suspected.clone(),
         );
+        let netfilter_bypass_checks = Family::<CheckLabels, Counter>::default();
+        registry.register(
+            "netfilter_bypass_checks",
+            "Netfilter bypass checks made, by whether every pod interface's hooks could be read",
+            netfilter_bypass_checks.clone(),
+        );
         let connections_refused = Family::<LimitLabels, Counter>::default();
         registry.register(
             "connections_refused",
@@ -283,6 +299,7 @@ impl Metrics {
             config_reloads,
             netfilter_rules_ok,
             netfilter_bypass_suspected,
+            netfilter_bypass_checks,
             requests,
             rule_decisions,
             request_duration,

@@ -14,16 +14,22 @@
 //!
 //! on a node whose iptables is legacy and on one whose iptables is nf_tables: the image must write
 //! its rules with the backend the node uses. The sidecar example's init container and sidecar run
-//! the same way in a pod's namespace.
+//! the same way in a pod's namespace. The cgroup interception's DaemonSet runs with the host's
+//! cgroup root and BPF filesystem stood in for by a cgroup subtree and a bpffs of the test's own,
+//! under containerd's RuntimeDefault profile (which allows `bpf()` with `CAP_BPF`) and, refused,
+//! under podman's (which does not).
 //!
 //! Needs root, podman and runc, `ip`, `iptables-legacy`, `iptables-nft`, `curl`, and for the
 //! renderings kubectl, kubernetes-validate and helm (tests/run.sh installs and builds them); fails,
 //! never skips, naming what is missing. Every namespace, container and store a test makes is
 //! removed when it ends, panics included.
 
+mod cgroup_hooks;
 #[allow(dead_code)]
 #[path = "helm/chart.rs"]
 mod chart;
+#[path = "image/containerd.rs"]
+mod containerd;
 #[path = "image/context.rs"]
 mod context;
 mod netfilter_netns;
@@ -50,6 +56,8 @@ const INSTANCE_ID: &str = "i-0123456789abcdef0";
 const HOST_IP: &str = "10.199.0.1";
 const PROD: &str = "10.200.1.2";
 const TEST: &str = "10.200.2.2";
+const PROD_UID: &str = "0e1a4c2b-7d4b-4c6f-9000-00000000000a";
+const TEST_UID: &str = "0e1a4c2b-5f6d-4b7c-9000-00000000000b";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -414,11 +422,13 @@ source = "static"
 ip = "{PROD}"
 namespace = "imds"
 name = "prod-7d4b9c6f5-x2x9q"
+uid = "{PROD_UID}"
 labels = {{ "allow-node-metadata-lookup" = "true", app = "prod" }}
 [[pods]]
 ip = "{TEST}"
 namespace = "imds"
 name = "test-5f6d8b7c9-k8k7p"
+uid = "{TEST_UID}"
 labels = {{ app = "test" }}
 "#
     ))
@@ -503,6 +513,7 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
             ("status.hostIP".to_owned(), HOST_IP.to_owned()),
             ("metadata.uid".to_owned(), "6f1c2d3e-0000-4000-8000-000000000001".to_owned()),
         ]),
+        runtime_default: None,
     };
     let podman = Podman::with_image();
     let guard = podman.start("guard", &podman_args(pod, container, &node, IMAGE));
@@ -542,9 +553,10 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
     assert!(
         wait_until(Duration::from_secs(5), || admin("/metrics")
             .body
-            .contains(r#"imds_guard_netfilter_bypass_suspected{interface="cali1"} 0"#)),
-        "no bypass check:\n{}",
-        guard.output()
+            .contains("imds_guard_netfilter_bypass_checks_total{")),
+        "no bypass check:\n{}\n{}",
+        guard.output(),
+        admin("/metrics").body
     );
     let stderr = guard.logs().1;
     assert!(
@@ -701,6 +713,7 @@ fn the_sidecar_example_guards_its_pod() {
             ("metadata.name".to_owned(), "inventory-api-6d9f7-abcde".to_owned()),
             ("metadata.uid".to_owned(), "6f1c2d3e-0000-4000-8000-000000000002".to_owned()),
         ]),
+        runtime_default: None,
     };
     let podman = Podman::with_image();
     // The init container: the rules, then it exits.
@@ -781,6 +794,7 @@ fn a_security_context_the_image_cannot_live_with_stops_the_guard() {
             ("spec.nodeName".to_owned(), "node-1".to_owned()),
             ("status.hostIP".to_owned(), HOST_IP.to_owned()),
         ]),
+        runtime_default: None,
     };
     let podman = Podman::with_image();
     let guard = podman.start("guard", &podman_args(pod, &container, &node, IMAGE));
@@ -800,4 +814,108 @@ fn a_security_context_the_image_cannot_live_with_stops_the_guard() {
     assert_eq!(guard_rules(&t.node, Backend::Nft), 0);
     let proxy = curl(&t.node, 2, &[&format!("http://{HOST_IP}:8181/latest/meta-data/")]);
     assert_eq!(proxy.status, 0, "something answers on the proxy port: {proxy:?}");
+}
+
+/// The cgroup interception's DaemonSet: hooks on the node's pods' cgroups (a subtree of the test's
+/// own, where the pods' processes run as the kubelet's systemd driver names them), pins in a bpffs
+/// of the test's own.
+#[test]
+fn the_cgroup_daemonset_guards_a_node() {
+    preflight(&[("ip", "iproute2"), ("curl", "curl"), ("nsenter", "util-linux")]);
+    let rendered = render::overlay(&["cgroup-interception"]);
+    let (pod, container) = render::guard(&rendered);
+    let added = render::strings(&container["securityContext"]["capabilities"]["add"]);
+    let t = Topology::build();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cgroups = cgroup_hooks::Cgroups::new();
+    let bpffs = cgroup_hooks::Bpffs::mount();
+    let prod_cgroup = cgroups.make(&cgroup_hooks::systemd_pod("besteffort", PROD_UID));
+    let test_cgroup = cgroups.make(&cgroup_hooks::systemd_pod("burstable", TEST_UID));
+    let node = |runtime_default: Option<PathBuf>| Node {
+        netns: t.node.name.clone(),
+        host_paths: BTreeMap::from([
+            ("/sys/fs/cgroup".to_owned(), cgroups.root.clone()),
+            ("/sys/fs/bpf".to_owned(), bpffs.path().to_owned()),
+        ]),
+        volumes: BTreeMap::from([("config".to_owned(), node_config(&rendered, dir.path()))]),
+        fields: BTreeMap::from([
+            ("spec.nodeName".to_owned(), "node-1".to_owned()),
+            ("status.hostIP".to_owned(), HOST_IP.to_owned()),
+            ("metadata.uid".to_owned(), "6f1c2d3e-0000-4000-8000-000000000003".to_owned()),
+        ]),
+        runtime_default,
+    };
+    let podman = Podman::with_image();
+
+    // Under podman's own default profile (CRI-O's): bpf() is refused, and the guard with it.
+    let refused = podman.start("crio-default", &podman_args(pod, container, &node(None), IMAGE));
+    let code = refused.wait(Duration::from_secs(20));
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "the cgroup method ran without bpf() (exit {code:?}):\n{}",
+        refused.output()
+    );
+    let said = refused.logs().1;
+    assert!(
+        said.contains("cannot load the kernel programs") && said.contains("Operation not permitted"),
+        "{}",
+        refused.output()
+    );
+    assert!(bpffs.files().is_empty(), "pins left: {:?}", bpffs.files());
+
+    // Under containerd's: the hooks are attached, and pods are known by their cgroup.
+    let profile = containerd::runtime_default(&added, dir.path());
+    let guard = podman.start("guard", &podman_args(pod, container, &node(Some(profile)), IMAGE));
+    let admin = |path: &str| curl(&t.node, 2, &[&format!("http://{HOST_IP}:8182{path}")]);
+    assert!(
+        wait_until(Duration::from_secs(20), || admin("/readyz").status == 200
+            || !guard.running()),
+        "the guard did not become ready:\n{}",
+        guard.output()
+    );
+    assert!(guard.running(), "{}", guard.output());
+    let pid = guard.pid();
+    assert_eq!(
+        u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap(),
+        caps(&added),
+        "effective capabilities: only {added:?}"
+    );
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+
+    let pod_curl = |ns: &Ns, cgroup: &Path, args: &[&str]| cgroup_hooks::curl(ns, Some(cgroup), args);
+    let url = "http://169.254.169.254/latest/meta-data/instance-id";
+    let token = pod_curl(
+        &t.prod,
+        &prod_cgroup,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "X-aws-ec2-metadata-token-ttl-seconds: 60",
+            "http://169.254.169.254/latest/api/token",
+        ],
+    );
+    assert_eq!(token.status, 200, "{token:?}\n{}", guard.output());
+    let header = format!("X-aws-ec2-metadata-token: {}", token.body.trim());
+    let read = pod_curl(&t.prod, &prod_cgroup, &["-H", &header, url]);
+    assert_eq!((read.status, read.body.as_str()), (200, INSTANCE_ID), "{read:?}");
+    let denied = pod_curl(&t.test, &test_cgroup, &[url]);
+    assert_eq!(denied.status, 403, "{denied:?}");
+    let audit = guard.logs().0;
+    assert!(
+        audit.lines().any(|l| l.contains(r#""pod":"imds/prod-7d4b9c6f5-x2x9q""#)
+            && l.contains(r#""identity":"cgroup""#)),
+        "{audit}"
+    );
+    // No netfilter rule: the hooks alone.
+    assert_eq!(guard_rules(&t.node, Backend::Legacy) + guard_rules(&t.node, Backend::Nft), 0);
+    assert!(!bpffs.files().is_empty(), "no pins in the node's bpffs");
+
+    // Stopped: the pinned hooks stay, pods are refused, nothing reaches the metadata service.
+    guard.stop(pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
+    let before = t.reached_imds();
+    let gone = pod_curl(&t.prod, &prod_cgroup, &[url]);
+    assert_eq!(gone.status, 0, "answered with the guard stopped: {gone:?}");
+    assert_eq!(t.reached_imds(), before, "a pod reached the metadata service");
 }

@@ -10,11 +10,12 @@ cd "$(dirname "$0")/.."
 # tc and clang build and attach the kernel program of tests/netfilter_bypass.rs, with the kernel's
 # and libbpf's headers; clang and llvm-strip rebuild the guard's own kernel programs (checked
 # against the committed object below); nsenter starts the cgroup tests' pod processes. mmdebstrap
-# and umoci build the image (deploy/image/build.sh); podman and runc run it (tests/image.rs).
+# and umoci build the image (deploy/image/build.sh); podman and runc run it, and containerd gives
+# its default seccomp profile (tests/image.rs).
 declare -A want=([ip]=iproute2 [iptables]=iptables [ip6tables]=iptables [conntrack]=conntrack
   [curl]=curl [setpriv]=util-linux [nsenter]=util-linux [python3]=python3 [tc]=iproute2
   [clang]=clang [llvm-strip]=llvm [mmdebstrap]=mmdebstrap [umoci]=umoci [podman]=podman
-  [runc]=runc)
+  [runc]=runc [containerd]=containerd)
 missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")

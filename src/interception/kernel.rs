@@ -156,7 +156,11 @@ pub fn load(pin_dir: &Path) -> Result<Ebpf, InterceptionError> {
     EbpfLoader::new()
         .default_map_pin_directory(&maps)
         .load(OBJECT)
-        .map_err(|e| InterceptionError::Load(e.to_string()))
+        .map_err(|e| {
+            // The cause (a `bpf()` refused, say: no CAP_BPF, or a seccomp profile that allows it
+            // only with CAP_SYS_ADMIN) is in the error's sources.
+            InterceptionError::Load(crate::upstream::error_chain(&e))
+        })
 }
 
 /// Writes the settings, the targets and the backstop's addresses into the (pinned) maps.

@@ -336,6 +336,15 @@ impl Watch {
     }
 
     fn apply(&mut self, scan: Scan) {
+        let complete = if scan.problems.is_empty() {
+            "true"
+        } else {
+            "false"
+        };
+        self.metrics
+            .netfilter_bypass_checks
+            .get_or_create(&crate::metrics::CheckLabels { complete })
+            .inc();
         for problem in &scan.problems {
             if self.said.insert(problem.kind()) {
                 tracing::warn!(error = %problem, "netfilter bypass check incomplete");

@@ -75,7 +75,17 @@ pub async fn start(
             state.bypass.clone(),
         )
     });
-    if !config.netfilter.manage {
+    // The cgroup method intercepts without netfilter, and its DaemonSet has neither the xtables
+    // lock nor iptables-legacy's NET_RAW: a `manage = true` left from the netfilter config (the
+    // cgroup component adds its section to the base's) installs nothing.
+    let manage = config.netfilter.manage && config.interception.method == Method::Netfilter;
+    if config.netfilter.manage && !manage {
+        tracing::info!(
+            "[netfilter] manage = true has no effect with [interception] method = \"cgroup\": \
+             no netfilter rules are installed"
+        );
+    }
+    if !manage {
         let task = watch.map(|watch| keep(None, Some(watch), every, state.clone()));
         return Ok((state, task));
     }

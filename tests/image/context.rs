@@ -22,6 +22,9 @@ pub struct Node {
     pub volumes: BTreeMap<String, PathBuf>,
     /// A downward-API field path (`status.hostIP`) → its value.
     pub fields: BTreeMap<String, String>,
+    /// The profile `RuntimeDefault` stands for: podman's own when `None` (CRI-O's too), or a file
+    /// (containerd's, from tests/image/containerd.rs).
+    pub runtime_default: Option<PathBuf>,
 }
 
 /// The `podman run` options and arguments for `container` of `pod` (a pod spec), ending with the
@@ -35,7 +38,7 @@ pub fn podman_args(pod: &Value, container: &Value, node: &Node, image: &str) -> 
         "--ulimit=nofile=16384:16384".into(),
         "--ulimit=nproc=16384:16384".into(),
     ];
-    args.extend(security(pod, container));
+    args.extend(security(pod, container, node));
     args.extend(env(container, node));
     args.extend(mounts(pod, container, node));
     if let Some(command) = container.get("command") {
@@ -68,7 +71,7 @@ fn object(v: &Value) -> Map<String, Value> {
 
 /// The security context: the pod's fields that apply to containers, overridden by the
 /// container's.
-fn security(pod: &Value, container: &Value) -> Vec<String> {
+fn security(pod: &Value, container: &Value, node: &Node) -> Vec<String> {
     let mut merged = Map::new();
     for (key, value) in object(&pod["securityContext"]) {
         match key.as_str() {
@@ -130,8 +133,13 @@ fn security(pod: &Value, container: &Value) -> Vec<String> {
                 }
             }
             "seccompProfile" => match value["type"].as_str() {
-                // The runtime's own default profile: podman applies it unless told otherwise.
-                Some("RuntimeDefault") => {}
+                // The runtime's own default profile: podman applies its own unless told
+                // otherwise.
+                Some("RuntimeDefault") => {
+                    if let Some(profile) = &node.runtime_default {
+                        args.push(format!("--security-opt=seccomp={}", profile.display()));
+                    }
+                }
                 Some("Unconfined") => args.push("--security-opt=seccomp=unconfined".into()),
                 other => panic!("seccompProfile type {other:?}: not known to tests/image/context.rs"),
             },

@@ -119,4 +119,13 @@ fn a_check_sets_the_gauge_and_the_readiness_text() {
         text.contains(r#"imds_guard_netfilter_bypass_suspected{interface="lxc2"} 0"#),
         "{text}"
     );
+    // One check could not read everything (tc missing), the other could.
+    for complete in ["true", "false"] {
+        assert!(
+            text.contains(&format!(
+                "imds_guard_netfilter_bypass_checks_total{{complete=\"{complete}\"}} 1"
+            )),
+            "{text}"
+        );
+    }
 }
