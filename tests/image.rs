@@ -99,7 +99,10 @@ fn unpack() -> Unpacked {
         manifests[0]["annotations"]["org.opencontainers.image.ref.name"],
         format!("imds-guard:{}", env!("CARGO_PKG_VERSION"))
     );
-    assert_eq!(manifests[0]["annotations"]["io.containerd.image.name"], IMAGE);
+    assert_eq!(
+        manifests[0]["annotations"]["io.containerd.image.name"],
+        IMAGE
+    );
     let manifest = json(read(manifests[0]["digest"].as_str().unwrap()));
     let config = json(read(manifest["config"]["digest"].as_str().unwrap()));
     let layers = manifest["layers"].as_array().expect("layers");
@@ -214,7 +217,11 @@ fn the_dockerfile_and_the_build_script_make_one_image() {
     assert_eq!(strs(&config["Entrypoint"]), last.entrypoint, "entrypoint");
     assert_eq!(strs(&config["Cmd"]), last.cmd, "command");
     assert_eq!(config["User"], last.user.as_str(), "user");
-    assert_eq!(config["WorkingDir"], last.workdir.as_str(), "working directory");
+    assert_eq!(
+        config["WorkingDir"],
+        last.workdir.as_str(),
+        "working directory"
+    );
     assert_eq!(strs(&config["Env"]), last.env, "environment");
     let labels: BTreeMap<String, String> =
         serde_json::from_value(config["Labels"].clone()).expect("labels");
@@ -240,7 +247,9 @@ fn the_dockerfile_and_the_build_script_make_one_image() {
         .find(|s| s.runs.iter().any(|r| r.contains("rootfs.sh")))
         .expect("a stage that runs deploy/image/rootfs.sh");
     assert!(
-        rootfs_stage.copies.contains(&"deploy/image/ /image/".to_owned()),
+        rootfs_stage
+            .copies
+            .contains(&"deploy/image/ /image/".to_owned()),
         "the rootfs stage copies deploy/image/ (the script and its package list): {:?}",
         rootfs_stage.copies
     );
@@ -281,10 +290,7 @@ fn the_dockerfile_and_the_build_script_make_one_image() {
     }
     // No shell, no package manager.
     for path in ["bin/sh", "bin/bash", "usr/bin/dpkg", "usr/bin/apt"] {
-        assert!(
-            !image.rootfs.join(path).exists(),
-            "{path} is in the image"
-        );
+        assert!(!image.rootfs.join(path).exists(), "{path} is in the image");
     }
     let os = std::fs::read_to_string(image.rootfs.join("usr/lib/os-release")).unwrap();
     assert!(os.contains("VERSION_CODENAME=bookworm"), "{os}");
@@ -304,7 +310,10 @@ fn the_image_answers_version_and_carries_its_labels() {
         IMAGE,
         "--version",
     ]);
-    assert_eq!(out.trim(), concat!("imds-guard ", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        out.trim(),
+        concat!("imds-guard ", env!("CARGO_PKG_VERSION"))
+    );
     let labels: BTreeMap<String, String> = serde_json::from_str(&podman.ok(&[
         "image",
         "inspect",
@@ -372,7 +381,12 @@ impl Topology {
     fn build() -> Topology {
         let (node, imds) = (Ns::new("node"), Ns::new("imds"));
         let (prod, test) = (Ns::new("prod"), Ns::new("test"));
-        link(&node, "up0 169.254.0.1/16", &imds, "eth0 169.254.169.254/16");
+        link(
+            &node,
+            "up0 169.254.0.1/16",
+            &imds,
+            "eth0 169.254.169.254/16",
+        );
         link(&node, "cali1 10.200.1.1/24", &prod, "eth0 10.200.1.2/24");
         link(&node, "cali2 10.200.2.1/24", &test, "eth0 10.200.2.2/24");
         imds.sh("ip route add default via 169.254.0.1");
@@ -497,7 +511,17 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
     t.node
         .ok(&[&tool, "-t", "mangle", "-N", "KUBE-IPTABLES-HINT"]);
     t.node.ok(&[
-        &tool, "-t", "nat", "-A", "POSTROUTING", "-s", "10.200.0.0/16", "!", "-o", "cali+", "-j",
+        &tool,
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "10.200.0.0/16",
+        "!",
+        "-o",
+        "cali+",
+        "-j",
         "MASQUERADE",
     ]);
 
@@ -511,7 +535,10 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
         fields: BTreeMap::from([
             ("spec.nodeName".to_owned(), "node-1".to_owned()),
             ("status.hostIP".to_owned(), HOST_IP.to_owned()),
-            ("metadata.uid".to_owned(), "6f1c2d3e-0000-4000-8000-000000000001".to_owned()),
+            (
+                "metadata.uid".to_owned(),
+                "6f1c2d3e-0000-4000-8000-000000000001".to_owned(),
+            ),
         ]),
         runtime_default: None,
     };
@@ -530,7 +557,10 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
     let pid = guard.pid();
     let context = &container["securityContext"];
     let added: Vec<&str> = render::strings(&context["capabilities"]["add"]);
-    assert_eq!(status_field(pid, "Uid").split_whitespace().next(), Some("0"));
+    assert_eq!(
+        status_field(pid, "Uid").split_whitespace().next(),
+        Some("0")
+    );
     assert_eq!(
         u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap(),
         caps(&added),
@@ -544,7 +574,11 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
         .find(|l| l.split(' ').nth(4) == Some("/"))
         .expect("the root mount");
     assert!(
-        root.split(' ').nth(5).unwrap().split(',').any(|o| o == "ro"),
+        root.split(' ')
+            .nth(5)
+            .unwrap()
+            .split(',')
+            .any(|o| o == "ro"),
         "the root is read-only: {root}"
     );
 
@@ -577,7 +611,11 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
     assert_eq!(token.status, 200, "{token:?}\n{}", guard.output());
     let token = token_of(&token);
     let read = get(&t.prod, "/latest/meta-data/instance-id", Some(&token));
-    assert_eq!((read.status, read.body.as_str()), (200, INSTANCE_ID), "{read:?}");
+    assert_eq!(
+        (read.status, read.body.as_str()),
+        (200, INSTANCE_ID),
+        "{read:?}"
+    );
     let refused = get(&t.test, "/latest/meta-data/instance-id", None);
     assert_eq!(refused.status, 403, "{refused:?}");
 
@@ -600,18 +638,23 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
             .collect()
     };
     assert!(
-        decision_of("imds/prod-7d4b9c6f5-x2x9q").iter().any(|d| d == "allow"),
+        decision_of("imds/prod-7d4b9c6f5-x2x9q")
+            .iter()
+            .any(|d| d == "allow"),
         "{audit:?}"
     );
     assert!(
-        decision_of("imds/test-5f6d8b7c9-k8k7p").iter().any(|d| d == "deny"),
+        decision_of("imds/test-5f6d8b7c9-k8k7p")
+            .iter()
+            .any(|d| d == "deny"),
         "{audit:?}"
     );
     let metrics = admin("/metrics");
     assert_eq!(metrics.status, 200, "{metrics:?}");
     assert!(
-        metrics.body.lines().any(|l| l.starts_with("imds_guard_requests_total{")
-            && l.contains("decision=\"allow\"")),
+        metrics.body.lines().any(
+            |l| l.starts_with("imds_guard_requests_total{") && l.contains("decision=\"allow\"")
+        ),
         "{}",
         metrics.body
     );
@@ -620,11 +663,21 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
     // reaches the metadata service.
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
     guard.stop(grace);
-    assert!(guard_rules(&t.node, backend) > 0, "the rules went with the guard");
+    assert!(
+        guard_rules(&t.node, backend) > 0,
+        "the rules went with the guard"
+    );
     let before = t.reached_imds();
     let direct: Got = get(&t.prod, "/latest/meta-data/instance-id", None);
-    assert_eq!(direct.status, 0, "a pod got an answer with the guard stopped: {direct:?}");
-    assert_eq!(t.reached_imds(), before, "a pod reached the metadata service");
+    assert_eq!(
+        direct.status, 0,
+        "a pod got an answer with the guard stopped: {direct:?}"
+    );
+    assert_eq!(
+        t.reached_imds(),
+        before,
+        "a pod reached the metadata service"
+    );
 }
 
 #[test]
@@ -658,7 +711,11 @@ fn podinfo(labels: &Value, dir: &Path) -> PathBuf {
 
 #[test]
 fn the_sidecar_example_guards_its_pod() {
-    preflight(&[("ip", "iproute2"), ("curl", "curl"), ("setpriv", "util-linux")]);
+    preflight(&[
+        ("ip", "iproute2"),
+        ("curl", "curl"),
+        ("setpriv", "util-linux"),
+    ]);
     let rendered = render::render(&render::deploy_dir().join("sidecar/example"));
     let deployment = render::one(&rendered, "Deployment");
     let template = &deployment["spec"]["template"];
@@ -710,8 +767,14 @@ fn the_sidecar_example_guards_its_pod() {
         ]),
         fields: BTreeMap::from([
             ("metadata.namespace".to_owned(), "shop".to_owned()),
-            ("metadata.name".to_owned(), "inventory-api-6d9f7-abcde".to_owned()),
-            ("metadata.uid".to_owned(), "6f1c2d3e-0000-4000-8000-000000000002".to_owned()),
+            (
+                "metadata.name".to_owned(),
+                "inventory-api-6d9f7-abcde".to_owned(),
+            ),
+            (
+                "metadata.uid".to_owned(),
+                "6f1c2d3e-0000-4000-8000-000000000002".to_owned(),
+            ),
         ]),
         runtime_default: None,
     };
@@ -733,7 +796,10 @@ fn the_sidecar_example_guards_its_pod() {
         guard.output()
     );
     let pid = guard.pid();
-    assert_eq!(status_field(pid, "Uid").split_whitespace().next(), Some("1337"));
+    assert_eq!(
+        status_field(pid, "Uid").split_whitespace().next(),
+        Some("1337")
+    );
     assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
     assert_eq!(status_field(pid, "Seccomp"), "2");
@@ -766,8 +832,15 @@ fn the_sidecar_example_guards_its_pod() {
     guard.stop(pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
     let before = reached();
     let gone = workload("/latest/meta-data/placement/availability-zone");
-    assert_eq!(gone.status, 0, "answered with the sidecar stopped: {gone:?}");
-    assert_eq!(reached(), before, "the workload reached the metadata service");
+    assert_eq!(
+        gone.status, 0,
+        "answered with the sidecar stopped: {gone:?}"
+    );
+    assert_eq!(
+        reached(),
+        before,
+        "the workload reached the metadata service"
+    );
 }
 
 #[test]
@@ -812,8 +885,15 @@ fn a_security_context_the_image_cannot_live_with_stops_the_guard() {
     // Refused before it served: no pod got an answer, and no rule half-installed.
     assert_eq!(guard_rules(&t.node, Backend::Legacy), 0);
     assert_eq!(guard_rules(&t.node, Backend::Nft), 0);
-    let proxy = curl(&t.node, 2, &[&format!("http://{HOST_IP}:8181/latest/meta-data/")]);
-    assert_eq!(proxy.status, 0, "something answers on the proxy port: {proxy:?}");
+    let proxy = curl(
+        &t.node,
+        2,
+        &[&format!("http://{HOST_IP}:8181/latest/meta-data/")],
+    );
+    assert_eq!(
+        proxy.status, 0,
+        "something answers on the proxy port: {proxy:?}"
+    );
 }
 
 /// The cgroup interception's DaemonSet: hooks on the node's pods' cgroups (a subtree of the test's
@@ -821,7 +901,11 @@ fn a_security_context_the_image_cannot_live_with_stops_the_guard() {
 /// of the test's own.
 #[test]
 fn the_cgroup_daemonset_guards_a_node() {
-    preflight(&[("ip", "iproute2"), ("curl", "curl"), ("nsenter", "util-linux")]);
+    preflight(&[
+        ("ip", "iproute2"),
+        ("curl", "curl"),
+        ("nsenter", "util-linux"),
+    ]);
     let rendered = render::overlay(&["cgroup-interception"]);
     let (pod, container) = render::guard(&rendered);
     let added = render::strings(&container["securityContext"]["capabilities"]["add"]);
@@ -841,14 +925,20 @@ fn the_cgroup_daemonset_guards_a_node() {
         fields: BTreeMap::from([
             ("spec.nodeName".to_owned(), "node-1".to_owned()),
             ("status.hostIP".to_owned(), HOST_IP.to_owned()),
-            ("metadata.uid".to_owned(), "6f1c2d3e-0000-4000-8000-000000000003".to_owned()),
+            (
+                "metadata.uid".to_owned(),
+                "6f1c2d3e-0000-4000-8000-000000000003".to_owned(),
+            ),
         ]),
         runtime_default,
     };
     let podman = Podman::with_image();
 
     // Under podman's own default profile (CRI-O's): bpf() is refused, and the guard with it.
-    let refused = podman.start("crio-default", &podman_args(pod, container, &node(None), IMAGE));
+    let refused = podman.start(
+        "crio-default",
+        &podman_args(pod, container, &node(None), IMAGE),
+    );
     let code = refused.wait(Duration::from_secs(20));
     assert!(
         code.is_some_and(|c| c != 0),
@@ -857,7 +947,8 @@ fn the_cgroup_daemonset_guards_a_node() {
     );
     let said = refused.logs().1;
     assert!(
-        said.contains("cannot load the kernel programs") && said.contains("Operation not permitted"),
+        said.contains("cannot load the kernel programs")
+            && said.contains("Operation not permitted"),
         "{}",
         refused.output()
     );
@@ -865,7 +956,10 @@ fn the_cgroup_daemonset_guards_a_node() {
 
     // Under containerd's: the hooks are attached, and pods are known by their cgroup.
     let profile = containerd::runtime_default(&added, dir.path());
-    let guard = podman.start("guard", &podman_args(pod, container, &node(Some(profile)), IMAGE));
+    let guard = podman.start(
+        "guard",
+        &podman_args(pod, container, &node(Some(profile)), IMAGE),
+    );
     let admin = |path: &str| curl(&t.node, 2, &[&format!("http://{HOST_IP}:8182{path}")]);
     assert!(
         wait_until(Duration::from_secs(20), || admin("/readyz").status == 200
@@ -883,7 +977,8 @@ fn the_cgroup_daemonset_guards_a_node() {
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
     assert_eq!(status_field(pid, "Seccomp"), "2");
 
-    let pod_curl = |ns: &Ns, cgroup: &Path, args: &[&str]| cgroup_hooks::curl(ns, Some(cgroup), args);
+    let pod_curl =
+        |ns: &Ns, cgroup: &Path, args: &[&str]| cgroup_hooks::curl(ns, Some(cgroup), args);
     let url = "http://169.254.169.254/latest/meta-data/instance-id";
     let token = pod_curl(
         &t.prod,
@@ -899,17 +994,26 @@ fn the_cgroup_daemonset_guards_a_node() {
     assert_eq!(token.status, 200, "{token:?}\n{}", guard.output());
     let header = format!("X-aws-ec2-metadata-token: {}", token.body.trim());
     let read = pod_curl(&t.prod, &prod_cgroup, &["-H", &header, url]);
-    assert_eq!((read.status, read.body.as_str()), (200, INSTANCE_ID), "{read:?}");
+    assert_eq!(
+        (read.status, read.body.as_str()),
+        (200, INSTANCE_ID),
+        "{read:?}"
+    );
     let denied = pod_curl(&t.test, &test_cgroup, &[url]);
     assert_eq!(denied.status, 403, "{denied:?}");
     let audit = guard.logs().0;
     assert!(
-        audit.lines().any(|l| l.contains(r#""pod":"imds/prod-7d4b9c6f5-x2x9q""#)
-            && l.contains(r#""identity":"cgroup""#)),
+        audit
+            .lines()
+            .any(|l| l.contains(r#""pod":"imds/prod-7d4b9c6f5-x2x9q""#)
+                && l.contains(r#""identity":"cgroup""#)),
         "{audit}"
     );
     // No netfilter rule: the hooks alone.
-    assert_eq!(guard_rules(&t.node, Backend::Legacy) + guard_rules(&t.node, Backend::Nft), 0);
+    assert_eq!(
+        guard_rules(&t.node, Backend::Legacy) + guard_rules(&t.node, Backend::Nft),
+        0
+    );
     assert!(!bpffs.files().is_empty(), "no pins in the node's bpffs");
 
     // Stopped: the pinned hooks stay, pods are refused, nothing reaches the metadata service.
@@ -917,5 +1021,9 @@ fn the_cgroup_daemonset_guards_a_node() {
     let before = t.reached_imds();
     let gone = pod_curl(&t.prod, &prod_cgroup, &[url]);
     assert_eq!(gone.status, 0, "answered with the guard stopped: {gone:?}");
-    assert_eq!(t.reached_imds(), before, "a pod reached the metadata service");
+    assert_eq!(
+        t.reached_imds(),
+        before,
+        "a pod reached the metadata service"
+    );
 }

@@ -89,7 +89,10 @@ pub fn runtime_default(caps: &[&str], dir: &Path) -> PathBuf {
     let info: serde_json::Value =
         serde_json::from_str(&ctr(&["containers", "info", "profile"])).expect("container info");
     let profile = &info["Spec"]["linux"]["seccomp"];
-    assert!(profile["syscalls"].is_array(), "no seccomp profile in {info}");
+    assert!(
+        profile["syscalls"].is_array(),
+        "no seccomp profile in {info}"
+    );
     let path = dir.join("containerd-runtime-default.json");
     std::fs::write(&path, profile.to_string()).expect("write profile");
     ctr(&["containers", "delete", "profile"]);

@@ -53,7 +53,10 @@ pub fn podman_args(pod: &Value, container: &Value, node: &Node, image: &str) -> 
         Some(_) => format!("docker.io/{named}"),
         None => format!("docker.io/library/{named}"),
     };
-    assert_eq!(normalized, image, "the manifest runs {named}, not the image built here");
+    assert_eq!(
+        normalized, image,
+        "the manifest runs {named}, not the image built here"
+    );
     args.push(image.to_owned());
     args.extend(strings(&container["args"]).into_iter().map(str::to_owned));
     args
@@ -141,7 +144,9 @@ fn security(pod: &Value, container: &Value, node: &Node) -> Vec<String> {
                     }
                 }
                 Some("Unconfined") => args.push("--security-opt=seccomp=unconfined".into()),
-                other => panic!("seccompProfile type {other:?}: not known to tests/image/context.rs"),
+                other => {
+                    panic!("seccompProfile type {other:?}: not known to tests/image/context.rs")
+                }
             },
             other => panic!("securityContext.{other}: not known to tests/image/context.rs"),
         }
@@ -221,7 +226,10 @@ fn mounts(pod: &Value, container: &Value, node: &Node) -> Vec<String> {
             // The kubelet backs it with the node's disk or, with medium Memory, a tmpfs.
             let mut tmpfs = format!("--tmpfs={target}:rw");
             if let Some(size) = empty["sizeLimit"].as_str() {
-                tmpfs.push_str(&format!(",size={}", size.trim_end_matches('i').to_lowercase()));
+                tmpfs.push_str(&format!(
+                    ",size={}",
+                    size.trim_end_matches('i').to_lowercase()
+                ));
             }
             args.push(tmpfs);
             continue;

@@ -142,7 +142,14 @@ pub struct Container<'a> {
 impl Container<'_> {
     fn inspect(&self, format: &str) -> String {
         self.podman
-            .ok(&["inspect", "--type", "container", "--format", format, &self.name])
+            .ok(&[
+                "inspect",
+                "--type",
+                "container",
+                "--format",
+                format,
+                &self.name,
+            ])
             .trim()
             .to_owned()
     }
