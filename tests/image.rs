@@ -305,8 +305,8 @@ fn the_image_answers_version_and_carries_its_labels() {
         "--rm",
         "--pull=never",
         "--network=none",
-        "--ulimit=nofile=16384:16384",
-        "--ulimit=nproc=16384:16384",
+        podman::LIMITS[0],
+        podman::LIMITS[1],
         IMAGE,
         "--version",
     ]);
@@ -335,8 +335,8 @@ fn the_image_answers_version_and_carries_its_labels() {
         "--rm",
         "--pull=never",
         "--network=none",
-        "--ulimit=nofile=16384:16384",
-        "--ulimit=nproc=16384:16384",
+        podman::LIMITS[0],
+        podman::LIMITS[1],
         "--entrypoint=/bin/sh",
         IMAGE,
         "-c",
@@ -415,13 +415,45 @@ impl Topology {
 
     /// Connections that have reached the metadata service so far.
     fn reached_imds(&self) -> u64 {
-        let out = self.imds.ok(&["iptables", "-L", "INPUT", "-n", "-v", "-x"]);
-        out.lines()
-            .find(|l| l.contains("dpt:80"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .expect("the counting rule")
+        reached(&self.imds)
     }
+}
+
+/// The connections that the counting rule in `imds` has seen.
+fn reached(imds: &Ns) -> u64 {
+    let out = imds.ok(&["iptables", "-L", "INPUT", "-n", "-v", "-x"]);
+    out.lines()
+        .find(|l| l.contains("dpt:80"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the counting rule")
+}
+
+/// Waits for the node guard's `/readyz` (200) on the node's admin port.
+fn wait_ready(t: &Topology, guard: &podman::Container) {
+    let ready = || curl(&t.node, 2, &[&format!("http://{HOST_IP}:8182/readyz")]).status == 200;
+    assert!(
+        wait_until(Duration::from_secs(20), || ready() || !guard.running()),
+        "the guard did not become ready:\n{}",
+        guard.output()
+    );
+    assert!(guard.running(), "{}", guard.output());
+}
+
+/// That the runtime applied a security context to the container's process `pid`: its uid, exactly
+/// the capabilities `added` (names without `CAP_`), no privilege escalation, a seccomp filter.
+fn assert_context(pid: u32, uid: u32, added: &[&str]) {
+    assert_eq!(
+        status_field(pid, "Uid").split_whitespace().next(),
+        Some(uid.to_string().as_str())
+    );
+    assert_eq!(
+        u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap(),
+        caps(added),
+        "effective capabilities: only {added:?}"
+    );
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(status_field(pid, "Seccomp"), "2", "a seccomp filter");
 }
 
 /// The manifest's config with a static inventory in place of the Kubernetes watch (no API server
@@ -545,29 +577,12 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
     let podman = Podman::with_image();
     let guard = podman.start("guard", &podman_args(pod, container, &node, IMAGE));
     let admin = |path: &str| curl(&t.node, 2, &[&format!("http://{HOST_IP}:8182{path}")]);
-    assert!(
-        wait_until(Duration::from_secs(20), || admin("/readyz").status == 200
-            || !guard.running()),
-        "the guard did not become ready:\n{}",
-        guard.output()
-    );
-    assert!(guard.running(), "{}", guard.output());
+    wait_ready(&t, &guard);
 
     // The runtime applied the manifest's security context.
     let pid = guard.pid();
-    let context = &container["securityContext"];
-    let added: Vec<&str> = render::strings(&context["capabilities"]["add"]);
-    assert_eq!(
-        status_field(pid, "Uid").split_whitespace().next(),
-        Some("0")
-    );
-    assert_eq!(
-        u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap(),
-        caps(&added),
-        "effective capabilities: only {added:?}"
-    );
-    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
-    assert_eq!(status_field(pid, "Seccomp"), "2", "a seccomp filter");
+    let added = render::strings(&container["securityContext"]["capabilities"]["add"]);
+    assert_context(pid, 0, &added);
     let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     let root = mounts
         .lines()
@@ -742,14 +757,6 @@ fn the_sidecar_example_guards_its_pod() {
         "the emulator did not start:\n{}",
         emulator.output()
     );
-    let reached = || {
-        imds.ok(&["iptables", "-L", "INPUT", "-n", "-v", "-x"])
-            .lines()
-            .find(|l| l.contains("dpt:80"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .expect("the counting rule")
-    };
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config");
@@ -795,14 +802,7 @@ fn the_sidecar_example_guards_its_pod() {
         "the sidecar did not become ready:\n{}",
         guard.output()
     );
-    let pid = guard.pid();
-    assert_eq!(
-        status_field(pid, "Uid").split_whitespace().next(),
-        Some("1337")
-    );
-    assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
-    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
-    assert_eq!(status_field(pid, "Seccomp"), "2");
+    assert_context(guard.pid(), 1337, &[]);
 
     // The workload: the placement every pod may read; not the instance id (its label is "false").
     let workload = |path: &str| {
@@ -830,14 +830,14 @@ fn the_sidecar_example_guards_its_pod() {
 
     // The sidecar gone: the pod's rules stay, and its requests go nowhere.
     guard.stop(pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
-    let before = reached();
+    let before = reached(&imds);
     let gone = workload("/latest/meta-data/placement/availability-zone");
     assert_eq!(
         gone.status, 0,
         "answered with the sidecar stopped: {gone:?}"
     );
     assert_eq!(
-        reached(),
+        reached(&imds),
         before,
         "the workload reached the metadata service"
     );
@@ -960,22 +960,8 @@ fn the_cgroup_daemonset_guards_a_node() {
         "guard",
         &podman_args(pod, container, &node(Some(profile)), IMAGE),
     );
-    let admin = |path: &str| curl(&t.node, 2, &[&format!("http://{HOST_IP}:8182{path}")]);
-    assert!(
-        wait_until(Duration::from_secs(20), || admin("/readyz").status == 200
-            || !guard.running()),
-        "the guard did not become ready:\n{}",
-        guard.output()
-    );
-    assert!(guard.running(), "{}", guard.output());
-    let pid = guard.pid();
-    assert_eq!(
-        u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap(),
-        caps(&added),
-        "effective capabilities: only {added:?}"
-    );
-    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
-    assert_eq!(status_field(pid, "Seccomp"), "2");
+    wait_ready(&t, &guard);
+    assert_context(guard.pid(), 0, &added);
 
     let pod_curl =
         |ns: &Ns, cgroup: &Path, args: &[&str]| cgroup_hooks::curl(ns, Some(cgroup), args);

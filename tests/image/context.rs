@@ -33,11 +33,8 @@ pub fn podman_args(pod: &Value, container: &Value, node: &Node, image: &str) -> 
     let mut args: Vec<String> = vec![
         "--pull=never".into(),
         format!("--network=ns:/run/netns/{}", node.netns),
-        // This machine gives root no CAP_SYS_RESOURCE, so no container may raise a limit to the
-        // hard one: the runtime's defaults (its maximum) are lowered to values it can set.
-        "--ulimit=nofile=16384:16384".into(),
-        "--ulimit=nproc=16384:16384".into(),
     ];
+    args.extend(super::podman::LIMITS.map(String::from));
     args.extend(security(pod, container, node));
     args.extend(env(container, node));
     args.extend(mounts(pod, container, node));

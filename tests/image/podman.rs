@@ -27,6 +27,11 @@ pub fn archive() -> PathBuf {
 /// The name the image is loaded under (the archive's containerd name, which podman takes too).
 pub const IMAGE: &str = concat!("docker.io/library/imds-guard:", env!("CARGO_PKG_VERSION"));
 
+/// Limits for every container: this machine gives root no CAP_SYS_RESOURCE, so no container may
+/// raise a limit to the hard one, and the runtime's defaults (its maximum) are lowered to values
+/// it can set.
+pub const LIMITS: [&str; 2] = ["--ulimit=nofile=16384:16384", "--ulimit=nproc=16384:16384"];
+
 /// One podman store with the image loaded.
 pub struct Podman {
     dir: tempfile::TempDir,
