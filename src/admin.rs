@@ -71,7 +71,7 @@ impl Admin {
                 let mut response = text(StatusCode::OK, "");
                 *response.body_mut() = Full::new(Bytes::from(format!(
                     "ready\nnetfilter may be bypassed: BPF programs on the ingress of {} \
-                     (see README \"When netfilter is bypassed\")\n",
+                     (see docs/interception.md, \"When netfilter is bypassed\")\n",
                     suspected.join(", ")
                 )));
                 response

@@ -10,11 +10,12 @@
 //! truncated 200, and the audit line knows the exact size.
 //!
 //! Why an own pool rather than hyper-util's pooled client: measured with `bench/run.py` in
-//! alternating runs (README, "Performance"), the guard's peak memory after `wrk -t2 -c256` fell
-//! from 30.8 and 30.0 MiB to 22.3 and 22.2 MiB, with about the same throughput at 32 connections
-//! and somewhat less at 256 (requests queue for the 64 connections); and each worker thread owns
-//! its share of the connections, which a client shared across threads cannot give. Kept for the
-//! memory, which is what a node's DaemonSet is sized by.
+//! alternating runs (README.md's "Performance", in git history; current figures in
+//! docs/performance.md), the guard's peak memory after `wrk -t2 -c256` fell from 30.8 and 30.0 MiB
+//! to 22.3 and 22.2 MiB, with about the same throughput at 32 connections and somewhat less at 256
+//! (requests queue for the 64 connections); and each worker thread owns its share of the
+//! connections, which a client shared across threads cannot give. Kept for the memory, which is
+//! what a node's DaemonSet is sized by.
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;

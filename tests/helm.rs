@@ -12,7 +12,7 @@
 //! cgroup interception), monitoring against the monitoring component, and the sidecar example
 //! against `deploy/sidecar/example`. The configs the chart renders pass the real binary's `check`, and
 //! their policy decides as its values say (`imds-guard explain`). Every value is commented in
-//! `values.yaml` and named in deploy/README.md's Helm table.
+//! `values.yaml` and named in docs/deploy.md's Helm table.
 //!
 //! `helm` must have been built by `tests/support/helm/build.sh` (tests/run.sh does it); `kubectl`,
 //! `kubernetes-validate` and `python3` with PyYAML as for `deploy.rs`. Missing, they fail the
@@ -967,7 +967,7 @@ fn value_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
 }
 
 #[test]
-fn every_value_is_commented_and_in_the_readme_table() {
+fn every_value_is_commented_and_in_the_deploy_docs_table() {
     // Every key of values.yaml has a comment on the line above (maps of Kubernetes' own fields
     // under a commented key excepted).
     let text = read(&chart_dir().join("values.yaml"));
@@ -1001,12 +1001,12 @@ fn every_value_is_commented_and_in_the_readme_table() {
         missing.join("\n")
     );
 
-    // And deploy/README.md's Helm section names every value.
-    let readme = read(&repo("deploy/README.md"));
-    let helm = readme
+    // And docs/deploy.md's Helm section names every value.
+    let docs = read(&repo("docs/deploy.md"));
+    let helm = docs
         .split_once("\n## Helm")
         .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(rest))
-        .expect("deploy/README.md has a Helm section");
+        .expect("docs/deploy.md has a Helm section");
     let mut paths = Vec::new();
     value_paths(
         &values_of(&chart_dir().join("values.yaml").display().to_string()),
@@ -1019,7 +1019,7 @@ fn every_value_is_commented_and_in_the_readme_table() {
         .collect();
     assert!(
         absent.is_empty(),
-        "values missing from deploy/README.md's Helm table: {absent:?}"
+        "values missing from docs/deploy.md's Helm table: {absent:?}"
     );
 }
 

@@ -74,7 +74,7 @@ pub enum ScanError {
     Tc { interface: String, reason: String },
     #[error(
         "cannot list the tcx programs on {interface} (kernel 6.6 and later; bpf() with CAP_BPF and \
-         CAP_NET_ADMIN, and a seccomp profile that allows it: deploy/README.md): {reason}"
+         CAP_NET_ADMIN, and a seccomp profile that allows it: docs/deploy.md): {reason}"
     )]
     Tcx { interface: String, reason: String },
 }

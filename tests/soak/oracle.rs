@@ -1,10 +1,11 @@
 //! The soak's oracle and judge.
 //!
-//! The oracle re-implements, from the README's description and without calling the crate, what
-//! the guard must decide for one request under the soak's policy (written as TOML in
-//! `soak.rs`): allow or deny, the reason, the rule named, the status the client must see. The
-//! judge holds one audit line against the request it belongs to, the pod its `pod_uid` names
-//! (each uid has fixed labels for life) and the times each source address had no pod.
+//! The oracle re-implements, from the description in docs/configuration.md ("How decisions are
+//! made") and without calling the crate, what the guard must decide for one request under the
+//! soak's policy (written as TOML in `soak.rs`): allow or deny, the reason, the rule named, the
+//! status the client must see. The judge holds one audit line against the request it belongs to,
+//! the pod its `pod_uid` names (each uid has fixed labels for life) and the times each source
+//! address had no pod.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
