@@ -16,7 +16,7 @@ FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 # A glibc build on the same Debian release as the root filesystem, so the libraries match.
-RUN cargo build --release --locked --bin imds-guard \
+RUN cargo build --release --locked --no-default-features --bin imds-guard \
  && cp target/release/imds-guard /imds-guard
 
 FROM debian:bookworm AS rootfs

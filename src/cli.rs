@@ -17,11 +17,12 @@ use imds_guard_core::cloud::Cloud;
 use crate::canary;
 use crate::config::{Config, Source};
 use crate::disposition::{Disposal, Refusal};
-use crate::emulator::TokenMode;
 use crate::imds::Method;
 use crate::inventory::{self, Feed, InventoryError, Lookup};
 use crate::netfilter::{self, NetfilterError, Settings};
 use crate::policy::{Facts, Reason, Verdict};
+#[cfg(feature = "emulator")]
+use imds_guard_emulator::TokenMode;
 
 /// imds-guard: keeps pods away from the cloud instance metadata service unless a policy allows
 /// them, and audits every request.
@@ -45,7 +46,16 @@ pub enum Command {
     /// Run the proxy: identify pods, apply the policy, forward or refuse, audit.
     Run(RunArgs),
     /// Serve an emulator of a cloud's instance metadata service (AWS by default).
+    #[cfg(feature = "emulator")]
     Emulate(EmulateArgs),
+    /// Refused: this build has no emulator (built without the `emulator` feature, as the
+    /// shipped image is).
+    #[cfg(not(feature = "emulator"))]
+    #[command(hide = true)]
+    Emulate {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Validate a config file: exit 0 if valid, otherwise name the key and why.
     Check(ConfigArg),
     /// Show the decision for one request without sending anything.
@@ -200,6 +210,7 @@ pub struct RunArgs {
     pub watch_config_ms: u64,
 }
 
+#[cfg(feature = "emulator")]
 #[derive(Debug, Args)]
 pub struct EmulateArgs {
     /// Address to listen on.

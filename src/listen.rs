@@ -1,12 +1,12 @@
-//! The one accept loop: everything that listens (the pods' listener, the admin port, the built-in
-//! emulator) accepts, limits, refuses, backs off and drains here.
+//! The guard's accept loop: everything the guard listens on (the pods' listener, the admin port,
+//! the canary's port) accepts, caps, refuses, backs off and drains here.
 //!
-//! A connection is admitted by the connection limits (or answered with the fixed 429 and closed),
-//! served by hyper's HTTP/1 server with a header read timeout and a bounded read buffer, and given
-//! a [`TtlHandle`] with which its handler chooses the IP TTL of an answer (the hop limit of token
-//! answers). On stop, the listener closes and open connections get a grace period to finish.
+//! A connection is admitted by the connection caps (or answered with the fixed 429 and closed),
+//! served by `imds_guard_net::serve_connection` (hyper's HTTP/1 server with a header read timeout
+//! and a bounded read buffer), and given a [`TtlHandle`] with which its handler chooses the IP TTL
+//! of an answer (the hop limit of token answers). On stop, the listener closes and open
+//! connections get a grace period to finish.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -17,16 +17,14 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::cloud::Cloud;
 use crate::limits::{ConnLimits, Limit, Permit};
 use crate::metrics::{LimitLabels, Metrics};
-use crate::net::{TtlHandle, TtlStream};
 use crate::respond::connection_refusal;
+use imds_guard_net::{accept_failed, drain, serve_connection, TtlHandle};
 
 /// How a listener treats its connections.
 #[derive(Clone)]
@@ -133,57 +131,6 @@ fn admit(peer: SocketAddr, connections: &Connections) -> Result<Option<Permit>, 
         .as_ref()
         .map(|limits| limits.acquire(peer.ip()))
         .transpose()
-}
-
-/// Out of file descriptors and the like: back off instead of spinning.
-async fn accept_failed(e: &std::io::Error) {
-    tracing::warn!(error = %e, "accept failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-}
-
-/// Serves one connection with hyper on the current runtime. `make` gets the connection's
-/// [`TtlHandle`] and gives the request handler; the connection's `permit` goes back when it ends.
-pub fn serve_connection<H, F>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: Option<Permit>,
-    header_read_timeout: Duration,
-    graceful: &GracefulShutdown,
-    make: impl FnOnce(TtlHandle) -> H,
-) where
-    H: Fn(Request<Incoming>) -> F + Send + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let _ = stream.set_nodelay(true);
-    let (stream, ttl) = TtlStream::new(stream);
-    let handler = make(ttl);
-    let service = service_fn(move |request| {
-        let answer = handler(request);
-        async move { Ok::<_, Infallible>(answer.await) }
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        // Metadata requests are tiny: a 16 KiB read buffer bounds both what one connection can
-        // make the guard hold and the size of a request's head.
-        .max_buf_size(16 * 1024)
-        .serve_connection(TokioIo::new(stream), service);
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
-        }
-        // The connection's place is given back only when it has ended.
-        drop(permit);
-    });
-}
-
-/// Lets open connections finish their requests, for at most `grace`.
-pub async fn drain(graceful: GracefulShutdown, grace: Duration) {
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),
-    }
 }
 
 /// Answers a connection over a limit with a fixed 429 and closes it, without reading a request.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use imds_guard::cli::{self, Cli, Command};
-use imds_guard::{audit, canary, config, emulator, reload, server};
+use imds_guard::{audit, canary, config, reload, server};
+#[cfg(feature = "emulator")]
+use imds_guard_emulator as emulator;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -71,7 +73,13 @@ fn main() -> ExitCode {
         }
         Command::Canary(args) => canary(&args),
         Command::Run(args) => exit(runtime().and_then(|rt| rt.block_on(run(args)))),
+        #[cfg(feature = "emulator")]
         Command::Emulate(args) => exit(runtime().and_then(|rt| rt.block_on(emulate(args)))),
+        #[cfg(not(feature = "emulator"))]
+        Command::Emulate { .. } => exit(Err(anyhow::anyhow!(
+            "emulate: this imds-guard was built without the emulator (the `emulator` feature); \
+             the shipped image has none"
+        ))),
     }
 }
 
@@ -212,6 +220,7 @@ async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let listeners = server::Listeners {
         proxy: bind(config.server.listen, "server.listen").await?,
         admin: bind(config.server.admin_listen, "server.admin_listen").await?,
+        #[cfg(feature = "emulator")]
         emulator: match config
             .upstream
             .socket_addr()
@@ -257,6 +266,7 @@ fn reload_requests() -> tokio::sync::mpsc::UnboundedReceiver<()> {
     rx
 }
 
+#[cfg(feature = "emulator")]
 async fn emulate(args: cli::EmulateArgs) -> anyhow::Result<()> {
     let metadata = match &args.metadata {
         Some(path) => Some(

@@ -6,7 +6,7 @@
 mod support;
 
 use imds_guard::cloud::Cloud;
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::{emulator, request, Guard, PROD, TEST};
 
 async fn start(cloud: Cloud, allow: &[&str], deny: &[&str]) -> (support::Emulator, Guard) {

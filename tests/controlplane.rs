@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::controlplane::{
     create_pod, running_pod, set_status, Audited, ControlPlane, Gate, GUARD_AGENT,
 };

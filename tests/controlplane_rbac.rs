@@ -20,7 +20,7 @@ use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::binary::Binary;
 use support::controlplane::{running_pod, ControlPlane, GUARD_AGENT};
 use support::*;
@@ -413,7 +413,7 @@ fn helm(plane: &ControlPlane, args: &[&str]) -> String {
     chart::helm_run(&all)
 }
 
-/// deploy/README.md's Helm steps on a real API server: the namespace created and labelled, `helm
+/// docs/deploy.md's Helm steps on a real API server: the namespace created and labelled, `helm
 /// install`; the installed ServiceAccount is all the real binary needs; `helm upgrade` with the
 /// start-up taint grants exactly that on nodes; `helm uninstall` takes the RBAC away.
 #[tokio::test]

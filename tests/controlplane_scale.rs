@@ -27,7 +27,7 @@ use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::binary::Binary;
 use support::controlplane::{running_pod, ControlPlane, GUARD_AGENT};
 use support::*;

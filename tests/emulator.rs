@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use imds_guard::cloud::Cloud;
-use imds_guard::emulator::{load_metadata, serve, EmulatorError, EmulatorOptions, TokenMode};
+use imds_guard_emulator::{load_metadata, serve, EmulatorError, EmulatorOptions, TokenMode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

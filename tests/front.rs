@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::*;
 
 const TTL: &str = "x-aws-ec2-metadata-token-ttl-seconds";
@@ -559,7 +559,7 @@ async fn the_node_budget_keeps_the_service_from_throttling() {
 async fn an_instance_that_requires_tokens_still_refuses_tokenless_reads() {
     // The service requires IMDSv2 (`HttpTokens = required`).
     let emu = emulator(EmulatorOptions {
-        tokens: imds_guard::emulator::TokenMode::Required,
+        tokens: imds_guard_emulator::TokenMode::Required,
         ..EmulatorOptions::default()
     })
     .await;

@@ -50,7 +50,7 @@ use context::{podman_args, Node};
 use netfilter_netns::guard::BIN;
 use netfilter_netns::http::{curl, get, put_token, token_of, Got};
 use netfilter_netns::{link, preflight, wait_until, Ns, Proc};
-use podman::{archive, Podman, IMAGE};
+use podman::{archive, path_str, Podman, IMAGE};
 
 const INSTANCE_ID: &str = "i-0123456789abcdef0";
 const HOST_IP: &str = "10.199.0.1";
@@ -61,6 +61,10 @@ const TEST_UID: &str = "0e1a4c2b-5f6d-4b7c-9000-00000000000b";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_text(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// The archive unpacked: the image's configuration and its root filesystem (one layer).
@@ -343,6 +347,73 @@ fn the_image_answers_version_and_carries_its_labels() {
         "true",
     ]);
     assert!(!shell.status.success(), "the image has a shell");
+}
+
+/// The shipped guard has no emulator and none of its test keys: `emulate` and a config asking
+/// for the built-in emulator are refused, and the binary holds no private key.
+#[test]
+fn the_image_carries_no_emulator_and_no_test_key() {
+    preflight(&[]);
+    for (file, text) in [
+        ("Dockerfile", read_text("Dockerfile")),
+        ("deploy/image/build.sh", read_text("deploy/image/build.sh")),
+    ] {
+        assert!(
+            text.contains("cargo build --release --locked --no-default-features"),
+            "{file} must build the guard without the emulator"
+        );
+    }
+    let unpacked = unpack();
+    let binary = std::fs::read(unpacked.rootfs.join("usr/local/bin/imds-guard")).expect("binary");
+    let key = read_text("crates/emulator/src/oci/key.pem");
+    let key_line = key
+        .lines()
+        .nth(1)
+        .expect("the test key's first base64 line");
+    let holds = |needle: &[u8]| binary.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !holds(b"PRIVATE KEY"),
+        "the image's binary holds a private key"
+    );
+    assert!(
+        !holds(key_line.as_bytes()),
+        "the image's binary holds the emulator's test key"
+    );
+
+    let podman = Podman::with_image();
+    let run = |extra: &[&str], args: &[&str]| {
+        let mut all = vec![
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network=none",
+            podman::LIMITS[0],
+            podman::LIMITS[1],
+        ];
+        all.extend_from_slice(extra);
+        all.push(IMAGE);
+        all.extend_from_slice(args);
+        podman.exec(&all)
+    };
+    let emulate = run(&[], &["emulate", "--listen", "127.0.0.1:1338"]);
+    let stderr = String::from_utf8_lossy(&emulate.stderr);
+    assert!(!emulate.status.success(), "emulate ran in the image");
+    assert!(stderr.contains("built without the emulator"), "{stderr}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[upstream]\nurl = \"http://127.0.0.1:1338\"\nemulator = true\n",
+    )
+    .expect("config");
+    let volume = format!("{}:/cfg:ro", path_str(dir.path()));
+    let check = run(&["-v", &volume], &["check", "--config", "/cfg/config.toml"]);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        !check.status.success(),
+        "the image accepted the built-in emulator"
+    );
+    assert!(stderr.contains("upstream.emulator"), "{stderr}");
 }
 
 /// Which iptables the node's own tools (the kubelet, kube-proxy, the CNI) use.

@@ -16,7 +16,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::fake_api::{self, FakeApi};
 use support::*;
 

@@ -31,7 +31,6 @@ const LAYERS: &[(&str, &[&str])] = &[
         "adapters",
         &[
             "audit",
-            "emulator",
             "file_watch",
             "front",
             "interception",
@@ -39,7 +38,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "limits",
             "listen",
             "metrics",
-            "net",
             "netfilter",
             "respond",
             "taint",

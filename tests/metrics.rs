@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::*;
 
 /// Parses the text exposition into `series → value`, checking every line's shape on the way.

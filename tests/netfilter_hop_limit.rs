@@ -5,7 +5,7 @@
 
 mod support;
 
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::*;
 
 const TTL: (&str, &str) = ("x-aws-ec2-metadata-token-ttl-seconds", "60");

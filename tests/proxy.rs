@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::*;
 
 async fn seed_guard(extra: &str) -> (Guard, Emulator) {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use imds_guard::emulator::EmulatorOptions;
 use imds_guard::reload::Reload;
+use imds_guard_emulator::EmulatorOptions;
 use support::*;
 
 const TEST_ALLOWED: &str = r#"

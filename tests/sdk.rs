@@ -39,7 +39,7 @@ use aws_config::imds::region::ImdsRegionProvider;
 use aws_config::provider_config::ProviderConfig;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_http_client::tls;
-use imds_guard::emulator::{EmulatorOptions, TokenMode};
+use imds_guard_emulator::{EmulatorOptions, TokenMode};
 use serde_json::Value;
 use support::binary::Binary;
 use support::{emulator, free_port, Emulator, LABELLED};

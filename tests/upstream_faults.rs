@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use imds_guard::emulator::EmulatorOptions;
+use imds_guard_emulator::EmulatorOptions;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -107,7 +107,7 @@ async fn refused_fast_then_recovers_when_the_service_is_back() {
     // The service comes back on the same address: the next request goes through.
     let listener = TcpListener::bind(addr).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(imds_guard::emulator::serve(
+    tokio::spawn(imds_guard_emulator::serve(
         listener,
         EmulatorOptions::default(),
         async {

@@ -3,11 +3,12 @@
 #
 #   bash deploy/image/build.sh            # prints the archive's path
 #
-# the release binary (`cargo build --release --locked`), a root filesystem made from Debian's
+# the release binary without the emulator (`cargo build --release --locked --no-default-features`:
+# no emulator and none of its test keys in the product), a root filesystem made from Debian's
 # packages by rootfs.sh (only what the guard runs), packed as an OCI image with umoci and written
 # as an OCI image archive, target/image/imds-guard-VERSION.oci.tar, tagged imds-guard:VERSION.
 # Load it with `podman load`, `ctr -n k8s.io images import`, `kind load image-archive`, or push it
-# with `skopeo copy oci-archive:… docker://REGISTRY/…` (README "Install").
+# with `skopeo copy oci-archive:… docker://REGISTRY/…` (docs/deploy.md, "The image").
 #
 # The Dockerfile at the repository root describes the same image for a registry-based build
 # (tests/image.rs checks that both agree). Cached by the inputs' hash (the binary, this directory,
@@ -32,7 +33,7 @@ for tool in mmdebstrap umoci; do
   command -v "$tool" >/dev/null || { echo "build.sh: needs $tool (apt-get install mmdebstrap umoci)" >&2; exit 1; }
 done
 if [[ -z $binary ]]; then
-  cargo build --release --locked --quiet --bin imds-guard
+  cargo build --release --locked --no-default-features --quiet --bin imds-guard
   binary=target/release/imds-guard
 fi
 

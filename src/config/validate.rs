@@ -181,6 +181,12 @@ fn validate_upstream(raw: RawUpstream) -> Result<Upstream, ConfigError> {
         timeout: Duration::from_millis(raw.timeout_ms),
         max_connections: raw.max_connections,
     };
+    if upstream.emulator && !cfg!(feature = "emulator") {
+        return Err(invalid(
+            "upstream.emulator",
+            "this imds-guard was built without the emulator (the `emulator` feature), as the shipped image is",
+        ));
+    }
     if upstream.emulator && upstream.socket_addr().is_none() {
         return Err(invalid(
             "upstream.url",

@@ -17,13 +17,14 @@ use tokio::sync::watch;
 use crate::admin::Admin;
 use crate::audit;
 use crate::config::{Config, Method};
-use crate::emulator::{self, EmulatorOptions};
 use crate::interception;
 use crate::inventory::{self, Feed, InventoryError};
 use crate::metrics::Metrics;
 use crate::netfilter::{self, NetfilterError};
 use crate::reload::{self, Live, Reload};
 use crate::taint;
+#[cfg(feature = "emulator")]
+use imds_guard_emulator::{self as emulator, EmulatorOptions};
 
 /// The sockets `run` serves on, bound by the caller (so tests can bind `127.0.0.1:0`).
 pub struct Listeners {
@@ -31,6 +32,7 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// Where the built-in emulator serves, when it is to run (`[upstream] emulator = true`: the
     /// binary binds the upstream URL's address).
+    #[cfg(feature = "emulator")]
     pub emulator: Option<TcpListener>,
 }
 
@@ -116,6 +118,7 @@ pub async fn run(
     }
 
     // 3. The built-in emulator, as the upstream of local runs.
+    #[cfg(feature = "emulator")]
     if let Some(listener) = listeners.emulator {
         tracing::info!(addr = ?listener.local_addr().ok(), "built-in emulator serving as the metadata service");
         let stop = stopped();

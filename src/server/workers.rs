@@ -1,12 +1,13 @@
 //! The proxy's threads: one per CPU (`[server] workers`), each running its own single-threaded
 //! event loop, and the accepting task that hands them connections in turn.
 //!
-//! Why not tokio's work-stealing runtime: measured with `bench/run.py` in alternating runs (README,
-//! "Performance"), one event loop per thread — a request read, decided, forwarded and answered on
-//! one thread without waking another, with that thread's own share of the upstream connections —
-//! served more requests per second at 32 and 256 connections (54.4k and 53.8k against 52.1k and
-//! 49.3k at 32) and spent less CPU per request at one (45.3 and 48.0 µs against 54.3 and 55.1 µs)
-//! than the multi-thread runtime it replaced. Kept because it pays.
+//! Why not tokio's work-stealing runtime: measured with `bench/run.py` in alternating runs
+//! (README.md's "Performance", in git history; current figures in docs/performance.md), one event
+//! loop per thread — a request read, decided, forwarded and answered on one thread without waking
+//! another, with that thread's own share of the upstream connections — served more requests per
+//! second at 32 and 256 connections (54.4k and 53.8k against 52.1k and 49.3k at 32) and spent less
+//! CPU per request at one (45.3 and 48.0 µs against 54.3 and 55.1 µs) than the multi-thread
+//! runtime it replaced. Kept because it pays.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,11 +26,12 @@ use crate::config::Config;
 use crate::interception::Identifier;
 use crate::inventory::Index;
 use crate::limits::{ConnLimits, Permit};
-use crate::listen::{accept_admitted, drain, serve_connection, Connections};
+use crate::listen::{accept_admitted, Connections};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, Source};
 use crate::reload::Live;
 use crate::upstream::Upstream;
+use imds_guard_net::{drain, serve_connection};
 
 /// A connection accepted for a worker thread.
 struct Accepted {

@@ -64,7 +64,7 @@ impl Lab {
             .args(["emulate", "--cloud", cloud, "--listen", EMULATOR])
             .args(emulate_args)
             // One debug line per request it answers: what reached it.
-            .env("RUST_LOG", "imds_guard::emulator=debug");
+            .env("RUST_LOG", "imds_guard_emulator=debug");
         let emulator = ns.spawn("emulator", command);
         assert!(
             ns.wait_http(&format!("http://{EMULATOR}/"), Duration::from_secs(10))

@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use imds_guard::emulator::EmulatorOptions;
 use imds_guard::reload::Reload;
+use imds_guard_emulator::EmulatorOptions;
 
 use super::support::fake_api::FakeApi;
 use super::support::*;

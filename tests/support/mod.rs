@@ -18,8 +18,8 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use imds_guard::audit::Memory;
-use imds_guard::emulator::{self, EmulatorOptions};
 use imds_guard::server::{self, Listeners};
+use imds_guard_emulator::EmulatorOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -74,7 +74,7 @@ pub async fn emulator(options: EmulatorOptions) -> Emulator {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(emulator::serve(listener, options, async {
+    tokio::spawn(imds_guard_emulator::serve(listener, options, async {
         let _ = stopped.await;
     }));
     Emulator { addr, _stop: stop }

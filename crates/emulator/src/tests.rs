@@ -55,7 +55,7 @@ async fn token_responses_leave_with_the_hop_limit_and_others_do_not() {
     };
     let state = Arc::new(build_state(options).expect("state"));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    listen::serve_connection(server, peer, None, HEADER_READ_TIMEOUT, &graceful, |ttl| {
+    imds_guard_net::serve_connection(server, peer, (), HEADER_READ_TIMEOUT, &graceful, |ttl| {
         connection_handler(state, peer, ttl)
     });
 
@@ -69,7 +69,7 @@ async fn token_responses_leave_with_the_hop_limit_and_others_do_not() {
     assert_eq!(observer.ttl().expect("ttl"), 3, "token response hop limit");
 
     // The response right after a token response may keep the low TTL
-    // (see `crate::net`); from the one after, the TTL is back to normal.
+    // (see `imds_guard_net`); from the one after, the TTL is back to normal.
     assert!(exchange(&mut client, get).await.starts_with("HTTP/1.1 200"));
     assert!(exchange(&mut client, get).await.starts_with("HTTP/1.1 200"));
     assert_eq!(observer.ttl().expect("ttl"), original);

@@ -51,9 +51,9 @@ use hyper::body::Incoming;
 use imds_guard_core::cloud::Cloud;
 use tokio::net::TcpListener;
 
-use crate::listen::{self, Connections};
-use crate::net::TtlHandle;
 use handler::{ResponseTtl, State};
+use hyper_util::server::graceful::GracefulShutdown;
+use imds_guard_net::TtlHandle;
 
 /// Whether reads need an IMDSv2 session token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +279,7 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
         credentials: creds::CredentialSource::new(options.credentials_ttl),
         store: tokens::TokenStore::default(),
         throttle: options.throttle.filter(|rps| *rps > 0).map(|rps| {
-            std::sync::Mutex::new(crate::bucket::Bucket::new(
+            std::sync::Mutex::new(imds_guard_core::bucket::Bucket::new(
                 f64::from(rps),
                 rps,
                 std::time::Instant::now(),
@@ -334,7 +334,7 @@ fn connection_handler(
             "metadata request"
         );
         // hyper calls this only once the previous response is fully buffered, and writes this
-        // response next, so the TTL chosen here is the one it leaves with (see `crate::net` for
+        // response next, so the TTL chosen here is the one it leaves with (see `imds_guard_net` for
         // the details).
         match reply.ttl {
             ResponseTtl::HopLimit(hops) => ttl.set(u32::from(hops)),
@@ -364,14 +364,24 @@ pub async fn serve(
         hop_limit = state.hop_limit,
         "metadata emulator listening"
     );
-    let connections = Connections {
-        header_read_timeout: HEADER_READ_TIMEOUT,
-        ..Connections::default()
-    };
-    listen::serve_with_ttl(listener, shutdown, DRAIN, connections, |peer, ttl| {
-        connection_handler(Arc::clone(&state), peer, ttl)
-    })
-    .await;
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let state = Arc::clone(&state);
+                    imds_guard_net::serve_connection(stream, peer, (), HEADER_READ_TIMEOUT, &graceful, |ttl| {
+                        connection_handler(state, peer, ttl)
+                    });
+                }
+                Err(e) => imds_guard_net::accept_failed(&e).await,
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    imds_guard_net::drain(graceful, DRAIN).await;
     tracing::info!(
         throttled = state.throttled.load(std::sync::atomic::Ordering::Relaxed),
         "metadata emulator stopping"

@@ -45,7 +45,7 @@ pub(crate) struct State {
     pub(crate) credentials: CredentialSource,
     pub(crate) store: TokenStore,
     /// Requests answered per second, when the service is to throttle like the real one.
-    pub(crate) throttle: Option<std::sync::Mutex<crate::bucket::Bucket>>,
+    pub(crate) throttle: Option<std::sync::Mutex<imds_guard_core::bucket::Bucket>>,
     /// Requests refused by the throttle so far.
     pub(crate) throttled: std::sync::atomic::AtomicU64,
     /// GCP's changing parts (guest attributes, the maintenance event).

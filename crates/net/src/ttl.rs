@@ -24,12 +24,10 @@
 //!   byte of the token response has been written with the low TTL. The price
 //!   is that the response following a token response on the same connection
 //!   may also leave with the low TTL, which only ever errs on the safe side.
-//! * **IPv4 only.** The TTL is set with `TcpStream::set_ttl` (`IP_TTL`). The
-//!   IPv6 hop limit needs `IPV6_UNICAST_HOPS`, which neither std nor tokio
-//!   expose, and this crate takes no extra dependency for it. On a connection
-//!   whose peer is a real IPv6 address (IPv4-mapped addresses are fine),
-//!   writing while a TTL is requested fails with `ErrorKind::Unsupported`, so
-//!   a token is never sent without its hop limit.
+//! * **IPv4 and IPv6.** On an IPv4 connection (or an IPv6 socket talking to an IPv4-mapped
+//!   address) the TTL is `IP_TTL`; on an IPv6 connection it is the hop limit,
+//!   `IPV6_UNICAST_HOPS`, set through `socket2` since neither std nor tokio has it. A connection
+//!   whose peer address cannot be read is treated as IPv6.
 //! * **Kernel retransmissions.** The kernel builds IP headers when it
 //!   transmits, not when it is handed the bytes. Segments still unacknowledged
 //!   when the TTL goes back up may be retransmitted with the higher TTL. A
@@ -65,8 +63,42 @@ pub struct TtlStream {
     original: Option<u32>,
     /// The TTL currently set on the socket, as far as this wrapper knows.
     applied: Option<u32>,
-    /// Whether packets on this connection are IPv4, so that `IP_TTL` governs them.
-    ipv4_wire: bool,
+    /// Which socket option governs the packets of this connection.
+    wire: Wire,
+}
+
+/// The IP version on the wire, and so the option that sets the TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// `IP_TTL`.
+    V4,
+    /// `IPV6_UNICAST_HOPS`.
+    V6,
+}
+
+impl Wire {
+    fn of(stream: &TcpStream) -> Wire {
+        match stream.peer_addr() {
+            Ok(std::net::SocketAddr::V4(_)) => Wire::V4,
+            Ok(std::net::SocketAddr::V6(addr)) if addr.ip().to_ipv4_mapped().is_some() => Wire::V4,
+            // A real IPv6 peer, or one whose address cannot be read.
+            _ => Wire::V6,
+        }
+    }
+
+    fn get(self, stream: &TcpStream) -> io::Result<u32> {
+        match self {
+            Wire::V4 => stream.ttl(),
+            Wire::V6 => socket2::SockRef::from(stream).unicast_hops_v6(),
+        }
+    }
+
+    fn set(self, stream: &TcpStream, ttl: u32) -> io::Result<()> {
+        match self {
+            Wire::V4 => stream.set_ttl(ttl),
+            Wire::V6 => socket2::SockRef::from(stream).set_unicast_hops_v6(ttl),
+        }
+    }
 }
 
 /// Lets a request handler choose the TTL of the response it is producing.
@@ -86,21 +118,15 @@ fn lock(wanted: &Mutex<Wanted>) -> std::sync::MutexGuard<'_, Wanted> {
 impl TtlStream {
     /// Wraps `stream` and returns the handle that controls its TTL.
     pub fn new(stream: TcpStream) -> (TtlStream, TtlHandle) {
-        let original = stream.ttl().ok();
-        let ipv4_wire = match stream.peer_addr() {
-            Ok(std::net::SocketAddr::V4(_)) => true,
-            Ok(std::net::SocketAddr::V6(addr)) => addr.ip().to_ipv4_mapped().is_some(),
-            // Without a peer address the family is unknown; treat it as IPv6
-            // so a lowered TTL is refused rather than silently not applied.
-            Err(_) => false,
-        };
+        let wire = Wire::of(&stream);
+        let original = wire.get(&stream).ok();
         let wanted = Arc::new(Mutex::new(Wanted::default()));
         let stream = TtlStream {
             inner: stream,
             wanted: Arc::clone(&wanted),
             original,
             applied: original,
-            ipv4_wire,
+            wire,
         };
         (stream, TtlHandle { wanted })
     }
@@ -130,13 +156,7 @@ impl TtlStream {
         if self.applied == Some(target) {
             return Ok(());
         }
-        if lowered.is_some() && !self.ipv4_wire {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "cannot set the IPv6 hop limit of this connection",
-            ));
-        }
-        self.inner.set_ttl(target)?;
+        self.wire.set(&self.inner, target)?;
         self.applied = Some(target);
         Ok(())
     }
@@ -313,15 +333,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lowered_ttl_on_an_ipv6_connection_is_refused() {
-        // Skip quietly where the machine has no IPv6 loopback.
-        let Ok((mut stream, handle, mut client)) = pair("[::1]:0").await else {
-            return;
+    async fn an_ipv6_connection_gets_the_hop_limit_and_back() {
+        let (mut stream, handle, mut client) = pair("[::1]:0")
+            .await
+            .expect("an IPv6 loopback connection (the machine needs ::1 on lo)");
+        let hops = |stream: &TtlStream| {
+            socket2::SockRef::from(stream.get_ref())
+                .unicast_hops_v6()
+                .expect("IPV6_UNICAST_HOPS")
         };
-        // Without a request, IPv6 connections work as usual.
+        let original = hops(&stream);
+        assert_ne!(original, 1, "test needs a default hop limit other than 1");
         send(&mut stream, &mut client, true).await;
+        assert_eq!(hops(&stream), original);
+
+        // A token answer leaves with hop limit 1 ...
         handle.set(1);
-        let err = stream.write_all(b"x").await.expect_err("must refuse");
-        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        send(&mut stream, &mut client, true).await;
+        assert_eq!(hops(&stream), 1);
+
+        // ... and the connection's later answers with the original again.
+        handle.reset();
+        stream.flush().await.expect("flush");
+        send(&mut stream, &mut client, true).await;
+        assert_eq!(hops(&stream), original);
     }
 }
