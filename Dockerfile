@@ -3,7 +3,7 @@
 #   docker build -t imds-guard:0.1.0 .
 #
 # The same image as `bash deploy/image/build.sh`, which needs no registry and no container engine
-# (README "Install"): the release binary on a root filesystem made by deploy/image/rootfs.sh from
+# (docs/deploy.md, "The image"): the release binary on a root filesystem made by deploy/image/rootfs.sh from
 # the Debian packages named in deploy/image/packages, holding only what the guard runs (both
 # iptables backends, conntrack, tc) and the libraries they load. No shell, no package manager.
 # tests/image.rs checks that this file and build.sh give the image the same packages, entrypoint,
@@ -36,7 +36,7 @@ COPY --from=rootfs /rootfs/ /
 USER 0
 WORKDIR /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-# One malloc arena: less memory held after bursts (README "Performance").
+# One malloc arena: less memory held after bursts (docs/performance.md).
 ENV MALLOC_ARENA_MAX=1
 ARG REVISION=unknown
 ARG SOURCE="unknown (revision ${REVISION})"

@@ -669,7 +669,7 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
     );
 
     // The bypass check runs the image's tc under this context. (Its tcx half needs bpf(), which
-    // RuntimeDefault profiles allow only with CAP_BPF or CAP_SYS_ADMIN: deploy/README.md.)
+    // RuntimeDefault profiles allow only with CAP_BPF or CAP_SYS_ADMIN: docs/deploy.md.)
     assert!(
         wait_until(Duration::from_secs(5), || admin("/metrics")
             .body

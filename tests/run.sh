@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (Debian packages, PyPI and npm
 # packages, and a Kubernetes control plane and promtool built with Go; run as root on a fresh
-# machine), then runs every test with `cargo test`. Arguments go to `cargo test` (e.g.
+# machine), then runs every test of both tiers with `cargo test --features e2e`. Arguments go to `cargo test` (e.g.
 # `bash tests/run.sh --test proxy` for one group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,4 +116,6 @@ started=$SECONDS
 bash deploy/image/build.sh >/dev/null
 echo "tests: image ready ($((SECONDS - started)) s)"
 
-exec cargo test --locked "$@"
+# Both tiers: the quick one (unit and in-process tests, what plain `cargo test` runs) and the
+# end-to-end one (the `e2e` feature).
+exec cargo test --locked --features e2e "$@"
