@@ -3,9 +3,8 @@
 //!
 //! A connection is admitted by the connection caps (or answered with the fixed 429 and closed),
 //! served by `imds_guard_net::serve_connection` (hyper's HTTP/1 server with a header read timeout
-//! and a bounded read buffer), and given a [`TtlHandle`] with which its handler chooses the IP TTL
-//! of an answer (the hop limit of token answers). On stop, the listener closes and open
-//! connections get a grace period to finish.
+//! and a bounded read buffer, which gives an answer carrying `imds_guard_net::HopLimit` that IP
+//! TTL). On stop, the listener closes and open connections get a grace period to finish.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +23,7 @@ use crate::cloud::Cloud;
 use crate::limits::{ConnLimits, Limit, Permit};
 use crate::metrics::{LimitLabels, Metrics};
 use crate::respond::connection_refusal;
-use imds_guard_net::{accept_failed, drain, serve_connection, TtlHandle};
+use imds_guard_net::{accept_failed, drain, serve_connection};
 
 /// How a listener treats its connections.
 #[derive(Clone)]
@@ -50,8 +49,9 @@ impl Default for Connections {
     }
 }
 
-/// Accepts HTTP/1 connections on `listener` until `stop` resolves, then gives open connections
-/// `grace` to finish. `make` builds the request handler for each connection from its peer.
+/// Accepts HTTP/1 connections on `listener` (no caps: listeners only the node reaches) until
+/// `stop` resolves, then gives open connections `grace` to finish. `make` builds the request
+/// handler for each connection from its peer.
 pub async fn serve<M, H, F>(
     listener: TcpListener,
     stop: impl Future<Output = ()>,
@@ -62,32 +62,11 @@ pub async fn serve<M, H, F>(
     H: Fn(Request<Incoming>) -> F + Send + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let connections = Connections::default();
-    serve_with_ttl(listener, stop, grace, connections, move |peer, _ttl| {
-        make(peer)
-    })
-    .await;
-}
-
-/// Like [`serve`], and `make` also gets the connection's [`TtlHandle`], with which a handler
-/// chooses the IP TTL of the answer it is producing (the hop limit of token answers).
-pub async fn serve_with_ttl<M, H, F>(
-    listener: TcpListener,
-    stop: impl Future<Output = ()>,
-    grace: Duration,
-    connections: Connections,
-    make: M,
-) where
-    M: Fn(SocketAddr, TtlHandle) -> H,
-    H: Fn(Request<Incoming>) -> F + Send + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
     let graceful = GracefulShutdown::new();
+    let connections = Connections::default();
     let timeout = connections.header_read_timeout;
     accept_admitted(listener, stop, &connections, |stream, peer, permit| {
-        serve_connection(stream, peer, permit, timeout, &graceful, |ttl| {
-            make(peer, ttl)
-        });
+        serve_connection(stream, peer, permit, timeout, &graceful, make(peer));
         ControlFlow::Continue(())
     })
     .await;

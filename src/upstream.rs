@@ -76,25 +76,16 @@ impl UpstreamError {
 /// tests a fake that needs no socket.
 pub trait Forward: Send + Sync + 'static {
     /// Sends `method target` (origin form) with `headers` (already filtered by the caller) and
-    /// reads the whole answer.
+    /// reads the whole answer, within `deadline` for the whole exchange — `None` for the
+    /// configured `[upstream] timeout_ms`, a longer one for long polls, which the server holds
+    /// open on purpose.
     fn send(
         &self,
         method: http::Method,
         target: http::Uri,
         headers: HeaderMap,
+        deadline: Option<Duration>,
     ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send;
-
-    /// [`Forward::send`] with its own deadline for the whole exchange instead of the configured
-    /// one: for long polls, which the server holds open on purpose.
-    fn send_within(
-        &self,
-        method: http::Method,
-        target: http::Uri,
-        headers: HeaderMap,
-        _deadline: Duration,
-    ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
-        self.send(method, target, headers)
-    }
 }
 
 impl Forward for Upstream {
@@ -103,18 +94,14 @@ impl Forward for Upstream {
         method: http::Method,
         target: http::Uri,
         headers: HeaderMap,
+        deadline: Option<Duration>,
     ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
-        Upstream::send_until(self, method, target, headers, self.shared.timeout)
-    }
-
-    fn send_within(
-        &self,
-        method: http::Method,
-        target: http::Uri,
-        headers: HeaderMap,
-        deadline: Duration,
-    ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
-        Upstream::send_until(self, method, target, headers, deadline)
+        self.send_within(
+            method,
+            target,
+            headers,
+            deadline.unwrap_or(self.shared.timeout),
+        )
     }
 }
 
@@ -126,18 +113,9 @@ impl<T: Forward> Forward for Arc<T> {
         method: http::Method,
         target: http::Uri,
         headers: HeaderMap,
+        deadline: Option<Duration>,
     ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
-        (**self).send(method, target, headers)
-    }
-
-    fn send_within(
-        &self,
-        method: http::Method,
-        target: http::Uri,
-        headers: HeaderMap,
-        deadline: Duration,
-    ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send {
-        (**self).send_within(method, target, headers, deadline)
+        (**self).send(method, target, headers, deadline)
     }
 }
 
@@ -205,19 +183,8 @@ impl Upstream {
     }
 
     /// Sends `method target` (origin form) with `headers` (already filtered by the caller) and
-    /// reads the answer.
-    pub async fn send(
-        &self,
-        method: http::Method,
-        target: http::Uri,
-        headers: HeaderMap,
-    ) -> Result<Answer, UpstreamError> {
-        self.send_until(method, target, headers, self.shared.timeout)
-            .await
-    }
-
-    /// [`Upstream::send`] with `deadline` for the whole exchange.
-    pub async fn send_until(
+    /// reads the answer, within `deadline` for the whole exchange.
+    async fn send_within(
         &self,
         method: http::Method,
         target: http::Uri,

@@ -147,7 +147,7 @@ async fn fetch<U: Forward>(
     let mut headers = HeaderMap::new();
     headers.insert(TOKEN_TTL_HEADER, HeaderValue::from(TTL.as_secs()));
     let answer = upstream
-        .send(Method::PUT, Uri::from_static(TOKEN_PATH), headers)
+        .send(Method::PUT, Uri::from_static(TOKEN_PATH), headers, None)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "the guard's token request to the metadata service failed");
@@ -217,6 +217,7 @@ mod tests {
             _method: Method,
             _target: Uri,
             _headers: HeaderMap,
+            _deadline: Option<std::time::Duration>,
         ) -> Result<Answer, UpstreamError> {
             self.puts.fetch_add(1, Ordering::SeqCst);
             Err(UpstreamError::Timeout)

@@ -13,6 +13,7 @@ use hyper::body::Body;
 use crate::audit::{self, Event};
 use crate::cloud::Cloud;
 use crate::disposition::{Disposal, Refusal};
+use crate::front::Check;
 use crate::imds::Method;
 use crate::inventory::{Lookup, Origin, Pod};
 use crate::metrics::{Metrics, RequestLabels, RuleLabels};
@@ -27,14 +28,14 @@ pub(super) struct Exchange<'r> {
     cloud: Cloud,
     started: Instant,
     /// The source address, IPv4-mapped addresses read as IPv4.
-    pub src: IpAddr,
+    src: IpAddr,
     /// How the pod is identified: by address, or by the cgroup the kernel recorded.
-    pub origin: Origin<'r>,
+    origin: Origin<'r>,
     /// The method as sent (shortened for the audit line when written).
     method_name: &'r str,
-    pub method: Method,
+    method: Method,
     /// Whether the request carries an IMDSv2 token header.
-    pub has_token: bool,
+    has_token: bool,
     /// `v2` for token requests and reads with a token, `v1` otherwise.
     imds_version: &'static str,
     /// The pod the inventory named, when it named exactly one.
@@ -50,11 +51,50 @@ pub(super) struct Exchange<'r> {
     /// Why forwarding failed, when it did.
     error: Option<&'static str>,
     /// The answer carries a token (so the hop limit applies to it).
-    pub carried_token: bool,
-    /// `hit`, `miss` or `shared` when the cache took part.
-    pub cache: Option<&'static str>,
-    /// Guard tokens: `issued`, or what the pod's token was (`valid`, `invalid`, `expired`).
-    pub token: Option<&'static str>,
+    carried_token: bool,
+    /// How the cache took part, when it did.
+    cache: Option<CacheUse>,
+    /// Guard tokens: issued here, or how the pod's token checked out.
+    token: Option<TokenUse>,
+}
+
+/// How the response cache took part in an answer (the audit line's `cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CacheUse {
+    /// Answered from the cache.
+    Hit,
+    /// Fetched, by this request, for it and any that joined it.
+    Miss,
+    /// Answered with what another request's fetch brought.
+    Shared,
+}
+
+impl CacheUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheUse::Hit => "hit",
+            CacheUse::Miss => "miss",
+            CacheUse::Shared => "shared",
+        }
+    }
+}
+
+/// What became of a guard token in a request (the audit line's `token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TokenUse {
+    /// The guard issued one to the pod.
+    Issued,
+    /// The pod sent one, and it checked out so.
+    Checked(Check),
+}
+
+impl TokenUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenUse::Issued => "issued",
+            TokenUse::Checked(check) => check.as_str(),
+        }
+    }
 }
 
 impl<'r> Exchange<'r> {
@@ -92,6 +132,50 @@ impl<'r> Exchange<'r> {
             cache: None,
             token: None,
         }
+    }
+
+    /// Whose server's protocol the answers follow.
+    pub fn cloud(&self) -> Cloud {
+        self.cloud
+    }
+
+    /// The source address, IPv4-mapped addresses read as IPv4.
+    pub fn src(&self) -> IpAddr {
+        self.src
+    }
+
+    /// How the pod is to be identified.
+    pub fn origin(&self) -> Origin<'r> {
+        self.origin
+    }
+
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// Whether the request carries an IMDSv2 token header.
+    pub fn has_token(&self) -> bool {
+        self.has_token
+    }
+
+    /// Notes that the answer carries a token, so that the hop limit applies to it.
+    pub fn carries_token(&mut self) {
+        self.carried_token = true;
+    }
+
+    /// Whether the answer carries a token.
+    pub fn carried_token(&self) -> bool {
+        self.carried_token
+    }
+
+    /// Notes how the cache took part.
+    pub fn cache(&mut self, used: CacheUse) {
+        self.cache = Some(used);
+    }
+
+    /// Notes what became of a guard token.
+    pub fn token(&mut self, used: TokenUse) {
+        self.token = Some(used);
     }
 
     /// Notes whom the inventory says the source is.
@@ -175,8 +259,8 @@ impl<'r> Exchange<'r> {
             imds_version: self.imds_version,
             upstream_ms: self.upstream_ms,
             error: self.error,
-            cache: self.cache,
-            token: self.token,
+            cache: self.cache.map(CacheUse::as_str),
+            token: self.token.map(TokenUse::as_str),
             identity: self.origin.as_str(),
             bytes,
             duration_ms: millis(elapsed),

@@ -9,10 +9,11 @@
 
 mod canary;
 mod exchange;
-mod front;
+mod forward;
 mod relay;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -24,37 +25,22 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Body;
+use imds_guard_net::HopLimit;
 
 use crate::audit;
 use crate::cloud::{self, Cloud};
 use crate::disposition::{Disposal, Refusal};
-use crate::imds::{self, Kind};
-use crate::inventory::{Index, Origin, Wait as _};
-use crate::metrics::{ErrorLabels, Metrics};
+use crate::imds::Kind;
+use crate::inventory::{Index, Lookup, Origin, Wait as _};
+use crate::metrics::Metrics;
 use crate::policy::{Facts, Reason};
 use crate::query::{self, Query};
 use crate::reload::{Current, Live};
 use crate::target::CanonicalPath;
 use crate::upstream::{Forward, Upstream};
 use exchange::{shorten, Exchange};
-use relay::{forwarded_headers, protocol_refusal, relay, target_text, upstream_target, TOKEN_TTL};
-
-/// The longest a GCP long poll (`wait_for_change=true`) is held open, whatever its
-/// `timeout_sec`; the server's own default when none is given is longer than any client waits.
-pub const MAX_LONG_POLL: Duration = Duration::from_secs(300);
-
-/// For a GCP long poll: how long the upstream exchange may take — its `timeout_sec` (at most
-/// [`MAX_LONG_POLL`]) and a few seconds for the answer to arrive after it.
-fn long_poll(cloud: Cloud, query: &Query) -> Option<Duration> {
-    if cloud != Cloud::Gcp || query.get("wait_for_change") != Some("true") {
-        return None;
-    }
-    let asked = query
-        .get("timeout_sec")
-        .and_then(|s| s.parse::<u64>().ok())
-        .map_or(MAX_LONG_POLL, Duration::from_secs);
-    Some(asked.min(MAX_LONG_POLL) + Duration::from_secs(5))
-}
+pub use forward::MAX_LONG_POLL;
+use relay::{protocol_refusal, target_text};
 
 /// Everything a request needs, shared by all connections of a worker.
 pub struct Proxy<U = Upstream> {
@@ -94,77 +80,48 @@ impl Source {
 
 impl<U: Forward + Clone> Proxy<U> {
     /// Handles one request from `peer`, identified by its address. Never fails: every problem
-    /// becomes an answer. With the answer comes the IP TTL it must leave with, when it carries a
-    /// token and `[imdsv2] hop_limit` is set.
+    /// becomes an answer. An answer that carries a token, when `[imdsv2] hop_limit` is set, has
+    /// the [`HopLimit`] it must leave with in its extensions.
     pub async fn handle<B: Body>(
         &self,
         peer: IpAddr,
         request: Request<B>,
-    ) -> (Response<Full<Bytes>>, Option<u8>) {
+    ) -> Response<Full<Bytes>> {
         self.handle_from(peer, &Source::Address, request).await
     }
 
-    /// Handles one request from `peer`, identified as `source` says.
+    /// Handles one request from `peer`, identified as `source` says: read, identify, decide,
+    /// admit, tokens, forward — then answer and audit.
     pub async fn handle_from<B: Body>(
         &self,
         peer: IpAddr,
         source: &Source,
         request: Request<B>,
-    ) -> (Response<Full<Bytes>>, Option<u8>) {
+    ) -> Response<Full<Bytes>> {
         // The interception canary is the guard's own business: no pod, no policy, no audit line.
         if let Some(response) = canary::answer(&request, &self.live, &self.metrics) {
-            return (response, None);
+            return response;
         }
         // One snapshot for the whole request: a reload mid-request cannot mix two policies.
         let current = self.live.load();
         let cloud = current.policy.cloud();
         let mut exchange = Exchange::new(peer, &request, cloud, source.origin());
         let target = target_text(request.uri());
-        let parsed = query::read(cloud, &target);
-        let (mut response, audit_path) = match &parsed {
+        let read = query::read(cloud, &target);
+        let (mut response, audit_path) = match &read {
             Err(e) => {
-                tracing::info!(src = %exchange.src, target = %shorten(&target), error = %e, "refused request target");
-                // Named if the inventory knows the source now; never waited for.
-                exchange.identify(&self.inventory.identify(exchange.src, exchange.origin));
-                let response = exchange.refuse(Reason::BadRequest);
+                tracing::info!(src = %exchange.src(), target = %shorten(&target), error = %e, "refused request target");
+                let response = self.refuse_unidentified(&mut exchange, Reason::BadRequest);
                 (response, Cow::Owned(shorten(&target)))
             }
-            Ok((path, query)) => {
-                // Boxed: hyper keeps room for a request's whole future on every open connection,
-                // idle ones included, so the state of deciding and forwarding is allocated only
-                // while a request is decided and forwarded (one allocation, as the upstream
-                // exchange alone needed before).
-                let response = Box::pin(self.decide_and_answer(
-                    &current,
-                    &mut exchange,
-                    &request,
-                    path,
-                    query,
-                ))
-                .await;
-                let audit_path = if query.is_empty() {
-                    Cow::Borrowed(path.as_str())
-                } else {
-                    Cow::Owned(shorten(&format!("{path}?{}", query.canonical())))
-                };
-                (response, audit_path)
-            }
+            // Boxed: hyper keeps room for a request's whole future on every open connection,
+            // idle ones included, so the state of the steps is allocated only while they run.
+            Ok((path, query)) => (
+                Box::pin(self.steps(&current, &mut exchange, &request, path, query)).await,
+                audit_path(path, query),
+            ),
         };
-        if cloud == Cloud::Gcp {
-            // Client libraries reject an answer without it, refusals included.
-            response.headers_mut().insert(
-                HeaderName::from_static(cloud::GCP_FLAVOR_HEADER),
-                HeaderValue::from_static(cloud::GCP_FLAVOR),
-            );
-        }
-        let hops = current.token_hop_limit.filter(|_| exchange.carried_token);
-        if hops.is_some() {
-            // The TTL goes back up only a flush after a reset, and a retransmitted segment could
-            // carry the higher one: a connection that carried a token ends with it.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
+        answer_headers(&current, &exchange, &mut response);
         exchange.finish(
             &audit_path,
             &current.workload_labels,
@@ -172,10 +129,11 @@ impl<U: Forward + Clone> Proxy<U> {
             &*self.audit,
             &self.metrics,
         );
-        (response, hops)
+        response
     }
 
-    async fn decide_and_answer<B: Body>(
+    /// The steps after the target is read; each refusal is answered where it is made.
+    async fn steps<B: Body>(
         &self,
         current: &Current,
         exchange: &mut Exchange<'_>,
@@ -183,133 +141,117 @@ impl<U: Forward + Clone> Proxy<U> {
         path: &CanonicalPath,
         query: &Query,
     ) -> Response<Full<Bytes>> {
-        let cloud = current.policy.cloud();
-        // The metadata service takes no request bodies (the token PUT is empty); a body is either
-        // a mistake or a smuggling attempt. Refused before the source is looked up.
-        if !request.body().is_end_stream()
-            || request.headers().contains_key(header::TRANSFER_ENCODING)
-        {
-            exchange.identify(&self.inventory.identify(exchange.src, exchange.origin));
-            return exchange.refuse(Reason::BadRequest);
+        // Read: what cannot be read safely is refused before the source is looked up.
+        if let Some(reason) = unreadable(exchange, request, path) {
+            return self.refuse_unidentified(exchange, reason);
         }
-        if let Some(reason) = protocol_refusal(cloud, request.headers(), path) {
-            tracing::info!(src = %exchange.src, reason = reason.as_str(), "refused by the {cloud} protocol rules");
-            exchange.identify(&self.inventory.identify(exchange.src, exchange.origin));
-            return exchange.refuse(reason);
-        }
+        // Identify.
         let lookup = self
             .inventory
-            .identify_or_wait(exchange.src, exchange.origin, self.unknown_source_grace)
+            .identify_or_wait(exchange.src(), exchange.origin(), self.unknown_source_grace)
             .await;
         exchange.identify(&lookup);
-        let facts = Facts::in_cloud(cloud, exchange.method, path, query, exchange.has_token);
+        // Decide.
+        let facts = Facts::in_cloud(
+            exchange.cloud(),
+            exchange.method(),
+            path,
+            query,
+            exchange.has_token(),
+        );
         let decision = current.policy.decide_for(&lookup, &facts);
         let disposal = Disposal::of(&decision, current.mode);
         exchange.decided(&decision, disposal);
         if !disposal.forwards() {
             return exchange.answer(Refusal::Denied(decision.reason));
         }
-        // Allowed (or forwarded in audit mode): within the pod's rate?
-        let holder = front::holder(&lookup, exchange);
+        // Admit: within the pod's rate.
+        let holder = tokens::holder(&lookup, exchange.src());
         if !self.front.limits.admit_pod(&holder, Instant::now()) {
-            front::limited(&self.metrics, crate::front::Scope::Pod);
+            forward::limited(&self.metrics, crate::front::Scope::Pod);
             return exchange.refuse(Reason::RateLimited);
         }
+        // Tokens: with guard tokens, the token PUT is answered here and a pod's token checked.
         if let Some(issuer) = &self.front.issuer {
             if facts.kind == Kind::TokenRequest {
-                return front::issue_token(
-                    issuer,
-                    self.front.max_token_ttl_seconds,
-                    exchange,
-                    request,
-                    &decision,
-                    &holder,
-                    &self.metrics,
-                );
+                let cap = decision
+                    .max_token_ttl_seconds
+                    .min(self.front.max_token_ttl_seconds);
+                return tokens::issue(issuer, cap, exchange, request, &holder, &self.metrics);
             }
-            if let Some(refused) =
-                front::check_token(issuer, exchange, request, &holder, &self.metrics)
-            {
-                return refused;
+            if let Err(reason) = tokens::check(issuer, exchange, request, &holder, &self.metrics) {
+                return exchange.refuse(reason);
             }
-            return front::read(
-                &self.front,
-                &self.upstream,
-                &self.metrics,
-                exchange,
-                request,
-                path,
-                disposal,
-            )
-            .await;
         }
+        // Forward.
+        self.forward(
+            exchange,
+            request,
+            (path, query),
+            (&decision, facts.kind, disposal),
+        )
+        .await
+    }
 
-        // Passthrough tokens: the pod's request goes to the service as it is, within the node's
-        // budget.
-        if !self.front.limits.admit_upstream(Instant::now()) {
-            front::limited(&self.metrics, crate::front::Scope::Upstream);
-            return exchange.refuse(Reason::RateLimited);
-        }
+    /// Refuses before the pod is decided on; the source is named if the inventory knows it now,
+    /// never waited for.
+    fn refuse_unidentified(
+        &self,
+        exchange: &mut Exchange<'_>,
+        reason: Reason,
+    ) -> Response<Full<Bytes>> {
+        let lookup: Lookup = self.inventory.identify(exchange.src(), exchange.origin());
+        exchange.identify(&lookup);
+        exchange.refuse(reason)
+    }
+}
 
-        let mut headers = forwarded_headers(request.headers(), cloud);
-        let mut granted_ttl = None;
-        let ttl_header = match cloud.token_headers() {
-            Some((_, ttl)) if cloud != Cloud::Aws => HeaderName::from_static(ttl),
-            _ => TOKEN_TTL,
-        };
-        if facts.kind == Kind::TokenRequest {
-            match imds::parse_ttl(
-                request
-                    .headers()
-                    .get(&ttl_header)
-                    .map(HeaderValue::as_bytes),
-            ) {
-                Ok(ttl) => {
-                    let ttl = ttl.min(decision.max_token_ttl_seconds);
-                    headers.insert(ttl_header.clone(), HeaderValue::from(ttl));
-                    granted_ttl = Some(ttl);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "refused token request");
-                    return exchange.refuse(Reason::BadRequest);
-                }
-            }
-        }
+/// Why a request is refused as it is read: a body (the metadata service takes none; the token PUT
+/// is empty — a body is a mistake or a smuggling attempt), or `cloud`'s protocol rules.
+fn unreadable<B: Body>(
+    exchange: &Exchange<'_>,
+    request: &Request<B>,
+    path: &CanonicalPath,
+) -> Option<Reason> {
+    let cloud = exchange.cloud();
+    if !request.body().is_end_stream() || request.headers().contains_key(header::TRANSFER_ENCODING)
+    {
+        return Some(Reason::BadRequest);
+    }
+    let reason = protocol_refusal(cloud, request.headers(), path)?;
+    tracing::info!(src = %exchange.src(), reason = reason.as_str(), "refused by the {cloud} protocol rules");
+    Some(reason)
+}
 
-        let sent = match upstream_target(request.uri(), path, query) {
-            Ok(target) => match long_poll(cloud, query) {
-                Some(wait) => {
-                    self.upstream
-                        .send_within(request.method().clone(), target, headers, wait)
-                        .await
-                }
-                None => {
-                    self.upstream
-                        .send(request.method().clone(), target, headers)
-                        .await
-                }
-            },
-            Err(e) => Err(e),
-        };
-        match sent {
-            Ok(answer) => {
-                self.metrics
-                    .upstream_duration
-                    .observe(answer.elapsed.as_secs_f64());
-                exchange.answered_after(answer.elapsed);
-                let response = relay(answer, granted_ttl.map(|ttl| (&ttl_header, ttl)));
-                exchange.carried_token = granted_ttl.is_some() && response.status().is_success();
-                response
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "forwarding to the metadata service failed");
-                self.metrics
-                    .upstream_errors
-                    .get_or_create(&ErrorLabels { kind: err.kind() })
-                    .inc();
-                exchange.failed(err.kind());
-                exchange.answer(Refusal::Upstream(err.failure()))
-            }
-        }
+/// The path the audit line shows: the canonical path, with the canonical query when there is one.
+fn audit_path<'p>(path: &'p CanonicalPath, query: &Query) -> Cow<'p, str> {
+    if query.is_empty() {
+        Cow::Borrowed(path.as_str())
+    } else {
+        Cow::Owned(shorten(&format!("{path}?{}", query.canonical())))
+    }
+}
+
+/// What every answer gets on its way out: GCP's flavor header, and for an answer carrying a token
+/// the hop limit (with the connection closed after it).
+fn answer_headers(
+    current: &Current,
+    exchange: &Exchange<'_>,
+    response: &mut Response<Full<Bytes>>,
+) {
+    if exchange.cloud() == Cloud::Gcp {
+        // Client libraries reject an answer without it, refusals included.
+        response.headers_mut().insert(
+            HeaderName::from_static(cloud::GCP_FLAVOR_HEADER),
+            HeaderValue::from_static(cloud::GCP_FLAVOR),
+        );
+    }
+    if let Some(hops) = current.token_hop_limit.filter(|_| exchange.carried_token()) {
+        // The TTL goes back up only a flush after a reset, and a retransmitted segment could
+        // carry the higher one: a connection that carried a token ends with it.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response.extensions_mut().insert(HopLimit(hops));
     }
 }

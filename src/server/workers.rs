@@ -188,21 +188,10 @@ async fn work(
             permit,
             header_read_timeout,
             &graceful,
-            |ttl| {
-                move |request: Request<Incoming>| {
-                    let proxy = Arc::clone(&proxy);
-                    let ttl = ttl.clone();
-                    let origin = origin.clone();
-                    async move {
-                        let (response, hops) = proxy.handle_from(peer.ip(), &origin, request).await;
-                        if let Some(hops) = hops {
-                            // hyper writes this answer next, so it leaves with this TTL (see
-                            // `crate::net`).
-                            ttl.set(u32::from(hops));
-                        }
-                        response
-                    }
-                }
+            move |request: Request<Incoming>| {
+                let proxy = Arc::clone(&proxy);
+                let origin = origin.clone();
+                async move { proxy.handle_from(peer.ip(), &origin, request).await }
             },
         );
     }

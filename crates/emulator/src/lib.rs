@@ -53,7 +53,7 @@ use tokio::net::TcpListener;
 
 use handler::{ResponseTtl, State};
 use hyper_util::server::graceful::GracefulShutdown;
-use imds_guard_net::TtlHandle;
+use imds_guard_net::HopLimit;
 
 /// Whether reads need an IMDSv2 session token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,17 +297,15 @@ type Answering = Either<
     BoxFuture<'static, http::Response<Full<Bytes>>>,
 >;
 
-/// Answers the requests of one connection and sets the TTL of each response.
-/// The request handler of one connection from `peer`, whose answers' IP TTL `ttl` sets.
+/// The request handler of one connection from `peer`. A token answer carries its hop limit
+/// ([`HopLimit`]) for `imds_guard_net` to apply; every other answer leaves with the normal TTL.
 fn connection_handler(
     state: Arc<State>,
     peer: SocketAddr,
-    ttl: TtlHandle,
 ) -> impl Fn(http::Request<Incoming>) -> Answering + Send + 'static {
     move |req| {
         if !matches!(state.cloud, Cloud::Aws | Cloud::Alibaba) {
             // No token answers here: every answer leaves with the normal TTL.
-            ttl.reset();
             let (method, path) = (req.method().clone(), req.uri().path().to_owned());
             let state = Arc::clone(&state);
             return Either::Right(
@@ -333,14 +331,11 @@ fn connection_handler(
             status = reply.response.status().as_u16(),
             "metadata request"
         );
-        // hyper calls this only once the previous response is fully buffered, and writes this
-        // response next, so the TTL chosen here is the one it leaves with (see `imds_guard_net` for
-        // the details).
-        match reply.ttl {
-            ResponseTtl::HopLimit(hops) => ttl.set(u32::from(hops)),
-            ResponseTtl::Normal => ttl.reset(),
+        let mut response = reply.response;
+        if let ResponseTtl::HopLimit(hops) = reply.ttl {
+            response.extensions_mut().insert(HopLimit(hops));
         }
-        Either::Left(std::future::ready(reply.response))
+        Either::Left(std::future::ready(response))
     }
 }
 
@@ -371,9 +366,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let state = Arc::clone(&state);
-                    imds_guard_net::serve_connection(stream, peer, (), HEADER_READ_TIMEOUT, &graceful, |ttl| {
-                        connection_handler(state, peer, ttl)
-                    });
+                    let handler = connection_handler(state, peer);
+                    imds_guard_net::serve_connection(stream, peer, (), HEADER_READ_TIMEOUT, &graceful, handler);
                 }
                 Err(e) => imds_guard_net::accept_failed(&e).await,
             },

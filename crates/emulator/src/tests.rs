@@ -55,9 +55,14 @@ async fn token_responses_leave_with_the_hop_limit_and_others_do_not() {
     };
     let state = Arc::new(build_state(options).expect("state"));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    imds_guard_net::serve_connection(server, peer, (), HEADER_READ_TIMEOUT, &graceful, |ttl| {
-        connection_handler(state, peer, ttl)
-    });
+    imds_guard_net::serve_connection(
+        server,
+        peer,
+        (),
+        HEADER_READ_TIMEOUT,
+        &graceful,
+        connection_handler(state, peer),
+    );
 
     let get = "GET /latest/meta-data/mac HTTP/1.1\r\nHost: x\r\n\r\n";
     assert!(exchange(&mut client, get).await.starts_with("HTTP/1.1 200"));

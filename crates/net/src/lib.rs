@@ -3,6 +3,10 @@
 //! answers leave with the hop limit IMDSv2 relies on; and [`serve_connection`], hyper's HTTP/1
 //! server around it with a header read timeout, a bounded read buffer and graceful draining.
 //!
+//! A handler asks for a hop limit by putting [`HopLimit`] in its answer's extensions;
+//! [`serve_connection`] applies it to the bytes of that answer (and an answer without one leaves
+//! with the connection's own TTL, see [`TtlStream`] for when exactly). Nothing else carries it.
+//!
 //! The accept loops live with their owners: the guard's (connection caps, the 429 refusal,
 //! metrics) in its `listen` module, the emulator's in its crate.
 
@@ -24,26 +28,40 @@ use tokio::net::TcpStream;
 
 pub use ttl::{TtlHandle, TtlStream};
 
-/// Serves one connection with hyper on the current runtime. `make` gets the connection's
-/// [`TtlHandle`] and gives the request handler; `held` (a connection cap's place, say) is dropped
-/// when the connection ends.
+/// The IP TTL / IPv6 hop limit an answer must leave with (an IMDSv2 token answer's), put in the
+/// answer's extensions by the handler that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopLimit(pub u8);
+
+/// Serves one connection with hyper on the current runtime with `handler`, applying each
+/// answer's [`HopLimit`]; `held` (a connection cap's place, say) is dropped when the connection
+/// ends.
 pub fn serve_connection<H, F>(
     stream: TcpStream,
     peer: SocketAddr,
     held: impl Send + 'static,
     header_read_timeout: Duration,
     graceful: &GracefulShutdown,
-    make: impl FnOnce(TtlHandle) -> H,
+    handler: H,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let _ = stream.set_nodelay(true);
     let (stream, ttl) = TtlStream::new(stream);
-    let handler = make(ttl);
     let service = service_fn(move |request| {
         let answer = handler(request);
-        async move { Ok::<_, Infallible>(answer.await) }
+        let ttl = ttl.clone();
+        async move {
+            let answer = answer.await;
+            // hyper asks for the next answer only once this one is fully buffered, and writes
+            // this one next: the TTL chosen here is the one its bytes leave with.
+            match answer.extensions().get::<HopLimit>() {
+                Some(HopLimit(hops)) => ttl.set(u32::from(*hops)),
+                None => ttl.reset(),
+            }
+            Ok::<_, Infallible>(answer)
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -35,6 +35,7 @@ impl Forward for Fake {
         method: HttpMethod,
         target: Uri,
         headers: HeaderMap,
+        _deadline: Option<Duration>,
     ) -> Result<Answer, UpstreamError> {
         self.sent.lock().unwrap().push((method, target, headers));
         match &self.script {
@@ -149,7 +150,11 @@ struct Answered {
 
 impl Harness {
     async fn send<B: Body>(&self, from: &str, request: Request<B>) -> Answered {
-        let (response, hops) = self.proxy.handle(from.parse().unwrap(), request).await;
+        let response = self.proxy.handle(from.parse().unwrap(), request).await;
+        let hops = response
+            .extensions()
+            .get::<imds_guard_net::HopLimit>()
+            .map(|hops| hops.0);
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await.unwrap().to_bytes();
