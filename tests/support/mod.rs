@@ -95,6 +95,8 @@ pub struct Extras {
     pub reload: Option<imds_guard::reload::Reload>,
     /// As `run --remove-startup-taint KEY`.
     pub remove_startup_taint: Option<String>,
+    /// The pods' listener on `[::1]` instead of `127.0.0.1`.
+    pub ipv6: bool,
 }
 
 impl Guard {
@@ -109,7 +111,16 @@ impl Guard {
         let config = imds_guard::config::parse(&text)
             .and_then(|config| config.remove_startup_taint(extras.remove_startup_taint))
             .unwrap_or_else(|e| panic!("test config refused: {e}\n{text}"));
-        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_bind = if extras.ipv6 {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let proxy = TcpListener::bind(proxy_bind).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot listen on {proxy_bind} (the machine needs ::1 on lo for IPv6 tests): {e}"
+            )
+        });
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (proxy_addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
         let audit = Arc::new(Memory::default());
@@ -198,8 +209,12 @@ impl Answer {
 
 /// A TCP connection to `to` from the loopback address `from`.
 pub async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
     let from: IpAddr = from.parse().unwrap();
+    let socket = if from.is_ipv6() {
+        TcpSocket::new_v6().unwrap()
+    } else {
+        TcpSocket::new_v4().unwrap()
+    };
     socket.bind(SocketAddr::new(from, 0)).unwrap();
     socket.connect(to).await.unwrap()
 }
