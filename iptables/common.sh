@@ -1,5 +1,5 @@
 # Shared by install.sh and remove.sh: the iptables backend, and reading iptables-save output.
-# Mirrors src/netfilter/tools.rs and crates/core/src/netfilter/rules.rs; tests/netfilter_scripts.rs
+# Mirrors src/netfilter/tools.rs and crates/core/src/iptables/rules.rs; tests/netfilter_scripts.rs
 # checks that they agree.
 
 CHAIN=IMDS-GUARD

@@ -3,7 +3,7 @@
 //! Argument parsing and the commands that only read files (`check`, `explain`, `policy`, in
 //! [`policy`]) live here; `main` wires the rest.
 
-pub mod policy;
+pub mod rollout;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -67,7 +67,7 @@ pub enum Command {
     Interception(InterceptionArgs),
     /// From audit lines to a policy: suggest least-privilege rules, replay requests under a new
     /// config.
-    Policy(policy::PolicyArgs),
+    Policy(rollout::PolicyArgs),
     /// Prove that this pod's metadata requests reach the node's guard: once, or every interval
     /// with metrics and a readiness endpoint (as a DaemonSet).
     Canary(CanaryArgs),
@@ -335,7 +335,7 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Expl
     let status = match decision.verdict {
         Verdict::Allow => "forwarded; the metadata service answers".to_owned(),
         Verdict::Deny => Refusal::Denied(decision.reason)
-            .disposition_in(cloud)
+            .answer_in(cloud)
             .status
             .to_string(),
     };

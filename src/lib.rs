@@ -46,7 +46,7 @@
 #![deny(unsafe_code)]
 
 pub use imds_guard_core::{
-    bucket, cache, cgroup, cloud, disposition, imds, index, policy, query, target,
+    bucket, cacheable, cgroup, cloud, disposition, imds, index, policy, query, target,
 };
 
 pub mod admin;
@@ -54,11 +54,11 @@ pub mod audit;
 pub mod canary;
 pub mod cli;
 pub mod config;
+pub mod conn_caps;
 pub mod file_watch;
 pub mod front;
 pub mod interception;
 pub mod inventory;
-pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod netfilter;

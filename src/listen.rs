@@ -20,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::cloud::Cloud;
-use crate::limits::{ConnLimits, Limit, Permit};
+use crate::conn_caps::{Cap, ConnCaps, Permit};
 use crate::metrics::{LimitLabels, Metrics};
 use crate::respond::connection_refusal;
 use imds_guard_net::{accept_failed, drain, serve_connection};
@@ -31,8 +31,8 @@ pub struct Connections {
     /// Time for a request's headers, and for the next request on a kept-alive connection.
     pub header_read_timeout: Duration,
     /// Caps on open connections; `None` for listeners only the node reaches (admin).
-    pub limits: Option<Arc<ConnLimits>>,
-    /// Counts connections refused by a limit.
+    pub caps: Option<Arc<ConnCaps>>,
+    /// Counts connections refused by a cap.
     pub metrics: Option<Arc<Metrics>>,
     /// Whose server the listener stands in for: the refusal speaks its protocol (GCP's header).
     pub cloud: Cloud,
@@ -42,7 +42,7 @@ impl Default for Connections {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(5),
-            limits: None,
+            caps: None,
             metrics: None,
             cloud: Cloud::Aws,
         }
@@ -74,7 +74,7 @@ pub async fn serve<M, H, F>(
 }
 
 /// Accepts connections on `listener` until `stop` resolves or `take` says to stop, and gives
-/// `take` each one that the connection limits admit, with its place; the others get the 429
+/// `take` each one that the connection caps admit, with its place; the others get the 429
 /// refusal. The listener is closed on return.
 pub async fn accept_admitted(
     listener: TcpListener,
@@ -92,8 +92,8 @@ pub async fn accept_admitted(
                             break;
                         }
                     }
-                    Err(limit) => {
-                        refuse_connection(stream, peer, limit, connections);
+                    Err(cap) => {
+                        refuse_connection(stream, peer, cap, connections);
                     }
                 },
                 Err(e) => accept_failed(&e).await,
@@ -103,27 +103,28 @@ pub async fn accept_admitted(
     }
 }
 
-/// Takes a place for a new connection from `peer`, or says which limit refuses it.
-fn admit(peer: SocketAddr, connections: &Connections) -> Result<Option<Permit>, Limit> {
+/// Takes a place for a new connection from `peer`, or says which cap refuses it.
+fn admit(peer: SocketAddr, connections: &Connections) -> Result<Option<Permit>, Cap> {
     connections
-        .limits
+        .caps
         .as_ref()
-        .map(|limits| limits.acquire(peer.ip()))
+        .map(|caps| caps.acquire(peer.ip()))
         .transpose()
 }
 
-/// Answers a connection over a limit with a fixed 429 and closes it, without reading a request.
+/// Answers a connection over a cap with a fixed 429 and closes it, without reading a request.
 fn refuse_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    limit: Limit,
+    cap: Cap,
     connections: &Connections,
 ) {
     let refusal = connection_refusal(connections.cloud);
-    tracing::debug!(%peer, limit = limit.as_str(), "connection refused: limit reached");
+    tracing::debug!(%peer, cap = cap.as_str(), "connection refused: cap reached");
     if let Some(metrics) = connections.metrics.as_deref() {
+        // The metric's label keeps its published name, `limit`.
         let labels = LimitLabels {
-            limit: limit.as_str(),
+            limit: cap.as_str(),
         };
         metrics.connections_refused.get_or_create(&labels).inc();
     }

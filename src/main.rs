@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         Command::Iptables(args) => iptables(&args.action),
         Command::Interception(args) => interception(&args.action),
         Command::Policy(args) => {
-            let outcome = cli::policy::run(&args);
+            let outcome = cli::rollout::run(&args);
             print!("{}", outcome.stdout);
             for note in &outcome.notes {
                 eprintln!("imds-guard: {note}");

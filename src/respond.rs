@@ -15,7 +15,7 @@ use http_body_util::Full;
 use serde::Serialize;
 
 use imds_guard_core::cloud::{self, Cloud};
-use imds_guard_core::disposition::{Disposition, Refusal};
+use imds_guard_core::disposition::{Refusal, RefusalAnswer};
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -36,7 +36,7 @@ pub fn refusal(
     pod: Option<&str>,
     rule: Option<&str>,
 ) -> Response<Full<Bytes>> {
-    let d = refusal.disposition_in(cloud);
+    let d = refusal.answer_in(cloud);
     let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN);
     let description = (cloud == Cloud::Azure).then(|| {
         format!(
@@ -79,7 +79,7 @@ pub fn connection_refusal(cloud: Cloud) -> &'static [u8] {
 }
 
 fn connection_refusal_text(extra: Option<(&str, &str)>) -> Vec<u8> {
-    let d = Refusal::ConnectionLimit.disposition();
+    let d = Refusal::ConnectionLimit.answer();
     let body = body(&d, None, None, None);
     let reason = StatusCode::from_u16(d.status)
         .ok()
@@ -103,7 +103,7 @@ fn connection_refusal_text(extra: Option<(&str, &str)>) -> Vec<u8> {
 }
 
 fn body(
-    d: &Disposition,
+    d: &RefusalAnswer,
     pod: Option<&str>,
     rule: Option<&str>,
     error_description: Option<String>,

@@ -1,4 +1,5 @@
-//! The layering holds: core ← config ← adapters ← app ← main, with no cycle between modules.
+//! The layering holds: core ← config ← adapters ← app ← main, with no cycle between modules; the
+//! emulator is a crate the guard takes only as an option; no module name means two things.
 //!
 //! The core is its own crate (`crates/core`): it cannot import the main crate, and this test
 //! checks that it depends on nothing that does IO. Inside the main crate, every `crate::…` path a
@@ -15,7 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "core",
         &[
             "bucket",
-            "cache",
+            "cacheable",
             "cgroup",
             "disposition",
             "cloud",
@@ -35,7 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "front",
             "interception",
             "inventory",
-            "limits",
+            "conn_caps",
             "listen",
             "metrics",
             "netfilter",
@@ -320,4 +321,131 @@ fn the_core_crate_does_no_io() {
             }
         }
     }
+}
+
+/// Module names that may appear in more than one crate, each with the one meaning it has in all
+/// of them. Empty today: every module name belongs to one crate.
+const SHARED_MODULE_NAMES: &[(&str, &str)] = &[];
+
+/// Every module of `dir` (a crate's `src`): file stems, and the directory's name for `mod.rs`;
+/// test-only files left out.
+fn module_names(dir: &Path) -> BTreeSet<String> {
+    let mut files = Vec::new();
+    rust_files(dir, &mut files);
+    files
+        .iter()
+        .filter(|f| {
+            !f.strip_prefix(dir)
+                .unwrap()
+                .components()
+                .any(|c| c.as_os_str() == "tests")
+        })
+        .filter_map(|f| {
+            let stem = f.file_stem()?.to_str()?;
+            let name = match stem {
+                "lib" | "main" | "tests" => return None,
+                "mod" => f.parent()?.file_name()?.to_str()?,
+                s if s.ends_with("_tests") => return None,
+                s => s,
+            };
+            Some(name.to_owned())
+        })
+        .collect()
+}
+
+/// One name, one meaning: a module name used by two crates of the workspace must be listed in
+/// [`SHARED_MODULE_NAMES`] with the one meaning it has in both (as `front` is the front in the
+/// main crate's `front/` and `config/front.rs`, a crate boundary is where two meanings hide).
+#[test]
+fn no_module_name_means_two_things_across_crates() {
+    let mut crates = vec![("imds-guard".to_owned(), root().join("src"))];
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        let dir = entry.unwrap().path();
+        crates.push((
+            dir.file_name().unwrap().to_str().unwrap().to_owned(),
+            dir.join("src"),
+        ));
+    }
+    assert!(crates.len() >= 4, "{crates:?}");
+    let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, src) in &crates {
+        let modules = module_names(src);
+        assert!(
+            !modules.is_empty(),
+            "{name}: no modules in {}",
+            src.display()
+        );
+        for module in modules {
+            owners.entry(module).or_default().push(name.clone());
+        }
+    }
+    let shared: Vec<String> = owners
+        .iter()
+        .filter(|(module, crates)| {
+            crates.len() > 1 && !SHARED_MODULE_NAMES.iter().any(|(m, _)| m == module)
+        })
+        .map(|(module, crates)| format!("`{module}` in {}", crates.join(", ")))
+        .collect();
+    assert!(
+        shared.is_empty(),
+        "module names used by more than one crate (rename one, or list the name in \
+         SHARED_MODULE_NAMES with its one meaning):\n{}",
+        shared.join("\n")
+    );
+    assert!(
+        owners.contains_key("proxy") && owners.contains_key("handler"),
+        "the scan found too little: {owners:?}"
+    );
+}
+
+/// The emulator is not part of the guard: the product reaches it only through its `emulator`
+/// feature (so the image, built without it, has none), and neither it nor the shared connection
+/// crate can reach back into the guard.
+#[test]
+fn the_emulator_is_an_optional_crate_of_its_own() {
+    let manifest = |path: &str| -> toml::Table {
+        std::fs::read_to_string(root().join(path))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let main = manifest("Cargo.toml");
+    let emulator = &main["dependencies"]["imds-guard-emulator"];
+    assert_eq!(
+        emulator.get("optional").and_then(|o| o.as_bool()),
+        Some(true),
+        "{emulator}"
+    );
+    assert_eq!(
+        main["features"]["emulator"].as_array().unwrap(),
+        &vec![toml::Value::from("dep:imds-guard-emulator")]
+    );
+    for path in [
+        "crates/emulator/Cargo.toml",
+        "crates/net/Cargo.toml",
+        "crates/core/Cargo.toml",
+    ] {
+        let deps = manifest(path)["dependencies"].as_table().unwrap().clone();
+        assert!(
+            !deps.contains_key("imds-guard"),
+            "{path} depends on the guard"
+        );
+    }
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let outside: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.lines().any(|l| {
+                let code = without_strings(l.split("//").next().unwrap_or(""));
+                code.contains("imds_guard_emulator")
+            }) && !text.contains("cfg(feature = \"emulator\")")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "files naming the emulator crate without the feature gate: {outside:?}"
+    );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{invalid, ConfigError};
-use crate::cache::CachePaths;
+use crate::cacheable::CachePaths;
 use crate::cloud::Cloud;
 
 /// `[imdsv2] tokens`: who issues the tokens pods use.

@@ -301,11 +301,11 @@ fn the_front_defaults_guard_tokens_a_cache_and_limits() {
     let class = |p: &str| cache.paths.class(&crate::target::parse_target(p).unwrap());
     assert_eq!(
         class("/latest/meta-data/iam/info"),
-        crate::cache::CacheClass::Stable
+        crate::cacheable::CacheClass::Stable
     );
     assert_eq!(
         class("/latest/meta-data/mac"),
-        crate::cache::CacheClass::Never
+        crate::cacheable::CacheClass::Never
     );
     assert_eq!(full.limits.upstream_requests_per_second, 5.5);
 }

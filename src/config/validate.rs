@@ -2,7 +2,7 @@
 //! each refusal naming its key.
 
 use super::*;
-use imds_guard_core::netfilter::rules::{RuleError, RuleSet};
+use imds_guard_core::iptables::rules::{RuleError, RuleSet};
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.server.listen == raw.server.admin_listen {

@@ -2,7 +2,7 @@
 //! for many identical misses.
 //!
 //! Only a request the policy allowed ever reaches the cache. What may be kept is the core's
-//! [`CachePaths`](crate::cache::CachePaths): stable answers for `max_age`, credentials until
+//! [`CachePaths`](crate::cacheable::CachePaths): stable answers for `max_age`, credentials until
 //! `credentials_refresh` before their own `Expiration` (never past it). In the last stretch before
 //! that point a request is still answered from the cache, and the credentials are fetched again
 //! in the background, so a refresh never makes a pod wait. Only successful answers are kept.
@@ -21,7 +21,7 @@ use http::{HeaderMap, StatusCode};
 use lru::LruCache;
 use tokio::sync::watch;
 
-use crate::cache::CacheClass;
+use crate::cacheable::CacheClass;
 use crate::config;
 use crate::disposition::UpstreamFailure;
 use crate::metrics::Metrics;
@@ -271,7 +271,7 @@ pub fn credentials_left(body: &[u8], now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::CachePaths;
+    use crate::cacheable::CachePaths;
 
     fn cache(max_age: u64, refresh: u64) -> Cache {
         Cache::new(

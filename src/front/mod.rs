@@ -1,14 +1,13 @@
 //! The node's metadata front: what the guard does for pods beyond deciding — issuing their IMDSv2
-//! tokens (bound to the pod), keeping its own token with the service, keeping answers
-//! (`[cache]`, one upstream request for many), and limiting how fast each pod and the whole node
-//! may go (`[limits]`).
+//! tokens (bound to the pod: `pod_tokens`), keeping its own token with the service
+//! (`upstream::token`), keeping answers (`[cache]`, one upstream request for many: `cache`), and
+//! limiting how fast each pod and the whole node may go (`[limits]`: `rate_limits`).
 //!
 //! The proxy consults it after the policy has decided; nothing here decides who may read what.
 
 pub mod cache;
-pub mod rate;
-pub mod tokens;
-pub mod upstream_token;
+pub mod pod_tokens;
+pub mod rate_limits;
 
 use std::sync::Arc;
 
@@ -17,9 +16,10 @@ use crate::imds::MAX_TOKEN_TTL_SECONDS;
 use crate::metrics::Metrics;
 
 pub use cache::Cache;
-pub use rate::{RateLimits, Scope};
-pub use tokens::{Check, Issuer, KeyError};
-pub use upstream_token::UpstreamToken;
+pub use pod_tokens::{Check, Issuer, KeyError};
+pub use rate_limits::{RateLimits, Scope};
+
+use crate::upstream::token::UpstreamToken;
 
 /// The longest token the guard issues when its key is random per start: a restart makes every
 /// token invalid, and an SDK that keeps its token for the TTL it was granted (aws-config keeps it

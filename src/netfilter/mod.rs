@@ -17,7 +17,7 @@ pub mod bypass;
 pub mod keeper;
 pub mod tools;
 
-pub use imds_guard_core::netfilter::rules;
+pub use imds_guard_core::iptables::rules;
 
 use std::net::SocketAddr;
 

@@ -11,7 +11,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 
-use crate::cache::CacheClass;
+use crate::cacheable::CacheClass;
 use crate::cloud::Cloud;
 use crate::disposition::{Disposal, Refusal, UpstreamFailure};
 use crate::front::cache::{follow, Found, Join, Outcome, Stored};

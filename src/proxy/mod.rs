@@ -37,13 +37,13 @@ use crate::policy::{Facts, Reason};
 use crate::query::{self, Query};
 use crate::reload::{Current, Live};
 use crate::target::CanonicalPath;
-use crate::upstream::{Forward, Upstream};
+use crate::upstream::{Forward, Pool};
 use exchange::{shorten, Exchange};
 pub use forward::MAX_LONG_POLL;
 use relay::{protocol_refusal, target_text};
 
 /// Everything a request needs, shared by all connections of a worker.
-pub struct Proxy<U = Upstream> {
+pub struct Proxy<U = Pool> {
     /// The policy, mode and hop limit in force; swapped whole on reload.
     pub live: Arc<Live>,
     pub inventory: Arc<Index>,

@@ -25,8 +25,9 @@ use std::fmt;
 
 use crate::audit::MAX_LABEL_VALUE;
 use crate::config::DEFAULT_WORKLOAD_LABELS;
+use crate::disposition::Disposal;
 use crate::index::{Labels, Owner, Pod};
-use record::{Decision, Line, Record};
+use record::{Line, Record};
 
 /// How pods are grouped into workloads (`--group-by`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -243,11 +244,11 @@ impl Log {
             return;
         }
         let was = match record.decision {
-            Decision::Allow | Decision::WouldDeny => Was::Served,
-            Decision::Deny if POLICY_REASONS.contains(&record.reason.as_str()) => {
+            Disposal::Forward | Disposal::WouldDeny => Was::Served,
+            Disposal::Refuse if POLICY_REASONS.contains(&record.reason.as_str()) => {
                 Was::Denied(record.reason.clone())
             }
-            Decision::Deny => {
+            Disposal::Refuse => {
                 *self
                     .refused_before_policy
                     .entry(record.reason.clone())

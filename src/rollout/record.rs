@@ -6,18 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::disposition::Disposal;
 use crate::index::Owner;
-
-/// What was decided, as the line says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Decision {
-    /// `allow`: forwarded (or answered by the guard, for a token).
-    Allow,
-    /// `would-deny`: denied by the policy, forwarded in audit mode.
-    WouldDeny,
-    /// `deny`: refused.
-    Deny,
-}
 
 /// One audit line, as much of it as is read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +23,7 @@ pub struct Record {
     pub method: String,
     /// The canonical path, with `?` and the canonical query where there was one.
     pub path: String,
-    pub decision: Decision,
+    pub decision: Disposal,
     pub reason: String,
     pub rule: Option<String>,
     pub status: u16,
@@ -102,10 +92,11 @@ pub fn read(line: &str) -> Line {
         Ok(raw) => raw,
         Err(e) => return Line::Malformed(e.to_string()),
     };
+    // The line's `decision` is the word of what became of the request.
     let decision = match raw.decision.as_str() {
-        "allow" => Decision::Allow,
-        "would-deny" => Decision::WouldDeny,
-        "deny" => Decision::Deny,
+        "allow" => Disposal::Forward,
+        "would-deny" => Disposal::WouldDeny,
+        "deny" => Disposal::Refuse,
         other => return Line::Malformed(format!("unknown decision {other:?}")),
     };
     let pod = match raw.pod {
@@ -160,7 +151,7 @@ mod tests {
             (
                 "GET",
                 "/latest/meta-data/instance-id",
-                Decision::WouldDeny,
+                Disposal::WouldDeny,
                 200
             )
         );

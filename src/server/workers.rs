@@ -23,14 +23,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audit;
 use crate::config::Config;
+use crate::conn_caps::{ConnCaps, Permit};
 use crate::interception::Identifier;
 use crate::inventory::Index;
-use crate::limits::{ConnLimits, Permit};
 use crate::listen::{accept_admitted, Connections};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, Source};
 use crate::reload::Live;
-use crate::upstream::Upstream;
+use crate::upstream::Pool;
 use imds_guard_net::{drain, serve_connection};
 
 /// A connection accepted for a worker thread.
@@ -78,7 +78,7 @@ pub fn start(
             Arc::new(Proxy {
                 live: Arc::clone(&shared.live),
                 inventory: Arc::clone(&shared.inventory),
-                upstream: Upstream::with_connections(
+                upstream: Pool::with_connections(
                     &config.upstream,
                     share(config.upstream.max_connections, workers, i),
                 ),
@@ -91,7 +91,7 @@ pub fn start(
         .collect();
     let connections = Connections {
         header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
-        limits: Some(ConnLimits::new(
+        caps: Some(ConnCaps::new(
             config.server.max_connections,
             config.server.max_connections_per_source,
         )),

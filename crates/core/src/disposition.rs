@@ -95,7 +95,7 @@ pub enum Refusal {
 
 /// How the guard answers: the status, the JSON body's words, and the headers that go with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Disposition {
+pub struct RefusalAnswer {
     pub status: u16,
     /// The JSON body's `error`: the status in a word.
     pub error: &'static str,
@@ -112,13 +112,13 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD, PUT";
 
 impl Refusal {
     /// The table: every answer the guard makes itself (as in front of AWS's server).
-    pub fn disposition(self) -> Disposition {
-        self.disposition_in(Cloud::Aws)
+    pub fn answer(self) -> RefusalAnswer {
+        self.answer_in(Cloud::Aws)
     }
 
     /// The table in front of `cloud`'s server: a missing gate header is answered with the status
     /// that server gives (GCP 403, Azure 400, OCI 401).
-    pub fn disposition_in(self, cloud: Cloud) -> Disposition {
+    pub fn answer_in(self, cloud: Cloud) -> RefusalAnswer {
         let (status, reason, retry_after, allow) = match self {
             Self::Denied(reason) => {
                 let status = match reason {
@@ -146,7 +146,7 @@ impl Refusal {
             }
             Self::ConnectionLimit => (429, "connection-limit", Some(1), None),
         };
-        Disposition {
+        RefusalAnswer {
             status,
             error: error_word(status),
             reason,
@@ -294,7 +294,7 @@ mod tests {
             ),
         ];
         for (refusal, status, error, reason) in cases {
-            let d = refusal.disposition();
+            let d = refusal.answer();
             assert_eq!(
                 (d.status, d.error, d.reason),
                 (status, error, reason),
@@ -305,15 +305,15 @@ mod tests {
 
     #[test]
     fn extra_headers_go_with_their_refusals() {
-        let d = Refusal::Denied(Reason::MethodNotAllowed).disposition();
+        let d = Refusal::Denied(Reason::MethodNotAllowed).answer();
         assert_eq!((d.allow, d.retry_after), (Some("GET, HEAD, PUT"), None));
-        let d = Refusal::Denied(Reason::NotReady).disposition();
+        let d = Refusal::Denied(Reason::NotReady).answer();
         assert_eq!((d.allow, d.retry_after), (None, Some(1)));
-        let d = Refusal::Denied(Reason::RateLimited).disposition();
+        let d = Refusal::Denied(Reason::RateLimited).answer();
         assert_eq!((d.allow, d.retry_after), (None, Some(1)));
-        let d = Refusal::ConnectionLimit.disposition();
+        let d = Refusal::ConnectionLimit.answer();
         assert_eq!(d.retry_after, Some(1));
-        let d = Refusal::Denied(Reason::PathNotAllowed).disposition();
+        let d = Refusal::Denied(Reason::PathNotAllowed).answer();
         assert_eq!((d.allow, d.retry_after), (None, None));
     }
 

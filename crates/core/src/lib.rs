@@ -17,13 +17,13 @@
 #![forbid(unsafe_code)]
 
 pub mod bucket;
-pub mod cache;
+pub mod cacheable;
 pub mod cgroup;
 pub mod cloud;
 pub mod disposition;
 pub mod imds;
 pub mod index;
-pub mod netfilter;
+pub mod iptables;
 pub mod policy;
 pub mod query;
 pub mod target;

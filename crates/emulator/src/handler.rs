@@ -19,7 +19,7 @@ use imds_guard_core::cloud::Cloud;
 use super::creds::CredentialSource;
 pub(crate) use super::protocol::{protocol, Ec2Protocol};
 use super::protocol::{CredentialsFormat, TokenFlow, AWS_SERVER};
-use super::tokens::{TokenStore, MAX_TTL_SECS, MIN_TTL_SECS};
+use super::session_tokens::{TokenStore, MAX_TTL_SECS, MIN_TTL_SECS};
 use super::tree::{Lookup, Node};
 use super::TokenMode;
 

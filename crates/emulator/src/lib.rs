@@ -31,7 +31,7 @@ mod handler;
 mod oci;
 mod openstack;
 mod protocol;
-mod tokens;
+mod session_tokens;
 mod tree;
 
 use std::fmt;
@@ -277,7 +277,7 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
         hop_limit: options.hop_limit,
         tree: tree::Node::from_value(&value),
         credentials: creds::CredentialSource::new(options.credentials_ttl),
-        store: tokens::TokenStore::default(),
+        store: session_tokens::TokenStore::default(),
         throttle: options.throttle.filter(|rps| *rps > 0).map(|rps| {
             std::sync::Mutex::new(imds_guard_core::bucket::Bucket::new(
                 f64::from(rps),

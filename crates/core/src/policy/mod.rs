@@ -226,7 +226,7 @@ impl Reason {
     /// The HTTP status of a refusal for this reason (from the one table,
     /// [`Refusal::disposition`]).
     pub fn status(self) -> u16 {
-        Refusal::Denied(self).disposition().status
+        Refusal::Denied(self).answer().status
     }
 
     /// Whether `mode = "audit"` may forward a request denied for this reason. Malformed and

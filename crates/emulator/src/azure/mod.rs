@@ -19,7 +19,7 @@
 //! - Every answer carries `Server: IMDS/150.870.65.1325`. The `throttle` option gives Azure's
 //!   5 requests/s with 429.
 
-mod identity;
+mod managed_identity;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -180,7 +180,7 @@ fn respond(req: &Request<Bytes>) -> Answer {
             answer::json(StatusCode::OK, JSON, &json!({ "apiVersions": VERSIONS }))
         }
         Endpoint::Instance(members) => instance(members, version, query.get("format")),
-        Endpoint::Token => identity::token(&query),
+        Endpoint::Token => managed_identity::token(&query),
         Endpoint::ScheduledEvents if method == Method::POST => start_requests(req.body()),
         Endpoint::ScheduledEvents => answer::json(
             StatusCode::OK,
@@ -226,7 +226,7 @@ fn checked_query(
         }
         Err(QueryError::BadKeyValue(key)) if key == "api-version" => return Err(invalid_version()),
         Err(QueryError::MissingKey("resource")) => {
-            return Err(Box::new(identity::missing_resource()))
+            return Err(Box::new(managed_identity::missing_resource()))
         }
         Err(e) => return Err(bad(&format!("Bad request. {e}"))),
     }

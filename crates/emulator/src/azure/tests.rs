@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 
-use super::identity::{SYSTEM, USER};
+use super::managed_identity::{SYSTEM, USER};
 use super::{handle, USER_DATA, VM_ID};
 
 const API: &str = "api-version=2021-02-01";

@@ -24,7 +24,7 @@
 //!   value). Anything else is 405 — HEAD included, which GCE does not document.
 
 mod read;
-mod tokens;
+mod service_account;
 mod tree;
 
 use std::collections::BTreeMap;

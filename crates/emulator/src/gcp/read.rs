@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::super::answer::{self, etag, Answer};
 use super::super::handler::State;
-use super::{error, tokens, tree, JSON, TEXT};
+use super::{error, service_account, tree, JSON, TEXT};
 
 /// Long polls without `timeout_sec`, and the longest one.
 const DEFAULT_WAIT: Duration = Duration::from_secs(60);
@@ -129,11 +129,11 @@ fn generated(
         return Err(NOT_FOUND);
     }
     if leaf == "token" {
-        let (body, is_json) = tokens::access_token(query);
+        let (body, is_json) = service_account::access_token(query);
         let content_type = if is_json { JSON } else { TEXT };
         return Ok(Served { content_type, body });
     }
-    let token = tokens::identity(email, query).ok_or(NotServed::Status(
+    let token = service_account::identity(email, query).ok_or(NotServed::Status(
         StatusCode::BAD_REQUEST,
         "non-empty audience parameter required\n",
     ))?;

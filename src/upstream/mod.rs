@@ -17,6 +17,8 @@
 //! connections, which a client shared across threads cannot give. Kept for the memory, which is
 //! what a node's DaemonSet is sized by.
 
+pub mod token;
+
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
@@ -72,7 +74,7 @@ impl UpstreamError {
     }
 }
 
-/// Where the proxy sends what it forwards: the metadata service over [`Upstream`]'s pool, or in
+/// Where the proxy sends what it forwards: the metadata service over the [`Pool`], or in
 /// tests a fake that needs no socket.
 pub trait Forward: Send + Sync + 'static {
     /// Sends `method target` (origin form) with `headers` (already filtered by the caller) and
@@ -88,7 +90,7 @@ pub trait Forward: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Answer, UpstreamError>> + Send;
 }
 
-impl Forward for Upstream {
+impl Forward for Pool {
     fn send(
         &self,
         method: http::Method,
@@ -131,7 +133,7 @@ pub struct Answer {
 
 /// Pooled client for one upstream; clones share the pool.
 #[derive(Clone)]
-pub struct Upstream {
+pub struct Pool {
     shared: Arc<Shared>,
 }
 
@@ -162,7 +164,7 @@ struct Connection {
     idle_since: Instant,
 }
 
-impl Upstream {
+impl Pool {
     /// A client for the configured upstream, with its connect and total timeouts and at most
     /// `connections` open (at least one): a worker's share of `max_connections`.
     pub fn with_connections(config: &config::Upstream, connections: usize) -> Self {

@@ -1,7 +1,8 @@
-//! Connection limits: a cap on open connections per source address and in total, so that one pod
-//! (or a handful) holding thousands of idle connections cannot starve the others.
+//! Connection caps (`[server] max_connections`, `max_connections_per_source`; not the rate limits
+//! of `[limits]`, which are `front::rate_limits`): open connections per source address and in total, so
+//! that one pod (or a handful) holding thousands of idle connections cannot starve the others.
 //!
-//! A connection over a limit is answered with a fixed 429 (`respond::CONNECTION_REFUSAL`) and
+//! A connection over a cap is answered with a fixed 429 (`respond::CONNECTION_REFUSAL`) and
 //! closed at once, before any request is read: cheap for the guard, and clear to a well-behaved
 //! client.
 
@@ -9,14 +10,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// Which limit refused a connection.
+/// Which cap refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
+pub enum Cap {
     PerSource,
     Total,
 }
 
-impl Limit {
+impl Cap {
     /// The metric label and audit word.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -28,7 +29,7 @@ impl Limit {
 
 /// Open-connection counts against their caps.
 #[derive(Debug)]
-pub struct ConnLimits {
+pub struct ConnCaps {
     total: usize,
     per_source: usize,
     open: Mutex<Open>,
@@ -43,11 +44,11 @@ struct Open {
 /// One open connection's place; released when dropped.
 #[derive(Debug)]
 pub struct Permit {
-    limits: Arc<ConnLimits>,
+    limits: Arc<ConnCaps>,
     source: IpAddr,
 }
 
-impl ConnLimits {
+impl ConnCaps {
     /// Caps of `total` open connections, and `per_source` from any one address.
     pub fn new(total: usize, per_source: usize) -> Arc<Self> {
         Arc::new(Self {
@@ -58,15 +59,15 @@ impl ConnLimits {
     }
 
     /// Takes a place for a connection from `source`, or says which cap is reached.
-    pub fn acquire(self: &Arc<Self>, source: IpAddr) -> Result<Permit, Limit> {
+    pub fn acquire(self: &Arc<Self>, source: IpAddr) -> Result<Permit, Cap> {
         let source = source.to_canonical();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.total {
-            return Err(Limit::Total);
+            return Err(Cap::Total);
         }
         let count = open.by_source.entry(source).or_default();
         if *count >= self.per_source {
-            return Err(Limit::PerSource);
+            return Err(Cap::PerSource);
         }
         *count += 1;
         open.total += 1;
@@ -105,20 +106,17 @@ mod tests {
 
     #[test]
     fn per_source_and_total_caps() {
-        let limits = ConnLimits::new(3, 2);
+        let limits = ConnCaps::new(3, 2);
         let a1 = limits.acquire(ip("10.0.0.1")).unwrap();
         let _a2 = limits.acquire(ip("10.0.0.1")).unwrap();
-        assert_eq!(
-            limits.acquire(ip("10.0.0.1")).unwrap_err(),
-            Limit::PerSource
-        );
+        assert_eq!(limits.acquire(ip("10.0.0.1")).unwrap_err(), Cap::PerSource);
         // The IPv4-mapped form is the same source.
         assert_eq!(
             limits.acquire(ip("::ffff:10.0.0.1")).unwrap_err(),
-            Limit::PerSource
+            Cap::PerSource
         );
         let _b1 = limits.acquire(ip("10.0.0.2")).unwrap();
-        assert_eq!(limits.acquire(ip("10.0.0.3")).unwrap_err(), Limit::Total);
+        assert_eq!(limits.acquire(ip("10.0.0.3")).unwrap_err(), Cap::Total);
         assert_eq!(limits.open(), 3);
         drop(a1);
         assert_eq!(limits.open(), 2);

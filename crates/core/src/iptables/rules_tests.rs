@@ -1,7 +1,7 @@
 //! Rule generation and convergence, on `iptables-save` text: no root needed.
 
 use super::*;
-use crate::netfilter::save::chain_of;
+use crate::iptables::save::chain_of;
 
 fn set(listen: &str, interfaces: &[&str]) -> RuleSet {
     let interfaces: Vec<String> = interfaces.iter().map(|s| s.to_string()).collect();
