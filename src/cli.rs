@@ -418,5 +418,4 @@ pub fn iptables(config: &Config, action: &IptablesAction) -> Result<Report, Netf
 }
 
 #[cfg(test)]
-#[path = "cli_tests.rs"]
 mod tests;

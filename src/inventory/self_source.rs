@@ -194,5 +194,4 @@ pub fn start(
 }
 
 #[cfg(test)]
-#[path = "self_source_tests.rs"]
 mod tests;

@@ -255,5 +255,4 @@ fn absorb_covered(items: &mut Items) {
 }
 
 #[cfg(test)]
-#[path = "generalise_tests.rs"]
 mod tests;

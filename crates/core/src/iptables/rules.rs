@@ -411,9 +411,4 @@ fn remove_section(table: &SavedTable<'_>) -> String {
 }
 
 #[cfg(test)]
-#[path = "rules_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "rules_cloud_tests.rs"]
-mod cloud_tests;

@@ -1,8 +1,8 @@
 //! The rule set of every cloud: its addresses, its IPv6 endpoint, the ports it rejects; and that
 //! install, status and remove treat them like AWS's (converge, idempotent, nothing else touched).
 
-use super::tests::{apply, FOREIGN, FOREIGN_FILTER};
-use super::*;
+use super::super::*;
+use super::{apply, FOREIGN, FOREIGN_FILTER};
 use crate::cloud::ALL;
 
 fn node(cloud: Cloud, listen: &str) -> RuleSet {

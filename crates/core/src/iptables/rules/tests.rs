@@ -405,3 +405,6 @@ fn set_node_rules() -> String {
     let node = set("10.0.0.5:8181", &["eni+"]);
     apply(FOREIGN, &node.install_payload(Family::V4, FOREIGN))
 }
+
+/// The same checks for every cloud's addresses and ports.
+mod cloud;
