@@ -7,7 +7,9 @@
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -242,10 +244,7 @@ fn write_out(shared: &Pending, mut out: impl Write, every: Duration) {
         if !stopping {
             std::thread::park_timeout(every);
         }
-        std::mem::swap(
-            &mut *shared.text.lock().unwrap_or_else(|e| e.into_inner()),
-            &mut spare,
-        );
+        std::mem::swap(&mut *shared.text.lock(), &mut spare);
         if !spare.is_empty() {
             let written = out.write_all(&spare).and_then(|()| out.flush());
             match (written, failing) {
@@ -298,7 +297,7 @@ impl Sink for Stdout {
         SCRATCH.with_borrow_mut(|line| {
             line.clear();
             event.write_line(line);
-            let mut text = self.shared.text.lock().unwrap_or_else(|e| e.into_inner());
+            let mut text = self.shared.text.lock();
             let before = text.len();
             if before + line.len() > self.max_pending {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
@@ -330,20 +329,14 @@ pub struct Memory {
 impl Memory {
     /// Everything recorded so far.
     pub fn events(&self) -> Vec<serde_json::Value> {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.events.lock().clone()
     }
 }
 
 impl Sink for Memory {
     fn record(&self, event: &Event<'_>) {
         if let Ok(value) = serde_json::to_value(event) {
-            self.events
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(value);
+            self.events.lock().push(value);
         }
     }
 }

@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 /// Which cap refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +63,7 @@ impl ConnCaps {
     /// Takes a place for a connection from `source`, or says which cap is reached.
     pub fn acquire(self: &Arc<Self>, source: IpAddr) -> Result<Permit, Cap> {
         let source = source.to_canonical();
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.open.lock();
         if open.total >= self.total {
             return Err(Cap::Total);
         }
@@ -79,13 +81,13 @@ impl ConnCaps {
 
     /// Open connections now.
     pub fn open(&self) -> usize {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
+        self.open.lock().total
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.limits.open.lock();
         open.total = open.total.saturating_sub(1);
         if let Some(count) = open.by_source.get_mut(&self.source) {
             *count -= 1;

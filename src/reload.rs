@@ -12,9 +12,10 @@
 //! needs a restart; such changes are logged and otherwise ignored.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::config::{self, Config, Mode, Source};
@@ -45,27 +46,28 @@ impl Current {
     }
 }
 
-/// The live, swappable settings.
+/// The live, swappable settings: read by every request without a lock (`arc_swap`), replaced
+/// whole by a reload.
 #[derive(Debug)]
 pub struct Live {
-    current: RwLock<Arc<Current>>,
+    current: ArcSwap<Current>,
 }
 
 impl Live {
     /// Starts with `config`'s settings.
     pub fn new(config: &Config) -> Self {
         Self {
-            current: RwLock::new(Arc::new(Current::of(config))),
+            current: ArcSwap::from_pointee(Current::of(config)),
         }
     }
 
     /// The settings in force now (a cheap clone of a shared pointer).
     pub fn load(&self) -> Arc<Current> {
-        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+        self.current.load_full()
     }
 
     fn store(&self, current: Current) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(current);
+        self.current.store(Arc::new(current));
     }
 }
 

@@ -54,7 +54,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// What the core crate may depend on: nothing that does IO.
-const CORE_DEPENDENCIES: &[&str] = &["thiserror"];
+const CORE_DEPENDENCIES: &[&str] = &["parking_lot", "thiserror"];
 
 /// Names whose appearance in the core's code means IO or an adapter's types.
 const NOT_IN_CORE: &[&str] = &[

@@ -20,11 +20,7 @@ pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if text.len() <= max {
         return text.into();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end]).into()
+    format!("{}…", &text[..text.floor_char_boundary(max)]).into()
 }
 
 /// The labels of a pod that audit lines carry: of `keys` (`[audit] workload_labels`, in that

@@ -9,7 +9,9 @@
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -119,7 +121,7 @@ impl State {
         }
         match request.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
-            "/readyz" => match *self.last.lock().unwrap_or_else(|e| e.into_inner()) {
+            "/readyz" => match *self.last.lock() {
                 Some(Ok(())) => text(StatusCode::OK, "protected\n".into()),
                 Some(Err(why)) => text(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -192,11 +194,7 @@ async fn probe_forever(settings: &Settings, state: &State) {
         ticks.tick().await;
         let outcome = probe(&settings.target, settings.timeout).await;
         state.metrics.record(outcome);
-        let before = state
-            .last
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(outcome);
+        let before = state.last.lock().replace(outcome);
         if before == Some(outcome) {
             continue;
         }

@@ -13,7 +13,9 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -134,7 +136,7 @@ impl Cache {
 
     /// What is held for `key` at `now`.
     pub fn get(&self, key: &str, now: Instant) -> Found {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         let Some(entry) = entries.get_mut(key) else {
             return Found::Missing;
         };
@@ -194,7 +196,7 @@ impl Cache {
                 }
             }
         };
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         // The same answer again (the service has not rotated the credentials yet): the next
         // attempt stays where the last one put it.
         if let Some(previous) = entries.peek(key) {
@@ -218,7 +220,7 @@ impl Cache {
 
     /// A background fetch for `key` came to nothing: the next request in the window may try.
     pub fn refresh_failed(&self, key: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         if let Some(entry) = entries.peek_mut(key) {
             entry.refreshing = false;
         }
@@ -226,7 +228,7 @@ impl Cache {
 
     /// Joins the fetch of `key` under way, or leads a new one.
     pub fn join(&self, key: &str) -> Join<'_> {
-        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        let mut flights = self.flights.lock();
         if let Some(flight) = flights.get(key) {
             return Join::Follow(flight.subscribe());
         }
@@ -240,11 +242,7 @@ impl Cache {
     }
 
     fn land(&self, key: &str, outcome: Outcome) {
-        let flight = self
-            .flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        let flight = self.flights.lock().remove(key);
         if let Some(tx) = flight {
             tx.send_replace(Some(outcome));
         }

@@ -2,8 +2,8 @@
 //! requests to the metadata service, kept below the service's own throttle (which, once crossed,
 //! drops every pod's requests alike).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::bucket::Bucket;
@@ -55,7 +55,7 @@ impl RateLimits {
         if self.settings.pod_requests_per_second <= 0.0 {
             return true;
         }
-        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pods = self.pods.lock();
         if let Some(bucket) = pods.get_mut(uid) {
             return bucket.take(now).is_ok();
         }
@@ -76,11 +76,7 @@ impl RateLimits {
     pub fn admit_upstream(&self, now: Instant) -> bool {
         match &self.upstream {
             None => true,
-            Some(bucket) => bucket
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(now)
-                .is_ok(),
+            Some(bucket) => bucket.lock().take(now).is_ok(),
         }
     }
 }

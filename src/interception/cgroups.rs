@@ -6,10 +6,10 @@
 //! connection) — at most once per [`RESCAN_INTERVAL`] whatever the number of requests — and
 //! never per request otherwise.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cgroup::pod_of_path;
@@ -153,9 +153,9 @@ impl Resolver {
         });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
         // The cache is only ever extended; a panic mid-walk leaves it usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 }
 

@@ -7,9 +7,9 @@
 //! node, a process that dialled the listener directly): it has no cgroup identity, and is refused
 //! as an unknown source.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use aya::maps::{HashMap, MapData};
 
@@ -36,7 +36,7 @@ impl Identifier {
     /// record.
     pub fn cgroup_of(&self, peer: SocketAddr, local: SocketAddr) -> Option<u64> {
         let key = tuple_key(peer, local);
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let mut records = self.records.lock();
         let record = records.get(&key, 0).ok()?;
         // Gone already (LRU eviction, a race with another accept of the same tuple): the record
         // was read, which is what counts.

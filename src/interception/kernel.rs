@@ -159,7 +159,7 @@ pub fn load(pin_dir: &Path) -> Result<Ebpf, InterceptionError> {
         .map_err(|e| {
             // The cause (a `bpf()` refused, say: no CAP_BPF, or a seccomp profile that allows it
             // only with CAP_SYS_ADMIN) is in the error's sources.
-            InterceptionError::Load(crate::upstream::error_chain(&e))
+            InterceptionError::Load(crate::upstream::error_chain(e))
         })
 }
 
@@ -282,10 +282,10 @@ pub fn attach(
 macro_rules! link_to_cgroup {
     ($program:expr, $cgroup:expr) => {{
         let p = $program;
-        p.load().map_err(|e| chain(&e))?;
-        let id = p.attach($cgroup, LINK_MODE).map_err(|e| chain(&e))?;
-        let link = p.take_link(id).map_err(|e| chain(&e))?;
-        FdLink::try_from(link).map_err(|e| chain(&e))
+        p.load().map_err(|e| chain(e))?;
+        let id = p.attach($cgroup, LINK_MODE).map_err(|e| chain(e))?;
+        let link = p.take_link(id).map_err(|e| chain(e))?;
+        FdLink::try_from(link).map_err(|e| chain(e))
     }};
 }
 

@@ -14,7 +14,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use aya::programs::tc::{SchedClassifier, TcAttachType};
 use serde::Deserialize;
@@ -239,7 +241,7 @@ fn tcx_ingress(interface: &str) -> Result<Vec<Program>, ScanError> {
         Err(_) if !exists(interface) => Ok(Vec::new()),
         Err(e) => Err(ScanError::Tcx {
             interface: interface.to_owned(),
-            reason: chain(&e),
+            reason: chain(e),
         }),
     }
 }
@@ -272,11 +274,11 @@ pub struct Suspected(Arc<Mutex<Vec<String>>>);
 impl Suspected {
     /// The interfaces, sorted; empty when none (or not checked).
     pub fn interfaces(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.lock().clone()
     }
 
     fn set(&self, interfaces: Vec<String>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = interfaces;
+        *self.0.lock() = interfaces;
     }
 }
 

@@ -293,21 +293,9 @@ fn millis(d: Duration) -> f64 {
 
 /// Bounds what a hostile target can put in a log or audit line.
 pub(super) fn shorten(text: &str) -> String {
-    const MAX: usize = 256;
-    if text.len() <= MAX {
-        return text.to_owned();
-    }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    audit::bounded(text, 256).into_owned()
 }
 
 fn shorten_method(method: &str) -> &str {
-    let mut end = method.len().min(32);
-    while !method.is_char_boundary(end) {
-        end -= 1;
-    }
-    &method[..end]
+    &method[..method.floor_char_boundary(32)]
 }

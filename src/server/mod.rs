@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::Admin;
 use crate::audit;
@@ -83,7 +83,8 @@ pub async fn run(
     // shutdown; what serves is stopped by `stop` and drained.
     let mut background = tokio::task::JoinSet::new();
     let mut serving = tokio::task::JoinSet::new();
-    let (stop, stopped) = stop_signal();
+    let stop = CancellationToken::new();
+    let stopped = || stop.clone().cancelled_owned();
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     // The token key first: a key file that cannot be read stops the start before anything else.
     let front = crate::front::Front::start(&config, &metrics)?;
@@ -196,26 +197,10 @@ pub async fn run(
         grace_seconds = grace.as_secs(),
         "shutting down: no new connections, finishing requests in flight"
     );
-    let _ = stop.send(true);
+    stop.cancel();
     while let Some(result) = serving.join_next().await {
         result.map_err(|e| RunError::Task(e.to_string()))?;
     }
     background.shutdown().await;
     Ok(())
-}
-
-/// A sender that stops everything serving, and a maker of futures that resolve when it does.
-fn stop_signal() -> (
-    watch::Sender<bool>,
-    impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
-) {
-    let (tx, rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = rx.clone();
-        Box::pin(async move {
-            // Resolves on the signal, or if the sender is gone (which only happens on exit).
-            let _ = rx.wait_for(|stop| *stop).await;
-        }) as std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
-    };
-    (tx, stopped)
 }

@@ -22,7 +22,9 @@ pub mod token;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -251,7 +253,7 @@ impl Pool {
             Ok(Err(mut err)) => {
                 return Err(match err.take_message() {
                     Some(request) => Retry::Unsent(request),
-                    None => Retry::No(UpstreamError::Broken(error_chain(err.error()))),
+                    None => Retry::No(UpstreamError::Broken(error_chain(err.into_error()))),
                 })
             }
             Err(ended) => return Err(Retry::No(ended)),
@@ -279,7 +281,7 @@ impl Pool {
 
     /// The most recently used idle connection that is still open.
     fn checkout(&self) -> Option<Box<Connection>> {
-        let mut idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.shared.idle.lock();
         while let Some(mut conn) = idle.pop() {
             if conn.idle_since.elapsed() < IDLE_TIMEOUT && conn.is_open() {
                 return Some(conn);
@@ -294,7 +296,7 @@ impl Pool {
             return;
         }
         conn.idle_since = Instant::now();
-        let mut idle = self.shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.shared.idle.lock();
         // The oldest sits first; one past its time goes now rather than wait for a checkout.
         if idle
             .first()
@@ -331,7 +333,7 @@ impl Pool {
         let (sender, io) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| UpstreamError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| UpstreamError::Unreachable(error_chain(e)))?;
         Ok(Box::new(Connection {
             sender,
             io,
@@ -382,7 +384,7 @@ impl Connection {
                 return Poll::Ready(Ok(output));
             }
             match (ended, self.ended) {
-                (Some(Err(e)), _) => Poll::Ready(Err(UpstreamError::Broken(error_chain(&e)))),
+                (Some(Err(e)), _) => Poll::Ready(Err(UpstreamError::Broken(error_chain(e)))),
                 (Some(Ok(())), _) | (None, true) => Poll::Ready(Err(UpstreamError::Broken(
                     "connection closed before the answer was complete".into(),
                 ))),
@@ -393,15 +395,8 @@ impl Connection {
     }
 }
 
-/// An error with its sources, `: `-separated: the reason is often in the innermost one (an
-/// `io::Error` under hyper's, EPERM under aya's).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
+/// An error with its sources, `: `-separated (anyhow's alternate form): the reason is often in
+/// the innermost one (an `io::Error` under hyper's, EPERM under aya's).
+pub fn error_chain(err: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(err))
 }

@@ -3,7 +3,7 @@
 //! quarters of its life are gone (before it expires) or when the service turns it down. Pods'
 //! tokens never reach the service.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -87,12 +87,12 @@ impl UpstreamToken {
                 );
                 // A little before the service's own expiry, for the time in flight.
                 let expires_at = now + ttl.saturating_sub(Duration::from_secs(5));
-                *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(Held {
+                *self.held.lock() = Some(Held {
                     value: value.clone(),
                     renew_at: (now + ttl * 3 / 4).min(expires_at),
                     expires_at,
                 });
-                *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *self.failed.lock() = None;
                 Ok(value)
             }
             Err(failure) => {
@@ -100,8 +100,7 @@ impl UpstreamToken {
                     .upstream_token_fetches
                     .get_or_create(&ResultLabels { result: "failed" })
                     .inc();
-                *self.failed.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((Instant::now(), failure));
+                *self.failed.lock() = Some((Instant::now(), failure));
                 // Renewal failed, but the token in hand is still good for a while.
                 self.current(Instant::now(), true).ok_or(failure)
             }
@@ -110,7 +109,7 @@ impl UpstreamToken {
 
     /// The failure of a fetch that ended less than [`RETRY`] before `now`.
     fn recent_failure(&self, now: Instant) -> Option<UpstreamFailure> {
-        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let failed = self.failed.lock();
         failed
             .filter(|(at, _)| now.saturating_duration_since(*at) < RETRY)
             .map(|(_, failure)| failure)
@@ -118,7 +117,7 @@ impl UpstreamToken {
 
     /// Forgets `value` after the service refused it (401), so the next request fetches anew.
     pub fn refused(&self, value: &HeaderValue) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock();
         if held.as_ref().is_some_and(|h| h.value == *value) {
             *held = None;
         }
@@ -126,7 +125,7 @@ impl UpstreamToken {
 
     /// The held token when it need not be renewed yet (`until_expiry`: when it has not expired).
     fn current(&self, now: Instant, until_expiry: bool) -> Option<HeaderValue> {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held.lock();
         held.as_ref()
             .filter(|h| {
                 now < if until_expiry {

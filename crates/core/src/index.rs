@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A pod as the policy sees it. Deliberately free of Kubernetes types: any source can build one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,13 +322,11 @@ impl<O: Observer> Index<O> {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
-        // Every mutation leaves the maps consistent before it can panic, so a poisoned lock is
-        // still safe to use.
-        self.state.read().unwrap_or_else(|e| e.into_inner())
+        self.state.read()
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|e| e.into_inner())
+        self.state.write()
     }
 }
 

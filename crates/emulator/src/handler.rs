@@ -45,7 +45,7 @@ pub(crate) struct State {
     pub(crate) credentials: CredentialSource,
     pub(crate) store: TokenStore,
     /// Requests answered per second, when the service is to throttle like the real one.
-    pub(crate) throttle: Option<std::sync::Mutex<imds_guard_core::bucket::Bucket>>,
+    pub(crate) throttle: Option<parking_lot::Mutex<imds_guard_core::bucket::Bucket>>,
     /// Requests refused by the throttle so far.
     pub(crate) throttled: std::sync::atomic::AtomicU64,
     /// GCP's changing parts (guest attributes, the maintenance event).
@@ -84,11 +84,7 @@ pub(crate) fn throttled(state: &State) -> bool {
     let Some(bucket) = &state.throttle else {
         return false;
     };
-    let over = bucket
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take(std::time::Instant::now())
-        .is_err();
+    let over = bucket.lock().take(std::time::Instant::now()).is_err();
     if over {
         state
             .throttled

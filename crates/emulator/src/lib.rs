@@ -279,7 +279,7 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
         credentials: creds::CredentialSource::new(options.credentials_ttl),
         store: session_tokens::TokenStore::default(),
         throttle: options.throttle.filter(|rps| *rps > 0).map(|rps| {
-            std::sync::Mutex::new(imds_guard_core::bucket::Bucket::new(
+            parking_lot::Mutex::new(imds_guard_core::bucket::Bucket::new(
                 f64::from(rps),
                 rps,
                 std::time::Instant::now(),

@@ -12,7 +12,7 @@
 //!   `..` or `//` — the strict choice, since a guard must not rely on either reading.
 //! - Methods: GET and HEAD; POST on `password`; 405 otherwise.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW};
@@ -165,11 +165,7 @@ fn serve(state: &State, file: &str, method: &Method, body: &Bytes) -> Answer {
         "user_data" => answer::answer(StatusCode::OK, "application/octet-stream", USER_DATA),
         _ if *method == Method::POST => post_password(state, body),
         _ => {
-            let stored = state
-                .openstack
-                .password
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let stored = state.openstack.password.lock();
             answer::answer(StatusCode::OK, TEXT, stored.clone().unwrap_or_default())
         }
     }
@@ -185,11 +181,7 @@ fn post_password(state: &State, body: &Bytes) -> Answer {
     let Ok(text) = std::str::from_utf8(body) else {
         return error(StatusCode::BAD_REQUEST);
     };
-    let mut stored = state
-        .openstack
-        .password
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut stored = state.openstack.password.lock();
     if stored.as_deref().is_some_and(|p| !p.is_empty()) {
         return error(StatusCode::CONFLICT);
     }

@@ -36,7 +36,9 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -109,10 +111,9 @@ pub struct TtlHandle {
     wanted: Arc<Mutex<Wanted>>,
 }
 
-/// Locks the shared state. Nothing panics while holding the lock, but a
-/// poisoned lock still holds valid data, so recover it rather than panic.
-fn lock(wanted: &Mutex<Wanted>) -> std::sync::MutexGuard<'_, Wanted> {
-    wanted.lock().unwrap_or_else(PoisonError::into_inner)
+/// Locks the shared state.
+fn lock(wanted: &Mutex<Wanted>) -> parking_lot::MutexGuard<'_, Wanted> {
+    wanted.lock()
 }
 
 impl TtlStream {

@@ -28,7 +28,9 @@ mod service_account;
 mod tree;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -92,7 +94,7 @@ impl GcpState {
         let (flips, _) = self.flips(Instant::now());
         tree["instance"]["maintenance-event"] =
             Value::from(MAINTENANCE_VALUES[(flips % 2) as usize]);
-        let guest = self.guest.lock().unwrap_or_else(|e| e.into_inner());
+        let guest = self.guest.lock();
         tree["instance"]["guest-attributes"] = serde_json::to_value(&*guest).unwrap_or_default();
         tree
     }
@@ -239,7 +241,6 @@ fn write(state: &State, rest: &str, query: &Query, body: &Bytes) -> Answer {
         .gcp
         .guest
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
         .entry((*namespace).to_owned())
         .or_default()
         .insert((*key).to_owned(), value.to_owned());
