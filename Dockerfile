@@ -9,8 +9,9 @@
 # tests/image.rs checks that this file and build.sh give the image the same packages, entrypoint,
 # command, user, environment and labels.
 
-# The toolchain the lock file is tested with; Cargo.toml's rust-version is the oldest one allowed.
-ARG RUST_VERSION=1.95
+# The toolchain of rust-toolchain.toml (tests/layers.rs checks they agree); Cargo.toml's
+# rust-version is the oldest one allowed.
+ARG RUST_VERSION=1.95.0
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src

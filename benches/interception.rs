@@ -76,6 +76,7 @@ fn main() {
     }
     // Before any thread starts, so that every thread is in the new namespace.
     // SAFETY: no pointer arguments; affects this (so far only) thread.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
     assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
     assert!(Command::new("ip")

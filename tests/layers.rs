@@ -449,3 +449,33 @@ fn the_emulator_is_an_optional_crate_of_its_own() {
         "files naming the emulator crate without the feature gate: {outside:?}"
     );
 }
+
+/// One toolchain: rust-toolchain.toml's, which the Dockerfile builds with too; CI links it to the
+/// machine's stable toolchain when that is the same version (.ci/run).
+#[test]
+fn the_toolchain_is_pinned_once() {
+    let pin: toml::Table = std::fs::read_to_string(root().join("rust-toolchain.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let channel = pin["toolchain"]["channel"].as_str().unwrap();
+    assert_eq!(
+        channel.split('.').count(),
+        3,
+        "a full version, not {channel:?}"
+    );
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l == format!("ARG RUST_VERSION={channel}")),
+        "the Dockerfile's RUST_VERSION must be rust-toolchain.toml's {channel}"
+    );
+    let manifest: toml::Table = std::fs::read_to_string(root().join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let oldest = manifest["package"]["rust-version"].as_str().unwrap();
+    let version = |v: &str| -> Vec<u32> { v.split('.').map(|n| n.parse().unwrap()).collect() };
+    assert!(version(oldest) <= version(channel), "{oldest} > {channel}");
+}

@@ -5,6 +5,7 @@
 # `bash tests/run.sh --test proxy` for one group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash tests/support/toolchain.sh
 
 # Debian packages the netfilter and end-to-end tests use, installed only when missing.
 # tc and clang build and attach the kernel program of tests/netfilter_bypass.rs, with the kernel's

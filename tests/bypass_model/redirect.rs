@@ -113,6 +113,7 @@ pub fn attach_redirect_tcx<'a>(ns: &'a Ns, interface: &str, uplink: &str) -> Red
     let interface = interface.to_owned();
     std::thread::spawn(move || {
         // SAFETY: a valid namespace descriptor, open for the call; only this thread moves.
+        #[allow(unsafe_code)]
         let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
         let mut ebpf = aya::Ebpf::load_file(&object).expect("load the object");
