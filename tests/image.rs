@@ -304,18 +304,10 @@ fn the_dockerfile_and_the_build_script_make_one_image() {
 fn the_image_answers_version_and_carries_its_labels() {
     preflight(&[]);
     let podman = Podman::with_image();
-    let out = podman.ok(&[
-        "run",
-        "--rm",
-        "--pull=never",
-        "--network=none",
-        podman::LIMITS[0],
-        podman::LIMITS[1],
-        IMAGE,
-        "--version",
-    ]);
+    let version = podman.run_once(&[], &["--version"]);
+    assert!(version.status.success(), "{version:?}");
     assert_eq!(
-        out.trim(),
+        String::from_utf8_lossy(&version.stdout).trim(),
         concat!("imds-guard ", env!("CARGO_PKG_VERSION"))
     );
     let labels: BTreeMap<String, String> = serde_json::from_str(&podman.ok(&[
@@ -334,18 +326,7 @@ fn the_image_answers_version_and_carries_its_labels() {
     assert_eq!(labels["org.opencontainers.image.title"], "imds-guard");
     assert!(!labels["org.opencontainers.image.source"].is_empty());
     // No shell to start.
-    let shell = podman.exec(&[
-        "run",
-        "--rm",
-        "--pull=never",
-        "--network=none",
-        podman::LIMITS[0],
-        podman::LIMITS[1],
-        "--entrypoint=/bin/sh",
-        IMAGE,
-        "-c",
-        "true",
-    ]);
+    let shell = podman.run_once(&["--entrypoint=/bin/sh"], &["-c", "true"]);
     assert!(!shell.status.success(), "the image has a shell");
 }
 
@@ -383,21 +364,7 @@ fn the_image_carries_no_emulator_and_no_test_key() {
     );
 
     let podman = Podman::with_image();
-    let run = |extra: &[&str], args: &[&str]| {
-        let mut all = vec![
-            "run",
-            "--rm",
-            "--pull=never",
-            "--network=none",
-            podman::LIMITS[0],
-            podman::LIMITS[1],
-        ];
-        all.extend_from_slice(extra);
-        all.push(IMAGE);
-        all.extend_from_slice(args);
-        podman.exec(&all)
-    };
-    let emulate = run(&[], &["emulate", "--listen", "127.0.0.1:1338"]);
+    let emulate = podman.run_once(&[], &["emulate", "--listen", "127.0.0.1:1338"]);
     let stderr = String::from_utf8_lossy(&emulate.stderr);
     assert!(!emulate.status.success(), "emulate ran in the image");
     assert!(stderr.contains("built without the emulator"), "{stderr}");
@@ -409,7 +376,7 @@ fn the_image_carries_no_emulator_and_no_test_key() {
     )
     .expect("config");
     let volume = format!("{}:/cfg:ro", path_str(dir.path()));
-    let check = run(&["-v", &volume], &["check", "--config", "/cfg/config.toml"]);
+    let check = podman.run_once(&["-v", &volume], &["check", "--config", "/cfg/config.toml"]);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(
         !check.status.success(),

@@ -103,6 +103,23 @@ impl Podman {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The image run once, to its end, with no network: `podman run --rm` with `options`, then the
+    /// image and its `args`.
+    pub fn run_once(&self, options: &[&str], args: &[&str]) -> Output {
+        let mut all = vec![
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network=none",
+            LIMITS[0],
+            LIMITS[1],
+        ];
+        all.extend_from_slice(options);
+        all.push(IMAGE);
+        all.extend_from_slice(args);
+        self.exec(&all)
+    }
+
     /// `podman run --detach` with `args` (options, the image, its arguments); the container.
     pub fn start(&self, name: &str, args: &[String]) -> Container<'_> {
         let mut all = vec!["run", "--detach", "--name", name];
