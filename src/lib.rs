@@ -26,8 +26,8 @@
 //! config    parsed and validated once, before anything listens
 //! adapters  inventory, netfilter, upstream, audit, metrics, emulator, listen, respond, file_watch,
 //!           limits, net, taint — each started by its own `start` where it runs on its own
-//! app       proxy, server, admin, reload, cli, rollout (policy suggest and replay from audit
-//!           lines), canary (the probe that proves a node's pods are intercepted)
+//! app       proxy, server, admin, reload, cli (with `policy suggest` and `replay` from the
+//!           rollout crate), canary (the probe that proves a node's pods are intercepted)
 //! main      wiring only
 //! ```
 //!
@@ -65,7 +65,6 @@ pub mod netfilter;
 pub mod proxy;
 pub mod reload;
 pub mod respond;
-pub mod rollout;
 pub mod server;
 pub mod taint;
 pub mod upstream;

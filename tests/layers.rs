@@ -47,9 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "app",
-        &[
-            "admin", "canary", "cli", "proxy", "reload", "rollout", "server",
-        ],
+        &["admin", "canary", "cli", "proxy", "reload", "server"],
     ),
 ];
 

@@ -6,9 +6,7 @@ use serde::Serialize;
 
 use crate::index::{Labels, Owner};
 
-/// The longest label value kept in a line: Kubernetes' own limit, so only the static source's
-/// labels can be longer (they are cut, and end in `…`).
-pub const MAX_LABEL_VALUE: usize = 63;
+pub use crate::index::MAX_LABEL_VALUE;
 /// The longest owner kind kept in a line.
 const MAX_OWNER_KIND: usize = 63;
 /// The longest owner name kept in a line: Kubernetes' limit for object names.

@@ -1,5 +1,5 @@
 //! `imds-guard policy suggest` and `policy replay`: the audit files read line by line, the
-//! pure work done by [`crate::rollout`], the outcome handed back for `main` to print.
+//! pure work done by the rollout crate (`imds_guard_rollout`), the outcome handed back for `main` to print.
 
 use std::io::{BufRead, BufReader, Read as _};
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::cloud::Cloud;
-use crate::rollout::{replay, suggest, GroupBy, Log};
+use imds_guard_rollout::{replay, suggest, GroupBy, Log};
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
@@ -109,7 +109,12 @@ fn run_suggest(args: &SuggestArgs) -> Outcome {
         Ok(log) => log,
         Err(e) => return Outcome::failed(e),
     };
-    let suggestion = suggest::suggest(&log, cloud, &group_by(&args.audit));
+    let parse = |text: &str| {
+        crate::config::parse(text)
+            .map(|config| config.policy)
+            .map_err(|e| e.to_string())
+    };
+    let suggestion = suggest::suggest(&log, cloud, &group_by(&args.audit), &parse);
     let mut notes = suggestion.notes;
     if log.lines == 0 {
         notes.push("no audit lines found".into());

@@ -6,9 +6,7 @@ use serde::Deserialize;
 
 use super::{invalid, ConfigError};
 
-/// The labels carried when `[audit] workload_labels` is not set: the recommended name label and
-/// the older convention.
-pub const DEFAULT_WORKLOAD_LABELS: [&str; 2] = ["app.kubernetes.io/name", "app"];
+pub use crate::index::DEFAULT_WORKLOAD_LABELS;
 
 /// The most labels a line may carry: lines stay bounded whatever the pods' labels are.
 pub const MAX_WORKLOAD_LABELS: usize = 8;

@@ -73,6 +73,14 @@ pub enum Lookup {
     Mismatch(Arc<Pod>),
 }
 
+/// The longest label value Kubernetes allows; what an audit line keeps of a label (longer values,
+/// only a static source's, are cut and end in `…`).
+pub const MAX_LABEL_VALUE: usize = 63;
+
+/// The labels that name a pod's workload when `[audit] workload_labels` is not set: the
+/// recommended name label and the older convention.
+pub const DEFAULT_WORKLOAD_LABELS: [&str; 2] = ["app.kubernetes.io/name", "app"];
+
 /// How a connection's pod is to be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin<'a> {

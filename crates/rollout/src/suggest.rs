@@ -27,7 +27,7 @@ use super::{By, GroupBy, Log, Was, Workload};
 use crate::cloud::Cloud;
 use crate::imds::{self, Kind, Method};
 use crate::index::Labels;
-use crate::policy::{Facts, Selector};
+use crate::policy::{Facts, Policy, Selector};
 
 /// The rules, and what to tell the operator beside them.
 #[derive(Debug)]
@@ -54,8 +54,13 @@ struct Seen {
     aggregates: BTreeMap<Vec<String>, Reads>,
 }
 
-/// Suggests rules for every workload in `log`, for `cloud`'s server.
-pub fn suggest(log: &Log, cloud: Cloud, group_by: &GroupBy) -> Suggestion {
+/// How a config text becomes the policy it holds: the guard's own config check (the command
+/// line passes `config::parse`), with its complaint as text.
+pub type Parse<'a> = dyn Fn(&str) -> Result<std::sync::Arc<Policy>, String> + 'a;
+
+/// Suggests rules for every workload in `log`, for `cloud`'s server; the suggestion is parsed with
+/// `parse` and replayed against `log`, and what it would still refuse is said in its notes.
+pub fn suggest(log: &Log, cloud: Cloud, group_by: &GroupBy, parse: &Parse<'_>) -> Suggestion {
     let mut workloads: BTreeMap<Workload, Seen> = BTreeMap::new();
     let pod_workloads: Vec<Workload> = log.pods.iter().map(|p| p.workload(group_by)).collect();
     for (request, count) in log.sorted() {
@@ -141,7 +146,7 @@ pub fn suggest(log: &Log, cloud: Cloud, group_by: &GroupBy) -> Suggestion {
         rule(&mut text, cloud, workload, seen, selector, how, &touched);
     }
     let mut notes = log.skipped();
-    notes.extend(self_check(&text, cloud, log, group_by));
+    notes.extend(self_check(&text, cloud, log, group_by, parse));
     Suggestion { text, notes }
 }
 
@@ -349,16 +354,22 @@ fn outside_aggregate_credentials(
 
 /// Parses the suggestion as a config for `cloud` and replays the log against it: what it would
 /// still refuse of what was served, said plainly.
-fn self_check(text: &str, cloud: Cloud, log: &Log, group_by: &GroupBy) -> Vec<String> {
-    let config = match crate::config::parse(&format!("[upstream]\ncloud = \"{cloud}\"\n{text}")) {
-        Ok(config) => config,
+fn self_check(
+    text: &str,
+    cloud: Cloud,
+    log: &Log,
+    group_by: &GroupBy,
+    parse: &Parse<'_>,
+) -> Vec<String> {
+    let policy = match parse(&format!("[upstream]\ncloud = \"{cloud}\"\n{text}")) {
+        Ok(policy) => policy,
         Err(e) => {
             return vec![format!(
                 "the suggestion does not pass the config check ({e}): please report this"
             )]
         }
     };
-    let report = super::replay::replay(log, &config.policy, group_by);
+    let report = super::replay::replay(log, &policy, group_by);
     if report.broken.is_empty() {
         return Vec::new();
     }

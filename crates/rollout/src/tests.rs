@@ -4,9 +4,9 @@
 
 use super::*;
 use crate::cloud::Cloud;
-use crate::config::{self, Config};
 use crate::imds::Method;
 use crate::policy::{Facts, Verdict};
+use imds_guard::config::{self, Config};
 
 /// One audit line as the guard writes it (the fields read back, and a few others).
 struct L<'a> {
@@ -60,6 +60,13 @@ fn log(lines: &[L<'_>]) -> Log {
 
 fn app(name: &str) -> serde_json::Value {
     serde_json::json!({ "app": name })
+}
+
+/// The guard's own config check, as the command line hands it to `suggest`.
+fn parse(text: &str) -> Result<std::sync::Arc<crate::policy::Policy>, String> {
+    config::parse(text)
+        .map(|config| config.policy)
+        .map_err(|e| e.to_string())
 }
 
 fn parsed(cloud: Cloud, rules: &str) -> Config {
@@ -121,7 +128,7 @@ fn allowed(config: &Config, pod: &PodFacts, path: &str) -> bool {
 #[test]
 fn suggested_rules_replay_unchanged_and_deny_what_no_workload_read() {
     let log = log(&three_workloads());
-    let suggestion = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default);
+    let suggestion = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default, &parse);
     assert!(suggestion.notes.is_empty(), "{:?}", suggestion.notes);
     let text = &suggestion.text;
     let config = parsed(Cloud::Aws, text);
@@ -177,7 +184,7 @@ fn suggested_rules_replay_unchanged_and_deny_what_no_workload_read() {
 #[test]
 fn a_narrowed_policy_is_reported_exactly() {
     let log = log(&three_workloads());
-    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default).text;
+    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default, &parse).text;
     let narrowed = text.replace(
         "\"/latest/meta-data/iam/security-credentials/*\"",
         "\"/latest/meta-data/iam/security-credentials/role-a\"",
@@ -238,7 +245,7 @@ fn refused_requests_are_replayed_and_protocol_refusals_are_not() {
         ["web app=a  /latest/meta-data/ami-id  denied (path-not-allowed) → allowed (path-allowed, a)  1"]
     );
     // Suggest counts the refused one and does not allow it.
-    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default).text;
+    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default, &parse).text;
     assert!(
         text.contains("1 refused by the policy in force (not included)"),
         "{text}"
@@ -311,7 +318,7 @@ fn workloads_are_grouped_by_label_owner_or_namespace() {
             "shop (namespace)"
         ]
     );
-    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::parse("owner")).text;
+    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::parse("owner"), &parse).text;
     assert!(text.contains("# grouped by owner Deployment/api, which is no selector: selected by the labels its pods share"), "{text}");
     assert!(
         text.contains("pod_labels = { \"app.kubernetes.io/name\" = \"api\" }"),
@@ -347,7 +354,7 @@ fn tokens_are_required_only_where_every_read_of_every_selected_pod_carried_one()
         },
     ];
     let log = log(&lines);
-    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default).text;
+    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default, &parse).text;
     let config = parsed(Cloud::Aws, &text);
     let required: Vec<&str> = config
         .policy
@@ -368,7 +375,7 @@ fn a_workload_that_only_asked_for_tokens_gets_the_token_path() {
         reason: "token-allowed",
         ..l("ns/t", app("t"), "/latest/api/token")
     }]);
-    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default).text;
+    let text = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default, &parse).text;
     assert!(
         text.contains("allow = [\n    \"/latest/api/token\","),
         "{text}"
@@ -390,7 +397,7 @@ fn queries_keep_the_keys_that_choose_and_aggregates_get_what_they_need() {
         l("vault/kv", app("kv"), "/metadata/instance/compute/location?api-version=2021-02-01&format=text"),
         l("vault/kv", app("kv"), "/metadata/instance?api-version=2021-02-01"),
     ]);
-    let text = suggest::suggest(&azure, Cloud::Azure, &GroupBy::Default).text;
+    let text = suggest::suggest(&azure, Cloud::Azure, &GroupBy::Default, &parse).text;
     assert!(
         text.contains("\"/metadata/identity/oauth2/token?resource=https://vault.azure.net\""),
         "{text}"
@@ -412,7 +419,7 @@ fn queries_keep_the_keys_that_choose_and_aggregates_get_what_they_need() {
         l("ml/eval", app("eval"), "/computeMetadata/v1/instance/service-accounts/default/?recursive=true"),
         l("ml/eval", app("eval"), "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://x&format=full"),
     ]);
-    let suggestion = suggest::suggest(&gcp, Cloud::Gcp, &GroupBy::Default);
+    let suggestion = suggest::suggest(&gcp, Cloud::Gcp, &GroupBy::Default, &parse);
     let text = &suggestion.text;
     assert!(
         suggestion.notes.is_empty(),
@@ -443,7 +450,7 @@ fn queries_keep_the_keys_that_choose_and_aggregates_get_what_they_need() {
         app("x"),
         "/computeMetadata/v1/instance/?recursive=true",
     )]);
-    let suggestion = suggest::suggest(&whole, Cloud::Gcp, &GroupBy::Default);
+    let suggestion = suggest::suggest(&whole, Cloud::Gcp, &GroupBy::Default, &parse);
     assert!(
         suggestion.notes[0].starts_with("1 served request(s) cannot be allowed"),
         "{:?}",
@@ -475,7 +482,7 @@ fn malformed_lines_are_counted_and_said() {
         notes[0].starts_with("2 malformed audit line(s) skipped (first: "),
         "{notes:?}"
     );
-    let suggestion = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default);
+    let suggestion = suggest::suggest(&log, Cloud::Aws, &GroupBy::Default, &parse);
     assert!(
         suggestion.notes[0].starts_with("2 malformed"),
         "{:?}",

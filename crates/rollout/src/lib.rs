@@ -10,7 +10,8 @@
 //! Log × Config ─► replay::replay  each request decided again; what changed, by workload and path
 //! ```
 //!
-//! Nothing here does IO: the command line (`cli::policy`) reads the files and prints.
+//! Nothing here does IO: the command line (the main crate's `cli::rollout`) reads the files,
+//! parses configs and prints.
 
 pub mod generalise;
 pub mod record;
@@ -23,10 +24,11 @@ mod text;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use crate::audit::MAX_LABEL_VALUE;
-use crate::config::DEFAULT_WORKLOAD_LABELS;
+// The core's modules, by the names the rest of this crate uses.
+use imds_guard_core::{cloud, disposition, imds, index, policy, query};
+
 use crate::disposition::Disposal;
-use crate::index::{Labels, Owner, Pod};
+use crate::index::{Labels, Owner, Pod, DEFAULT_WORKLOAD_LABELS, MAX_LABEL_VALUE};
 use record::{Line, Record};
 
 /// How pods are grouped into workloads (`--group-by`).
