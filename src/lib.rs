@@ -1,18 +1,21 @@
 //! imds-guard keeps pods away from the cloud instance metadata service (IMDS,
 //! `169.254.169.254`) unless a policy allows them, and records who asked for what.
 //!
-//! The data path, and the modules that follow it:
+//! The data path, and the modules that follow it (docs/architecture.md walks it file by file):
 //!
 //! ```text
 //! pod ──tcp 169.254.169.254:80──► node netfilter: DNAT to the guard's listener   (netfilter)
 //!                               or cgroup connect hook: rewritten at connect() (interception)
-//!     ──► accept     connection limits, hyper HTTP/1, hop-limit handle   (listen, limits, net)
-//!                    with the cgroup hooks: the cgroup that dialled      (interception)
-//!     ──► read       strict request target, method, body — 400 at once   (target, imds)
+//!     ──► accept     connection caps, hyper HTTP/1, hop limit on answers  (listen, conn_caps,
+//!                    with the cgroup hooks: the cgroup that dialled        imds_guard_net,
+//!                                                                          interception)
+//!     ──► read       strict request target, method, body — 400 at once   (target, query, imds)
 //!     ──► identify   source IP (and cgroup) ─► pod                       (inventory, index)
-//!     ──► decide     pod × method × path × token ─► allow/deny           (policy)
-//!     ──► dispose    forward, forward in audit mode, or refuse           (disposition)
-//!     ──► forward    pooled upstream client to the real IMDS             (upstream)
+//!     ──► decide     pod × method × path × token ─► allow/deny           (policy, disposition)
+//!     ──► admit      the pod's rate                                      (front::rate_limits)
+//!     ──► tokens     guard tokens issued and checked                     (front::pod_tokens)
+//!     ──► forward    within the node's budget, through the cache, to     (front::cache,
+//!                    the service over the pool                            upstream)
 //!         or refuse  the status, JSON and headers of the one table       (respond)
 //!     ──► audit      one JSON line per request, always                   (audit, metrics)
 //! ```
@@ -21,15 +24,19 @@
 //! The layers, each importing only from those beneath it (`tests/layers.rs` checks):
 //!
 //! ```text
-//! core      imds_guard_core (crates/core): target, imds, index, policy, disposition, netfilter
-//!           rules — no IO; re-exported here as `target`, `imds`, `index`, `policy`, `disposition`
+//! core      imds_guard_core (crates/core): target, query, cloud, imds, index, policy,
+//!           disposition, iptables, cgroup, cacheable, bucket — no IO; re-exported here
 //! config    parsed and validated once, before anything listens
-//! adapters  inventory, netfilter, upstream, audit, metrics, emulator, listen, respond, file_watch,
-//!           limits, net, taint — each started by its own `start` where it runs on its own
-//! app       proxy, server, admin, reload, cli (with `policy suggest` and `replay` from the
-//!           rollout crate), canary (the probe that proves a node's pods are intercepted)
+//! adapters  inventory, netfilter, interception, upstream, front, audit, metrics, listen,
+//!           conn_caps, respond, file_watch, taint
+//! app       proxy, server, admin, reload, cli (with the rollout crate's `policy suggest` and
+//!           `replay`), canary (the probe that proves a node's pods are intercepted)
 //! main      wiring only
 //! ```
+//!
+//! Beside it: `imds_guard_net` (crates/net, the connections the guard and the emulator share),
+//! `imds_guard_emulator` (crates/emulator, in this crate only through the default-on `emulator`
+//! feature, left out of the shipped image) and `imds_guard_rollout` (crates/rollout).
 //!
 //! Two deployment modes share the path. Node mode: the node's `PREROUTING` DNATs pods' traffic to
 //! a hostNetwork guard, which identifies pods from a watch of the node's pods
@@ -39,8 +46,7 @@
 //!
 //! `server::run` composes the parts around listeners and a shutdown future handed in by the
 //! caller, so tests bind `127.0.0.1:0` and drive the real server; `reload` swaps the policy in
-//! place on SIGHUP or a change of the file (watched by `file_watch`); `emulator` is an
-//! AWS-faithful IMDS used as the upstream for local runs, tests and benchmarks.
+//! place on SIGHUP or a change of the file (watched by `file_watch`).
 // One small module makes a system call the standard library has no binding for
 // (`interception::sys`); nothing else may use `unsafe`.
 #![deny(unsafe_code)]
