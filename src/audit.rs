@@ -186,6 +186,10 @@ const FLUSH_AT: usize = 64 * 1024;
 /// falls so far behind that 8 MiB are waiting, new lines are dropped rather than stalling
 /// requests, and counted: [`Sink::dropped`] feeds `imds_guard_audit_dropped_lines`. Dropping the
 /// sink writes out everything still pending.
+///
+/// Kept rather than a crate's non-blocking writer (tracing-appender's, which it replaced): that
+/// one hands each line to its thread through a channel, a wake-up per request; this one wakes its
+/// thread at most every 20 ms, whatever the load.
 pub struct Stdout {
     shared: Arc<Pending>,
     writer: Option<std::thread::JoinHandle<()>>,
