@@ -246,6 +246,44 @@ pub async fn request(
     collect(response).await
 }
 
+/// `count` GETs of `path` from `from`, one after another on one kept-alive connection (so that no
+/// connection cap is met on the way); the statuses, up to the first answer that ends the
+/// connection.
+pub async fn gets_on_one_connection(
+    from: &str,
+    to: SocketAddr,
+    path: &str,
+    count: usize,
+) -> Vec<u16> {
+    let stream = connect_from(from, to).await;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut statuses = Vec::new();
+    for _ in 0..count {
+        let request = Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("host", "169.254.169.254")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let Ok(response) = sender.send_request(request).await else {
+            break;
+        };
+        let answer = collect(response).await;
+        statuses.push(answer.status.as_u16());
+        if answer
+            .headers
+            .get("connection")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+        {
+            break;
+        }
+    }
+    statuses
+}
+
 pub async fn get(from: &str, to: SocketAddr, path: &str) -> Answer {
     request(from, to, "GET", path, &[]).await
 }
