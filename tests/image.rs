@@ -533,6 +533,28 @@ labels = {{ app = "test" }}
     volume
 }
 
+/// The node a DaemonSet's guard runs on: its network namespace, `host_paths`, the rendered config,
+/// and the downward-API fields the manifests read (`uid` is the guard pod's).
+fn guard_node(
+    t: &Topology,
+    rendered: &render::Rendered,
+    dir: &Path,
+    uid: &str,
+    host_paths: BTreeMap<String, PathBuf>,
+) -> Node {
+    Node {
+        netns: t.node.name.clone(),
+        host_paths,
+        volumes: BTreeMap::from([("config".to_owned(), node_config(rendered, dir))]),
+        fields: BTreeMap::from([
+            ("spec.nodeName".to_owned(), "node-1".to_owned()),
+            ("status.hostIP".to_owned(), HOST_IP.to_owned()),
+            ("metadata.uid".to_owned(), uid.to_owned()),
+        ]),
+        runtime_default: None,
+    }
+}
+
 /// The IMDS-GUARD rules of a backend in the node.
 fn guard_rules(node: &Ns, backend: Backend) -> usize {
     let save = node.ok(&[&format!("iptables-{}-save", backend.name())]);
@@ -597,23 +619,17 @@ fn a_node_guarded_by_the_daemonset(rendered: &render::Rendered, backend: Backend
         "MASQUERADE",
     ]);
 
-    let node = Node {
-        netns: t.node.name.clone(),
-        host_paths: BTreeMap::from([(
-            "/run/xtables.lock".to_owned(),
-            dir.path().join("xtables.lock"),
-        )]),
-        volumes: BTreeMap::from([("config".to_owned(), node_config(rendered, dir.path()))]),
-        fields: BTreeMap::from([
-            ("spec.nodeName".to_owned(), "node-1".to_owned()),
-            ("status.hostIP".to_owned(), HOST_IP.to_owned()),
-            (
-                "metadata.uid".to_owned(),
-                "6f1c2d3e-0000-4000-8000-000000000001".to_owned(),
-            ),
-        ]),
-        runtime_default: None,
-    };
+    let xtables_lock = BTreeMap::from([(
+        "/run/xtables.lock".to_owned(),
+        dir.path().join("xtables.lock"),
+    )]);
+    let node = guard_node(
+        &t,
+        rendered,
+        dir.path(),
+        "6f1c2d3e-0000-4000-8000-000000000001",
+        xtables_lock,
+    );
     let podman = Podman::with_image();
     let guard = podman.start("guard", &podman_args(pod, container, &node, IMAGE));
     let admin = |path: &str| curl(&t.node, 2, &[&format!("http://{HOST_IP}:8182{path}")]);
@@ -896,19 +912,17 @@ fn a_security_context_the_image_cannot_live_with_stops_the_guard() {
     add.retain(|c| c != "NET_ADMIN");
     let t = Topology::build();
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node {
-        netns: t.node.name.clone(),
-        host_paths: BTreeMap::from([(
-            "/run/xtables.lock".to_owned(),
-            dir.path().join("xtables.lock"),
-        )]),
-        volumes: BTreeMap::from([("config".to_owned(), node_config(rendered, dir.path()))]),
-        fields: BTreeMap::from([
-            ("spec.nodeName".to_owned(), "node-1".to_owned()),
-            ("status.hostIP".to_owned(), HOST_IP.to_owned()),
-        ]),
-        runtime_default: None,
-    };
+    let xtables_lock = BTreeMap::from([(
+        "/run/xtables.lock".to_owned(),
+        dir.path().join("xtables.lock"),
+    )]);
+    let node = guard_node(
+        &t,
+        rendered,
+        dir.path(),
+        "6f1c2d3e-0000-4000-8000-000000000004",
+        xtables_lock,
+    );
     let podman = Podman::with_image();
     let guard = podman.start("guard", &podman_args(pod, &container, &node, IMAGE));
     let code = guard.wait(Duration::from_secs(20));
@@ -956,21 +970,17 @@ fn the_cgroup_daemonset_guards_a_node() {
     let prod_cgroup = cgroups.make(&cgroup_hooks::systemd_pod("besteffort", PROD_UID));
     let test_cgroup = cgroups.make(&cgroup_hooks::systemd_pod("burstable", TEST_UID));
     let node = |runtime_default: Option<PathBuf>| Node {
-        netns: t.node.name.clone(),
-        host_paths: BTreeMap::from([
-            ("/sys/fs/cgroup".to_owned(), cgroups.root.clone()),
-            ("/sys/fs/bpf".to_owned(), bpffs.path().to_owned()),
-        ]),
-        volumes: BTreeMap::from([("config".to_owned(), node_config(&rendered, dir.path()))]),
-        fields: BTreeMap::from([
-            ("spec.nodeName".to_owned(), "node-1".to_owned()),
-            ("status.hostIP".to_owned(), HOST_IP.to_owned()),
-            (
-                "metadata.uid".to_owned(),
-                "6f1c2d3e-0000-4000-8000-000000000003".to_owned(),
-            ),
-        ]),
         runtime_default,
+        ..guard_node(
+            &t,
+            &rendered,
+            dir.path(),
+            "6f1c2d3e-0000-4000-8000-000000000003",
+            BTreeMap::from([
+                ("/sys/fs/cgroup".to_owned(), cgroups.root.clone()),
+                ("/sys/fs/bpf".to_owned(), bpffs.path().to_owned()),
+            ]),
+        )
     };
     let podman = Podman::with_image();
 

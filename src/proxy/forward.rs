@@ -72,6 +72,7 @@ impl<U: Forward + Clone> Proxy<U> {
         if self.front.issuer.is_some() {
             return self.read_as_guard(exchange, request, path, disposal).await;
         }
+        let fetcher = self.fetcher();
         let cloud = exchange.cloud();
         let mut headers = forwarded_headers(request.headers(), cloud);
         let ttl_header = match cloud.token_headers() {
@@ -94,10 +95,9 @@ impl<U: Forward + Clone> Proxy<U> {
         }
         let target = match upstream_target(request.uri(), path, query) {
             Ok(target) => target,
-            Err(e) => return self.fetcher().unsent(exchange, &e),
+            Err(e) => return fetcher.unsent(exchange, &e),
         };
-        let fetched = self
-            .fetcher()
+        let fetched = fetcher
             .fetch(
                 request.method().clone(),
                 target,
@@ -106,8 +106,7 @@ impl<U: Forward + Clone> Proxy<U> {
                 long_poll(cloud, query),
             )
             .await;
-        self.fetcher()
-            .answered(exchange, fetched, granted.map(|ttl| (&ttl_header, ttl)))
+        fetcher.answered(exchange, fetched, granted.map(|ttl| (&ttl_header, ttl)))
     }
 
     /// A read with guard tokens: from the cache when it may be (an allowed GET of a cacheable

@@ -232,6 +232,15 @@ pub async fn request(
         .await
         .unwrap();
     tokio::spawn(connection);
+    let response = sender
+        .send_request(metadata_request(method, path, headers))
+        .await
+        .unwrap();
+    collect(response).await
+}
+
+/// A request to the metadata service as a pod sends it.
+fn metadata_request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
     let mut builder = Request::builder()
         .method(method)
         .uri(path)
@@ -239,11 +248,7 @@ pub async fn request(
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let response = sender
-        .send_request(builder.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    collect(response).await
+    builder.body(Empty::<Bytes>::new()).unwrap()
 }
 
 /// `count` GETs of `path` from `from`, one after another on one kept-alive connection (so that no
@@ -262,13 +267,10 @@ pub async fn gets_on_one_connection(
     tokio::spawn(connection);
     let mut statuses = Vec::new();
     for _ in 0..count {
-        let request = Request::builder()
-            .method("GET")
-            .uri(path)
-            .header("host", "169.254.169.254")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let Ok(response) = sender.send_request(request).await else {
+        let Ok(response) = sender
+            .send_request(metadata_request("GET", path, &[]))
+            .await
+        else {
             break;
         };
         let answer = collect(response).await;
