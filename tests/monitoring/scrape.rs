@@ -200,25 +200,24 @@ async fn front() -> String {
     let guard = Guard::start_with(&config, emu.addr, extras).await;
     let id = "/latest/meta-data/instance-id";
     let role = "/latest/meta-data/iam/security-credentials/imds-guard-node-role";
-    let put = request(
-        LABELLED,
-        guard.proxy,
-        "PUT",
-        "/latest/api/token",
-        &[("x-aws-ec2-metadata-token-ttl-seconds", "120")],
-    )
-    .await;
+    // The pod's token and reads on one connection: under this config's cap of 2 connections a
+    // source, a new connection per request can meet the cap while the last one is still closing.
+    let mut labelled = Kept::connect(LABELLED, guard.proxy).await;
+    let put = labelled
+        .send(
+            "PUT",
+            "/latest/api/token",
+            &[("x-aws-ec2-metadata-token-ttl-seconds", "120")],
+        )
+        .await
+        .expect("the token answer");
     assert_eq!(put.status, 200, "{}", put.text());
     let token = put.text();
     for path in [id, id, role] {
-        let read = request(
-            LABELLED,
-            guard.proxy,
-            "GET",
-            path,
-            &[("x-aws-ec2-metadata-token", &token)],
-        )
-        .await;
+        let read = labelled
+            .send("GET", path, &[("x-aws-ec2-metadata-token", &token)])
+            .await
+            .expect("an answer");
         assert_eq!(read.status, 200, "{path}: {}", read.text());
     }
     assert_eq!(get(TEST, guard.proxy, id).await.status, 403);

@@ -251,29 +251,53 @@ fn metadata_request(method: &str, path: &str, headers: &[(&str, &str)]) -> Reque
     builder.body(Empty::<Bytes>::new()).unwrap()
 }
 
-/// `count` GETs of `path` from `from`, one after another on one kept-alive connection (so that no
-/// connection cap is met on the way); the statuses, up to the first answer that ends the
-/// connection.
+/// One kept-alive connection from a pod, for requests one after another on it (so that no
+/// connection cap is met on the way, as a new connection per request can while the last one is
+/// still closing).
+pub struct Kept(hyper::client::conn::http1::SendRequest<Empty<Bytes>>);
+
+impl Kept {
+    pub async fn connect(from: &str, to: SocketAddr) -> Kept {
+        let stream = connect_from(from, to).await;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Kept(sender)
+    }
+
+    /// The answer, or `None` once the guard has ended the connection.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<Answer> {
+        // Ready again only once hyper has finished with the last exchange.
+        self.0.ready().await.ok()?;
+        let response = self
+            .0
+            .send_request(metadata_request(method, path, headers))
+            .await
+            .ok()?;
+        Some(collect(response).await)
+    }
+}
+
+/// `count` GETs of `path` from `from` on one [`Kept`] connection; the statuses, up to the first
+/// answer that ends the connection.
 pub async fn gets_on_one_connection(
     from: &str,
     to: SocketAddr,
     path: &str,
     count: usize,
 ) -> Vec<u16> {
-    let stream = connect_from(from, to).await;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut kept = Kept::connect(from, to).await;
     let mut statuses = Vec::new();
     for _ in 0..count {
-        let Ok(response) = sender
-            .send_request(metadata_request("GET", path, &[]))
-            .await
-        else {
+        let Some(answer) = kept.send("GET", path, &[]).await else {
             break;
         };
-        let answer = collect(response).await;
         statuses.push(answer.status.as_u16());
         if answer
             .headers
