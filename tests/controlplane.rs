@@ -436,3 +436,54 @@ async fn a_node_with_more_pods_than_a_page_is_listed_in_pages_and_held_whole() {
     );
     guard.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn audit_lines_carry_the_workload_labels_and_the_deployment_that_owns_the_pod() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plane = ControlPlane::start().await;
+    let pods: Api<Pod> = Api::namespaced(plane.client().await, "default");
+    // A Deployment's pod as its ReplicaSet makes it (no controller runs here to do it, and none
+    // needs to: the owner is read from the pod alone).
+    let owned: Pod = serde_json::from_value(json!({
+        "metadata": {
+            "name": "web-5c7b9d4f8-x2kqz",
+            "labels": {
+                "allow-node-metadata-lookup": "true",
+                "app.kubernetes.io/name": "web",
+                "pod-template-hash": "5c7b9d4f8",
+            },
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5c7b9d4f8",
+                "uid": "9c1f3d52-6a43-4c55-9a0e-1b2f3c4d5e6f", "controller": true,
+            }],
+        },
+        "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "app"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &owned).await.unwrap();
+    set_status(&pods, "web-5c7b9d4f8-x2kqz", "Running", PROD).await;
+    running_pod(&pods, "bare", NODE, TEST, &[ALLOW]).await;
+    let emu = emulator(EmulatorOptions::default()).await;
+    let guard = ready_guard(&plane, &emu, "").await;
+    let within = Duration::from_secs(5);
+    until_reason(&guard, PROD, "allowed", within).await;
+    until_reason(&guard, TEST, "allowed", within).await;
+    let events = guard.wait_events(2).await;
+    let event = |from: &str| {
+        events
+            .iter()
+            .rev()
+            .find(|e| e["src"] == from)
+            .unwrap_or_else(|| panic!("no audit line from {from}: {events:#?}"))
+            .clone()
+    };
+    // The default [audit] workload_labels: app.kubernetes.io/name and app, not every label.
+    let owned = event(PROD);
+    assert_eq!(owned["pod"], "default/web-5c7b9d4f8-x2kqz");
+    assert_eq!(owned["labels"], json!({"app.kubernetes.io/name": "web"}));
+    assert_eq!(owned["owner"], json!({"kind": "Deployment", "name": "web"}));
+    let bare = event(TEST);
+    assert_eq!(bare["labels"], json!({}));
+    assert_eq!(bare["owner"], serde_json::Value::Null);
+    guard.stop().await.unwrap();
+}

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use imds_guard_emulator::EmulatorOptions;
 use support::binary::Binary;
-use support::controlplane::{running_pod, ControlPlane, GUARD_AGENT};
+use support::controlplane::{running_pod, Audited, ControlPlane, GUARD_AGENT};
 use support::*;
 
 const NODE: &str = "node-a";
@@ -271,9 +271,60 @@ async fn the_startup_taint_component_grants_exactly_what_removing_the_taint_take
         "the log does not say why:\n{log}"
     );
 
-    // With the component's rules applied over the base: removed, the other taint kept.
+    // With the component's rules applied over the base, but the pods list forbidden for now: the
+    // guard may patch its node yet leaves the taint, and does not even read the node, until its
+    // inventory has synced.
     apply(&plane, &render_with(&["startup-taint"]).yaml, &[]);
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let granted = roles.get("imds-guard").await.unwrap().rules;
+    let patch = json!({"rules": [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    ]});
+    roles
+        .patch("imds-guard", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    until_denied(&client, "list", "pods").await;
+    let earlier = plane.requests_from(GUARD_AGENT).len();
     let mut binary = guard(&kubeconfig, emu.addr, &[TAINT]);
+    let refused_list = |plane: &ControlPlane| {
+        plane
+            .requests_from(GUARD_AGENT)
+            .iter()
+            .skip(earlier)
+            .any(|r| r.verb == "list" && r.uri.starts_with("/api/v1/pods") && r.code == 403)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !refused_list(&plane) {
+        assert!(
+            Instant::now() < deadline,
+            "the guard never asked for its pods"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_listening(binary.admin).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_ne!(binary.readyz().await, 200, "ready without its pods");
+    assert_eq!(
+        taints(&nodes, NODE).await,
+        before,
+        "the taint went before the inventory synced"
+    );
+    let asked_of_nodes: Vec<Audited> = plane
+        .requests_from(GUARD_AGENT)
+        .into_iter()
+        .skip(earlier)
+        .filter(|r| r.uri.starts_with("/api/v1/nodes"))
+        .collect();
+    assert!(asked_of_nodes.is_empty(), "{asked_of_nodes:#?}");
+
+    // The pods list allowed again: the guard syncs by itself, then the taint goes, the other
+    // taint kept.
+    let patch = json!({ "rules": granted });
+    roles
+        .patch("imds-guard", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     binary.wait_ready().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while taints(&nodes, NODE).await != others {

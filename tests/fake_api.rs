@@ -458,45 +458,6 @@ async fn dropped_watch_resumes_from_the_bookmarked_version_without_a_relist() {
 }
 
 #[tokio::test]
-async fn compaction_makes_the_watcher_relist() {
-    let c = cluster().await;
-    c.api.upsert_pod(on("node-a", "a-1"));
-    let mut events = spawn_watcher(watcher(pods(&c), node_a()));
-    assert_eq!(
-        events.take(3).await,
-        ["Init", "InitApply apps/a-1", "InitDone"]
-    );
-    c.api.wait_for_request(Recorded::is_watch, WAIT).await;
-
-    // The open stream ends; re-watching from RV 1 meets 410, so the watcher starts over. The
-    // relist is held until a change the watcher has not seen exists, so it must come from the list.
-    c.api.hold_lists(true);
-    c.api.compact();
-    c.api.drop_watches();
-    assert_eq!(events.take(2).await, ["WatchError 410 Expired", "Init"]);
-    c.api.upsert_pod(on("node-a", "a-2"));
-    c.api.hold_lists(false);
-    assert_eq!(
-        events.until_init_done().await,
-        ["InitApply apps/a-1", "InitApply apps/a-2", "InitDone"]
-    );
-    assert_eq!(lists(&c.api).len(), 2);
-    let rewatch = c
-        .api
-        .wait_for_request(
-            |r| r.is_watch() && r.query_value("resourceVersion") == Some("3"),
-            WAIT,
-        )
-        .await;
-    assert_eq!(
-        rewatch.query_value("fieldSelector"),
-        Some("spec.nodeName=node-a")
-    );
-    c.api.upsert_pod(on("node-a", "a-3"));
-    assert_eq!(events.next().await, "Apply apps/a-3");
-}
-
-#[tokio::test]
 async fn unreachable_server_yields_errors_and_restart_resumes() {
     let c = cluster().await;
     c.api.upsert_pod(on("node-a", "a-1"));
@@ -622,25 +583,6 @@ async fn paginated_list_is_complete_and_never_holds_other_nodes() {
         .await
         .unwrap();
     assert_eq!(everything_b.items.len(), 5000);
-}
-
-#[tokio::test]
-async fn held_list_keeps_the_watcher_from_init_done() {
-    let c = cluster().await;
-    c.api.upsert_pod(on("node-a", "a-1"));
-    c.api.hold_lists(true);
-    let mut events = spawn_watcher(watcher(pods(&c), node_a()));
-
-    assert_eq!(events.next().await, "Init");
-    c.api.wait_for_request(|r| !r.is_watch(), WAIT).await;
-    let held = tokio::time::timeout(Duration::from_millis(500), events.0.recv()).await;
-    assert!(
-        held.is_err(),
-        "an event arrived while the list was held: {held:?}"
-    );
-
-    c.api.hold_lists(false);
-    assert_eq!(events.take(2).await, ["InitApply apps/a-1", "InitDone"]);
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use imds_guard::reload::Reload;
 use imds_guard_emulator::EmulatorOptions;
 
-use super::support::fake_api::FakeApi;
+use super::support::controlplane::ControlPlane;
 use super::support::*;
 use super::{alerts, dashboard, promql, rules};
 
@@ -275,16 +275,14 @@ async fn upstream_down() -> String {
     scrape_until(guard.admin, "imds_guard_upstream_errors_total{").await
 }
 
-/// A guard with the Kubernetes inventory (the fake API server), after the API server went away.
+/// A guard with the Kubernetes inventory (a real API server), after the API server went away.
 async fn kubernetes() -> String {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let api = FakeApi::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let mut plane = ControlPlane::start().await;
     let emu = emulator(EmulatorOptions::default()).await;
-    let guard = Guard::start(&kube_config("node-a", &kubeconfig, 0, ""), emu.addr).await;
+    let guard = Guard::start(&kube_config("node-a", &plane.kubeconfig, 0, ""), emu.addr).await;
     scrape_until(guard.admin, "imds_guard_watch_relists_total{").await;
-    api.stop().await;
+    plane.stop_apiserver();
     scrape_until(guard.admin, "imds_guard_watch_errors_total{").await
 }
 

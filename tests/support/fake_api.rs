@@ -1,5 +1,7 @@
-//! A protocol-level fake of the Kubernetes API server, for testing the guard's pod and namespace
-//! watchers without a cluster.
+//! A protocol-level fake of the Kubernetes API server, kept for the soak (`tests/soak.rs`): there
+//! the test chooses each pod's uid and gives a pod its address in the same write that creates it,
+//! which a real API server cannot be made to do. Everything else is tested against a real one
+//! (`support::controlplane`).
 //!
 //! The real kube-rs client reaches it through the kubeconfig it writes and gets the real wire
 //! protocol over plain HTTP/1 on `127.0.0.1`: lists with field and label selectors and
@@ -12,7 +14,6 @@
 //! token is accepted), writes over HTTP, set-based label selectors (refused with a 400 that says
 //! so), garbage collection, and waiting for a resourceVersion newer than the current one.
 
-mod nodes;
 mod select;
 mod store;
 mod wire;
@@ -61,10 +62,6 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     /// Bumped on every recorded request, so waiters need not poll.
     seen: watch::Sender<usize>,
-    /// `true` while list requests must wait; a watch channel, so held lists wake on release.
-    hold_lists: watch::Sender<bool>,
-    /// Nodes by name, for get and patch (the start-up taint).
-    nodes: Mutex<std::collections::BTreeMap<String, Value>>,
 }
 
 /// A listening server, between `start`/`restart` and `stop`.
@@ -97,8 +94,6 @@ impl FakeApi {
             store: Arc::default(),
             requests: Mutex::default(),
             seen: watch::Sender::new(0),
-            hold_lists: watch::Sender::new(false),
-            nodes: Mutex::default(),
         });
         let running = serve(listener, shared.clone());
         FakeApi {
@@ -185,25 +180,6 @@ impl FakeApi {
         *running = Some(serve(listen(self.addr()), self.shared.clone()));
     }
 
-    /// Adds or replaces a node (served by get and merge-patch only).
-    pub fn upsert_node(&self, node: Value) {
-        let name = node["metadata"]["name"]
-            .as_str()
-            .expect("node name")
-            .to_string();
-        self.shared.nodes.lock().unwrap().insert(name, node);
-    }
-
-    /// The node as it is now.
-    pub fn node(&self, name: &str) -> Option<Value> {
-        self.shared.nodes.lock().unwrap().get(name).cloned()
-    }
-
-    /// While `true`, list requests are recorded but not answered.
-    pub fn hold_lists(&self, hold: bool) {
-        self.shared.hold_lists.send_replace(hold);
-    }
-
     /// Every request seen so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().unwrap().clone()
@@ -275,20 +251,6 @@ pub fn with_phase(mut pod: Value, phase: &str) -> Value {
 pub fn with_host_network(mut pod: Value) -> Value {
     pod["spec"]["hostNetwork"] = true.into();
     pod
-}
-
-/// A node with `taints` as (key, effect) pairs.
-pub fn node(name: &str, taints: &[(&str, &str)]) -> Value {
-    let taints: Vec<Value> = taints
-        .iter()
-        .map(|(key, effect)| json!({"key": key, "effect": effect}))
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "resourceVersion": "1", "uid": format!("node-{name}")},
-        "spec": {"taints": taints},
-    })
 }
 
 /// An active namespace with `labels`.

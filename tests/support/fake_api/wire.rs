@@ -78,20 +78,6 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
     if !watch {
         record(&shared, recorded.clone());
     }
-    if let Some(name) = recorded.path.strip_prefix("/api/v1/nodes/") {
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Ok(
-            match super::nodes::answer(&shared, &recorded, name, &body) {
-                Ok((code, node)) => json_reply(code, &node),
-                Err(refusal) => json_reply(refusal.code, &refusal.status()),
-            },
-        );
-    }
     let reply = match answer(&shared, &recorded).await {
         Ok(reply) => reply,
         Err(refusal) => json_reply(refusal.code, &refusal.status()),
@@ -154,8 +140,6 @@ async fn answer(shared: &Shared, r: &Recorded) -> Result<Reply, Refusal> {
         ));
     }
     let limit = number(r, "limit")?.unwrap_or(0) as usize;
-    let mut hold = shared.hold_lists.subscribe();
-    let _ = hold.wait_for(|held| !*held).await;
     let rv_match = r.query_value("resourceVersionMatch");
     let cont = r.query_value("continue");
     let list = lock(&shared.store).list(&filter, rv, rv_match, limit, cont)?;
