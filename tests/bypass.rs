@@ -12,12 +12,12 @@
 //! (profiles and checks), `bypass/oracle.rs` (what the most lenient server of each would read
 //! and hand out), and the cases in `bypass/gcp.rs`, `bypass/azure.rs` and `bypass/others.rs`.
 
-mod support;
+use crate::support;
 
 #[path = "bypass/azure.rs"]
 mod azure;
 #[path = "bypass/canonical.rs"]
-mod canonical;
+pub(crate) mod canonical;
 #[path = "bypass/clouds.rs"]
 mod clouds;
 #[path = "bypass/corpus.rs"]
@@ -25,7 +25,7 @@ mod corpus;
 #[path = "bypass/gcp.rs"]
 mod gcp;
 #[path = "bypass/lenient.rs"]
-mod lenient;
+pub(crate) mod lenient;
 #[path = "bypass/oracle.rs"]
 mod oracle;
 #[path = "bypass/others.rs"]

@@ -2,7 +2,7 @@
 //! guard, the bare emulator (the real service's 404), a closed port, a silent listener and a
 //! stranger that answers 200; and the DaemonSet form following the guard going away.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! The real binary: `check`, `explain`, and `run` on the shipped `config.toml` defaults, with
 //! audit lines on stdout and a clean stop on SIGTERM.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! read strictly and forwarded canonically (queries), which headers pass, what aggregates may read,
 //! and GCP's header on every answer. Against each cloud's emulator: `tests/clouds_emulated.rs`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! cloud keeps from pods (credentials, user data, aggregates holding them) refused to `prod` too;
 //! and the real server's answers relayed whole.
 
-mod support;
+use crate::support;
 
 use imds_guard::cloud::Cloud;
 use imds_guard_emulator::EmulatorOptions;

@@ -37,7 +37,6 @@
 mod checks;
 #[path = "clouds_sdk/lab.rs"]
 mod lab;
-mod support;
 
 use checks::{assert_allowed, assert_denied, briefs, from, split_refused, text, Report};
 use lab::{allowed_then_denied, config, listen_all, Lab, ALIBABA, PORT, PROD, SEED_PODS, TEST};

@@ -1,7 +1,7 @@
 //! The Kubernetes inventory against a real kube-apiserver and etcd (`support::controlplane`):
 //! pods created with `spec.nodeName`, their status set through `pods/status`, as a kubelet would.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -3,13 +3,8 @@
 //! kustomize ones and the Helm chart's (`deploy/helm/imds-guard`), the canary and the cgroup
 //! interception included — is accepted by the API server.
 
-#[allow(dead_code)]
-#[path = "helm/chart.rs"]
-mod chart;
-#[allow(dead_code)]
-#[path = "deploy/render.rs"]
-mod render;
-mod support;
+use crate::support;
+use crate::{chart, render};
 
 use std::time::{Duration, Instant};
 

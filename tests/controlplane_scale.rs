@@ -16,10 +16,10 @@
 //!   (`apiserver_storage_list_fetched_objects_total`, every pod in the cluster, as the watch cache
 //!   is off) against objects it returned (`..._returned_objects_total`, the node's).
 //!
-//! `cargo test --test controlplane_scale -- --nocapture` prints the table (with `--release`, the
+//! `cargo test --features e2e --test e2e controlplane_scale:: -- --nocapture` prints the table (with `--release`, the
 //! memory of the binary as deployed).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -15,12 +15,10 @@
 //! `kubectl`, `kubernetes-validate` and `python3` with PyYAML are required: when one is missing the
 //! tests fail and say what to install; they never skip.
 
-#[path = "deploy/checks.rs"]
-mod checks;
+use crate::checks;
 #[path = "deploy/clouds.rs"]
 mod clouds;
-#[path = "deploy/render.rs"]
-mod render;
+use crate::render;
 
 use std::collections::BTreeSet;
 use std::process::Command;

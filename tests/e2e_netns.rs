@@ -12,7 +12,7 @@
 //! missing. Every command runs inside a namespace this test created, and every namespace is
 //! deleted when the test ends, panics included.
 
-mod netfilter_netns;
+use crate::netfilter_netns;
 
 use std::time::{Duration, Instant};
 

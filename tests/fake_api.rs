@@ -2,7 +2,7 @@
 //! through the kubeconfig it writes, must see what they would see from a real API server — pages,
 //! selectors, bookmarks, dropped streams, 410 Gone and an unreachable server.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

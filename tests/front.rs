@@ -6,7 +6,7 @@
 //! Pods of the seed scenario: `PROD` may read `/latest/meta-data/**` but not `iam/**`, `TEST` has
 //! no rule, `LABELLED` (the inspector) may read `/latest/**`.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

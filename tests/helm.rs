@@ -18,18 +18,11 @@
 //! `kubernetes-validate` and `python3` with PyYAML as for `deploy.rs`. Missing, they fail the
 //! tests, saying what to do; they never skip.
 
-#[allow(dead_code)]
-#[path = "helm/chart.rs"]
-mod chart;
-#[allow(dead_code)]
-#[path = "deploy/checks.rs"]
-mod checks;
+use crate::{chart, checks};
 #[allow(dead_code)]
 #[path = "helm/compare.rs"]
 mod compare;
-#[allow(dead_code)]
-#[path = "deploy/render.rs"]
-mod render;
+use crate::render;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -24,20 +24,16 @@
 //! never skips, naming what is missing. Every namespace, container and store a test makes is
 //! removed when it ends, panics included.
 
-mod cgroup_hooks;
-#[allow(dead_code)]
-#[path = "helm/chart.rs"]
-mod chart;
+use crate::cgroup_hooks;
+use crate::chart;
 #[path = "image/containerd.rs"]
 mod containerd;
 #[path = "image/context.rs"]
 mod context;
-mod netfilter_netns;
+use crate::netfilter_netns;
 #[path = "image/podman.rs"]
 mod podman;
-#[allow(dead_code)]
-#[path = "deploy/render.rs"]
-mod render;
+use crate::render;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -16,9 +16,9 @@
 //! own cgroups and interfaces; every namespace, cgroup, bpffs mount and process is removed when a
 //! test ends, panics included.
 
-mod bypass_model;
-mod cgroup_hooks;
-mod netfilter_netns;
+use crate::bypass_model;
+use crate::cgroup_hooks;
+use crate::netfilter_netns;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -477,3 +477,67 @@ fn the_toolchain_is_pinned_once() {
     let version = |v: &str| -> Vec<u32> { v.split('.').map(|n| n.parse().unwrap()).collect() };
     assert!(version(oldest) <= version(channel), "{oldest} > {channel}");
 }
+
+/// The `mod NAME;` lines of a test program's root file, without those loaded from another path
+/// (`#[path = …]`, shared helpers), whose files are returned apart.
+fn declared_modules(text: &str) -> (BTreeSet<String>, Vec<String>) {
+    let (mut modules, mut paths) = (BTreeSet::new(), Vec::new());
+    let mut path = None;
+    for line in text.lines() {
+        if let Some(p) = line
+            .strip_prefix("#[path = \"")
+            .and_then(|l| l.strip_suffix("\"]"))
+        {
+            path = Some(p.to_owned());
+        } else if let Some(name) = line.strip_prefix("mod ").and_then(|l| l.strip_suffix(';')) {
+            match path.take() {
+                Some(p) => paths.push(p),
+                None => {
+                    modules.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    (modules, paths)
+}
+
+/// Cargo finds no test by itself (`autotests = false`): a file in `tests/` that neither program
+/// names would never be built or run. Each is named by exactly one, and each name is a file.
+#[test]
+fn every_test_file_is_a_module_of_exactly_one_tier() {
+    let tests = root().join("tests");
+    let read = |name: &str| std::fs::read_to_string(tests.join(name)).unwrap();
+    let (quick, quick_paths) = declared_modules(&read("quick.rs"));
+    let (e2e, e2e_paths) = declared_modules(&read("e2e.rs"));
+    let mut files = BTreeSet::new();
+    for entry in std::fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        if path.extension().is_some_and(|e| e == "rs") && stem != "quick" && stem != "e2e" {
+            files.insert(stem);
+        }
+    }
+    let mut problems = Vec::new();
+    for file in &files {
+        match (quick.contains(file), e2e.contains(file)) {
+            (false, false) => problems.push(format!("tests/{file}.rs is in neither tier")),
+            (true, true) => problems.push(format!("tests/{file}.rs is in both tiers")),
+            _ => {}
+        }
+    }
+    let helpers = ["support", "netfilter_netns", "bypass_model", "cgroup_hooks"];
+    for module in quick.iter().chain(&e2e) {
+        let is_dir = tests.join(module).join("mod.rs").is_file();
+        if !(files.contains(module) || is_dir && helpers.contains(&module.as_str())) {
+            problems.push(format!("mod {module}; names no file of tests/"));
+        }
+    }
+    for path in quick_paths.iter().chain(&e2e_paths) {
+        if !tests.join(path).is_file() {
+            problems.push(format!("#[path = \"{path}\"] names no file of tests/"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(quick.contains("support") && quick.len() > 10, "{quick:?}");
+    assert!(e2e.contains("support") && e2e.len() > 10, "{e2e:?}");
+}

@@ -2,7 +2,7 @@
 //! connections per source and in total, and 10,000 idle connections that do not stop an allowed
 //! pod from being served.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! The admin port's `/metrics`: valid Prometheus text, counters that move with traffic, and label
 //! values from fixed sets only (no pod names or paths).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -30,12 +30,10 @@ mod dashboard;
 #[allow(dead_code)]
 #[path = "monitoring/promql.rs"]
 mod promql;
-#[allow(dead_code)]
-#[path = "deploy/render.rs"]
-mod render;
+use crate::render;
 #[path = "monitoring/scrape.rs"]
 mod scrape;
-mod support;
+use crate::support;
 #[allow(dead_code)]
 #[path = "monitoring/tools.rs"]
 mod tools;

@@ -3,7 +3,7 @@
 //! nf_tables. Runs in throwaway network namespaces; needs root and both backends' commands (both
 //! are in Debian's `iptables` package).
 
-mod netfilter_netns;
+use crate::netfilter_netns;
 
 use netfilter_netns::{preflight, Ns};
 

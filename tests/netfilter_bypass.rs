@@ -10,8 +10,8 @@
 //! and `curl`; fails (never skips) naming what is missing. Everything runs inside namespaces this
 //! test made and deletes, panics included.
 
-mod bypass_model;
-mod netfilter_netns;
+use crate::bypass_model;
+use crate::netfilter_netns;
 
 use std::time::Duration;
 

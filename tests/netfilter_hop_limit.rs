@@ -4,7 +4,7 @@
 //! is shown with real routing in `tests/e2e_netns.rs`; on loopback it cannot be observed. The
 //! socket option an IPv6 answer's hop limit is set with is checked in `crates/net`.)
 
-mod support;
+use crate::support;
 
 use imds_guard_emulator::EmulatorOptions;
 use support::*;

@@ -6,7 +6,7 @@
 //! reinstall is produced by putting wrappers for the `*-restore` commands first on the guard's
 //! PATH, which refuse while a flag file exists.
 
-mod netfilter_netns;
+use crate::netfilter_netns;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! current rules (for every cloud, `IMDS_GUARD_CLOUD` against `[upstream] cloud`), and in a network
 //! namespace the script's rules pass `imds-guard iptables status`.
 
-mod netfilter_netns;
+use crate::netfilter_netns;
 
 use imds_guard::netfilter::render;
 use imds_guard::netfilter::rules::{remove_payload, Family, RuleSet};

@@ -4,7 +4,7 @@
 //! `check`, replay without a change on that log, and deny what no workload read (`explain`); a
 //! narrowed copy's breakage is reported exactly; broken lines are counted, never fatal.
 
-mod support;
+use crate::support;
 
 use std::io::Write as _;
 use std::net::SocketAddr;

@@ -15,10 +15,7 @@
 //! whose canonical target reads again the same; `PathPattern::parse_with_query` and the matchers
 //! never panic, and a lenient match is always a match "at or below".
 
-#[path = "bypass/canonical.rs"]
-mod canonical;
-#[path = "bypass/lenient.rs"]
-mod lenient;
+use crate::bypass::{canonical, lenient};
 #[path = "bypass/queries.rs"]
 mod queries;
 

@@ -1,7 +1,7 @@
 //! The request path end to end: the real server on `127.0.0.1:0`, the real emulator (or a
 //! recording upstream) behind it, pods told apart by their loopback source address.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! request, and through SIGHUP to the real binary. A good config takes effect without dropping
 //! connections; a bad one is refused and the old one keeps serving.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

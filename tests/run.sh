@@ -2,7 +2,7 @@
 # The test command: installs what the tests need when it is missing (Debian packages, PyPI and npm
 # packages, and a Kubernetes control plane and promtool built with Go; run as root on a fresh
 # machine), then runs every test of both tiers with `cargo test --features e2e`. Arguments go to `cargo test` (e.g.
-# `bash tests/run.sh --test proxy` for one group).
+# `bash tests/run.sh --test quick proxy::` for one area).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/support/toolchain.sh

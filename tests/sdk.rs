@@ -25,7 +25,7 @@
 //!
 //! A missing prerequisite (python3, botocore) fails the test with what to install.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

@@ -10,10 +10,10 @@
 //! It runs for `IMDS_GUARD_SOAK_SECONDS` (default 10, for CI). The long run:
 //!
 //! ```sh
-//! IMDS_GUARD_SOAK_SECONDS=300 cargo test --release --test soak -- --nocapture
+//! IMDS_GUARD_SOAK_SECONDS=300 cargo test --release --test quick soak:: -- --nocapture
 //! ```
 
-mod support;
+use crate::support;
 
 #[path = "soak/cluster.rs"]
 mod cluster;

@@ -2,7 +2,7 @@
 //! answer, one that answers too late, and recovery once it is back. The guard stays healthy and
 //! never relays a truncated answer as a success.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

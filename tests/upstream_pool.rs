@@ -2,7 +2,7 @@
 //! reused across requests and pods, never reused once the service has closed them, and waiting
 //! for a free one counts against the request's deadline.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

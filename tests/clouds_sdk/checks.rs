@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::lab::FAST;
+use super::lab::FAST;
 
 // ---- what a client reported ----
 

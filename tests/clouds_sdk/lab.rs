@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::checks::{briefs, Report};
+use super::checks::{briefs, Report};
 use crate::support::netns::{Daemon, Netns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imds-guard");

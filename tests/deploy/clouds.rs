@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use imds_guard_core::cloud::{Cloud, ALL};
 use serde_json::Value;
 
-use crate::render::{
+use super::render::{
     base, cloud_components, config, config_text, everything, guard_daemonset, of_kind, one, overlay,
 };
 

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::chart::HELM_LABELS;
-use crate::render::Rendered;
+use super::chart::HELM_LABELS;
+use super::render::Rendered;
 
 /// (kind, namespace, name).
 pub type Key = (String, String, String);

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
-use crate::oracle::PodRecord;
+use super::oracle::PodRecord;
 use crate::support::fake_api::{self, FakeApi};
 
 /// The guard's node.

@@ -21,8 +21,8 @@ use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::cluster::{slot_ip, PODS};
-use crate::oracle::{Got, Request, Sent, Token};
+use super::cluster::{slot_ip, PODS};
+use super::oracle::{Got, Request, Sent, Token};
 
 /// One request to send: how it goes on the wire, and what the oracle needs to know of it.
 struct Plan {
