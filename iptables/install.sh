@@ -17,7 +17,8 @@
 # (100.100.100.200 for alibaba, 169.254.169.254 for the others) goes to LISTEN; its IPv6 endpoint
 # (aws fd00:ec2::254, gcp fd20:ce::254, oci fd00:c1::a9fe:a9fe, openstack fe80::a9fe:a9fe) is
 # redirected with a [::] LISTEN and rejected otherwise; the ports the guard cannot inspect (gcp: 443, its HTTPS
-# endpoint) are rejected with a TCP reset in filter FORWARD (sidecar: OUTPUT).
+# endpoint) and the side doors beside the server (azure: the WireServer 168.63.129.16, ports 80
+# and 32526; never its DNS on 53) are rejected with a TCP reset in filter FORWARD (sidecar: OUTPUT).
 # IMDS_GUARD_BACKEND=auto|legacy|nft (default auto: the backend the host uses).
 # IMDS_GUARD_SAVE_V4 / IMDS_GUARD_SAVE_V6 (with --print): files holding iptables-save /
 # ip6tables-save output to plan against instead of the live rules; IPv6 is planned only when
@@ -33,15 +34,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
 # The metadata server of each cloud, as crates/core/src/cloud.rs has it: the IPv4 address, the
-# IPv6 endpoint (empty: none), the ports the guard cannot inspect (empty: none).
+# IPv6 endpoint (empty: none), and what pods are refused outright (ADDRESS:PORT, empty: none): the
+# ports the guard cannot inspect, then the side doors.
 cloud=${IMDS_GUARD_CLOUD:-aws}
 v4_addr=169.254.169.254
 v6_addr=""
-reject_ports=""
+refused=""
 case "$cloud" in
   aws) v6_addr=fd00:ec2::254 ;;
-  gcp) v6_addr=fd20:ce::254 reject_ports=443 ;;
-  azure) ;;
+  gcp) v6_addr=fd20:ce::254 refused=169.254.169.254:443 ;;
+  azure) refused="168.63.129.16:80 168.63.129.16:32526" ;;
   alibaba) v4_addr=100.100.100.200 ;;
   oci) v6_addr=fd00:c1::a9fe:a9fe ;;
   openstack) v6_addr=fe80::a9fe:a9fe ;;
@@ -128,7 +130,7 @@ fi
 wanted_tables() {
   if [ "$1" = 4 ]; then
     echo "nat $nat_hook"
-    [ -n "$reject_ports" ] && echo "filter $filter_hook"
+    [ -n "$refused" ] && echo "filter $filter_hook"
   else
     # An IPv6 listener takes the IPv6 endpoint (node mode only: a sidecar listens on IPv4).
     [ -z "$sidecar_uid" ] && [ "$host" = :: ] && [ -n "$v6_addr" ] && echo "nat PREROUTING"
@@ -141,8 +143,8 @@ wanted_rules() { # family table
   case "$1 $2" in
     "4 nat") echo "-d $v4_addr/32 -p tcp -m tcp --dport 80 $others$v4_target" ;;
     "4 filter")
-      for p in $reject_ports; do
-        echo "-d $v4_addr/32 -p tcp -m tcp --dport $p $others-j REJECT --reject-with tcp-reset"
+      for p in $refused; do
+        echo "-d ${p%:*}/32 -p tcp -m tcp --dport ${p##*:} $others-j REJECT --reject-with tcp-reset"
       done ;;
     "6 nat") echo "-d $v6_addr/128 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports $port" ;;
     "6 filter")

@@ -5,6 +5,7 @@
 //! ```text
 //!  pod-a 10.200.1.2 fd00:200:1::2 ─ pod0 ┐ node (forwarding on)     ┌ up0 ─ imds 169.254.169.254
 //!  pod-b 10.200.2.2 fd00:200:2::2 ─ pod1 ┘ proxy 10.199.0.1:8181 ──┘        100.100.100.200
+//!                                                                            168.63.129.16
 //!                                          or [::]:8181                     fd00:c1::a9fe:a9fe
 //! ```
 //!
@@ -12,6 +13,8 @@
 //! - GCP: a pod's connection to 169.254.169.254:443 (the HTTPS endpoint the guard cannot inspect)
 //!   is refused at once (TCP reset: "connection refused", no timeout) and never reaches the server;
 //!   port 80 lands on the proxy.
+//! - Azure: a pod's connections to the WireServer 168.63.129.16 on ports 80 and 32526 are refused
+//!   at once and never reach it; port 53 there (Azure DNS) is untouched.
 //! - OCI: the IPv6 endpoint fd00:c1::a9fe:a9fe is rejected while the proxy listens on IPv4 only,
 //!   and lands on the proxy once it listens on `[::]`.
 //!
@@ -81,6 +84,7 @@ impl Topology {
             (&t.imds, "ip addr add fd00:ff::2/64 dev eth0 nodad"),
             (&t.imds, "ip addr add fd00:c1::a9fe:a9fe/128 dev eth0 nodad"),
             (&t.imds, "ip addr add 100.100.100.200/32 dev eth0"),
+            (&t.imds, "ip addr add 168.63.129.16/32 dev eth0"),
             (&t.node, "ip addr add fd00:200:1::1/64 dev pod0 nodad"),
             (&t.pod_a, "ip addr add fd00:200:1::2/64 dev eth0 nodad"),
             (&t.node, "ip addr add fd00:200:2::1/64 dev pod1 nodad"),
@@ -95,6 +99,7 @@ impl Topology {
                 &t.node,
                 "ip route add 100.100.100.200/32 via 169.254.169.254",
             ),
+            (&t.node, "ip route add 168.63.129.16/32 via 169.254.169.254"),
             (
                 &t.node,
                 "ip -6 route add fd00:c1::a9fe:a9fe/128 via fd00:ff::2",
@@ -110,7 +115,7 @@ impl Topology {
         }
         // Count the TCP SYNs that reach the service, per port, in both families.
         for cmd in ["iptables", "ip6tables"] {
-            for port in ["80", "443"] {
+            for port in ["80", "443", "32526", "53"] {
                 t.imds.ok(&[
                     cmd, "-A", "INPUT", "-p", "tcp", "--dport", port, "--syn", "-j", "ACCEPT",
                 ]);
@@ -348,6 +353,90 @@ fn gcp_pods_are_refused_the_https_endpoint_at_once_and_port_80_lands_on_the_prox
     assert_eq!(code, Some(0), "{out}");
     assert!(!t.node.rules().contains("IMDS-GUARD"));
     let (direct, _, _) = attempt(&t.pod_a, GCP, https);
+    assert_eq!(direct.status, 200, "after remove: {direct:?}");
+}
+
+#[test]
+fn azure_pods_are_refused_the_wireserver_on_80_and_32526_and_keep_its_dns_port() {
+    let t = Topology::build("azure");
+    let _imds = t.serve("169.254.169.254:80");
+    // Stand-ins for the WireServer's two ports and Azure DNS's TCP port on the same address.
+    let _wire = t.serve("168.63.129.16:80");
+    let _plugin = t.serve("168.63.129.16:32526");
+    let _dns = t.serve("168.63.129.16:53");
+    let url = |port: u16| format!("http://168.63.129.16:{port}/latest/meta-data/instance-id");
+    let dir = tempfile::tempdir().unwrap();
+    let dnat = write(
+        &dir,
+        "azure.toml",
+        &config("azure", "http://169.254.169.254", "10.199.0.1:8181", false),
+    );
+
+    // Before the rules, a pod reaches all three.
+    for port in [80, 32526, 53] {
+        let (direct, said, _) = attempt(&t.pod_a, None, &url(port));
+        assert_eq!(direct.status, 200, "{port}: {direct:?} {said}");
+    }
+
+    let (code, out) = iptables(&t.node, "install", &dnat);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = iptables(&t.node, "status", &dnat);
+    assert_eq!(code, Some(0), "{out}");
+    let rules = t.node.rules();
+    for port in [80, 32526] {
+        let rule = format!(
+            "-A IMDS-GUARD -d 168.63.129.16/32 -p tcp -m tcp --dport {port} -j REJECT --reject-with tcp-reset"
+        );
+        assert!(rules.contains(&rule), "{rules}");
+    }
+    assert!(!rules.contains("--dport 53"), "{rules}");
+
+    // With the proxy running, both ports are refused at once and never reached.
+    let proxy = start_proxy(&t.node, &dnat);
+    let reached = (t.syns(false, 80), t.syns(false, 32526));
+    for pod in [&t.pod_a, &t.pod_b] {
+        for port in [80, 32526] {
+            let (got, said, took) = attempt(pod, None, &url(port));
+            assert_eq!(
+                (got.status, got.exit),
+                (0, Some(7)),
+                "{port}: {got:?} {said}"
+            );
+            assert!(took < Duration::from_secs(2), "took {took:?}: {said}");
+            let (said, took) = connect(pod, "168.63.129.16", port);
+            assert!(said.contains("Connection refused"), "{port}: {said}");
+            assert!(took < Duration::from_secs(2), "took {took:?}: {said}");
+        }
+    }
+    // (Port 80's counter also counts the metadata server's own port-80 SYNs: none were sent.)
+    assert_eq!(
+        (t.syns(false, 80), t.syns(false, 32526)),
+        reached,
+        "a pod's SYN reached the WireServer"
+    );
+    // DNS's port on the same address is untouched, for every pod.
+    for pod in [&t.pod_a, &t.pod_b] {
+        let before = t.syns(false, 53);
+        let (got, said, _) = attempt(pod, None, &url(53));
+        assert_eq!(got.status, 200, "{got:?} {said}");
+        assert!(t.syns(false, 53) > before);
+    }
+    // The metadata server's port 80 lands on the proxy, as on every cloud.
+    let (got, _, _) = attempt(
+        &t.pod_b,
+        Some("Metadata: true"),
+        "http://169.254.169.254/metadata/instance?api-version=2021-02-01",
+    );
+    refused_by_the_guard(&got);
+    assert!(audited(&proxy, "10.200.2.2"), "{}", proxy.output());
+    // The node itself still reaches the WireServer: only pods' traffic is refused.
+    let (own, said, _) = attempt(&t.node, None, &url(80));
+    assert_eq!(own.status, 200, "{own:?} {said}");
+
+    let (code, out) = iptables(&t.node, "remove", &dnat);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!t.node.rules().contains("IMDS-GUARD"));
+    let (direct, _, _) = attempt(&t.pod_a, None, &url(32526));
     assert_eq!(direct.status, 200, "after remove: {direct:?}");
 }
 

@@ -51,8 +51,8 @@ pub fn v6_form(ip: IpAddr) -> Ipv6Addr {
 
 /// Every connect the hooks act on for `cloud`: port 80 of each address the server answers on
 /// (IPv4, its IPv4-mapped form, the IPv6 endpoint) redirected, and the
-/// [`Cloud::uninspectable_ports`] of each refused — the same traffic the netfilter rules
-/// redirect and reject.
+/// [`Cloud::refused_for_pods`] (the server's uninspectable ports, on each of its addresses; the
+/// side doors' ports) refused — the same traffic the netfilter rules redirect and reject.
 pub fn targets(cloud: Cloud) -> Vec<Target> {
     let mut all = Vec::new();
     for addr in blocked(cloud) {
@@ -64,6 +64,15 @@ pub fn targets(cloud: Cloud) -> Vec<Target> {
         for &port in cloud.uninspectable_ports() {
             all.push(Target {
                 addr,
+                port,
+                action: Action::Refuse,
+            });
+        }
+    }
+    for door in cloud.side_doors() {
+        for &port in door.ports {
+            all.push(Target {
+                addr: v6_form(door.addr.into()),
                 port,
                 action: Action::Refuse,
             });

@@ -91,6 +91,28 @@ pub struct Gate {
     pub prefix: &'static str,
 }
 
+/// A server beside the metadata server that pods can reach and must not: refused to every pod,
+/// on its listed ports only (the address may serve something else that pods need on others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideDoor {
+    /// Its name, as the docs and the rules' comments give it.
+    pub name: &'static str,
+    /// Its IPv4 address.
+    pub addr: Ipv4Addr,
+    /// The ports refused to pods.
+    pub ports: &'static [u16],
+}
+
+/// Azure's WireServer, 168.63.129.16: port 80 is the fabric's own API (goal state, certificates,
+/// extension settings — with provisioning scripts that have carried a node's TLS bootstrap
+/// token), 32526 the HostGAPlugin. AKS itself drops pods' traffic to both. Port 53 on the same
+/// address is Azure DNS, which pods need: it is never touched.
+pub const AZURE_WIRESERVER: SideDoor = SideDoor {
+    name: "wireserver",
+    addr: Ipv4Addr::new(168, 63, 129, 16),
+    ports: &[80, 32526],
+};
+
 /// What one endpoint takes in its query.
 #[derive(Debug, Clone, Copy)]
 pub struct Endpoint {
@@ -277,6 +299,30 @@ impl Cloud {
             Self::Gcp => &[443],
             _ => &[],
         }
+    }
+
+    /// Servers beside the metadata server that pods can reach and must not (Azure's WireServer).
+    pub fn side_doors(self) -> &'static [SideDoor] {
+        match self {
+            Self::Azure => &[AZURE_WIRESERVER],
+            _ => &[],
+        }
+    }
+
+    /// Every address and port pods are refused outright, by the netfilter rules (a TCP reset) and
+    /// the cgroup hooks (`EPERM` at `connect()`): the [`Cloud::uninspectable_ports`] of the
+    /// server's IPv4 address, then every port of every [`Cloud::side_doors`].
+    pub fn refused_for_pods(self) -> Vec<(Ipv4Addr, u16)> {
+        let server = self.ipv4();
+        let mut all: Vec<(Ipv4Addr, u16)> = self
+            .uninspectable_ports()
+            .iter()
+            .map(|&port| (server, port))
+            .collect();
+        for door in self.side_doors() {
+            all.extend(door.ports.iter().map(|&port| (door.addr, port)));
+        }
+        all
     }
 
     /// The default `[upstream] url`.

@@ -91,3 +91,19 @@ fn every_form_of_every_address_is_a_target() {
     );
     assert_eq!(blocked(Cloud::Azure), vec![v4]);
 }
+
+#[test]
+fn azure_s_wireserver_is_refused_on_its_two_ports_and_not_blocked() {
+    let wireserver: Ipv6Addr = "::ffff:168.63.129.16".parse().unwrap();
+    let azure = targets(Cloud::Azure);
+    let refused: Vec<(Ipv6Addr, u16)> = azure
+        .iter()
+        .filter(|t| t.action == Action::Refuse)
+        .map(|t| (t.addr, t.port))
+        .collect();
+    assert_eq!(refused, [(wireserver, 80), (wireserver, 32526)]);
+    // DNS on the same address is never a target, and the backstop (which drops every packet to
+    // an address) leaves the address alone.
+    assert!(azure.iter().all(|t| t.port != 53));
+    assert!(!blocked(Cloud::Azure).contains(&wireserver));
+}

@@ -31,6 +31,29 @@ fn addresses_per_cloud() {
 }
 
 #[test]
+fn side_doors_per_cloud() {
+    let wireserver = std::net::Ipv4Addr::new(168, 63, 129, 16);
+    assert_eq!(
+        Cloud::Azure.refused_for_pods(),
+        [(wireserver, 80), (wireserver, 32526)]
+    );
+    assert_eq!(
+        Cloud::Gcp.refused_for_pods(),
+        [(std::net::Ipv4Addr::new(169, 254, 169, 254), 443)]
+    );
+    for cloud in ALL {
+        // Never a DNS port, and never the port-80 service the guard stands in front of.
+        for (addr, port) in cloud.refused_for_pods() {
+            assert_ne!(port, 53, "{cloud}");
+            assert!(!(addr == cloud.ipv4() && port == 80), "{cloud}");
+        }
+        if cloud != Cloud::Azure {
+            assert!(cloud.side_doors().is_empty(), "{cloud}");
+        }
+    }
+}
+
+#[test]
 fn gates_per_cloud() {
     let gcp = Cloud::Gcp.gated(&path("/computeMetadata/v1/")).unwrap();
     assert_eq!(

@@ -8,7 +8,8 @@
 //! What is intercepted follows the cloud ([`Cloud`]): its IPv4 address on port 80 goes to the
 //! proxy; its IPv6 endpoint, where it has one, goes to the proxy when that listens on `[::]` and
 //! is rejected otherwise; the ports of the server the guard cannot inspect (GCP's HTTPS endpoint)
-//! are rejected, so pods fail closed there instead of going around the guard.
+//! are rejected, so pods fail closed there instead of going around the guard, and so are the side
+//! doors beside the server (Azure's WireServer on ports 80 and 32526; never its DNS on 53).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -105,13 +106,14 @@ fn v6_rejects(cloud: Cloud, others: &str) -> Vec<String> {
     rules
 }
 
-/// The `filter` table that rejects pods' connections to the ports of the server the guard cannot
-/// inspect, jumped to from `hook`; `None` when the cloud has none.
-fn uninspectable(cloud: Cloud, hook: &'static str, others: &str) -> Option<TableRules> {
+/// The `filter` table that rejects pods' connections to what they are refused outright
+/// ([`Cloud::refused_for_pods`]: the ports of the server the guard cannot inspect, the side doors
+/// beside it), jumped to from `hook`; `None` when the cloud has none.
+fn refused(cloud: Cloud, hook: &'static str, others: &str) -> Option<TableRules> {
     let rules: Vec<String> = cloud
-        .uninspectable_ports()
-        .iter()
-        .map(|&port| words(&[&tcp_to(cloud.ipv4().into(), port), others, REJECT_TCP]))
+        .refused_for_pods()
+        .into_iter()
+        .map(|(addr, port)| words(&[&tcp_to(addr.into(), port), others, REJECT_TCP]))
         .collect();
     (!rules.is_empty()).then_some(TableRules {
         table: "filter",
@@ -131,7 +133,7 @@ impl RuleSet {
     ///
     /// IPv4: DNAT of `<cloud.ipv4()>:80` to `listen`, or REDIRECT to its port when it is
     /// unspecified (`0.0.0.0`, `[::]`); in `filter FORWARD`, REJECT (TCP reset) of the
-    /// [`Cloud::uninspectable_ports`]. IPv6: REDIRECT of `[<cloud.ipv6()>]:80` when the cloud has
+    /// [`Cloud::refused_for_pods`] (uninspectable ports, side doors). IPv6: REDIRECT of `[<cloud.ipv6()>]:80` when the cloud has
     /// an IPv6 endpoint and the proxy listens on `[::]` (and so takes IPv6 too); in `filter
     /// FORWARD`, pods' IPv6 traffic to the endpoint that was not redirected, and to the
     /// IPv4-mapped form of the IPv4 address, is rejected.
@@ -172,7 +174,7 @@ impl RuleSet {
                 &v4_target,
             ])],
         }];
-        v4.extend(uninspectable(cloud, "FORWARD", ""));
+        v4.extend(refused(cloud, "FORWARD", ""));
         let mut v6 = Vec::new();
         if let (Some(v6_addr), IpAddr::V6(a)) = (cloud.ipv6(), ip) {
             if a.is_unspecified() {
@@ -208,7 +210,7 @@ impl RuleSet {
     /// out untouched).
     ///
     /// IPv4: `nat OUTPUT` DNAT (locally generated packets may be DNATed to loopback, unlike
-    /// forwarded ones); `filter OUTPUT` rejects the [`Cloud::uninspectable_ports`]. IPv6: the
+    /// forwarded ones); `filter OUTPUT` rejects the [`Cloud::refused_for_pods`]. IPv6: the
     /// sidecar has no IPv6 listener, so `filter OUTPUT` rejects the IPv6 endpoint (where there is
     /// one) and the IPv4-mapped form instead. Each rule spares `uid`.
     pub fn sidecar_for_cloud(
@@ -238,7 +240,7 @@ impl RuleSet {
                 &dnat,
             ])],
         }];
-        v4.extend(uninspectable(cloud, "OUTPUT", &others));
+        v4.extend(refused(cloud, "OUTPUT", &others));
         let v6 = vec![TableRules {
             table: "filter",
             hook: "OUTPUT",

@@ -116,13 +116,55 @@ fn gcp_s_https_endpoint_is_rejected_for_pods_in_filter_forward() {
             "iptables -t filter -A IMDS-GUARD -d 169.254.169.254/32 -p tcp -m tcp --dport 443 -j REJECT --reject-with tcp-reset",
         ]
     );
-    // No other cloud has a port the guard cannot inspect: IPv4 is nat only.
-    for cloud in ALL.into_iter().filter(|c| *c != Cloud::Gcp) {
+    // No other cloud has a port the guard cannot inspect or a side door: IPv4 is nat only.
+    for cloud in ALL
+        .into_iter()
+        .filter(|c| *c != Cloud::Gcp && *c != Cloud::Azure)
+    {
         let set = node(cloud, "10.0.0.5:8181");
         assert!(
             set.tables(Family::V4).iter().all(|t| t.table == "nat"),
             "{cloud}"
         );
+    }
+}
+
+#[test]
+fn azure_s_wireserver_is_rejected_for_pods_on_80_and_32526_and_never_on_53() {
+    let set = node(Cloud::Azure, "10.0.0.5:8181");
+    assert_eq!(
+        rules_of(&set, Family::V4),
+        [
+            "iptables -t nat -A PREROUTING -i eni+ -j IMDS-GUARD",
+            "iptables -t nat -A PREROUTING -i cni0 -j IMDS-GUARD",
+            "iptables -t nat -A IMDS-GUARD -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.0.0.5:8181",
+            "iptables -t filter -A FORWARD -i eni+ -j IMDS-GUARD",
+            "iptables -t filter -A FORWARD -i cni0 -j IMDS-GUARD",
+            "iptables -t filter -A IMDS-GUARD -d 168.63.129.16/32 -p tcp -m tcp --dport 80 -j REJECT --reject-with tcp-reset",
+            "iptables -t filter -A IMDS-GUARD -d 168.63.129.16/32 -p tcp -m tcp --dport 32526 -j REJECT --reject-with tcp-reset",
+        ]
+    );
+    let sidecar = sidecar(Cloud::Azure);
+    assert_eq!(
+        own(&sidecar, Family::V4)[1..],
+        [
+            "iptables -t filter -A IMDS-GUARD -d 168.63.129.16/32 -p tcp -m tcp --dport 80 -m owner ! --uid-owner 1337 -j REJECT --reject-with tcp-reset",
+            "iptables -t filter -A IMDS-GUARD -d 168.63.129.16/32 -p tcp -m tcp --dport 32526 -m owner ! --uid-owner 1337 -j REJECT --reject-with tcp-reset",
+        ]
+    );
+    // Azure DNS on the same address is never named, in either mode or family.
+    for set in [set, sidecar] {
+        for family in [Family::V4, Family::V6] {
+            for line in rules_of(&set, family) {
+                assert!(!line.contains("--dport 53"), "{line}");
+                assert!(
+                    !line.contains("168.63.129.16")
+                        || line.contains("--dport 80 ")
+                        || line.contains("--dport 32526 "),
+                    "{line}"
+                );
+            }
+        }
     }
 }
 
