@@ -232,7 +232,8 @@ pub struct EmulateArgs {
     /// service throttles an instance (off by default).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub throttle_rps: Option<u32>,
-    /// The cloud whose metadata server to emulate: aws, gcp, azure, alibaba, oci or openstack.
+    /// The cloud whose metadata server to emulate: aws, gcp, azure, alibaba, oci, openstack,
+    /// digitalocean or hetzner.
     #[arg(long, default_value = "aws")]
     pub cloud: Cloud,
     /// GCP: flip instance/maintenance-event between NONE and MIGRATE_ON_HOST_MAINTENANCE every

@@ -927,6 +927,44 @@ async fn the_binary_emulates_openstack() {
     );
 }
 
+#[tokio::test]
+async fn the_binary_emulates_digitalocean() {
+    let emu = Binary::start(&["--cloud", "digitalocean"]).await;
+    let (status, _, id) = emu.send(Method::GET, "/metadata/v1/id", &[]).await;
+    assert_eq!((status, id.as_str()), (StatusCode::OK, "2756294"));
+    let (status, _, doc) = emu.send(Method::GET, "/metadata/v1.json", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&doc)["droplet_id"], 2_756_294);
+    assert_eq!(json(&doc)["hostname"], "emu-node-0");
+    let (status, headers, _) = emu.send(Method::GET, "/metadata/v1", &[]).await;
+    assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(headers["location"], "/metadata/v1/");
+    let (status, headers, _) = emu.send(Method::POST, "/metadata/v1/id", &[]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, HEAD");
+}
+
+#[tokio::test]
+async fn the_binary_emulates_hetzner() {
+    let emu = Binary::start(&["--cloud", "hetzner"]).await;
+    let (status, _, id) = emu
+        .send(Method::GET, "/hetzner/v1/metadata/instance-id", &[])
+        .await;
+    assert_eq!((status, id.as_str()), (StatusCode::OK, "42001337"));
+    let (status, _, doc) = emu.send(Method::GET, "/hetzner/v1/metadata", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc.lines().any(|l| l == "instance-id: 42001337"), "{doc}");
+    assert!(doc.lines().any(|l| l == "hostname: emu-node-0"), "{doc}");
+    let (status, _, user_data) = emu.send(Method::GET, "/hetzner/v1/userdata", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        user_data.contains("NODE_BOOTSTRAP_SECRET=emulator-not-a-secret"),
+        "{user_data}"
+    );
+    let (status, _, _) = emu.send(Method::GET, "/hetzner/v1/metadata/", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 #[test]
 fn the_binary_refuses_an_unknown_cloud_and_options_that_do_not_fit() {
     for (args, expected) in [

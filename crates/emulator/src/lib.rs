@@ -1,8 +1,8 @@
 //! An emulator of the AWS instance metadata service (`imds-guard emulate`), and of the other
-//! clouds' metadata servers (`--cloud gcp|azure|alibaba|oci|openstack`, [`EmulatorOptions::cloud`]),
-//! each in its own module: `gcp` and `azure` faithfully, `alibaba`, `oci` and `openstack` for the
-//! rules that set them apart. Where a real server's behaviour is not documented, the emulator is
-//! strict and its module says so.
+//! clouds' metadata servers (`--cloud gcp|azure|alibaba|oci|openstack|digitalocean|hetzner`,
+//! [`EmulatorOptions::cloud`]), each in its own module: `gcp` and `azure` faithfully, `alibaba`,
+//! `oci`, `openstack`, `digitalocean` and `hetzner` for the rules that set them apart. Where a
+//! real server's behaviour is not documented, the emulator is strict and its module says so.
 //!
 //! AWS and Alibaba are answered synchronously by `handler` (the EC2-style tree and token flow,
 //! which never reads a request body); the others by `dispatch`, which reads the body and lets
@@ -25,9 +25,11 @@ mod alibaba;
 mod answer;
 mod azure;
 mod creds;
+mod digitalocean;
 mod dispatch;
 mod gcp;
 mod handler;
+mod hetzner;
 mod oci;
 mod openstack;
 mod protocol;
