@@ -8,9 +8,10 @@
 //! the client. Each case gets a guard and recorder of its own, so what was forwarded is known
 //! per case, and the cases run concurrently.
 //!
-//! The same corpus idea in front of GCP, Azure, OCI, Alibaba and OpenStack: `bypass/clouds.rs`
-//! (profiles and checks), `bypass/oracle.rs` (what the most lenient server of each would read
-//! and hand out), and the cases in `bypass/gcp.rs`, `bypass/azure.rs` and `bypass/others.rs`.
+//! The same corpus idea in front of GCP, Azure, OCI, Alibaba, OpenStack, DigitalOcean and
+//! Hetzner: `bypass/clouds.rs` (profiles and checks), `bypass/oracle.rs` (what the most lenient
+//! server of each would read and hand out), and the cases in `bypass/gcp.rs`, `bypass/azure.rs`
+//! and `bypass/others.rs`.
 
 use crate::support;
 
@@ -334,6 +335,16 @@ async fn openstack_corpus_forwards_nothing_denied() {
     clouds::check_corpus(clouds::openstack(), others::openstack(), 50).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digitalocean_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::digitalocean(), others::digitalocean(), 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hetzner_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::hetzner(), others::hetzner(), 120).await;
+}
+
 /// Spellings a lenient server reads as a legacy tree, a document or a denied value
 /// (`tests/bypass/spellings.rs`), one test per way of reading, so a regression shows which.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,6 +365,29 @@ async fn oci_instance_document_spellings_are_aggregates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alibaba_meta_data_all_spellings_are_aggregates() {
     clouds::check_corpus(clouds::alibaba(), spellings::alibaba_all_spellings(), 1).await;
+}
+
+/// DigitalOcean's and Hetzner's denied paths and DigitalOcean's document under an allow as wide
+/// as their trees, so that the denies and the aggregate check (not a narrow allow) refuse each
+/// spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digitalocean_document_and_data_spellings_are_refused() {
+    let wide = clouds::Profile {
+        allow: &["/metadata/**"],
+        ..clouds::digitalocean()
+    };
+    let mut cases = others::digitalocean_data();
+    cases.extend(others::digitalocean_document());
+    clouds::check_corpus(wide, cases, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hetzner_userdata_spellings_are_denied() {
+    let wide = clouds::Profile {
+        allow: &["/hetzner/**"],
+        ..clouds::hetzner()
+    };
+    clouds::check_corpus(wide, others::hetzner_userdata(), 40).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,6 +412,11 @@ async fn the_cloud_checks_catch_a_guard_that_forwards_denied_material() {
         allow: &["/**", "/computeMetadata/v1/instance/attributes/kube-env"],
         ..clouds::gcp()
     };
+    // Hetzner's user data lies beside the metadata tree that its profile allows.
+    let hetzner = clouds::Profile {
+        allow: &["/hetzner/v1/**"],
+        ..clouds::hetzner()
+    };
     for (profile, target, header) in [
         (
             gcp,
@@ -396,6 +435,10 @@ async fn the_cloud_checks_catch_a_guard_that_forwards_denied_material() {
         ),
         (clouds::alibaba(), "/latest/meta-data/all", ""),
         (clouds::openstack(), "/openstack/latest/user_data", ""),
+        (clouds::digitalocean(), "/metadata/v1/user-data", ""),
+        (clouds::digitalocean(), "/metadata/v1/vendor-data", ""),
+        (clouds::digitalocean(), "/metadata/v1.json", ""),
+        (hetzner, "/hetzner/v1/userdata", ""),
     ] {
         let profile = std::sync::Arc::new(clouds::Profile {
             deny: &[],

@@ -1,8 +1,9 @@
 //! The bypass corpus for the other clouds: one policy per cloud that allows much and denies the
 //! few things that matter (GCP's kube-env and identity tokens, Azure's userData, Key Vault and
 //! user-assigned identities, OCI's user_data and instance principal, Alibaba's RAM credentials,
-//! OpenStack's user_data and password), a recording upstream that answers as the most lenient
-//! server of that cloud would ([`oracle`]), and raw requests sent byte for byte.
+//! OpenStack's user_data and password, DigitalOcean's user and vendor data, Hetzner's user data),
+//! a recording upstream that answers as the most lenient server of that cloud would
+//! ([`oracle`]), and raw requests sent byte for byte.
 //!
 //! Each case gets a guard and upstream of its own. What must hold for every case: nothing
 //! forwarded reads, to the lenient server, as denied material or outside the policy; what is
@@ -146,6 +147,35 @@ pub fn openstack() -> Profile {
         allow: &["/openstack/**", "/latest/meta-data/**"],
         deny: &["/openstack/*/user_data", "/openstack/*/password"],
         health: "GET /openstack/latest/meta_data.json HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
+        forwardable: &["host", "user-agent", "accept"],
+        gate: None,
+    }
+}
+
+/// DigitalOcean: the whole `/metadata/v1` tree, and its document `/metadata/v1.json` by name, so
+/// that what refuses the document is the aggregate check (it holds `user_data` and `vendor_data`,
+/// which the denies name), not the allow.
+pub fn digitalocean() -> Profile {
+    Profile {
+        cloud: Cloud::Digitalocean,
+        name: "digitalocean",
+        allow: &["/metadata/v1/**", "/metadata/v1.json"],
+        deny: &["/metadata/v1/user-data", "/metadata/v1/vendor-data"],
+        health: "GET /metadata/v1/id HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
+        forwardable: &["host", "user-agent", "accept"],
+        gate: None,
+    }
+}
+
+/// Hetzner: the metadata document (`/hetzner/v1/metadata`, which `**` matches too) and its keys;
+/// not the user data beside it.
+pub fn hetzner() -> Profile {
+    Profile {
+        cloud: Cloud::Hetzner,
+        name: "hetzner",
+        allow: &["/hetzner/v1/metadata/**"],
+        deny: &["/hetzner/v1/userdata"],
+        health: "GET /hetzner/v1/metadata/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
         forwardable: &["host", "user-agent", "accept"],
         gate: None,
     }

@@ -10,7 +10,11 @@
 //! dot segments, trailing slashes and `/.default` dropped). Aggregates hand out everything below
 //! them: GCP `recursive`, Azure's instance document (JSON; `format=text` answers only leaves and
 //! lists the names of interior nodes, as documented), OCI's instance document and its `metadata`
-//! object, Alibaba's `meta-data/all`.
+//! object, Alibaba's `meta-data/all`, DigitalOcean's `/metadata/v1.json` (everything below
+//! `/metadata/v1`, the user and vendor data included) and Hetzner's `/hetzner/v1/metadata` (a
+//! YAML document of every key below it: the user data, a sibling, is not one of them).
+//! DigitalOcean and Hetzner take no queries: their servers are read as splitting at `?` all the
+//! same.
 //!
 //! Every answer is "the secrets reached": the names of denied things a lenient server could have
 //! put in the answer. The corpus requires it to be empty for everything forwarded.
@@ -25,6 +29,8 @@ pub enum Cloud {
     Oci,
     Alibaba,
     Openstack,
+    Digitalocean,
+    Hetzner,
 }
 
 /// A lenient reading of a query: keys decoded and lower-cased, one value each.
@@ -194,6 +200,10 @@ pub fn outside_policy(cloud: Cloud, method: &str, target: &str) -> Vec<String> {
             Cloud::Openstack => {
                 starts(&path, &["openstack"]) || starts(&path, &["latest", "meta-data"])
             }
+            Cloud::Digitalocean => {
+                starts(&path, &["metadata", "v1"]) || is(&path, &["metadata", "v1.json"])
+            }
+            Cloud::Hetzner => starts(&path, &["hetzner", "v1", "metadata"]),
         };
         let method_ok = matches!(method, "GET" | "HEAD")
             || (method == "PUT"
@@ -217,6 +227,8 @@ fn reached(cloud: Cloud, method: &str, path: &[String], query: &Pairs) -> Vec<St
         Cloud::Oci => oci(path),
         Cloud::Alibaba => alibaba(path),
         Cloud::Openstack => openstack(method, path),
+        Cloud::Digitalocean => digitalocean(path),
+        Cloud::Hetzner => hetzner(path),
     }
 }
 
@@ -380,6 +392,31 @@ fn openstack(method: &str, path: &[String]) -> Vec<String> {
     out
 }
 
+/// DigitalOcean's user and vendor data, each at its own path.
+const DIGITALOCEAN_SECRETS: [&str; 2] = ["user-data", "vendor-data"];
+
+/// DigitalOcean: `/metadata/v1/user-data` and `/metadata/v1/vendor-data`, and `/metadata/v1.json`,
+/// the document of everything below `/metadata/v1` (its `user_data` and `vendor_data` members are
+/// both). Directory reads (`/metadata/v1/`) list names only.
+fn digitalocean(path: &[String]) -> Vec<String> {
+    let document = is(path, &["metadata", "v1.json"]);
+    DIGITALOCEAN_SECRETS
+        .iter()
+        .filter(|leaf| document || is(path, &["metadata", "v1", **leaf]))
+        .map(|leaf| (*leaf).to_owned())
+        .collect()
+}
+
+/// Hetzner: `/hetzner/v1/userdata`. The metadata document (`/hetzner/v1/metadata`, YAML) holds
+/// every key below it and not the user data, its sibling.
+fn hetzner(path: &[String]) -> Vec<String> {
+    if is(path, &["hetzner", "v1", "userdata"]) {
+        vec!["userdata".to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,5 +506,84 @@ mod tests {
         assert!(!reached(Cloud::Openstack, "/openstack/latest/user_data%20").is_empty());
         assert!(!reached(Cloud::Openstack, "/2009-04-04/user-data").is_empty());
         assert!(reached(Cloud::Openstack, "/openstack/latest/meta_data.json").is_empty());
+    }
+
+    #[test]
+    fn the_oracle_knows_digitalocean_and_hetzner() {
+        let both = ["user-data", "vendor-data"];
+        for t in [
+            "/metadata/v1.json",
+            "/metadata/v1.JSON",
+            "/Metadata/V1.json",
+            "/metadata/v1.json/",
+            "/metadata/./v1.json",
+            "/metadata/v1.json.",
+            "/metadata/v1.json%20",
+            "/metadata/v1%2Ejson",
+            "/metadata/v1.json;x",
+            "/metadata/v1.json?x=1",
+            "/metadata/v1/../v1.json",
+            "/metadata/v1/%252e%252e/v1.json",
+            "/metadata%2Fv1.json",
+        ] {
+            assert_eq!(reached(Cloud::Digitalocean, t), both, "{t}");
+        }
+        for t in [
+            "/metadata/v1/user-data",
+            "/metadata/V1/User-Data",
+            "/metadata/v1./user-data%20",
+            "/metadata/v1/id/../user-data",
+            "/metadata/v1/.../user-data",
+            "/metadata/v1%2Fuser-data",
+            "/metadata/v1/%75ser-data",
+        ] {
+            assert_eq!(reached(Cloud::Digitalocean, t), ["user-data"], "{t}");
+        }
+        assert_eq!(
+            reached(Cloud::Digitalocean, "/metadata/v1/VENDOR-DATA."),
+            ["vendor-data"]
+        );
+        for t in [
+            "/metadata/v1/",
+            "/metadata/v1",
+            "/metadata/v1/id",
+            "/metadata/v1/interfaces/public/0/ipv4/address",
+            "/metadata/v1.json.bak",
+            "/metadata/v2.json",
+        ] {
+            assert!(reached(Cloud::Digitalocean, t).is_empty(), "{t}");
+        }
+
+        for t in [
+            "/hetzner/v1/userdata",
+            "/Hetzner/V1/UserData",
+            "/hetzner/v1/userdata.",
+            "/hetzner/v1/userdata%20/",
+            "/hetzner/v1/metadata/../userdata",
+            "/hetzner/v1/metadata/.../../userdata",
+            "/hetzner/v1%2Fuserdata",
+            "/hetzner/v1/user%64ata",
+            "/hetzner/v1/userdata?x=1",
+        ] {
+            assert_eq!(reached(Cloud::Hetzner, t), ["userdata"], "{t}");
+        }
+        for t in [
+            "/hetzner/v1/metadata",
+            "/hetzner/v1/metadata/",
+            "/hetzner/v1/metadata/instance-id",
+            "/hetzner/v1/metadata/userdata",
+            "/hetzner/v1/",
+        ] {
+            assert!(reached(Cloud::Hetzner, t).is_empty(), "{t}");
+        }
+        // A lenient server may answer POST and PUT as reads; DELETE it does not serve.
+        assert!(!secrets_reached(Cloud::Hetzner, "POST", "/hetzner/v1/userdata").is_empty());
+        assert!(secrets_reached(Cloud::Hetzner, "DELETE", "/hetzner/v1/userdata").is_empty());
+        assert_eq!(
+            outside_policy(Cloud::Hetzner, "GET", "/hetzner/v1/userdata"),
+            ["GET /hetzner/v1/userdata"]
+        );
+        assert!(outside_policy(Cloud::Digitalocean, "GET", "/metadata/v1.json").is_empty());
+        assert!(outside_policy(Cloud::Hetzner, "GET", "/hetzner/v1/metadata").is_empty());
     }
 }

@@ -1,6 +1,8 @@
-//! OCI, Alibaba and OpenStack cases: the instance documents and `meta-data/all` that hold what is
-//! denied, the denied paths in every spelling, each cloud's headers (OCI's bearer gate, Alibaba's
-//! token headers against AWS's), forwarding headers, writes, smuggling.
+//! OCI, Alibaba, OpenStack, DigitalOcean and Hetzner cases: the instance documents,
+//! `meta-data/all` and `/metadata/v1.json` that hold what is denied, the denied paths in every
+//! spelling, each cloud's headers (OCI's bearer gate, Alibaba's token headers against AWS's, the
+//! gate and token headers of other clouds where a cloud has none), forwarding headers, queries
+//! where a cloud takes none, absolute-form targets, writes, smuggling.
 
 use super::clouds::{raw, smuggling};
 use super::corpus::Case;
@@ -330,4 +332,328 @@ pub fn openstack() -> Vec<Case> {
         add(format!("{name} (user_data)"), bytes);
     }
     cases
+}
+
+/// DigitalOcean: the user and vendor data by their paths and by `/metadata/v1.json`, the document
+/// of everything below `/metadata/v1`; other paths; then [`plain_cloud_cases`].
+pub fn digitalocean() -> Vec<Case> {
+    let mut cases: Vec<Case> = digitalocean_data();
+    cases.extend(digitalocean_document());
+    let mut add = |name: String, bytes: Vec<u8>| cases.push((name, bytes));
+    for target in [
+        "/metadata/v1/",
+        "/metadata/v1",
+        "/metadata/",
+        "/metadata",
+        "/",
+        "/metadata/v1/id",
+        "/metadata/v1/id?x=1",
+        "/metadata/v1/id?user-data",
+        "/metadata/v1/interfaces/public/0/ipv4/address",
+        "/metadata/v1/user-data-x",
+        "/metadata/v2/user-data",
+        "/metadata/v1/id/user-data",
+    ] {
+        add(format!("other: {target}"), get_with(target, ""));
+    }
+    plain_cloud_cases(
+        &mut add,
+        "/metadata/v1/id",
+        &["/metadata/v1/user-data", "/metadata/v1.json"],
+    );
+    cases
+}
+
+/// `/metadata/v1/user-data` and `/metadata/v1/vendor-data` in every spelling a lenient server
+/// reads as them.
+pub fn digitalocean_data() -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    let mut add = |name: String, bytes: Vec<u8>| cases.push((name, bytes));
+    for leaf in ["user-data", "vendor-data"] {
+        let upper = leaf.to_ascii_uppercase();
+        let escaped = leaf.replacen('-', "%2D", 1);
+        let first_escaped = format!("%{:02X}{}", leaf.as_bytes()[0], &leaf[1..]);
+        let full_width = leaf.replacen('-', "%EF%BC%8D", 1);
+        let overlong = leaf.replacen('-', "%C0%AD", 1);
+        for rest in [
+            format!("/metadata/v1/{leaf}"),
+            format!("/metadata/v1/{upper}"),
+            format!("/Metadata/V1/{leaf}"),
+            format!("/METADATA/v1/{leaf}"),
+            format!("/metadata/v1/{leaf}."),
+            format!("/metadata/v1/{leaf}%20"),
+            format!("/metadata/v1/{leaf}.%20"),
+            format!("/metadata/v1/{leaf}/"),
+            format!("/metadata/v1/{leaf}//"),
+            format!("/metadata/v1/.../{leaf}"),
+            format!("/metadata/v1/%20/{leaf}"),
+            format!("/metadata/v1./{leaf}"),
+            format!("/metadata/v1%20/{leaf}"),
+            format!("/metadata/v1/{escaped}"),
+            format!("/metadata/v1/{first_escaped}"),
+            format!("/metadata/v1/{full_width}"),
+            format!("/metadata/v1/{overlong}"),
+            format!("/metadata/v1%2F{leaf}"),
+            format!("/metadata/v1%2f{leaf}"),
+            format!("/metadata%2Fv1%2F{leaf}"),
+            format!("/metadata/v1%5C{leaf}"),
+            format!("/metadata/v1\\{leaf}"),
+            format!("/metadata/v1/./{leaf}"),
+            format!("/metadata/v1/id/../{leaf}"),
+            format!("/metadata/v1/id/%2e%2e/{leaf}"),
+            format!("/metadata/v1/id/%252e%252e/{leaf}"),
+            format!("/metadata/v1/id/%u002e%u002e/{leaf}"),
+            format!("/metadata/v1/id/..;/{leaf}"),
+            format!("/metadata/v1/id/..%20/{leaf}"),
+            format!("/metadata/v1/id\\..\\{leaf}"),
+            format!("/metadata/v2/../v1/{leaf}"),
+            format!("/metadata//v1//{leaf}"),
+            format!("//metadata/v1/{leaf}"),
+            format!("/metadata/v1/{leaf};x"),
+            format!("/metadata/v1;x/{leaf}"),
+            format!("/metadata/v1/{leaf}?x=1"),
+            format!("/metadata/v1/{leaf}?"),
+            format!("/metadata/v1/id?/../{leaf}"),
+            format!("/metadata/v1/{leaf}%3Fx"),
+            format!("/metadata/v1/{leaf}#x"),
+            format!("/metadata/v1/{leaf}%23x"),
+            format!("/metadata/v1/{leaf}%00"),
+        ] {
+            add(format!("path: {rest}"), get_with(&rest, ""));
+        }
+    }
+    cases
+}
+
+/// `/metadata/v1.json`, the document of everything below `/metadata/v1`, in every spelling a
+/// lenient server reads as it.
+pub fn digitalocean_document() -> Vec<Case> {
+    [
+        "/metadata/v1.json",
+        "/metadata/v1.JSON",
+        "/metadata/V1.json",
+        "/METADATA/V1.JSON",
+        "/Metadata/v1.Json",
+        "/metadata/v1.json/",
+        "/metadata/v1.json//",
+        "/metadata/./v1.json",
+        "/metadata/.../v1.json",
+        "/metadata/v1.json.",
+        "/metadata/v1.json%20",
+        "/metadata/v1.json.%20",
+        "/metadata/v1%2Ejson",
+        "/metadata/v1%2ejson",
+        "/metadata/v1%252Ejson",
+        "/metadata/v1.js%6Fn",
+        "/metadata/%761.json",
+        "/metadata/v1%u002Ejson",
+        "/metadata/v1%EF%BC%8Ejson",
+        "/metadata%2Fv1.json",
+        "/metadata%2fv1.json",
+        "/metadata\\v1.json",
+        "/metadata/v1/../v1.json",
+        "/metadata/v1/%2e%2e/v1.json",
+        "/metadata/v1/id/../../v1.json",
+        "/metadata/v1/..;/v1.json",
+        "/metadata//v1.json",
+        "//metadata/v1.json",
+        "/metadata/v1.json;x",
+        "/metadata;x/v1.json",
+        "/metadata/v1.json?x=1",
+        "/metadata/v1.json?",
+        "/metadata/v1.json#x",
+        "/metadata/v1.json%3F",
+        "/metadata/v1/id?/../../v1.json",
+    ]
+    .into_iter()
+    .map(|t| (format!("document: {t}"), get_with(t, "")))
+    .collect()
+}
+
+/// Hetzner: `/hetzner/v1/userdata` in every spelling, the metadata document and its keys beside it,
+/// other paths; then [`plain_cloud_cases`].
+pub fn hetzner() -> Vec<Case> {
+    let mut cases: Vec<Case> = hetzner_userdata();
+    let mut add = |name: String, bytes: Vec<u8>| cases.push((name, bytes));
+    for target in [
+        "/hetzner/v1/metadata",
+        "/hetzner/v1/metadata/",
+        "/hetzner/v1/Metadata",
+        "/hetzner/v1/metadata.",
+        "/hetzner/v1/metadata/instance-id",
+        "/hetzner/v1/metadata/public-keys",
+        "/hetzner/v1/metadata/private-networks",
+        "/hetzner/v1/metadata/userdata",
+        "/hetzner/v1/metadata?x=1",
+        "/hetzner/v1/metadata/hostname?userdata",
+        "/hetzner/v1/",
+        "/hetzner/v1",
+        "/hetzner/",
+        "/",
+        "/hetzner/v1/userdata-x",
+        "/hetzner/v2/userdata",
+        "/metadata/v1/user-data",
+        "/latest/user-data",
+    ] {
+        add(format!("other: {target}"), get_with(target, ""));
+    }
+    plain_cloud_cases(
+        &mut add,
+        "/hetzner/v1/metadata/instance-id",
+        &["/hetzner/v1/userdata"],
+    );
+    cases
+}
+
+/// `/hetzner/v1/userdata` in every spelling a lenient server reads as it.
+pub fn hetzner_userdata() -> Vec<Case> {
+    [
+        "/hetzner/v1/userdata",
+        "/hetzner/v1/USERDATA",
+        "/hetzner/v1/UserData",
+        "/Hetzner/V1/userdata",
+        "/HETZNER/v1/userdata",
+        "/hetzner/v1/userdata.",
+        "/hetzner/v1/userdata%20",
+        "/hetzner/v1/userdata.%20",
+        "/hetzner/v1/userdata/",
+        "/hetzner/v1/userdata//",
+        "/hetzner/v1/.../userdata",
+        "/hetzner/v1/%20/userdata",
+        "/hetzner/v1./userdata",
+        "/hetzner/v1%20/userdata",
+        "/hetzner./v1/userdata",
+        "/hetzner/v1/user%64ata",
+        "/hetzner/v1/%75serdata",
+        "/hetzner/v1/user%2564ata",
+        "/hetzner/v1/%EF%BD%95serdata",
+        "/hetzner/v1%2Fuserdata",
+        "/hetzner/v1%2fuserdata",
+        "/hetzner%2Fv1%2Fuserdata",
+        "/hetzner/v1%5Cuserdata",
+        "/hetzner/v1\\userdata",
+        "/hetzner/v1/./userdata",
+        "/hetzner/v1/metadata/../userdata",
+        "/hetzner/v1/metadata/%2e%2e/userdata",
+        "/hetzner/v1/metadata/%2E%2E/userdata",
+        "/hetzner/v1/metadata/%252e%252e/userdata",
+        "/hetzner/v1/metadata/%c0%ae%c0%ae/userdata",
+        "/hetzner/v1/metadata/%u002e%u002e/userdata",
+        "/hetzner/v1/metadata/..;/userdata",
+        "/hetzner/v1/metadata/..%20/userdata",
+        "/hetzner/v1/metadata/.../../userdata",
+        "/hetzner/v1/metadata\\..\\userdata",
+        "/hetzner/v1/metadata%2F..%2Fuserdata",
+        "/hetzner/v1/metadata/instance-id/../../userdata",
+        "/hetzner/v2/../v1/userdata",
+        "/hetzner//v1//userdata",
+        "//hetzner/v1/userdata",
+        "/hetzner/v1/userdata;x",
+        "/hetzner/v1;x/userdata",
+        "/hetzner/v1/userdata?x=1",
+        "/hetzner/v1/userdata?",
+        "/hetzner/v1/metadata?/../../userdata",
+        "/hetzner/v1/userdata%3Fx",
+        "/hetzner/v1/userdata#x",
+        "/hetzner/v1/userdata%23x",
+        "/hetzner/v1/userdata%00",
+    ]
+    .into_iter()
+    .map(|t| (format!("path: {t}"), get_with(t, "")))
+    .collect()
+}
+
+/// Cases for a cloud without a gate, a token or queries (DigitalOcean, Hetzner): absolute-form
+/// targets, headers the server never takes (other clouds' gates and tokens, forwarding and
+/// rewriting headers, a path in Host), writes, and the smuggling shapes, each hiding a `denied`
+/// target behind the `allowed` one.
+fn plain_cloud_cases(add: &mut impl FnMut(String, Vec<u8>), allowed: &str, denied: &[&str]) {
+    let host = "169.254.169.254";
+    for target in denied.iter().copied().chain([allowed]) {
+        for absolute in [
+            format!("http://{host}{target}"),
+            format!("HTTP://{host}{target}"),
+            format!("http://{host}:80{target}"),
+            format!("http://{host}@127.0.0.1{target}"),
+            format!("http://127.0.0.1{target}"),
+            format!("https://{host}{target}"),
+            format!("http://{host}{target}?x=1"),
+        ] {
+            add(format!("absolute: {absolute}"), get_with(&absolute, ""));
+        }
+    }
+    let first = denied[0];
+    for (name, headers) in [
+        ("X-Forwarded-For", "X-Forwarded-For: 10.0.0.9\r\n"),
+        ("Forwarded", "Forwarded: for=10.0.0.9;host=x\r\n"),
+        ("X-Real-IP", "X-Real-IP: 10.0.0.9\r\n"),
+        ("X-Forwarded-Host", "X-Forwarded-Host: 169.254.169.254\r\n"),
+        ("Metadata-Flavor", "Metadata-Flavor: Google\r\n"),
+        ("Metadata", "Metadata: true\r\n"),
+        ("Authorization", "Authorization: Bearer Oracle\r\n"),
+        ("AWS token", "X-aws-ec2-metadata-token: tok\r\n"),
+        ("Alibaba token", "X-aliyun-ecs-metadata-token: tok\r\n"),
+        (
+            "OpenStack instance",
+            "X-Instance-ID: i-other\r\nX-Instance-ID-Signature: abc\r\nX-Tenant-ID: t\r\n",
+        ),
+        (
+            "X-Original-URL",
+            &format!("X-Original-URL: {first}\r\nX-Rewrite-URL: {first}\r\n"),
+        ),
+        (
+            "X-Forwarded-Prefix",
+            &format!("X-Forwarded-Prefix: {first}\r\n"),
+        ),
+        (
+            "obs-fold",
+            &format!("User-Agent: x\r\n X-Original-URL: {first}\r\n"),
+        ),
+    ] {
+        add(
+            format!("header {name}: allowed"),
+            get_with(allowed, headers),
+        );
+        add(format!("header {name}: denied"), get_with(first, headers));
+    }
+    add(
+        "host: path in Host".into(),
+        format!("GET {allowed} HTTP/1.1\r\nHost: {host}{first}\r\n\r\n").into_bytes(),
+    );
+    add(
+        "host: userinfo in Host".into(),
+        format!("GET {first} HTTP/1.1\r\nHost: {host}:80@127.0.0.1\r\n\r\n").into_bytes(),
+    );
+    add(
+        "host: absolute-form, other Host".into(),
+        format!("GET http://127.0.0.1{first} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
+    );
+    for target in denied.iter().copied().chain([allowed]) {
+        for (method, headers, body) in [
+            ("HEAD", "", ""),
+            ("POST", "Content-Length: 6\r\n", "secret"),
+            (
+                "POST",
+                "Transfer-Encoding: chunked\r\n",
+                "6\r\nsecret\r\n0\r\n\r\n",
+            ),
+            ("PUT", "Content-Length: 0\r\n", ""),
+            ("DELETE", "", ""),
+            ("OPTIONS", "", ""),
+            ("PATCH", "Content-Length: 0\r\n", ""),
+            ("get", "", ""),
+        ] {
+            add(
+                format!("method: {method} {target} {}", headers.trim_end())
+                    .trim_end()
+                    .to_owned(),
+                raw(&format!("{method} {target} HTTP/1.1"), headers, body),
+            );
+        }
+    }
+    for &target in denied {
+        for (name, bytes) in smuggling(allowed, &format!("GET {target} HTTP/1.1"), "") {
+            add(format!("{name} ({target})"), bytes);
+        }
+    }
 }
