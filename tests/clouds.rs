@@ -654,3 +654,143 @@ async fn openstack_documents_and_no_token_flow() {
     assert_eq!(put.status, 405);
     assert_eq!(rec.seen().len(), 2);
 }
+
+/// The status and, for a refusal, the reason of a GET of `path` from `from`.
+async fn outcome(guard: &Guard, from: &str, path: &str) -> (u16, String) {
+    let answer = request(from, guard.proxy, "GET", path, &[]).await;
+    let reason = match answer.status.as_u16() {
+        200 => String::new(),
+        _ => answer.json()["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    (answer.status.as_u16(), reason)
+}
+
+#[tokio::test]
+async fn digitalocean_leaves_and_the_whole_document_as_an_aggregate() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = support::cloud_seed(
+        "digitalocean",
+        &["/metadata/v1/**", "/metadata/v1.json"],
+        &["/metadata/v1/user-data", "/metadata/v1/vendor-data"],
+        "",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    for path in [
+        "/metadata/v1/",
+        "/metadata/v1/id",
+        "/metadata/v1/interfaces/public/0/ipv4/address",
+    ] {
+        assert_eq!(
+            outcome(&guard, PROD, path).await,
+            (200, String::new()),
+            "{path}"
+        );
+    }
+    for (path, reason) in [
+        ("/metadata/v1/user-data", "denied-by-rule"),
+        ("/metadata/v1/vendor-data", "denied-by-rule"),
+        // The document embeds both.
+        ("/metadata/v1.json", "aggregate-denied"),
+        // Another spelling is another path to the policy, not allowed; a lenient server's
+        // reading of it as the document is what the deny patterns and the aggregate check catch
+        // (tests/bypass.rs).
+        ("/metadata/V1.JSON", "path-not-allowed"),
+        // AWS's paths are not this server's.
+        (
+            "/latest/meta-data/iam/security-credentials/",
+            "path-not-allowed",
+        ),
+    ] {
+        let (status, got) = outcome(&guard, PROD, path).await;
+        assert_eq!((status, got.as_str()), (403, reason), "{path}");
+    }
+    assert_eq!(outcome(&guard, TEST, "/metadata/v1/id").await.0, 403);
+    // No queries, no token flow.
+    assert_eq!(outcome(&guard, PROD, "/metadata/v1/id?x=1").await.0, 400);
+    let put = request(PROD, guard.proxy, "PUT", "/latest/api/token", &[]).await;
+    assert_eq!(put.status, 405);
+    let forwarded: Vec<String> = rec.seen().iter().map(|s| s.target.clone()).collect();
+    assert_eq!(
+        forwarded,
+        [
+            "/metadata/v1/",
+            "/metadata/v1/id",
+            "/metadata/v1/interfaces/public/0/ipv4/address"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn hetzner_keys_the_document_and_never_the_user_data() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = support::cloud_seed(
+        "hetzner",
+        &["/hetzner/v1/metadata", "/hetzner/v1/metadata/**"],
+        &["/hetzner/v1/userdata"],
+        "",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    for path in [
+        "/hetzner/v1/metadata",
+        "/hetzner/v1/metadata/instance-id",
+        "/hetzner/v1/metadata/private-networks",
+    ] {
+        assert_eq!(
+            outcome(&guard, PROD, path).await,
+            (200, String::new()),
+            "{path}"
+        );
+    }
+    for path in ["/hetzner/v1/userdata", "/hetzner/v1/UserData"] {
+        let (status, reason) = outcome(&guard, PROD, path).await;
+        assert_eq!(status, 403, "{path}: {reason}");
+    }
+    // A dot segment is refused as malformed before anything is decided.
+    assert_eq!(
+        outcome(&guard, PROD, "/hetzner/v1/./userdata").await,
+        (400, "bad-request".to_owned())
+    );
+    assert_eq!(
+        outcome(&guard, TEST, "/hetzner/v1/metadata/instance-id")
+            .await
+            .0,
+        403
+    );
+    let forwarded: Vec<String> = rec.seen().iter().map(|s| s.target.clone()).collect();
+    assert_eq!(
+        forwarded,
+        [
+            "/hetzner/v1/metadata",
+            "/hetzner/v1/metadata/instance-id",
+            "/hetzner/v1/metadata/private-networks"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_hetzner_document_holding_a_denied_key_is_an_aggregate_refused() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = support::cloud_seed(
+        "hetzner",
+        &["/hetzner/v1/metadata", "/hetzner/v1/metadata/**"],
+        &["/hetzner/v1/metadata/public-keys"],
+        "",
+    );
+    let guard = Guard::start(&config, rec.addr).await;
+    for path in ["/hetzner/v1/metadata", "/hetzner/v1/metadata/"] {
+        let (status, reason) = outcome(&guard, PROD, path).await;
+        assert_eq!(
+            (status, reason.as_str()),
+            (403, "aggregate-denied"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        outcome(&guard, PROD, "/hetzner/v1/metadata/region").await.0,
+        200
+    );
+    assert_eq!(rec.seen().len(), 1);
+}

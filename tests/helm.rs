@@ -150,7 +150,7 @@ fn chart_lints_strictly_with_default_and_custom_values_and_every_cloud() {
     let dir = chart_dir();
     lint(&dir, &[]);
     lint(&dir, &["-f", &values_file("custom.yaml")]);
-    for cloud in ["aws", "gcp", "azure", "alibaba", "oci", "openstack"] {
+    for cloud in imds_guard::cloud::ALL.map(|c| c.as_str()) {
         let set = format!("cloud={cloud}");
         lint(
             &dir,

@@ -407,7 +407,7 @@ fn every_clouds_addresses_and_ports_are_intercepted() {
     let b = cgroups.make(&cgroupfs_pod("burstable", UID_B));
     let pods = cgroups.rel("kubepods");
     let mut last = None;
-    for cloud in ["aws", "gcp", "azure", "alibaba", "oci", "openstack"] {
+    for cloud in imds_guard::cloud::ALL.map(|c| c.as_str()) {
         let cfg = config(dir.path(), &pods, bpf.path(), "", "");
         // The cloud goes in [upstream]; no rule: AWS's paths are no other cloud's, and no pod
         // is to be allowed anything here.

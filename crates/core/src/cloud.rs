@@ -30,16 +30,31 @@ pub enum Cloud {
     Oci,
     /// OpenStack Nova (and the EC2-style tree it serves too).
     Openstack,
+    /// DigitalOcean Droplets (DOKS).
+    Digitalocean,
+    /// Hetzner Cloud.
+    Hetzner,
+    /// Tencent Cloud CVM (TKE).
+    Tencent,
+    /// Huawei Cloud ECS (CCE): OpenStack's service, with temporary credentials beside it.
+    Huawei,
+    /// Exoscale (SKS): an EC2-style tree, and a password server beside it.
+    Exoscale,
 }
 
 /// Every cloud, in the order the docs list them.
-pub const ALL: [Cloud; 6] = [
+pub const ALL: [Cloud; 11] = [
     Cloud::Aws,
     Cloud::Gcp,
     Cloud::Azure,
     Cloud::Alibaba,
     Cloud::Oci,
     Cloud::Openstack,
+    Cloud::Digitalocean,
+    Cloud::Hetzner,
+    Cloud::Tencent,
+    Cloud::Huawei,
+    Cloud::Exoscale,
 ];
 
 /// `Metadata-Flavor`, GCP's gate header, demanded on requests and put on every answer.
@@ -111,6 +126,14 @@ pub const AZURE_WIRESERVER: SideDoor = SideDoor {
     name: "wireserver",
     addr: Ipv4Addr::new(168, 63, 129, 16),
     ports: &[80, 32526],
+};
+
+/// Exoscale's password server, on the metadata server's own address, port 8080: it hands the
+/// VM's password out in clear to whoever asks (`DomU_Request: send_my_password`).
+pub const EXOSCALE_PASSWORD_SERVER: SideDoor = SideDoor {
+    name: "password-server",
+    addr: Ipv4Addr::new(169, 254, 169, 254),
+    ports: &[8080],
 };
 
 /// What one endpoint takes in its query.
@@ -261,6 +284,11 @@ impl Cloud {
             Self::Alibaba => "alibaba",
             Self::Oci => "oci",
             Self::Openstack => "openstack",
+            Self::Digitalocean => "digitalocean",
+            Self::Hetzner => "hetzner",
+            Self::Tencent => "tencent",
+            Self::Huawei => "huawei",
+            Self::Exoscale => "exoscale",
         }
     }
 
@@ -268,6 +296,8 @@ impl Cloud {
     pub fn ipv4(self) -> Ipv4Addr {
         match self {
             Self::Alibaba => Ipv4Addr::new(100, 100, 100, 200),
+            // metadata.tencentyun.com.
+            Self::Tencent => Ipv4Addr::new(169, 254, 0, 23),
             _ => Ipv4Addr::new(169, 254, 169, 254),
         }
     }
@@ -277,11 +307,20 @@ impl Cloud {
         match self {
             Self::Aws => Some(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
             Self::Oci => Some(Ipv6Addr::new(0xfd00, 0xc1, 0, 0, 0, 0, 0xa9fe, 0xa9fe)),
-            Self::Openstack => Some(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0xa9fe, 0xa9fe)),
+            // Link-local, as OpenStack's (Hetzner's IPv6-only servers reach the service there).
+            Self::Openstack | Self::Hetzner => {
+                Some(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0xa9fe, 0xa9fe))
+            }
             // Served to IPv6 instances; widely listed, not in CLOUDS.md's sources: intercepted
             // anyway, since a missed endpoint would go around the guard.
             Self::Gcp => Some(Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254)),
-            Self::Azure | Self::Alibaba => None,
+            // These document the IPv4 address only.
+            Self::Azure
+            | Self::Alibaba
+            | Self::Digitalocean
+            | Self::Tencent
+            | Self::Huawei
+            | Self::Exoscale => None,
         }
     }
 
@@ -305,6 +344,7 @@ impl Cloud {
     pub fn side_doors(self) -> &'static [SideDoor] {
         match self {
             Self::Azure => &[AZURE_WIRESERVER],
+            Self::Exoscale => &[EXOSCALE_PASSWORD_SERVER],
             _ => &[],
         }
     }
@@ -354,7 +394,14 @@ impl Cloud {
                 status: 401,
                 prefix: "/opc/v2",
             }),
-            Self::Aws | Self::Alibaba | Self::Openstack => None,
+            Self::Aws
+            | Self::Alibaba
+            | Self::Openstack
+            | Self::Digitalocean
+            | Self::Hetzner
+            | Self::Tencent
+            | Self::Huawei
+            | Self::Exoscale => None,
         }
     }
 
@@ -390,7 +437,12 @@ impl Cloud {
             Self::Gcp => &[GCP_FLAVOR_HEADER],
             Self::Azure => &[AZURE_METADATA_HEADER],
             Self::Oci => &["authorization"],
-            Self::Openstack => &[],
+            Self::Openstack
+            | Self::Digitalocean
+            | Self::Hetzner
+            | Self::Tencent
+            | Self::Huawei
+            | Self::Exoscale => &[],
         }
     }
 
@@ -454,7 +506,12 @@ impl Cloud {
                     .rsplit_once('/')
                     .map_or_else(String::new, |(root, _)| root.to_owned())
             }),
-            Self::Aws | Self::Openstack => None,
+            // `/metadata/v1.json` is everything below `/metadata/v1`, user and vendor data
+            // included.
+            Self::Digitalocean => any(&DIGITALOCEAN_DOCUMENT).then(|| "/metadata/v1".to_owned()),
+            // `/hetzner/v1/metadata` (YAML) is every key below it.
+            Self::Hetzner => any(&HETZNER_DOCUMENT).then(|| trimmed.to_owned()),
+            Self::Aws | Self::Openstack | Self::Tencent | Self::Huawei | Self::Exoscale => None,
         }
     }
 
@@ -464,11 +521,17 @@ impl Cloud {
         let Some(first) = first else { return true };
         let dated = first.len() == 10 && Values::ApiVersion.accepts(first);
         match self {
-            Self::Aws | Self::Alibaba => first == "latest" || first == "1.0" || dated,
+            Self::Aws | Self::Alibaba | Self::Tencent | Self::Exoscale => {
+                first == "latest" || first == "1.0" || dated
+            }
             Self::Gcp => first == "computeMetadata",
             Self::Azure => first.eq_ignore_ascii_case("metadata"),
             Self::Oci => first == "opc",
-            Self::Openstack => first == "openstack" || first == "latest" || first == "1.0" || dated,
+            Self::Openstack | Self::Huawei => {
+                first == "openstack" || first == "latest" || first == "1.0" || dated
+            }
+            Self::Digitalocean => first == "metadata",
+            Self::Hetzner => first == "hetzner",
         }
     }
 
@@ -543,6 +606,12 @@ impl Cloud {
                 "/latest/meta-data/iam/security-credentials/*",
                 "/openstack/*/password",
             ],
+            Self::Tencent => &["/latest/meta-data/cam/security-credentials/*"],
+            // The agency's temporary AK/SK, and the admin password.
+            Self::Huawei => &["/openstack/*/securitykey", "/openstack/*/password"],
+            // None serves credentials; their secrets are the user data (see the deploy
+            // components' default policies), and Exoscale's password is behind a side door.
+            Self::Digitalocean | Self::Hetzner | Self::Exoscale => &[],
         }
     }
 }
@@ -563,6 +632,12 @@ static OCI_DOCUMENTS: LazyLock<Vec<PathPattern>> = LazyLock::new(|| {
 });
 static OCI_BELOW_INSTANCE: LazyLock<Vec<PathPattern>> =
     LazyLock::new(|| patterns(&["/opc/*/instance/**"]));
+/// DigitalOcean's whole document, matched leniently.
+static DIGITALOCEAN_DOCUMENT: LazyLock<Vec<PathPattern>> =
+    LazyLock::new(|| patterns(&["/metadata/v1.json"]));
+/// Hetzner's metadata document, matched leniently.
+static HETZNER_DOCUMENT: LazyLock<Vec<PathPattern>> =
+    LazyLock::new(|| patterns(&["/hetzner/v1/metadata"]));
 /// Alibaba's `meta-data/all`, matched leniently.
 static ALIBABA_ALL: LazyLock<Vec<PathPattern>> = LazyLock::new(|| patterns(&["/*/meta-data/all"]));
 
@@ -605,7 +680,9 @@ impl fmt::Display for Cloud {
 
 /// An unknown cloud name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown cloud {0:?}: expected one of aws, gcp, azure, alibaba, oci, openstack")]
+#[error(
+    "unknown cloud {0:?}: expected one of aws, gcp, azure, alibaba, oci, openstack, digitalocean, hetzner, tencent, huawei, exoscale"
+)]
 pub struct UnknownCloud(pub String);
 
 impl FromStr for Cloud {

@@ -12,7 +12,7 @@ use imds_guard_core::cloud::Cloud;
 
 use super::answer::{self, Answer};
 use super::handler::{self, State};
-use super::{azure, gcp, oci, openstack};
+use super::{azure, digitalocean, gcp, hetzner, oci, openstack};
 
 /// The largest request body read (guest attributes, a password, scheduled-event starts).
 const MAX_BODY: usize = 64 * 1024;
@@ -49,8 +49,13 @@ pub(crate) async fn respond(state: Arc<State>, req: Request<Bytes>) -> Answer {
         Cloud::Azure => azure::handle(&req),
         Cloud::Oci => oci::handle(&req),
         Cloud::Openstack => openstack::handle(&state, &req),
+        Cloud::Digitalocean => digitalocean::handle(&req),
+        Cloud::Hetzner => hetzner::handle(&req),
         // Served synchronously by `handler`; kept whole here so nothing is lost if routed here.
-        Cloud::Aws | Cloud::Alibaba => handler::handle_unthrottled(&state, &req).response,
+        Cloud::Huawei => openstack::handle(&state, &req),
+        Cloud::Aws | Cloud::Alibaba | Cloud::Tencent | Cloud::Exoscale => {
+            handler::handle_unthrottled(&state, &req).response
+        }
     }
 }
 
@@ -61,7 +66,14 @@ fn refusal(cloud: Cloud, status: StatusCode) -> Answer {
         Cloud::Gcp => gcp::decorate(gcp::error(status, reason)),
         Cloud::Azure => azure::decorate(azure::error(status, reason)),
         Cloud::Oci => oci::error(status, &reason.replace(' ', ""), reason),
-        Cloud::Aws | Cloud::Alibaba | Cloud::Openstack => answer::answer(
+        Cloud::Aws
+        | Cloud::Alibaba
+        | Cloud::Openstack
+        | Cloud::Digitalocean
+        | Cloud::Hetzner
+        | Cloud::Tencent
+        | Cloud::Huawei
+        | Cloud::Exoscale => answer::answer(
             status,
             "text/plain",
             format!("{} {reason}\n", status.as_u16()),

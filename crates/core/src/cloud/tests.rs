@@ -47,10 +47,28 @@ fn side_doors_per_cloud() {
             assert_ne!(port, 53, "{cloud}");
             assert!(!(addr == cloud.ipv4() && port == 80), "{cloud}");
         }
-        if cloud != Cloud::Azure {
+        if cloud != Cloud::Azure && cloud != Cloud::Exoscale {
             assert!(cloud.side_doors().is_empty(), "{cloud}");
         }
     }
+    // Exoscale's password server shares the metadata server's address, on port 8080.
+    assert_eq!(
+        Cloud::Exoscale.refused_for_pods(),
+        [(std::net::Ipv4Addr::new(169, 254, 169, 254), 8080)]
+    );
+    assert_eq!(Cloud::Tencent.default_url(), "http://169.254.0.23");
+    for cloud in [
+        Cloud::Tencent,
+        Cloud::Huawei,
+        Cloud::Exoscale,
+        Cloud::Digitalocean,
+    ] {
+        assert!(cloud.ipv6().is_none(), "{cloud}");
+    }
+    assert_eq!(
+        Cloud::Hetzner.ipv6().unwrap().to_string(),
+        "fe80::a9fe:a9fe"
+    );
 }
 
 #[test]

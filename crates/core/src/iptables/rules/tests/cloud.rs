@@ -117,10 +117,7 @@ fn gcp_s_https_endpoint_is_rejected_for_pods_in_filter_forward() {
         ]
     );
     // No other cloud has a port the guard cannot inspect or a side door: IPv4 is nat only.
-    for cloud in ALL
-        .into_iter()
-        .filter(|c| *c != Cloud::Gcp && *c != Cloud::Azure)
-    {
+    for cloud in ALL.into_iter().filter(|c| cloud_refuses_nothing(*c)) {
         let set = node(cloud, "10.0.0.5:8181");
         assert!(
             set.tables(Family::V4).iter().all(|t| t.table == "nat"),
@@ -166,6 +163,24 @@ fn azure_s_wireserver_is_rejected_for_pods_on_80_and_32526_and_never_on_53() {
             }
         }
     }
+}
+
+/// Whether a cloud has neither a port the guard cannot inspect nor a side door.
+fn cloud_refuses_nothing(cloud: Cloud) -> bool {
+    !matches!(cloud, Cloud::Gcp | Cloud::Azure | Cloud::Exoscale)
+}
+
+#[test]
+fn exoscale_s_password_server_is_rejected_for_pods_beside_the_dnat() {
+    let set = node(Cloud::Exoscale, "10.0.0.5:8181");
+    assert_eq!(
+        own(&set, Family::V4),
+        [
+            "iptables -t nat -A IMDS-GUARD -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.0.0.5:8181",
+            "iptables -t filter -A IMDS-GUARD -d 169.254.169.254/32 -p tcp -m tcp --dport 8080 -j REJECT --reject-with tcp-reset",
+        ]
+    );
+    assert!(Cloud::Exoscale.refused_for_pods().len() == 1);
 }
 
 fn rules_of(set: &RuleSet, family: Family) -> Vec<String> {
