@@ -260,6 +260,49 @@ async fn openstack_seed_scenario() {
 }
 
 #[tokio::test]
+async fn digitalocean_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Digitalocean,
+        &["/metadata/v1/**", "/metadata/v1.json"],
+        &["/metadata/v1/user-data", "/metadata/v1/vendor-data"],
+    )
+    .await;
+    let id = prod_allowed_test_refused(&guard, "/metadata/v1/id", &[]).await;
+    assert_eq!(&id.body[..], b"2756294");
+    let index = prod_allowed_test_refused(&guard, "/metadata/v1/", &[]).await;
+    let index = String::from_utf8(index.body.to_vec()).unwrap();
+    assert!(index.lines().any(|l| l == "interfaces/"), "{index}");
+    // The service's redirect to an index's slash form is relayed as it is.
+    let moved = request(PROD, guard.proxy, "GET", "/metadata/v1/interfaces", &[]).await;
+    assert_eq!(moved.status, 301);
+    assert_eq!(moved.headers["location"], "/metadata/v1/interfaces/");
+    let user = request(PROD, guard.proxy, "GET", "/metadata/v1/user-data", &[]).await;
+    refused(&user, "denied-by-rule");
+    // The whole document embeds the user data: refused, and nothing of it reaches the pod.
+    let whole = request(PROD, guard.proxy, "GET", "/metadata/v1.json", &[]).await;
+    refused(&whole, "aggregate-denied");
+    assert!(!String::from_utf8_lossy(&whole.body).contains("NODE_BOOTSTRAP_SECRET"));
+}
+
+#[tokio::test]
+async fn hetzner_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Hetzner,
+        &["/hetzner/v1/metadata", "/hetzner/v1/metadata/**"],
+        &["/hetzner/v1/userdata"],
+    )
+    .await;
+    let id = prod_allowed_test_refused(&guard, "/hetzner/v1/metadata/instance-id", &[]).await;
+    assert_eq!(&id.body[..], b"42001337");
+    let document = prod_allowed_test_refused(&guard, "/hetzner/v1/metadata", &[]).await;
+    let document = String::from_utf8(document.body.to_vec()).unwrap();
+    assert!(document.contains("instance-id: 42001337"), "{document}");
+    let user = request(PROD, guard.proxy, "GET", "/hetzner/v1/userdata", &[]).await;
+    refused(&user, "denied-by-rule");
+    assert!(!String::from_utf8_lossy(&user.body).contains("NODE_BOOTSTRAP_SECRET"));
+}
+
+#[tokio::test]
 async fn aws_seed_scenario_is_unchanged() {
     let (_emulator, guard) = start(
         Cloud::Aws,
