@@ -6,6 +6,7 @@
 //!  pod-a 10.200.1.2 fd00:200:1::2 ─ pod0 ┐ node (forwarding on)     ┌ up0 ─ imds 169.254.169.254
 //!  pod-b 10.200.2.2 fd00:200:2::2 ─ pod1 ┘ proxy 10.199.0.1:8181 ──┘        100.100.100.200
 //!                                                                            168.63.129.16
+//!                                                                            169.254.0.23
 //!                                          or [::]:8181                     fd00:c1::a9fe:a9fe
 //! ```
 //!
@@ -15,6 +16,9 @@
 //!   port 80 lands on the proxy.
 //! - Azure: a pod's connections to the WireServer 168.63.129.16 on ports 80 and 32526 are refused
 //!   at once and never reach it; port 53 there (Azure DNS) is untouched.
+//! - Tencent: a pod's connection to 169.254.0.23:80 lands on the proxy.
+//! - Exoscale: a pod's connection to the password server, 169.254.169.254:8080, is refused at once
+//!   and never reaches it; port 80 lands on the proxy.
 //! - OCI: the IPv6 endpoint fd00:c1::a9fe:a9fe is rejected while the proxy listens on IPv4 only,
 //!   and lands on the proxy once it listens on `[::]`.
 //!
@@ -85,6 +89,7 @@ impl Topology {
             (&t.imds, "ip addr add fd00:c1::a9fe:a9fe/128 dev eth0 nodad"),
             (&t.imds, "ip addr add 100.100.100.200/32 dev eth0"),
             (&t.imds, "ip addr add 168.63.129.16/32 dev eth0"),
+            (&t.imds, "ip addr add 169.254.0.23/32 dev eth0"),
             (&t.node, "ip addr add fd00:200:1::1/64 dev pod0 nodad"),
             (&t.pod_a, "ip addr add fd00:200:1::2/64 dev eth0 nodad"),
             (&t.node, "ip addr add fd00:200:2::1/64 dev pod1 nodad"),
@@ -115,7 +120,7 @@ impl Topology {
         }
         // Count the TCP SYNs that reach the service, per port, in both families.
         for cmd in ["iptables", "ip6tables"] {
-            for port in ["80", "443", "32526", "53"] {
+            for port in ["80", "443", "32526", "53", "8080"] {
                 t.imds.ok(&[
                     cmd, "-A", "INPUT", "-p", "tcp", "--dport", port, "--syn", "-j", "ACCEPT",
                 ]);
@@ -437,6 +442,108 @@ fn azure_pods_are_refused_the_wireserver_on_80_and_32526_and_keep_its_dns_port()
     assert_eq!(code, Some(0), "{out}");
     assert!(!t.node.rules().contains("IMDS-GUARD"));
     let (direct, _, _) = attempt(&t.pod_a, None, &url(32526));
+    assert_eq!(direct.status, 200, "after remove: {direct:?}");
+}
+
+#[test]
+fn tencent_pods_connecting_to_169_254_0_23_land_on_the_proxy() {
+    let t = Topology::build("tencent");
+    let _service = t.serve("169.254.0.23:80");
+    let _other = t.serve("169.254.169.254:80");
+    let url = "http://169.254.0.23/latest/meta-data/instance-id";
+    let dir = tempfile::tempdir().unwrap();
+    let dnat = write(
+        &dir,
+        "tencent.toml",
+        &config("tencent", "http://169.254.0.23", "10.199.0.1:8181", false),
+    );
+    let (direct, _, _) = attempt(&t.pod_b, None, url);
+    assert_eq!((direct.status, direct.body.as_str()), (200, INSTANCE_ID));
+
+    let (code, out) = iptables(&t.node, "install", &dnat);
+    assert_eq!(code, Some(0), "{out}");
+    let rules = t.node.rules();
+    assert!(
+        rules.contains("-A IMDS-GUARD -d 169.254.0.23/32 -p tcp -m tcp --dport 80 -j DNAT"),
+        "{rules}"
+    );
+    assert!(!rules.contains("169.254.169.254/32"), "{rules}");
+
+    let proxy = start_proxy(&t.node, &dnat);
+    let (refused, _, _) = attempt(&t.pod_b, None, url);
+    refused_by_the_guard(&refused);
+    assert!(audited(&proxy, "10.200.2.2"), "{}", proxy.output());
+    // 169.254.169.254 is not Tencent's server: left alone.
+    let (other, _, _) = attempt(
+        &t.pod_b,
+        None,
+        "http://169.254.169.254/latest/meta-data/instance-id",
+    );
+    assert_eq!(other.status, 200, "{other:?}");
+
+    let (code, out) = iptables(&t.node, "remove", &dnat);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!t.node.rules().contains("IMDS-GUARD"));
+}
+
+#[test]
+fn exoscale_pods_are_refused_the_password_server_and_port_80_lands_on_the_proxy() {
+    let t = Topology::build("exo");
+    let _imds = t.serve("169.254.169.254:80");
+    // A stand-in for the password server, on the same address.
+    let _password = t.serve("169.254.169.254:8080");
+    let password = "http://169.254.169.254:8080/latest/meta-data/instance-id";
+    let dir = tempfile::tempdir().unwrap();
+    let dnat = write(
+        &dir,
+        "exoscale.toml",
+        &config(
+            "exoscale",
+            "http://169.254.169.254",
+            "10.199.0.1:8181",
+            false,
+        ),
+    );
+    let (direct, _, _) = attempt(&t.pod_a, None, password);
+    assert_eq!(direct.status, 200, "{direct:?}");
+
+    let (code, out) = iptables(&t.node, "install", &dnat);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = iptables(&t.node, "status", &dnat);
+    assert_eq!(code, Some(0), "{out}");
+    let rules = t.node.rules();
+    assert!(
+        rules.contains(
+            "-A IMDS-GUARD -d 169.254.169.254/32 -p tcp -m tcp --dport 8080 -j REJECT --reject-with tcp-reset"
+        ),
+        "{rules}"
+    );
+
+    let proxy = start_proxy(&t.node, &dnat);
+    let reached = t.syns(false, 8080);
+    for pod in [&t.pod_a, &t.pod_b] {
+        let (said, took) = connect(pod, "169.254.169.254", 8080);
+        assert!(said.contains("Connection refused"), "{said}");
+        assert!(took < Duration::from_secs(2), "took {took:?}: {said}");
+    }
+    assert_eq!(
+        t.syns(false, 8080),
+        reached,
+        "a pod's SYN reached port 8080"
+    );
+    let (got, _, _) = attempt(
+        &t.pod_b,
+        None,
+        "http://169.254.169.254/latest/meta-data/instance-id",
+    );
+    refused_by_the_guard(&got);
+    assert!(audited(&proxy, "10.200.2.2"), "{}", proxy.output());
+    let (own, _, _) = attempt(&t.node, None, password);
+    assert_eq!(own.status, 200, "{own:?}");
+
+    let (code, out) = iptables(&t.node, "remove", &dnat);
+    assert_eq!(code, Some(0), "{out}");
+    let (direct, _, _) = attempt(&t.pod_a, None, password);
     assert_eq!(direct.status, 200, "after remove: {direct:?}");
 }
 
