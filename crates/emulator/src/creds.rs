@@ -1,4 +1,5 @@
-//! Temporary IAM role credentials that expire and rotate like real ones.
+//! Temporary role credentials that expire and rotate like real ones: AWS's IAM role credentials,
+//! and in their own shapes Alibaba's RAM role, Tencent's CAM role and Huawei's agency keys.
 //!
 //! Time is cut into windows of half the credentials' lifetime. Within a
 //! window every request sees the same credentials; the next window brings new
@@ -46,6 +47,37 @@ struct AlibabaCredentials {
 
 /// Characters of Alibaba key ids and secrets.
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// Characters of Huawei access keys.
+const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+/// Characters of Tencent session tokens.
+const URL_SAFE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// The Tencent CAM role credentials document, with the key order of Tencent's documentation.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TencentCredentials {
+    tmp_secret_id: String,
+    tmp_secret_key: String,
+    /// Unix seconds, a JSON number.
+    expired_time: u64,
+    expiration: String,
+    token: String,
+    code: &'static str,
+}
+
+/// Huawei's `securitykey` document: the agency's temporary AK/SK under `credential`.
+#[derive(serde::Serialize)]
+struct HuaweiSecurityKey {
+    credential: HuaweiCredential,
+}
+
+#[derive(serde::Serialize)]
+struct HuaweiCredential {
+    access: String,
+    secret: String,
+    securitytoken: String,
+    expires_at: String,
+}
 
 /// Generates the credentials of any role for any moment.
 #[derive(Debug)]
@@ -93,6 +125,40 @@ impl CredentialSource {
             code: "Success",
         };
         serde_json::to_string_pretty(&credentials).unwrap_or_default()
+    }
+
+    /// The credentials JSON of a Tencent CAM role as seen at `now`: the same windows, Tencent's
+    /// shape (an `AKID` secret id, `ExpiredTime` in Unix seconds beside the RFC 3339
+    /// `Expiration`, `Code` last), as tencentcloud-sdk's CVM role credential reads it.
+    pub(crate) fn tencent_document(&self, role: &str, now: SystemTime) -> String {
+        let (_, expiration, mut rng) = self.window(role, now);
+        let credentials = TencentCredentials {
+            tmp_secret_id: format!("AKID{}", random_string(&mut rng, ALNUM, 32)),
+            tmp_secret_key: random_string(&mut rng, ALNUM, 32),
+            expired_time: expiration
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            expiration: humantime::format_rfc3339_seconds(expiration).to_string(),
+            token: random_string(&mut rng, URL_SAFE, 400),
+            code: "Success",
+        };
+        serde_json::to_string_pretty(&credentials).unwrap_or_default()
+    }
+
+    /// Huawei's `securitykey` JSON of the agency `agency` as seen at `now`: the same windows,
+    /// `expires_at` in RFC 3339 with microseconds (the format huaweicloudsdkcore parses, `%f`
+    /// required), compact.
+    pub(crate) fn huawei_document(&self, agency: &str, now: SystemTime) -> String {
+        let (_, expiration, mut rng) = self.window(agency, now);
+        let key = HuaweiSecurityKey {
+            credential: HuaweiCredential {
+                access: random_string(&mut rng, UPPER_ALNUM, 20),
+                secret: random_string(&mut rng, ALNUM, 40),
+                securitytoken: format!("gQ{}", random_string(&mut rng, SECRET_ALPHABET, 600)),
+                expires_at: humantime::format_rfc3339_micros(expiration).to_string(),
+            },
+        };
+        serde_json::to_string(&key).unwrap_or_default()
     }
 
     /// The window `now` falls in: its start, the expiration of its credentials, and the random

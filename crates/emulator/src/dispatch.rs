@@ -1,6 +1,7 @@
-//! The requests of the clouds answered asynchronously (GCP, Azure, OCI, OpenStack): their body
-//! is read (bounded), the throttle applies, and the cloud's handler answers. AWS and Alibaba stay
-//! on the synchronous path of [`super::handler`], which never reads a body.
+//! The requests of the clouds answered asynchronously (GCP, Azure, OCI, OpenStack, DigitalOcean,
+//! Hetzner, Huawei): their body is read (bounded), the throttle applies, and the cloud's handler
+//! answers. The EC2-style services (AWS, Alibaba, Tencent, Exoscale) stay on the synchronous path
+//! of [`super::handler`], which never reads a body.
 
 use std::sync::Arc;
 
@@ -48,11 +49,11 @@ pub(crate) async fn respond(state: Arc<State>, req: Request<Bytes>) -> Answer {
         Cloud::Gcp => gcp::handle(state, req).await,
         Cloud::Azure => azure::handle(&req),
         Cloud::Oci => oci::handle(&req),
-        Cloud::Openstack => openstack::handle(&state, &req),
+        // Huawei's service is OpenStack's with its own additions (`openstack` reads the cloud).
+        Cloud::Openstack | Cloud::Huawei => openstack::handle(&state, &req),
         Cloud::Digitalocean => digitalocean::handle(&req),
         Cloud::Hetzner => hetzner::handle(&req),
         // Served synchronously by `handler`; kept whole here so nothing is lost if routed here.
-        Cloud::Huawei => openstack::handle(&state, &req),
         Cloud::Aws | Cloud::Alibaba | Cloud::Tencent | Cloud::Exoscale => {
             handler::handle_unthrottled(&state, &req).response
         }

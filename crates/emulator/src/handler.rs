@@ -1,6 +1,6 @@
 //! Turns one request into one response, as the AWS metadata service would — or another cloud's
-//! EC2-style service, Alibaba's or OpenStack's `/latest/` tree ([`Ec2Protocol`] holds what
-//! differs).
+//! EC2-style service: Alibaba's, Tencent's, Exoscale's, or the `/latest/` tree of OpenStack or
+//! Huawei ([`Ec2Protocol`] holds what differs).
 //!
 //! The handler is a plain function of the request and the emulator's state,
 //! returning the response together with the IP TTL it must be sent with, so
@@ -37,7 +37,8 @@ const FORWARDED_HEADER: &str = "x-forwarded-for";
 pub(crate) struct State {
     /// The cloud emulated; picks the handler of each request.
     pub(crate) cloud: Cloud,
-    /// How the EC2-style tree and token flow behave (AWS, Alibaba, OpenStack's `/latest/`).
+    /// How the EC2-style tree and token flow behave (AWS, Alibaba, Tencent, Exoscale, and the
+    /// `/latest/` trees of OpenStack and Huawei).
     pub(crate) protocol: Ec2Protocol,
     pub(crate) tokens: TokenMode,
     pub(crate) hop_limit: u8,
@@ -103,8 +104,8 @@ pub(crate) fn handle<B>(state: &State, req: &Request<B>) -> Reply {
     handle_unthrottled(state, req)
 }
 
-/// Answers `req` whose throttle was already applied (OpenStack's `/latest/` tree, reached
-/// through its own handler).
+/// Answers `req` whose throttle was already applied (the `/latest/` trees of OpenStack and
+/// Huawei, reached through their own handler).
 pub(crate) fn handle_unthrottled<B>(state: &State, req: &Request<B>) -> Reply {
     let mut reply = respond(state, req);
     reply.response = with_server(state, reply.response);
@@ -222,21 +223,21 @@ enum Resolved {
     NotFound,
 }
 
-/// Maps a URL path to what is served there.
+/// Maps a URL path to what is served there: `/` lists the protocol's roots, and each root
+/// (`/latest`, Exoscale's `/1.0` too) serves the whole tree.
 fn resolve(state: &State, path: &str) -> Resolved {
+    let roots = state.protocol.roots;
     if path == "/" {
-        return Resolved::Body("latest".into());
+        return Resolved::Body(roots.join("\n"));
     }
-    let Some(rest) = path.strip_prefix("/latest") else {
+    let Some(rest) = roots.iter().find_map(|root| {
+        path.strip_prefix('/')
+            .and_then(|p| p.strip_prefix(root))
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+    }) else {
         return Resolved::NotFound;
     };
-    let rest = match rest {
-        "" => "",
-        _ => match rest.strip_prefix('/') {
-            Some(rest) => rest,
-            None => return Resolved::NotFound,
-        },
-    };
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
     let segments: Vec<&str> = if rest.is_empty() {
         Vec::new()
     } else {
@@ -244,18 +245,19 @@ fn resolve(state: &State, path: &str) -> Resolved {
         // other empty segment (`//`) is kept and resolves to nothing.
         rest.strip_suffix('/').unwrap_or(rest).split('/').collect()
     };
-    match state
-        .tree
-        .lookup_in(&segments, state.protocol.credentials_dir)
-    {
+    let credentials = state.protocol.credentials;
+    match state.tree.lookup_in(&segments, credentials.map(|c| c.dir)) {
         Lookup::Listing(listing) => Resolved::Body(listing),
         Lookup::Value(value) => Resolved::Body(value.to_owned()),
-        Lookup::Credentials(role) => Resolved::Body(match state.protocol.credentials {
-            CredentialsFormat::Aws => state.credentials.document(role, SystemTime::now()),
-            CredentialsFormat::Alibaba => {
-                state.credentials.alibaba_document(role, SystemTime::now())
-            }
-        }),
+        Lookup::Credentials(role) => {
+            let now = SystemTime::now();
+            let source = &state.credentials;
+            Resolved::Body(match credentials.map(|c| c.format) {
+                Some(CredentialsFormat::Alibaba) => source.alibaba_document(role, now),
+                Some(CredentialsFormat::Tencent) => source.tencent_document(role, now),
+                Some(CredentialsFormat::Aws) | None => source.document(role, now),
+            })
+        }
         Lookup::NotFound => Resolved::NotFound,
     }
 }

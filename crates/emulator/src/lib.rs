@@ -27,13 +27,16 @@ mod azure;
 mod creds;
 mod digitalocean;
 mod dispatch;
+mod exoscale;
 mod gcp;
 mod handler;
 mod hetzner;
+mod huawei;
 mod oci;
 mod openstack;
 mod protocol;
 mod session_tokens;
+mod tencent;
 mod tree;
 
 use std::fmt;
@@ -97,15 +100,16 @@ pub struct EmulatorOptions {
     /// Override tree (see [`load_metadata`]), deep-merged over the built-in
     /// tree; JSON null removes a key. Default: none.
     pub metadata: Option<serde_json::Value>,
-    /// Lifetime of IAM role credentials, at least 2 s. New credentials are
-    /// issued every half lifetime. Default: 6 h.
+    /// Lifetime of role credentials (AWS's IAM, Alibaba's RAM, Tencent's CAM roles, Huawei's
+    /// agency keys), at least 2 s. New credentials are issued every half lifetime. Default: 6 h.
     pub credentials_ttl: Duration,
     /// Requests answered per second, as the service throttles an instance; beyond it, 429.
     /// Default: none (every request answered).
     pub throttle: Option<u32>,
     /// Which cloud's metadata server to emulate. Default: AWS. `tokens = Required` applies to
     /// AWS and Alibaba (its hardened mode), `metadata` to the EC2-style trees (AWS, Alibaba,
-    /// OpenStack's `/latest/`); other combinations are refused.
+    /// Tencent, Exoscale, and the `/latest/` trees of OpenStack and Huawei); other combinations
+    /// are refused.
     pub cloud: Cloud,
     /// GCP only: how often `instance/maintenance-event` flips between `NONE` and
     /// `MIGRATE_ON_HOST_MAINTENANCE`, so that `wait_for_change` long polls see a change.
@@ -253,7 +257,7 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
     if options.tokens == TokenMode::Required && !token_cloud {
         return not_for("--tokens required");
     }
-    if options.metadata.is_some() && !(token_cloud || cloud == Cloud::Openstack) {
+    if options.metadata.is_some() && !ec2_tree(cloud) {
         return not_for("--metadata");
     }
     match options.change_every {
@@ -261,9 +265,19 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
         Some(every) if every.is_zero() => return Err(EmulatorError::ChangeEveryZero),
         _ => {}
     }
+    let now = SystemTime::now();
     let mut value = match cloud {
-        Cloud::Alibaba => alibaba::builtin(SystemTime::now()),
-        _ => tree::builtin(SystemTime::now()),
+        Cloud::Alibaba => alibaba::builtin(now),
+        Cloud::Tencent => tencent::builtin(now),
+        Cloud::Huawei => huawei::builtin(now),
+        Cloud::Exoscale => exoscale::builtin(now),
+        Cloud::Aws
+        | Cloud::Gcp
+        | Cloud::Azure
+        | Cloud::Oci
+        | Cloud::Openstack
+        | Cloud::Digitalocean
+        | Cloud::Hetzner => tree::builtin(now),
     };
     if let Some(over) = &options.metadata {
         tree::validate(over, true).map_err(|problem| EmulatorError::InvalidMetadata {
@@ -293,7 +307,37 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
     })
 }
 
-/// An answer now (AWS, Alibaba), or one still to come (the others).
+/// Whether the cloud serves an EC2-style tree (all of it, or its `/latest/` part), which
+/// `--metadata` changes.
+fn ec2_tree(cloud: Cloud) -> bool {
+    match cloud {
+        Cloud::Aws
+        | Cloud::Alibaba
+        | Cloud::Tencent
+        | Cloud::Exoscale
+        | Cloud::Openstack
+        | Cloud::Huawei => true,
+        Cloud::Gcp | Cloud::Azure | Cloud::Oci | Cloud::Digitalocean | Cloud::Hetzner => false,
+    }
+}
+
+/// Whether the cloud is answered synchronously by `handler` (its whole service is the EC2-style
+/// tree, which never reads a request body); the others go through `dispatch`.
+fn synchronous(cloud: Cloud) -> bool {
+    match cloud {
+        Cloud::Aws | Cloud::Alibaba | Cloud::Tencent | Cloud::Exoscale => true,
+        Cloud::Gcp
+        | Cloud::Azure
+        | Cloud::Oci
+        | Cloud::Openstack
+        | Cloud::Digitalocean
+        | Cloud::Hetzner
+        | Cloud::Huawei => false,
+    }
+}
+
+/// An answer now (the EC2-style services: AWS, Alibaba, Tencent, Exoscale), or one still to come
+/// (the others).
 type Answering = Either<
     std::future::Ready<http::Response<Full<Bytes>>>,
     BoxFuture<'static, http::Response<Full<Bytes>>>,
@@ -306,7 +350,7 @@ fn connection_handler(
     peer: SocketAddr,
 ) -> impl Fn(http::Request<Incoming>) -> Answering + Send + 'static {
     move |req| {
-        if !matches!(state.cloud, Cloud::Aws | Cloud::Alibaba) {
+        if !synchronous(state.cloud) {
             // No token answers here: every answer leaves with the normal TTL.
             let (method, path) = (req.method().clone(), req.uri().path().to_owned());
             let state = Arc::clone(&state);

@@ -11,6 +11,9 @@
 //! - Nova normalises paths (`posixpath.normpath`); the emulator does not, and answers 404 to
 //!   `..` or `//` — the strict choice, since a guard must not rely on either reading.
 //! - Methods: GET and HEAD; POST on `password`; 405 otherwise.
+//!
+//! Huawei Cloud's service (`--cloud huawei`) is this one with Huawei's `meta_data.json` and
+//! `/openstack/latest/securitykey` added, and its own `/latest/` tree: see [`super::huawei`].
 
 use parking_lot::Mutex;
 
@@ -19,8 +22,11 @@ use http::header::{HeaderValue, ALLOW};
 use http::{Method, Request, StatusCode};
 use serde_json::json;
 
+use imds_guard_core::cloud::Cloud;
+
 use super::answer::{self, Answer};
 use super::handler::{self, State};
+use super::huawei;
 
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=UTF-8";
@@ -90,26 +96,19 @@ pub(crate) fn handle(state: &State, req: &Request<Bytes>) -> Answer {
             .insert(ALLOW, HeaderValue::from_static(allow));
         return response;
     }
+    let is_huawei = state.cloud == Cloud::Huawei;
     let mut response = match segments[..] {
         [] => answer::answer(
             StatusCode::OK,
             TEXT,
             listing(VERSIONS.iter().copied().chain(["latest"])),
         ),
-        [version] => match since(version) {
-            Some(v) => answer::answer(
-                StatusCode::OK,
-                TEXT,
-                listing(FILES.iter().filter(|(_, s)| *s <= v).map(|(f, _)| *f)),
-            ),
-            None => error(StatusCode::NOT_FOUND),
-        },
-        [version, file] if !slash => match since(version) {
-            Some(v) if FILES.iter().any(|(f, s)| *f == file && *s <= v) => {
-                serve(state, file, method, req.body())
-            }
-            _ => error(StatusCode::NOT_FOUND),
-        },
+        [version] if since(version).is_some() => {
+            answer::answer(StatusCode::OK, TEXT, listing(files(is_huawei, version)))
+        }
+        [version, file] if !slash && files(is_huawei, version).any(|f| f == file) => {
+            serve(state, file, method, req.body())
+        }
         _ => error(StatusCode::NOT_FOUND),
     };
     if head {
@@ -126,6 +125,22 @@ fn since(version: &str) -> Option<&'static str> {
     VERSIONS.iter().find(|v| **v == version).copied()
 }
 
+/// The files of `version` (a path segment), sorted: Nova's by the release that brought each, and
+/// on Huawei [`huawei::SECURITYKEY`] in `latest` only (the one place Huawei documents it).
+fn files(huawei: bool, version: &str) -> impl Iterator<Item = &'static str> {
+    let newest = since(version);
+    let mut names: Vec<&'static str> = FILES
+        .iter()
+        .filter(|(_, s)| newest.is_some_and(|v| *s <= v))
+        .map(|(f, _)| *f)
+        .collect();
+    if huawei && version == "latest" {
+        names.push(huawei::SECURITYKEY);
+        names.sort_unstable();
+    }
+    names.into_iter()
+}
+
 fn listing<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.collect::<Vec<_>>().join("\n")
 }
@@ -133,6 +148,8 @@ fn listing<'a>(names: impl Iterator<Item = &'a str>) -> String {
 fn serve(state: &State, file: &str, method: &Method, body: &Bytes) -> Answer {
     let json = |value: serde_json::Value| answer::json(StatusCode::OK, JSON, &value);
     match file {
+        "meta_data.json" if state.cloud == Cloud::Huawei => json(huawei::meta_data()),
+        huawei::SECURITYKEY => huawei::securitykey(state),
         "meta_data.json" => json(json!({
             "availability_zone": "nova",
             "devices": [],
@@ -171,7 +188,7 @@ fn serve(state: &State, file: &str, method: &Method, body: &Bytes) -> Answer {
     }
 }
 
-const PUBLIC_KEY: &str =
+pub(crate) const PUBLIC_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEmulatorNotARealKeyEmulatorNotARealKey0 node-key";
 
 fn post_password(state: &State, body: &Bytes) -> Answer {

@@ -181,9 +181,30 @@ fn options_that_do_not_fit_the_cloud_are_refused() {
         build_state(zero),
         Err(EmulatorError::ChangeEveryZero)
     ));
+    for cloud in [Cloud::Tencent, Cloud::Huawei, Cloud::Exoscale] {
+        let options = EmulatorOptions {
+            cloud,
+            tokens: TokenMode::Required,
+            ..EmulatorOptions::default()
+        };
+        let err = build_state(options).expect_err("no token flow");
+        assert!(
+            matches!(
+                err,
+                EmulatorError::NotForCloud {
+                    option: "--tokens required",
+                    ..
+                }
+            ),
+            "{cloud}: {err}"
+        );
+    }
     for (cloud, tokens) in [
         (Cloud::Alibaba, TokenMode::Required),
         (Cloud::Openstack, TokenMode::Optional),
+        (Cloud::Tencent, TokenMode::Optional),
+        (Cloud::Huawei, TokenMode::Optional),
+        (Cloud::Exoscale, TokenMode::Optional),
     ] {
         let options = EmulatorOptions {
             cloud,
@@ -193,4 +214,96 @@ fn options_that_do_not_fit_the_cloud_are_refused() {
         };
         assert!(build_state(options).is_ok(), "{cloud}");
     }
+}
+
+#[test]
+fn each_cloud_takes_its_path() {
+    // The EC2-style services answer at once; the others read the body first.
+    for cloud in imds_guard_core::cloud::ALL {
+        let ec2 = matches!(
+            cloud,
+            Cloud::Aws | Cloud::Alibaba | Cloud::Tencent | Cloud::Exoscale
+        );
+        assert_eq!(synchronous(cloud), ec2, "{cloud}");
+    }
+    for cloud in [Cloud::Tencent, Cloud::Huawei, Cloud::Exoscale] {
+        assert!(ec2_tree(cloud), "{cloud}");
+    }
+}
+
+/// Serves `cloud` on a loopback port and sends `requests` (method, path) over one connection,
+/// returning each answer's status line and body.
+async fn over_a_socket(cloud: Cloud, requests: &[(&str, &str)]) -> Vec<(String, String)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = EmulatorOptions {
+        cloud,
+        ..EmulatorOptions::default()
+    };
+    let server = tokio::spawn(serve(listener, options, async {
+        let _ = stopped.await;
+    }));
+    let mut client = TcpStream::connect(addr).await.expect("connect");
+    let mut answers = Vec::new();
+    for (method, path) in requests {
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        let text = exchange(&mut client, &request).await;
+        let (head, body) = text.split_once("\r\n\r\n").expect("head");
+        let status = head.lines().next().expect("status line").to_owned();
+        answers.push((status, body.to_owned()));
+    }
+    drop(client);
+    let _ = stop.send(());
+    server.await.expect("join").expect("served");
+    answers
+}
+
+#[tokio::test]
+async fn tencent_huawei_and_exoscale_answer_over_a_socket() {
+    let tencent = over_a_socket(
+        Cloud::Tencent,
+        &[
+            ("GET", "/latest/meta-data/instance-id"),
+            ("GET", "/latest/meta-data/cam/security-credentials/"),
+            ("PUT", "/latest/api/token"),
+        ],
+    )
+    .await;
+    assert_eq!(tencent[0].1, tencent::INSTANCE_ID);
+    assert_eq!(tencent[1].1, tencent::ROLE);
+    assert!(tencent[2].0.starts_with("HTTP/1.1 405"), "{:?}", tencent[2]);
+
+    let huawei = over_a_socket(
+        Cloud::Huawei,
+        &[
+            ("GET", "/openstack/latest/securitykey"),
+            ("GET", "/latest/meta-data/instance-id"),
+            ("PUT", "/meta-data/latest/api/token"),
+        ],
+    )
+    .await;
+    assert!(huawei[0].0.starts_with("HTTP/1.1 200"), "{:?}", huawei[0]);
+    assert!(
+        huawei[0].1.starts_with("{\"credential\":"),
+        "{}",
+        huawei[0].1
+    );
+    assert_eq!(huawei[1].1, huawei::EC2_INSTANCE_ID);
+    assert!(huawei[2].0.starts_with("HTTP/1.1 405"), "{:?}", huawei[2]);
+
+    let exoscale = over_a_socket(
+        Cloud::Exoscale,
+        &[
+            ("GET", "/1.0/meta-data/instance-id"),
+            ("GET", "/latest/meta-data/vm-id"),
+            ("GET", "/1.0/user-data"),
+        ],
+    )
+    .await;
+    assert_eq!(exoscale[0].1, exoscale::INSTANCE_ID);
+    assert_eq!(exoscale[1].1, exoscale::INSTANCE_ID);
+    assert!(exoscale[2]
+        .1
+        .contains("NODE_BOOTSTRAP_SECRET=emulator-not-a-secret"));
 }

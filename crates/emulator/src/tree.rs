@@ -42,8 +42,8 @@ pub(crate) enum Lookup<'a> {
     Listing(String),
     /// A leaf value.
     Value(&'a str),
-    /// A role under `meta-data/iam/security-credentials/`; its credentials
-    /// are generated per request.
+    /// A role in the credentials directory (`meta-data/iam/security-credentials/` on AWS); its
+    /// credentials are generated per request.
     Credentials(&'a str),
     /// Nothing there.
     NotFound,
@@ -261,16 +261,17 @@ impl Node {
     /// Resolves the segments of a path below `/latest/`, with AWS's credentials directory.
     #[cfg(test)]
     pub(crate) fn lookup<'a>(&'a self, segments: &[&str]) -> Lookup<'a> {
-        self.lookup_in(segments, &CREDENTIALS_DIR)
+        self.lookup_in(segments, Some(&CREDENTIALS_DIR))
     }
 
     /// Resolves the segments of a path below `/latest/`. An empty slice is
     /// `/latest/` itself. Empty segments (from `//`) resolve to nothing. Leaves directly in
-    /// `credentials_dir` are roles, served as generated credentials.
+    /// `credentials_dir` are roles, served as generated credentials; without one, every leaf is a
+    /// value.
     pub(crate) fn lookup_in<'a>(
         &'a self,
         segments: &[&str],
-        credentials_dir: &[&str],
+        credentials_dir: Option<&[&str]>,
     ) -> Lookup<'a> {
         let mut node = self;
         let mut name: &'a str = "";
@@ -303,7 +304,7 @@ impl Node {
         match node {
             Node::Dir(children) => Lookup::Listing(listing(children, segments)),
             Node::Leaf(value) => match segments.split_last() {
-                Some((_, parent)) if *parent == *credentials_dir => Lookup::Credentials(name),
+                Some((_, parent)) if Some(parent) == credentials_dir => Lookup::Credentials(name),
                 _ => Lookup::Value(value),
             },
         }

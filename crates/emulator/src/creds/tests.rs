@@ -103,3 +103,55 @@ fn roles_and_processes_get_different_credentials() {
     assert_ne!(a["AccessKeyId"], b["AccessKeyId"]);
     assert_ne!(a["AccessKeyId"], a2["AccessKeyId"]);
 }
+
+#[test]
+fn tencent_shape_and_rotation() {
+    let source = CredentialSource::new(Duration::from_secs(3600));
+    let doc = parse(&source.tencent_document("role", at(1_800_000 + 5)));
+    assert!(doc["TmpSecretId"]
+        .as_str()
+        .expect("str")
+        .starts_with("AKID"));
+    assert_eq!(doc["Code"], "Success");
+    // Expiration is the window's start plus the lifetime, as a number and as RFC 3339.
+    assert_eq!(doc["ExpiredTime"].as_u64(), Some(1_800_000 + 3600));
+    assert_eq!(
+        humantime::parse_rfc3339(doc["Expiration"].as_str().expect("str")).expect("rfc3339"),
+        at(1_800_000 + 3600)
+    );
+    let same = parse(&source.tencent_document("role", at(1_800_000 + 1799)));
+    let next = parse(&source.tencent_document("role", at(1_800_000 + 1800)));
+    assert_eq!(doc, same);
+    assert_ne!(doc["TmpSecretId"], next["TmpSecretId"]);
+    assert_ne!(doc["Token"], next["Token"]);
+    assert_eq!(next["ExpiredTime"].as_u64(), Some(1_800_000 + 1800 + 3600));
+}
+
+#[test]
+fn huawei_shape_and_rotation() {
+    let source = CredentialSource::new(Duration::from_secs(3600));
+    let doc = parse(&source.huawei_document("agency", at(1_800_000)));
+    let credential = &doc["credential"];
+    assert_eq!(
+        credential["expires_at"], "1970-01-21T21:00:00.000000Z",
+        "microseconds, UTC"
+    );
+    for key in ["access", "secret", "securitytoken"] {
+        assert!(
+            credential[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key}"
+        );
+    }
+    let same = parse(&source.huawei_document("agency", at(1_800_000 + 1799)));
+    let next = parse(&source.huawei_document("agency", at(1_800_000 + 1800)));
+    assert_eq!(doc, same);
+    assert_ne!(credential["access"], next["credential"]["access"]);
+    assert_ne!(
+        credential["securitytoken"],
+        next["credential"]["securitytoken"]
+    );
+    assert_eq!(
+        next["credential"]["expires_at"],
+        "1970-01-21T21:30:00.000000Z"
+    );
+}

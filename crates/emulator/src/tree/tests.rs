@@ -42,6 +42,22 @@ fn roles_resolve_to_credentials_and_the_directory_to_a_listing() {
 }
 
 #[test]
+fn without_a_credentials_dir_roles_are_plain_values() {
+    let tree = tree();
+    let role = ["meta-data", "iam", "security-credentials", DEFAULT_ROLE];
+    assert_eq!(tree.lookup_in(&role, None), Lookup::Value(""));
+    assert_eq!(
+        tree.lookup_in(&role, Some(&["meta-data", "cam", "security-credentials"])),
+        Lookup::Value("")
+    );
+    // A leaf directly below the root is never a role, whatever the directory.
+    assert_eq!(
+        tree.lookup_in(&["user-data"], None),
+        tree.lookup(&["user-data"])
+    );
+}
+
+#[test]
 fn below_a_leaf_and_empty_segments_are_not_found() {
     let tree = tree();
     assert_eq!(tree.lookup(&["user-data", "x"]), Lookup::NotFound);
