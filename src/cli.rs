@@ -233,7 +233,7 @@ pub struct EmulateArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub throttle_rps: Option<u32>,
     /// The cloud whose metadata server to emulate: aws, gcp, azure, alibaba, oci, openstack,
-    /// digitalocean or hetzner.
+    /// digitalocean, hetzner, tencent, huawei or exoscale.
     #[arg(long, default_value = "aws")]
     pub cloud: Cloud,
     /// GCP: flip instance/maintenance-event between NONE and MIGRATE_ON_HOST_MAINTENANCE every

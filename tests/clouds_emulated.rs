@@ -303,6 +303,57 @@ async fn hetzner_seed_scenario() {
 }
 
 #[tokio::test]
+async fn tencent_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Tencent,
+        &["/latest/meta-data/**"],
+        &["/latest/user-data"],
+    )
+    .await;
+    let id = prod_allowed_test_refused(&guard, "/latest/meta-data/instance-id", &[]).await;
+    assert_eq!(&id.body[..], b"ins-6p2kqn8s");
+    // The CAM role's credentials, whole, to the pod the rule allows.
+    let role = "/latest/meta-data/cam/security-credentials/imds-guard-node-role";
+    let creds = prod_allowed_test_refused(&guard, role, &[]).await;
+    let creds: serde_json::Value = serde_json::from_slice(&creds.body).unwrap();
+    assert_eq!(creds["Code"], "Success");
+    let user = request(PROD, guard.proxy, "GET", "/latest/user-data", &[]).await;
+    refused(&user, "denied-by-rule");
+}
+
+#[tokio::test]
+async fn huawei_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Huawei,
+        &["/openstack/*/meta_data.json", "/latest/meta-data/**"],
+        &["/openstack/*/securitykey", "/openstack/*/user_data"],
+    )
+    .await;
+    let doc = prod_allowed_test_refused(&guard, "/openstack/latest/meta_data.json", &[]).await;
+    let json: serde_json::Value = serde_json::from_slice(&doc.body).unwrap();
+    assert_eq!(json["uuid"], "6b1c9e2a-4f3d-4a8b-9c7e-5d2f1a0b3c4e");
+    for path in [
+        "/openstack/latest/securitykey",
+        "/openstack/latest/user_data",
+    ] {
+        let answer = request(PROD, guard.proxy, "GET", path, &[]).await;
+        refused(&answer, "denied-by-rule");
+    }
+}
+
+#[tokio::test]
+async fn exoscale_seed_scenario() {
+    let (_emulator, guard) = start(Cloud::Exoscale, &["/*/meta-data/**"], &["/*/user-data"]).await;
+    let id = prod_allowed_test_refused(&guard, "/1.0/meta-data/instance-id", &[]).await;
+    assert_eq!(&id.body[..], b"0d7a6d8e-3c1f-4b2a-9e5d-7f6a5b4c3d2e");
+    for path in ["/1.0/user-data", "/latest/user-data"] {
+        let answer = request(PROD, guard.proxy, "GET", path, &[]).await;
+        refused(&answer, "denied-by-rule");
+        assert!(!String::from_utf8_lossy(&answer.body).contains("NODE_BOOTSTRAP_SECRET"));
+    }
+}
+
+#[tokio::test]
 async fn aws_seed_scenario_is_unchanged() {
     let (_emulator, guard) = start(
         Cloud::Aws,

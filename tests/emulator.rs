@@ -928,6 +928,60 @@ async fn the_binary_emulates_openstack() {
 }
 
 #[tokio::test]
+async fn the_binary_emulates_tencent() {
+    let emu = Binary::start(&["--cloud", "tencent"]).await;
+    let (status, _, id) = emu
+        .send(Method::GET, "/latest/meta-data/instance-id", &[])
+        .await;
+    assert_eq!((status, id.as_str()), (StatusCode::OK, "ins-6p2kqn8s"));
+    let role = "/latest/meta-data/cam/security-credentials/imds-guard-node-role";
+    let (status, _, creds) = emu.send(Method::GET, role, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let creds = json(&creds);
+    assert_eq!(creds["Code"], "Success");
+    assert!(creds["TmpSecretId"].as_str().unwrap().starts_with("AKID"));
+    let (status, _, _) = emu
+        .send(Method::PUT, TOKEN_PATH, &[(TTL_HEADER, "60")])
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "no token flow");
+}
+
+#[tokio::test]
+async fn the_binary_emulates_huawei() {
+    let emu = Binary::start(&["--cloud", "huawei"]).await;
+    let (status, _, doc) = emu
+        .send(Method::GET, "/openstack/latest/meta_data.json", &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&doc)["uuid"], "6b1c9e2a-4f3d-4a8b-9c7e-5d2f1a0b3c4e");
+    let (status, _, key) = emu
+        .send(Method::GET, "/openstack/latest/securitykey", &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let key = json(&key);
+    for field in ["access", "secret", "securitytoken", "expires_at"] {
+        assert!(key["credential"][field].is_string(), "{field}: {key}");
+    }
+}
+
+#[tokio::test]
+async fn the_binary_emulates_exoscale() {
+    let emu = Binary::start(&["--cloud", "exoscale"]).await;
+    for root in ["/1.0", "/latest"] {
+        let (status, _, id) = emu
+            .send(Method::GET, &format!("{root}/meta-data/instance-id"), &[])
+            .await;
+        assert_eq!(
+            (status, id.as_str()),
+            (StatusCode::OK, "0d7a6d8e-3c1f-4b2a-9e5d-7f6a5b4c3d2e")
+        );
+    }
+    let (status, _, user) = emu.send(Method::GET, "/1.0/user-data", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(user.contains("NODE_BOOTSTRAP_SECRET"));
+}
+
+#[tokio::test]
 async fn the_binary_emulates_digitalocean() {
     let emu = Binary::start(&["--cloud", "digitalocean"]).await;
     let (status, _, id) = emu.send(Method::GET, "/metadata/v1/id", &[]).await;

@@ -1,12 +1,13 @@
 //! An emulator of the AWS instance metadata service (`imds-guard emulate`), and of the other
-//! clouds' metadata servers (`--cloud gcp|azure|alibaba|oci|openstack|digitalocean|hetzner`,
-//! [`EmulatorOptions::cloud`]), each in its own module: `gcp` and `azure` faithfully, `alibaba`,
-//! `oci`, `openstack`, `digitalocean` and `hetzner` for the rules that set them apart. Where a
-//! real server's behaviour is not documented, the emulator is strict and its module says so.
+//! clouds' metadata servers (`--cloud`, [`EmulatorOptions::cloud`]: every cloud of the core's
+//! `Cloud`), each in its own module: `gcp` and `azure` faithfully, `alibaba`, `oci`, `openstack`,
+//! `digitalocean`, `hetzner`, `tencent`, `huawei` and `exoscale` for the rules that set them
+//! apart. Where a real server's behaviour is not documented, the emulator is strict and its module
+//! says so.
 //!
-//! AWS and Alibaba are answered synchronously by `handler` (the EC2-style tree and token flow,
-//! which never reads a request body); the others by `dispatch`, which reads the body and lets
-//! GCP's long polls wait.
+//! The EC2-style services (AWS, Alibaba, Tencent, Exoscale) are answered synchronously by
+//! `handler` (the EC2-style tree and token flow, which never reads a request body); the others by
+//! `dispatch`, which reads the body and lets GCP's long polls wait.
 //!
 //! It is the upstream for local runs, tests and benchmarks of imds-guard, so
 //! it reproduces the parts of IMDS the proxy depends on: IMDSv2 session
