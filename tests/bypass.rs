@@ -8,10 +8,10 @@
 //! the client. Each case gets a guard and recorder of its own, so what was forwarded is known
 //! per case, and the cases run concurrently.
 //!
-//! The same corpus idea in front of GCP, Azure, OCI, Alibaba, OpenStack, DigitalOcean and
-//! Hetzner: `bypass/clouds.rs` (profiles and checks), `bypass/oracle.rs` (what the most lenient
-//! server of each would read and hand out), and the cases in `bypass/gcp.rs`, `bypass/azure.rs`
-//! and `bypass/others.rs`.
+//! The same corpus idea in front of GCP, Azure, OCI, Alibaba, OpenStack, DigitalOcean, Hetzner,
+//! Tencent, Huawei and Exoscale: `bypass/clouds.rs` (profiles and checks), `bypass/oracle.rs`
+//! (what the most lenient server of each would read and hand out), and the cases in
+//! `bypass/gcp.rs`, `bypass/azure.rs` and `bypass/others.rs`.
 
 use crate::support;
 
@@ -345,6 +345,21 @@ async fn hetzner_corpus_forwards_nothing_denied() {
     clouds::check_corpus(clouds::hetzner(), others::hetzner(), 120).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tencent_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::tencent(), others::tencent(), 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huawei_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::huawei(), others::huawei(), 500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exoscale_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::exoscale(), others::exoscale(), 200).await;
+}
+
 /// Spellings a lenient server reads as a legacy tree, a document or a denied value
 /// (`tests/bypass/spellings.rs`), one test per way of reading, so a regression shows which.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,6 +405,37 @@ async fn hetzner_userdata_spellings_are_denied() {
     clouds::check_corpus(wide, others::hetzner_userdata(), 40).await;
 }
 
+/// Tencent's, Huawei's and Exoscale's denied paths under an allow as wide as their trees, so that
+/// the denies (not a narrow allow) refuse each spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tencent_credentials_and_user_data_spellings_are_denied() {
+    let wide = clouds::Profile {
+        allow: &["/latest/**"],
+        ..clouds::tencent()
+    };
+    let mut cases = others::tencent_credentials();
+    cases.extend(others::tencent_user_data());
+    clouds::check_corpus(wide, cases, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huawei_securitykey_user_data_and_password_spellings_are_denied() {
+    let wide = clouds::Profile {
+        allow: &["/openstack/**"],
+        ..clouds::huawei()
+    };
+    clouds::check_corpus(wide, others::huawei_denied(), 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exoscale_user_data_spellings_are_denied() {
+    let wide = clouds::Profile {
+        allow: &["/1.0/**", "/latest/**"],
+        ..clouds::exoscale()
+    };
+    clouds::check_corpus(wide, others::exoscale_user_data(), 100).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_denied_resource_spellings_are_denied() {
     clouds::check_corpus(clouds::azure(), spellings::azure_resource_spellings(), 1).await;
@@ -417,6 +463,15 @@ async fn the_cloud_checks_catch_a_guard_that_forwards_denied_material() {
         allow: &["/hetzner/v1/**"],
         ..clouds::hetzner()
     };
+    // So do Tencent's and Exoscale's user data beside their meta-data trees.
+    let tencent = || clouds::Profile {
+        allow: &["/latest/**"],
+        ..clouds::tencent()
+    };
+    let exoscale = || clouds::Profile {
+        allow: &["/1.0/**", "/latest/**"],
+        ..clouds::exoscale()
+    };
     for (profile, target, header) in [
         (
             gcp,
@@ -439,6 +494,18 @@ async fn the_cloud_checks_catch_a_guard_that_forwards_denied_material() {
         (clouds::digitalocean(), "/metadata/v1/vendor-data", ""),
         (clouds::digitalocean(), "/metadata/v1.json", ""),
         (hetzner, "/hetzner/v1/userdata", ""),
+        (
+            tencent(),
+            "/latest/meta-data/cam/security-credentials/role",
+            "",
+        ),
+        (tencent(), "/latest/user-data", ""),
+        (clouds::huawei(), "/openstack/latest/securitykey", ""),
+        (clouds::huawei(), "/openstack/2018-08-27/securitykey", ""),
+        (clouds::huawei(), "/openstack/latest/user_data", ""),
+        (clouds::huawei(), "/openstack/latest/password", ""),
+        (exoscale(), "/1.0/user-data", ""),
+        (exoscale(), "/latest/user-data", ""),
     ] {
         let profile = std::sync::Arc::new(clouds::Profile {
             deny: &[],

@@ -1,9 +1,10 @@
 //! The bypass corpus for the other clouds: one policy per cloud that allows much and denies the
 //! few things that matter (GCP's kube-env and identity tokens, Azure's userData, Key Vault and
 //! user-assigned identities, OCI's user_data and instance principal, Alibaba's RAM credentials,
-//! OpenStack's user_data and password, DigitalOcean's user and vendor data, Hetzner's user data),
-//! a recording upstream that answers as the most lenient server of that cloud would
-//! ([`oracle`]), and raw requests sent byte for byte.
+//! OpenStack's user_data and password, DigitalOcean's user and vendor data, Hetzner's user data,
+//! Tencent's CAM credentials and user data, Huawei's securitykey, user_data and password,
+//! Exoscale's user data), a recording upstream that answers as the most lenient server of that
+//! cloud would ([`oracle`]), and raw requests sent byte for byte.
 //!
 //! Each case gets a guard and upstream of its own. What must hold for every case: nothing
 //! forwarded reads, to the lenient server, as denied material or outside the policy; what is
@@ -181,6 +182,56 @@ pub fn hetzner() -> Profile {
     }
 }
 
+/// Tencent: the EC2-style tree at 169.254.0.23, but for the CAM role's credentials (the
+/// `security-credentials/` listing too: it names the role) and the user data, which lies outside
+/// the allow as well.
+pub fn tencent() -> Profile {
+    Profile {
+        cloud: Cloud::Tencent,
+        name: "tencent",
+        allow: &["/latest/meta-data/**"],
+        deny: &[
+            "/latest/meta-data/cam/security-credentials/**",
+            "/latest/user-data",
+        ],
+        health: "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.0.23\r\n\r\n",
+        forwardable: &["host", "user-agent", "accept"],
+        gate: None,
+    }
+}
+
+/// Huawei: OpenStack's tree (every version) and the EC2-style meta-data, but for the agency's
+/// temporary AK/SK (`securitykey`), the user data and the admin password.
+pub fn huawei() -> Profile {
+    Profile {
+        cloud: Cloud::Huawei,
+        name: "huawei",
+        allow: &["/openstack/**", "/latest/meta-data/**"],
+        deny: &[
+            "/openstack/*/securitykey",
+            "/openstack/*/user_data",
+            "/openstack/*/password",
+        ],
+        health: "GET /openstack/latest/meta_data.json HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
+        forwardable: &["host", "user-agent", "accept"],
+        gate: None,
+    }
+}
+
+/// Exoscale: the EC2-style meta-data under `/1.0/` and `/latest/`; the user data beside it in
+/// any version.
+pub fn exoscale() -> Profile {
+    Profile {
+        cloud: Cloud::Exoscale,
+        name: "exoscale",
+        allow: &["/1.0/meta-data/**", "/latest/meta-data/**"],
+        deny: &["/*/user-data"],
+        health: "GET /1.0/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
+        forwardable: &["host", "user-agent", "accept"],
+        gate: None,
+    }
+}
+
 /// Everything wrong with what reached the upstream.
 pub fn forwarded_problems(profile: &Profile, seen: &[Seen]) -> Vec<String> {
     let mut problems = Vec::new();
@@ -338,7 +389,12 @@ pub async fn check_corpus(profile: Profile, cases: Vec<super::corpus::Case>, at_
 
 /// `request_line` with a Host header, `headers` (each ending in CRLF) and `body`, as given.
 pub fn raw(request_line: &str, headers: &str, body: &str) -> Vec<u8> {
-    format!("{request_line}\r\nHost: 169.254.169.254\r\n{headers}\r\n{body}").into_bytes()
+    raw_to("169.254.169.254", request_line, headers, body)
+}
+
+/// [`raw`] with `Host: {host}`.
+pub fn raw_to(host: &str, request_line: &str, headers: &str, body: &str) -> Vec<u8> {
+    format!("{request_line}\r\nHost: {host}\r\n{headers}\r\n{body}").into_bytes()
 }
 
 /// The smuggling shapes of the AWS corpus, each hiding `inner` (a whole request) behind an

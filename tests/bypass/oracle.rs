@@ -12,9 +12,11 @@
 //! lists the names of interior nodes, as documented), OCI's instance document and its `metadata`
 //! object, Alibaba's `meta-data/all`, DigitalOcean's `/metadata/v1.json` (everything below
 //! `/metadata/v1`, the user and vendor data included) and Hetzner's `/hetzner/v1/metadata` (a
-//! YAML document of every key below it: the user data, a sibling, is not one of them).
-//! DigitalOcean and Hetzner take no queries: their servers are read as splitting at `?` all the
-//! same.
+//! YAML document of every key below it: the user data, a sibling, is not one of them). Tencent,
+//! Huawei and Exoscale have no aggregates: each secret is one path (Tencent's CAM credentials
+//! one per role below a listing that names the roles only; Huawei's `securitykey` in any version
+//! of OpenStack's tree). DigitalOcean, Hetzner, Tencent, Huawei and Exoscale take no queries:
+//! their servers are read as splitting at `?` all the same.
 //!
 //! Every answer is "the secrets reached": the names of denied things a lenient server could have
 //! put in the answer. The corpus requires it to be empty for everything forwarded.
@@ -31,6 +33,9 @@ pub enum Cloud {
     Openstack,
     Digitalocean,
     Hetzner,
+    Tencent,
+    Huawei,
+    Exoscale,
 }
 
 /// A lenient reading of a query: keys decoded and lower-cased, one value each.
@@ -204,6 +209,13 @@ pub fn outside_policy(cloud: Cloud, method: &str, target: &str) -> Vec<String> {
                 starts(&path, &["metadata", "v1"]) || is(&path, &["metadata", "v1.json"])
             }
             Cloud::Hetzner => starts(&path, &["hetzner", "v1", "metadata"]),
+            Cloud::Tencent => starts(&path, &["latest", "meta-data"]),
+            Cloud::Huawei => {
+                starts(&path, &["openstack"]) || starts(&path, &["latest", "meta-data"])
+            }
+            Cloud::Exoscale => {
+                starts(&path, &["1.0", "meta-data"]) || starts(&path, &["latest", "meta-data"])
+            }
         };
         let method_ok = matches!(method, "GET" | "HEAD")
             || (method == "PUT"
@@ -229,6 +241,9 @@ fn reached(cloud: Cloud, method: &str, path: &[String], query: &Pairs) -> Vec<St
         Cloud::Openstack => openstack(method, path),
         Cloud::Digitalocean => digitalocean(path),
         Cloud::Hetzner => hetzner(path),
+        Cloud::Tencent => tencent(path),
+        Cloud::Huawei => huawei(method, path),
+        Cloud::Exoscale => exoscale(path),
     }
 }
 
@@ -386,7 +401,7 @@ fn openstack(method: &str, path: &[String]) -> Vec<String> {
             _ => {}
         }
     }
-    if path.len() == 2 && is_version(&path[0]) && path[1] == "user-data" {
+    if ec2_user_data(path) {
         out.push("EC2 user-data".to_owned());
     }
     out
@@ -412,6 +427,51 @@ fn digitalocean(path: &[String]) -> Vec<String> {
 fn hetzner(path: &[String]) -> Vec<String> {
     if is(path, &["hetzner", "v1", "userdata"]) {
         vec!["userdata".to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// EC2-style user data: `/<version>/user-data`, in any version of the tree.
+fn ec2_user_data(path: &[String]) -> bool {
+    path.len() == 2 && is_version(&path[0]) && path[1] == "user-data"
+}
+
+/// Tencent: the CAM role's credentials, `meta-data/cam/security-credentials/<role>` (and below
+/// it), and the user data, in any version of the tree. The `security-credentials/` listing names
+/// the roles only.
+fn tencent(path: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let dated = path.first().is_some_and(|s| is_version(s));
+    if dated
+        && starts(
+            &path[1..],
+            &["meta-data", "cam", "security-credentials", "*"],
+        )
+    {
+        out.push("CAM credentials".to_owned());
+    }
+    if ec2_user_data(path) {
+        out.push("user-data".to_owned());
+    }
+    out
+}
+
+/// Huawei: OpenStack's (user_data, password, the EC2-style user data) and the agency's
+/// temporary AK/SK, `/openstack/<version>/securitykey`, in any version.
+fn huawei(method: &str, path: &[String]) -> Vec<String> {
+    let mut out = openstack(method, path);
+    if path.len() == 3 && path[0] == "openstack" && path[2] == "securitykey" {
+        out.push("securitykey".to_owned());
+    }
+    out
+}
+
+/// Exoscale: the user data, `/<version>/user-data` (`/1.0/`, `/latest/`, or any dated tree a
+/// lenient server might serve). Nothing in its meta-data tree is a credential.
+fn exoscale(path: &[String]) -> Vec<String> {
+    if ec2_user_data(path) {
+        vec!["user-data".to_owned()]
     } else {
         Vec::new()
     }
@@ -585,5 +645,112 @@ mod tests {
         );
         assert!(outside_policy(Cloud::Digitalocean, "GET", "/metadata/v1.json").is_empty());
         assert!(outside_policy(Cloud::Hetzner, "GET", "/hetzner/v1/metadata").is_empty());
+    }
+
+    #[test]
+    fn the_oracle_knows_tencent_huawei_and_exoscale() {
+        let creds = "/latest/meta-data/cam/security-credentials";
+        for t in [
+            format!("{creds}/role"),
+            format!("{creds}/role/"),
+            format!("{creds}/role/x"),
+            format!("{creds}/Role."),
+            "/latest/meta-data/CAM/Security-Credentials/role".to_owned(),
+            "/latest/meta-data/cam./security-credentials%20/role".to_owned(),
+            "/latest/meta-data/instance-id/../cam/security-credentials/role".to_owned(),
+            "/latest/meta-data/cam%2Fsecurity-credentials%2Frole".to_owned(),
+            "/2017-09-19/meta-data/cam/security-credentials/role".to_owned(),
+        ] {
+            assert_eq!(reached(Cloud::Tencent, &t), ["CAM credentials"], "{t}");
+        }
+        // The listing names the role; the role's leaf holds its keys.
+        for t in [
+            format!("{creds}/"),
+            creds.to_owned(),
+            "/latest/meta-data/cam/".to_owned(),
+            "/latest/meta-data/".to_owned(),
+            "/latest/meta-data/instance-id".to_owned(),
+            "/latest/meta-data/ram/security-credentials/role".to_owned(),
+            "/latest/meta-data/iam/security-credentials/role".to_owned(),
+            "/latest/".to_owned(),
+        ] {
+            assert!(reached(Cloud::Tencent, &t).is_empty(), "{t}");
+        }
+        for t in [
+            "/latest/user-data",
+            "/LATEST/User-Data/",
+            "/latest/meta-data/../user-data",
+            "/1.0/user-data",
+        ] {
+            assert_eq!(reached(Cloud::Tencent, t), ["user-data"], "{t}");
+        }
+        assert_eq!(
+            outside_policy(Cloud::Tencent, "GET", "/latest/user-data"),
+            ["GET /latest/user-data"]
+        );
+        assert!(outside_policy(Cloud::Tencent, "GET", &format!("{creds}/role")).is_empty());
+        assert!(!outside_policy(Cloud::Tencent, "PUT", "/latest/api/token").is_empty());
+
+        for t in [
+            "/openstack/latest/securitykey",
+            "/openstack/2018-08-27/securitykey",
+            "/openstack/2012-08-10/securitykey",
+            "/openstack/LATEST/SecurityKey",
+            "/openstack/latest./securitykey%20",
+            "/openstack/lat%65st/securitykey",
+            "/openstack/latest/meta_data.json/../securitykey",
+            "/openstack%2Flatest%2Fsecuritykey",
+            "/openstack/2099-01-01/securitykey",
+            "/openstack/latest/securitykey?x=1",
+        ] {
+            assert_eq!(reached(Cloud::Huawei, t), ["securitykey"], "{t}");
+        }
+        assert_eq!(
+            reached(Cloud::Huawei, "/openstack/latest/user_data"),
+            ["user_data"]
+        );
+        assert_eq!(
+            secrets_reached(Cloud::Huawei, "POST", "/openstack/latest/password"),
+            ["password (POST)"]
+        );
+        assert_eq!(
+            reached(Cloud::Huawei, "/latest/user-data"),
+            ["EC2 user-data"]
+        );
+        for t in [
+            "/openstack/latest/meta_data.json",
+            "/openstack/latest/network_data.json",
+            "/openstack/latest/vendor_data2.json",
+            "/openstack/latest/",
+            "/openstack/securitykey",
+            "/openstack/latest/securitykey/x",
+            "/latest/meta-data/instance-id",
+        ] {
+            assert!(reached(Cloud::Huawei, t).is_empty(), "{t}");
+        }
+        assert!(outside_policy(Cloud::Huawei, "GET", "/openstack/latest/securitykey").is_empty());
+        assert!(!outside_policy(Cloud::Huawei, "GET", "/latest/user-data").is_empty());
+
+        for t in [
+            "/1.0/user-data",
+            "/latest/user-data",
+            "/1.0./User-Data%20",
+            "/1.0/meta-data/../user-data",
+            "/1%2E0/user-data",
+            "/2009-04-04/user-data",
+        ] {
+            assert_eq!(reached(Cloud::Exoscale, t), ["user-data"], "{t}");
+        }
+        for t in [
+            "/1.0/meta-data/instance-id",
+            "/latest/meta-data/",
+            "/1.0/meta-data/user-data",
+            "/1.0/",
+            "/latest/meta-data/iam/security-credentials/role",
+        ] {
+            assert!(reached(Cloud::Exoscale, t).is_empty(), "{t}");
+        }
+        assert!(outside_policy(Cloud::Exoscale, "GET", "/1.0/meta-data/instance-id").is_empty());
+        assert!(!outside_policy(Cloud::Exoscale, "GET", "/1.0/user-data").is_empty());
     }
 }

@@ -1,16 +1,22 @@
-//! OCI, Alibaba, OpenStack, DigitalOcean and Hetzner cases: the instance documents,
-//! `meta-data/all` and `/metadata/v1.json` that hold what is denied, the denied paths in every
-//! spelling, each cloud's headers (OCI's bearer gate, Alibaba's token headers against AWS's, the
-//! gate and token headers of other clouds where a cloud has none), forwarding headers, queries
-//! where a cloud takes none, absolute-form targets, writes, smuggling.
+//! OCI, Alibaba, OpenStack, DigitalOcean, Hetzner, Tencent, Huawei and Exoscale cases: the
+//! instance documents, `meta-data/all` and `/metadata/v1.json` that hold what is denied, the
+//! denied paths in every spelling, each cloud's headers (OCI's bearer gate, Alibaba's token
+//! headers against AWS's, the gate and token headers of other clouds where a cloud has none),
+//! forwarding headers, queries where a cloud takes none, absolute-form targets, writes,
+//! smuggling.
 
-use super::clouds::{raw, smuggling};
+use super::clouds::{raw, raw_to, smuggling};
 use super::corpus::Case;
 
 const BEARER: &str = "Authorization: Bearer Oracle\r\n";
 
 fn get_with(target: &str, headers: &str) -> Vec<u8> {
     raw(&format!("GET {target} HTTP/1.1"), headers, "")
+}
+
+/// [`get_with`] with `Host: {host}`.
+fn get_at(host: &str, target: &str, headers: &str) -> Vec<u8> {
+    raw_to(host, &format!("GET {target} HTTP/1.1"), headers, "")
 }
 
 pub fn oci() -> Vec<Case> {
@@ -358,6 +364,7 @@ pub fn digitalocean() -> Vec<Case> {
     }
     plain_cloud_cases(
         &mut add,
+        "169.254.169.254",
         "/metadata/v1/id",
         &["/metadata/v1/user-data", "/metadata/v1.json"],
     );
@@ -499,6 +506,7 @@ pub fn hetzner() -> Vec<Case> {
     }
     plain_cloud_cases(
         &mut add,
+        "169.254.169.254",
         "/hetzner/v1/metadata/instance-id",
         &["/hetzner/v1/userdata"],
     );
@@ -563,12 +571,16 @@ pub fn hetzner_userdata() -> Vec<Case> {
     .collect()
 }
 
-/// Cases for a cloud without a gate, a token or queries (DigitalOcean, Hetzner): absolute-form
-/// targets, headers the server never takes (other clouds' gates and tokens, forwarding and
-/// rewriting headers, a path in Host), writes, and the smuggling shapes, each hiding a `denied`
-/// target behind the `allowed` one.
-fn plain_cloud_cases(add: &mut impl FnMut(String, Vec<u8>), allowed: &str, denied: &[&str]) {
-    let host = "169.254.169.254";
+/// Cases for a cloud without a gate, a token or queries (DigitalOcean, Hetzner, Tencent, Huawei,
+/// Exoscale) whose server is at `host`: absolute-form targets, headers the server never takes
+/// (other clouds' gates and tokens, forwarding and rewriting headers, a path in Host), writes,
+/// and the smuggling shapes, each hiding a `denied` target behind the `allowed` one.
+fn plain_cloud_cases(
+    add: &mut impl FnMut(String, Vec<u8>),
+    host: &str,
+    allowed: &str,
+    denied: &[&str],
+) {
     for target in denied.iter().copied().chain([allowed]) {
         for absolute in [
             format!("http://{host}{target}"),
@@ -579,7 +591,7 @@ fn plain_cloud_cases(add: &mut impl FnMut(String, Vec<u8>), allowed: &str, denie
             format!("https://{host}{target}"),
             format!("http://{host}{target}?x=1"),
         ] {
-            add(format!("absolute: {absolute}"), get_with(&absolute, ""));
+            add(format!("absolute: {absolute}"), get_at(host, &absolute, ""));
         }
     }
     let first = denied[0];
@@ -612,9 +624,12 @@ fn plain_cloud_cases(add: &mut impl FnMut(String, Vec<u8>), allowed: &str, denie
     ] {
         add(
             format!("header {name}: allowed"),
-            get_with(allowed, headers),
+            get_at(host, allowed, headers),
         );
-        add(format!("header {name}: denied"), get_with(first, headers));
+        add(
+            format!("header {name}: denied"),
+            get_at(host, first, headers),
+        );
     }
     add(
         "host: path in Host".into(),
@@ -647,7 +662,7 @@ fn plain_cloud_cases(add: &mut impl FnMut(String, Vec<u8>), allowed: &str, denie
                 format!("method: {method} {target} {}", headers.trim_end())
                     .trim_end()
                     .to_owned(),
-                raw(&format!("{method} {target} HTTP/1.1"), headers, body),
+                raw_to(host, &format!("{method} {target} HTTP/1.1"), headers, body),
             );
         }
     }
@@ -656,4 +671,445 @@ fn plain_cloud_cases(add: &mut impl FnMut(String, Vec<u8>), allowed: &str, denie
             add(format!("{name} ({target})"), bytes);
         }
     }
+}
+
+/// Tencent: the CAM role's credentials and the user data in every spelling, the listings above
+/// the credentials (the listing names the role: denied too, though no secret), other paths, the
+/// token flow it does not have; then [`plain_cloud_cases`], at 169.254.0.23.
+pub fn tencent() -> Vec<Case> {
+    let mut cases: Vec<Case> = tencent_credentials();
+    cases.extend(tencent_user_data());
+    let host = "169.254.0.23";
+    let mut add = |name: String, bytes: Vec<u8>| cases.push((name, bytes));
+    for target in [
+        "/latest/meta-data/cam/security-credentials/",
+        "/latest/meta-data/cam/security-credentials",
+        "/latest/meta-data/CAM/Security-Credentials/",
+        "/latest/meta-data/cam/security-credentials./",
+        "/latest/meta-data/cam/security-credentials/role/..",
+        "/latest/meta-data/cam/security-credentials/?x=1",
+        "/latest/meta-data/cam/",
+        "/latest/meta-data/cam",
+        "/latest/meta-data/cam/security-credentials-x",
+        "/latest/meta-data/",
+        "/latest/meta-data",
+        "/latest/meta-data/instance-id",
+        "/latest/meta-data/placement/region",
+        "/latest/meta-data/instance-id?x=1",
+        "/latest/meta-data/user-data",
+        "/latest/meta-data/iam/security-credentials/role",
+        "/latest/meta-data/ram/security-credentials/role",
+        "/latest/user-data-x",
+        "/latest/",
+        "/latest",
+        "/",
+        "/latest/api/token",
+        "/1.0/meta-data/instance-id",
+        "/2017-09-19/meta-data/cam/security-credentials/role",
+        "/2017-09-19/user-data",
+        "/1.0/user-data",
+        "/openstack/latest/user_data",
+    ] {
+        add(format!("other: {target}"), get_at(host, target, ""));
+    }
+    for (name, headers) in [
+        ("AWS", "X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n"),
+        (
+            "Alibaba",
+            "X-aliyun-ecs-metadata-token-ttl-seconds: 21600\r\n",
+        ),
+    ] {
+        add(
+            format!("token PUT: {name}"),
+            raw_to(host, "PUT /latest/api/token HTTP/1.1", headers, ""),
+        );
+    }
+    plain_cloud_cases(
+        &mut add,
+        host,
+        "/latest/meta-data/instance-id",
+        &[
+            "/latest/meta-data/cam/security-credentials/role",
+            "/latest/user-data",
+        ],
+    );
+    cases
+}
+
+/// `/latest/meta-data/cam/security-credentials/<role>` in every spelling a lenient server reads
+/// as it: of the whole, and of the `cam` and `security-credentials` segments.
+pub fn tencent_credentials() -> Vec<Case> {
+    let mut targets = spellings(
+        "/latest/meta-data",
+        "cam/security-credentials/role",
+        "instance-id",
+    );
+    targets.extend(spellings(
+        "/latest/meta-data/cam",
+        "security-credentials/role",
+        "x",
+    ));
+    targets.extend(
+        [
+            "/latest/meta-data/cam/security-credentials/tke-node-role",
+            "/latest/meta-data/cam/security-credentials/role/x",
+            "/latest/meta-data/cam/security-credentials/ROLE",
+            "/latest/meta-data/cam/security-credentials/role%2F",
+            "/latest/meta-data/Cam/Security-Credentials/role",
+            "/latest/meta-data/cam./security-credentials./role",
+            "/latest/meta-data/cam%20/security-credentials%20/role",
+            "/latest/meta-data/cam/security-credentials%2Frole",
+            "/latest/meta-data/cam%2Fsecurity-credentials%2Frole",
+            "/latest/meta-data/cam/security%2Dcredentials/role",
+            "/latest/meta-data/cam/security-credentials/x/../role",
+            "/latest/META-DATA/cam/security-credentials/role",
+            "/latest/meta-data./cam/security-credentials/role",
+        ]
+        .map(str::to_owned),
+    );
+    path_cases("169.254.0.23", targets)
+}
+
+/// `/latest/user-data` in every spelling a lenient server reads as it.
+pub fn tencent_user_data() -> Vec<Case> {
+    path_cases(
+        "169.254.0.23",
+        spellings("/latest", "user-data", "meta-data"),
+    )
+}
+
+/// The versions of OpenStack's tree, and spellings a lenient server reads as one (or takes for
+/// any: it need not check).
+const OPENSTACK_VERSIONS: [&str; 27] = [
+    "latest",
+    "2018-08-27",
+    "2017-02-22",
+    "2016-10-06",
+    "2016-06-30",
+    "2015-10-15",
+    "2013-10-17",
+    "2013-04-04",
+    "2012-08-10",
+    "LATEST",
+    "Latest",
+    "latest.",
+    "latest%20",
+    "latest.%20",
+    "%20latest",
+    "%6Catest",
+    "lat%65st",
+    "%256Catest",
+    "%EF%BD%8Catest",
+    "%C1%ACatest",
+    "latest;x",
+    "2018-08-27.",
+    "2018%2D08%2D27",
+    "2099-01-01",
+    "v1",
+    "x",
+    "...%2Flatest",
+];
+
+/// Huawei: the agency's `securitykey`, the user data and the password in every spelling (the
+/// securitykey in every version), OpenStack's other documents, the EC2-style tree, writes; then
+/// [`plain_cloud_cases`].
+pub fn huawei() -> Vec<Case> {
+    let mut cases: Vec<Case> = huawei_denied();
+    let mut add = |name: String, bytes: Vec<u8>| cases.push((name, bytes));
+    for target in [
+        "/openstack",
+        "/openstack/",
+        "/openstack/latest",
+        "/openstack/latest/",
+        "/openstack/latest/meta_data.json",
+        "/openstack/latest/network_data.json",
+        "/openstack/latest/vendor_data.json",
+        "/openstack/latest/vendor_data2.json",
+        "/openstack/2018-08-27/meta_data.json",
+        "/openstack/latest/meta_data.json?x=1",
+        "/openstack/latest/meta_data.json?securitykey",
+        "/openstack/latest/securitykey-x",
+        "/openstack/latest/securitykeys",
+        "/openstack/securitykey",
+        "/openstack/latest/x/securitykey",
+        "/latest/meta-data/",
+        "/latest/meta-data/instance-id",
+        "/latest/meta-data/iam/security-credentials/",
+        "/latest/user-data",
+        "/latest/user-data/",
+        "/LATEST/User-Data",
+        "/2009-04-04/user-data",
+        "/1.0/user-data",
+        "/latest/meta-data/../user-data",
+        "/latest/meta-data/%2e%2e/user-data",
+        "/latest/meta-data/..%2F..%2Fopenstack/latest/securitykey",
+        "/latest/",
+        "/",
+    ] {
+        add(format!("other: {target}"), get_with(target, ""));
+    }
+    for (name, line, headers, body) in [
+        (
+            "POST securitykey",
+            "POST /openstack/latest/securitykey HTTP/1.1",
+            "Content-Length: 2\r\n",
+            "{}",
+        ),
+        (
+            "POST password, chunked",
+            "POST /openstack/latest/password HTTP/1.1",
+            "Transfer-Encoding: chunked\r\n",
+            "6\r\nsecret\r\n0\r\n\r\n",
+        ),
+        (
+            "POST meta_data.json",
+            "POST /openstack/latest/meta_data.json HTTP/1.1",
+            "Content-Length: 0\r\n",
+            "",
+        ),
+        (
+            "PUT user_data",
+            "PUT /openstack/latest/user_data HTTP/1.1",
+            "Content-Length: 0\r\n",
+            "",
+        ),
+    ] {
+        add(format!("write: {name}"), raw(line, headers, body));
+    }
+    plain_cloud_cases(
+        &mut add,
+        "169.254.169.254",
+        "/openstack/latest/meta_data.json",
+        &[
+            "/openstack/latest/securitykey",
+            "/openstack/latest/user_data",
+            "/openstack/latest/password",
+        ],
+    );
+    cases
+}
+
+/// `/openstack/<version>/securitykey` in every version and every spelling, and `user_data` and
+/// `password` in every spelling, in the latest and a dated version.
+pub fn huawei_denied() -> Vec<Case> {
+    let mut targets = Vec::new();
+    for version in OPENSTACK_VERSIONS {
+        for leaf in [
+            "securitykey",
+            "SECURITYKEY",
+            "SecurityKey",
+            "securitykey.",
+            "securitykey%20",
+            "securitykey/",
+            "security%6Bey",
+        ] {
+            targets.push(format!("/openstack/{version}/{leaf}"));
+        }
+        targets.push(format!(
+            "/openstack/{version}/meta_data.json/../securitykey"
+        ));
+    }
+    targets.push("/openstack/latest/../2018-08-27/securitykey".to_owned());
+    for version in ["latest", "2018-08-27"] {
+        let dir = format!("/openstack/{version}");
+        for leaf in ["securitykey", "user_data", "password"] {
+            targets.extend(spellings(&dir, leaf, "meta_data.json"));
+        }
+    }
+    path_cases("169.254.169.254", targets)
+}
+
+/// Exoscale: the user data in every spelling under `/1.0/` and `/latest/`, other paths, the token
+/// flow it does not have, the password server's request header; then [`plain_cloud_cases`].
+pub fn exoscale() -> Vec<Case> {
+    let mut cases: Vec<Case> = exoscale_user_data();
+    let mut add = |name: String, bytes: Vec<u8>| cases.push((name, bytes));
+    for target in [
+        "/1.0/meta-data/instance-id",
+        "/1.0/meta-data/",
+        "/1.0/meta-data",
+        "/latest/meta-data/public-ipv4",
+        "/latest/meta-data/",
+        "/1.0/meta-data/user-data",
+        "/1.0/meta-data/instance-id?x=1",
+        "/1.0/meta-data/iam/security-credentials/role",
+        "/1.0/user-data-x",
+        "/1.0/",
+        "/1.0",
+        "/latest/",
+        "/",
+        "/2009-04-04/user-data",
+        "/2009-04-04/meta-data/instance-id",
+        "/1.1/user-data",
+        "/latest/api/token",
+        "/1.0/user-data/../meta-data/instance-id",
+        "/1.0/meta-data/../../latest/user-data",
+        "/openstack/latest/user_data",
+    ] {
+        add(format!("other: {target}"), get_with(target, ""));
+    }
+    add(
+        "token PUT: AWS".into(),
+        raw(
+            "PUT /latest/api/token HTTP/1.1",
+            "X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n",
+            "",
+        ),
+    );
+    for target in ["/1.0/meta-data/instance-id", "/1.0/user-data"] {
+        add(
+            format!("header DomU_Request: {target}"),
+            get_with(target, "DomU_Request: send_my_password\r\n"),
+        );
+    }
+    plain_cloud_cases(
+        &mut add,
+        "169.254.169.254",
+        "/1.0/meta-data/instance-id",
+        &["/1.0/user-data", "/latest/user-data"],
+    );
+    cases
+}
+
+/// `/1.0/user-data` and `/latest/user-data` in every spelling a lenient server reads as them.
+pub fn exoscale_user_data() -> Vec<Case> {
+    let mut targets = spellings("/1.0", "user-data", "meta-data");
+    targets.extend(spellings("/latest", "user-data", "meta-data"));
+    path_cases("169.254.169.254", targets)
+}
+
+/// A GET case per target, named by it; a target listed twice is one case.
+fn path_cases(host: &str, targets: Vec<String>) -> Vec<Case> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut cases = Vec::new();
+    for target in targets {
+        if seen.contains(&target) {
+            continue;
+        }
+        cases.push((format!("path: {target}"), get_at(host, &target, "")));
+        seen.push(target);
+    }
+    cases
+}
+
+/// `%XX` of every byte of `c` in UTF-8.
+fn escape_char(c: char) -> String {
+    let mut buf = [0u8; 4];
+    c.encode_utf8(&mut buf)
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect()
+}
+
+/// Each segment of `path` with its first letter in upper case.
+fn title_case(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let mut chars = segment.chars();
+            chars.next().map_or_else(String::new, |first| {
+                format!("{}{}", first.to_ascii_uppercase(), chars.as_str())
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `{dir}/{leaf}` in every spelling a lenient server reads as it: case; trailing dots and spaces;
+/// a letter escaped once, twice, as `%u`, full-width and as overlong UTF-8; a `-` or `_` escaped;
+/// `/` escaped and `\`; dot segments raw and escaped every way, after `beside` (a name beside
+/// the leaf in `dir`); doubled slashes; `;` parameters; queries and fragments, raw and escaped;
+/// a NUL. `dir` is one segment or more (`/latest`); `leaf` starts with an ASCII letter.
+fn spellings(dir: &str, leaf: &str, beside: &str) -> Vec<String> {
+    let (parent, last) = dir.rsplit_once('/').unwrap_or(("", dir));
+    let first = leaf.chars().next().expect("a leaf");
+    let rest = &leaf[first.len_utf8()..];
+    let code = u32::from(first);
+    let byte = u8::try_from(code).expect("an ASCII letter");
+    let full_width = char::from_u32(code - 0x21 + 0xFF01).expect("a full-width form");
+    let last_first = last.chars().next().expect("a directory name");
+    let last_rest = &last[last_first.len_utf8()..];
+    let upper_dir = dir.to_ascii_uppercase();
+    let upper_leaf = leaf.to_ascii_uppercase();
+    let title = title_case(&format!("{dir}/{leaf}"));
+    let joined = format!("{dir}/{leaf}");
+    let escaped_slashes = format!("/{}", joined[1..].replace('/', "%2F"));
+    let doubled = joined.replace('/', "//");
+    let mut all = vec![
+        joined.clone(),
+        format!("{dir}/{upper_leaf}"),
+        format!("{upper_dir}/{leaf}"),
+        format!("{upper_dir}/{upper_leaf}"),
+        title,
+        format!("{dir}/{leaf}."),
+        format!("{dir}/{leaf}%20"),
+        format!("{dir}/{leaf}.%20"),
+        format!("{dir}/{leaf}%2e"),
+        format!("{dir}/{leaf}%2520"),
+        format!("{dir}/{leaf}/"),
+        format!("{dir}/{leaf}//"),
+        format!("{dir}/.../{leaf}"),
+        format!("{dir}/%20/{leaf}"),
+        format!("{dir}/%2e/{leaf}"),
+        format!("{dir}./{leaf}"),
+        format!("{dir}%20/{leaf}"),
+        format!("{parent}/%20{last}/{leaf}"),
+        format!("{parent}/%{:02X}{last_rest}/{leaf}", u32::from(last_first)),
+        format!("{dir}/%{byte:02X}{rest}"),
+        format!("{dir}/%{byte:02x}{rest}"),
+        format!("{dir}/%25{byte:02X}{rest}"),
+        format!("{dir}/%u{code:04X}{rest}"),
+        format!("{dir}/{}{rest}", escape_char(full_width)),
+        format!(
+            "{dir}/%{:02X}%{:02X}{rest}",
+            0xC0 | (byte >> 6),
+            0x80 | (byte & 0x3F)
+        ),
+        format!("{dir}%2F{leaf}"),
+        format!("{dir}%2f{leaf}"),
+        escaped_slashes,
+        format!("{dir}%5C{leaf}"),
+        format!("{dir}\\{leaf}"),
+        format!("{dir}/./{leaf}"),
+        format!("{dir}/{beside}/../{leaf}"),
+        format!("{dir}/{beside}/%2e%2e/{leaf}"),
+        format!("{dir}/{beside}/%2E%2E/{leaf}"),
+        format!("{dir}/{beside}/.%2e/{leaf}"),
+        format!("{dir}/{beside}/%252e%252e/{leaf}"),
+        format!("{dir}/{beside}/%c0%ae%c0%ae/{leaf}"),
+        format!("{dir}/{beside}/%u002e%u002e/{leaf}"),
+        format!("{dir}/{beside}/%EF%BC%8E%EF%BC%8E/{leaf}"),
+        format!("{dir}/{beside}/..;/{leaf}"),
+        format!("{dir}/{beside}/..%20/{leaf}"),
+        format!("{dir}/{beside}/.../../{leaf}"),
+        format!("{dir}/{beside}\\..\\{leaf}"),
+        format!("{dir}/{beside}%2F..%2F{leaf}"),
+        format!("{dir}/{beside}/x/../../{leaf}"),
+        format!("{parent}/x/../{last}/{leaf}"),
+        format!("{dir}//{leaf}"),
+        doubled,
+        format!("/{joined}"),
+        format!("{dir}/{leaf};x"),
+        format!("{dir}/{leaf};"),
+        format!("{dir};x/{leaf}"),
+        format!("{dir}/{leaf}?x=1"),
+        format!("{dir}/{leaf}?"),
+        format!("{dir}/{beside}?/../{leaf}"),
+        format!("{dir}/{leaf}%3Fx"),
+        format!("{dir}/{leaf}#x"),
+        format!("{dir}/{leaf}%23x"),
+        format!("{dir}/{leaf}%00"),
+    ];
+    for separator in ['-', '_'] {
+        if leaf.contains(separator) {
+            let escaped = format!("%{:02X}", u32::from(separator));
+            all.push(format!("{dir}/{}", leaf.replacen(separator, &escaped, 1)));
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for target in all {
+        if !out.contains(&target) {
+            out.push(target);
+        }
+    }
+    out
 }
