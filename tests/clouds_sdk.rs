@@ -8,30 +8,39 @@
 //! | Azure   | azure-identity (PyPI); @azure/identity (npm)        | `AZURE_POD_IDENTITY_AUTHORITY_HOST` |
 //! | OCI     | oci (PyPI), the instance principal signer           | `OCI_METADATA_BASE_URL`           |
 //! | Alibaba | alibabacloud-credentials (PyPI), ECS RAM role       | none: the guard is 100.100.100.200:80 |
+//! | Tencent | tencentcloud-sdk-python-common (PyPI), CVM role credential | none: the guard is 169.254.0.23:80 (by name: see below) |
+//! | Huawei  | huaweicloudsdkcore (PyPI), the metadata credential provider | none: the guard is 169.254.169.254:80 |
 //!
 //! Everything — emulator, guard, client — runs in a network namespace of its own that holds only
 //! loopback, so a client that ignores its override finds no route to a real metadata address,
 //! and no test can send a packet to one. Pods are loopback addresses: with `127.0.0.2/32` and
 //! `127.0.0.3/32` on `lo`, a connection to one of them leaves from it, so a client pointed at
 //! `127.0.0.2:8181` is the pod `imds/prod-5c7b9` (allowed by the test's rule) and one pointed at
-//! `127.0.0.3:8181` is `imds/test-6d8f` (selected by no rule): the seed scenario. Alibaba's
-//! client connects to 100.100.100.200 (on `lo` too) and so speaks from it: that address is `prod`
-//! in one run of the guard and `test` in the next.
+//! `127.0.0.3:8181` is `imds/test-6d8f` (selected by no rule): the seed scenario. The clients of
+//! Alibaba, Tencent and Huawei connect to their cloud's fixed address (100.100.100.200,
+//! 169.254.0.23, 169.254.169.254: on `lo` too, where the guard listens on port 80) and so speak
+//! from it: that address is `prod` in one run of the guard and `test` in the next. Tencent's
+//! client asks for `metadata.tencentyun.com` by name: the namespace has a hosts file of its own
+//! (`/etc/netns/NAME/hosts`, which `ip netns exec` mounts over `/etc/hosts` for its commands)
+//! naming 169.254.0.23.
 //!
 //! Each test shows: the allowed pod's client gets its token or data (checked against what the
 //! emulator itself serves); the denied pod's fails cleanly and fast, with an error naming the 403
 //! (or, for the Azure libraries, which read only the body of a token answer, its
-//! `error_description`: the guard's reason and the pod); the guard's audit lines show each request with its decision and reason; the
-//! emulator is reached while the allowed client runs and never while the denied one does (its
-//! debug log, one line per request, says what reached it).
+//! `error_description`: the guard's reason and the pod; Tencent's credential swallows every
+//! failed read and gives no keys, and its default chain raises past it); the guard's audit lines
+//! show each request with its decision and reason; the emulator is reached while the allowed
+//! client runs and never while the denied one does (its debug log, one line per request, says
+//! what reached it).
 //!
 //! Clients run with an environment of their own: no cloud settings from outside, `HOME` an empty
 //! directory, and `PATH` an empty directory (no `gcloud` or other CLI to answer in the metadata
 //! server's place; google-auth-library runs `gcloud` to find a project when it can).
 //!
-//! Needs root (namespaces), `ip`, `curl`, python3 with google-auth, azure-identity, oci and
-//! alibabacloud-credentials, and node with `tests/clouds_sdk/node_modules` (`npm ci`): all
-//! installed by `tests/run.sh`. A missing one fails the test, naming what to install.
+//! Needs root (namespaces), `ip`, `curl`, python3 with google-auth, azure-identity, oci,
+//! alibabacloud-credentials, tencentcloud-sdk-python-common and huaweicloudsdkcore, and node with
+//! `tests/clouds_sdk/node_modules` (`npm ci`): all installed by `tests/run.sh`. A missing one
+//! fails the test, naming what to install.
 
 #[path = "clouds_sdk/checks.rs"]
 mod checks;
@@ -39,7 +48,10 @@ mod checks;
 mod lab;
 
 use checks::{assert_allowed, assert_denied, briefs, from, split_refused, text, Report};
-use lab::{allowed_then_denied, config, listen_all, Lab, ALIBABA, PORT, PROD, SEED_PODS, TEST};
+use lab::{
+    allowed_then_denied, allowed_then_denied_at, config, listen_all, Lab, ALIBABA, HUAWEI, PORT,
+    PROD, SEED_PODS, TENCENT, TENCENT_HOST, TEST,
+};
 use serde_json::Value;
 
 // ---- GCP ----
@@ -411,5 +423,128 @@ fn alibaba_ecs_ram_role_gets_credentials_at_the_fixed_address_for_the_allowed_po
         "no tokenless fall-back was seen:\n{}",
         briefs(&events)
     );
+    eprintln!("clients: {}", allowed.versions());
+}
+
+// ---- Tencent ----
+
+const CAM: &str = "/latest/meta-data/cam/security-credentials/";
+
+#[test]
+fn tencent_cvm_role_gets_credentials_at_metadata_tencentyun_com_for_the_allowed_pod_only() {
+    let mut lab = Lab::new("tencent", &["169.254.0.23/32"], &[]);
+    // The client asks for metadata.tencentyun.com by name: the namespace's own hosts file says
+    // where it is.
+    lab.hosts(&[(TENCENT, TENCENT_HOST)]);
+    let role = lab.direct(CAM, &[]);
+    assert_eq!(role, "imds-guard-node-role");
+    let served: Value = serde_json::from_str(&lab.direct(&format!("{CAM}{role}"), &[])).unwrap();
+    let allow = &["/latest/meta-data/cam/security-credentials/**"];
+    let (allowed, denied, prod, test) =
+        allowed_then_denied_at(&mut lab, TENCENT, allow, "tencent_cvm_role.py", &[]);
+
+    assert_eq!(allowed.ok("resolve"), TENCENT);
+    assert_eq!(allowed.ok("role"), role.as_str());
+    let got = allowed.ok("credentials");
+    assert_eq!(got["role"], role.as_str(), "{got}");
+    assert_eq!(got["secret_id"], served["TmpSecretId"], "{got}");
+    assert_eq!(got["secret_key"], served["TmpSecretKey"], "{got}");
+    assert_eq!(got["token"], served["Token"], "{got}");
+    assert_eq!(got["expired_ts"], served["ExpiredTime"], "{got}");
+    assert_eq!(got["get_credential"], true, "{got}");
+    let chain = allowed.ok("default_chain");
+    assert_eq!(chain["class"], "CVMRoleCredential", "{chain}");
+    assert_eq!(chain["secret_id"], served["TmpSecretId"], "{chain}");
+    assert_eq!(chain["token"], served["Token"], "{chain}");
+
+    // The denied pod: the credential swallows the 403 (get_role_name() gives None,
+    // update_credential() passes), so it has no keys, at once; the default chain then goes on
+    // to TKE's OIDC provider, which raises for want of its environment.
+    assert_eq!(denied.ok("resolve"), TENCENT);
+    assert!(denied.quick("role").is_null(), "{}", denied.summary());
+    let none = denied.quick("credentials");
+    for key in ["role", "secret_id", "secret_key", "token"] {
+        assert!(none[key].is_null(), "{none}");
+    }
+    assert_eq!(none["get_credential"], false, "{none}");
+    denied.refused("default_chain", &["TKE_REGION not exist"]);
+
+    assert_allowed(
+        &prod.iter().collect::<Vec<_>>(),
+        &[CAM, &format!("{CAM}{role}")],
+    );
+    assert_denied(
+        &test.iter().collect::<Vec<_>>(),
+        "imds/test-6d8f",
+        "no-rule",
+    );
+    eprintln!("clients: {}", allowed.versions());
+}
+
+// ---- Huawei ----
+
+const SECURITYKEY: &str = "/openstack/latest/securitykey";
+
+/// huaweicloudsdkcore's token probe (`PUT /meta-data/latest/api/token`) in `events`: each must
+/// be of `pod`, refused with 405 `method-not-allowed` and not forwarded. Gives how many there were
+/// and the other lines.
+fn token_probes<'a>(events: &'a [Value], pod: &str) -> (usize, Vec<&'a Value>) {
+    let (probes, others): (Vec<&Value>, Vec<&Value>) =
+        events.iter().partition(|e| text(e, "method") == "PUT");
+    for e in &probes {
+        assert!(
+            text(e, "path") == "/meta-data/latest/api/token"
+                && e["status"] == 405
+                && text(e, "decision") == "deny"
+                && text(e, "reason") == "method-not-allowed"
+                && text(e, "pod") == pod
+                && e["upstream_ms"].is_null(),
+            "a token probe was not refused with 405:\n{}",
+            briefs(&probes)
+        );
+    }
+    (probes.len(), others)
+}
+
+#[test]
+fn huawei_metadata_provider_gets_the_agency_keys_for_the_allowed_pod_only() {
+    let mut lab = Lab::new("huawei", &["169.254.169.254/32"], &[]);
+    let served: Value = serde_json::from_str(&lab.direct(SECURITYKEY, &[])).unwrap();
+    let served = &served["credential"];
+    // The deploy component denies securitykey to every pod: this rule is the one it says a pod
+    // that needs the agency's rights gets.
+    let (allowed, denied, prod, test) =
+        allowed_then_denied_at(&mut lab, HUAWEI, &[SECURITYKEY], "huawei_metadata.py", &[]);
+
+    for (step, class) in [
+        ("basic", "BasicCredentials"),
+        ("global", "GlobalCredentials"),
+    ] {
+        let got = allowed.ok(step);
+        assert_eq!(got["class"], class, "{got}");
+        assert_eq!(got["ak"], served["access"], "{got}");
+        assert_eq!(got["sk"], served["secret"], "{got}");
+        assert_eq!(got["security_token"], served["securitytoken"], "{got}");
+        assert!(
+            got["expires_at"].as_f64().unwrap() > now() as f64 + 60.0,
+            "{got}"
+        );
+    }
+    // The guard's refusal reaches the user whole: the SDK shows the body with the status.
+    for step in ["basic", "global"] {
+        denied.refused(
+            step,
+            &["ClientRequestException", "403", "no-rule", "imds/test-6d8f"],
+        );
+    }
+
+    // Each read begins with the token probe, which the guard answers 405 as the service does
+    // (Huawei has no token flow): the SDK's cue to read without one. Nothing of it is forwarded.
+    let (probes, reads) = token_probes(&prod, "imds/prod-5c7b9");
+    assert_eq!(probes, 2, "one probe per provider");
+    assert_allowed(&reads, &[SECURITYKEY]);
+    let (probes, reads) = token_probes(&test, "imds/test-6d8f");
+    assert_eq!(probes, 2, "one probe per provider");
+    assert_denied(&reads, "imds/test-6d8f", "no-rule");
     eprintln!("clients: {}", allowed.versions());
 }

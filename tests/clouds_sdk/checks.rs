@@ -67,6 +67,19 @@ impl Report {
         step["error"].as_str().unwrap().to_owned()
     }
 
+    /// The value of a step that must have succeeded fast: what a client gives when it swallows a
+    /// refusal instead of raising.
+    pub fn quick(&self, name: &str) -> &Value {
+        let ok = self.ok(name);
+        let seconds = self.step(name)["seconds"].as_f64().unwrap();
+        assert!(
+            seconds < FAST,
+            "{}: {name} took {seconds:.1} s (a retried refusal?): {ok}",
+            self.script
+        );
+        ok
+    }
+
     pub fn versions(&self) -> String {
         self.value["client"].to_string()
     }

@@ -24,6 +24,13 @@ pub const PROD: &str = "127.0.0.2";
 pub const TEST: &str = "127.0.0.3";
 /// Alibaba's metadata address, which its client cannot be told otherwise.
 pub const ALIBABA: &str = "100.100.100.200";
+/// Tencent's metadata address, `metadata.tencentyun.com`, which its client cannot be told
+/// otherwise.
+pub const TENCENT: &str = "169.254.0.23";
+/// Tencent's metadata host name, as its client asks for it.
+pub const TENCENT_HOST: &str = "metadata.tencentyun.com";
+/// Huawei's metadata address (OpenStack's), which its client cannot be told otherwise.
+pub const HUAWEI: &str = "169.254.169.254";
 /// How fast a refused client must give up. Generous: a client that retried a 403 with back-off
 /// (as they do 404, 429 and 5xx) would take far longer.
 pub const FAST: f64 = 5.0;
@@ -37,9 +44,31 @@ pub struct Lab {
     cloud: &'static str,
     guard: Option<Daemon>,
     emulator: Daemon,
-    /// Dropped last: kills whatever still runs, deletes the namespace.
+    /// Kills whatever still runs, deletes the namespace.
     ns: Netns,
+    /// Dropped after the namespace: its `/etc/netns/NAME/`, when [`Lab::hosts`] made one.
+    etc: Option<EtcNetns>,
 }
+
+/// `/etc/netns/NAME/`: files `ip netns exec` bind-mounts over their namesakes in `/etc` for
+/// every command it runs in the namespace NAME. Removed when dropped, panics included, and
+/// `/etc/netns` with it when this made it and nothing else is in it.
+struct EtcNetns {
+    dir: PathBuf,
+    made_parent: bool,
+}
+
+impl Drop for EtcNetns {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_parent {
+            // Fails, as it should, while another namespace's directory is there.
+            let _ = std::fs::remove_dir(ETC_NETNS);
+        }
+    }
+}
+
+const ETC_NETNS: &str = "/etc/netns";
 
 impl Lab {
     /// The namespace with the pods' addresses (and `extra`) on `lo`, and the emulator of
@@ -48,16 +77,34 @@ impl Lab {
         let mut addresses = vec!["127.0.0.2/32", "127.0.0.3/32"];
         addresses.extend_from_slice(extra);
         let ns = Netns::new(&format!("sdk-{cloud}"), &addresses);
-        // Nothing but loopback: the real metadata addresses have no route.
-        for address in ["169.254.169.254", "fd00:c1::a9fe:a9fe", "fd00:ec2::254"] {
+        // Nothing but loopback: the real metadata addresses have no route, unless `extra` puts
+        // one on `lo` (then it is local, and nothing sent to it leaves the namespace).
+        for address in [
+            "169.254.169.254",
+            TENCENT,
+            ALIBABA,
+            "fd00:c1::a9fe:a9fe",
+            "fd00:ec2::254",
+        ] {
             let route = ns
                 .command("ip")
                 .args(["route", "get", address])
-                .stdout(Stdio::null())
+                .stdin(Stdio::null())
                 .stderr(Stdio::null())
-                .status()
+                .output()
                 .unwrap();
-            assert!(!route.success(), "the namespace has a route to {address}");
+            let route_text = String::from_utf8_lossy(&route.stdout);
+            if extra.contains(&format!("{address}/32").as_str()) {
+                assert!(
+                    route_text.starts_with("local ") && route_text.contains(" dev lo "),
+                    "{address} is not local to the namespace: {route_text}"
+                );
+            } else {
+                assert!(
+                    !route.status.success(),
+                    "the namespace has a route to {address}: {route_text}"
+                );
+            }
         }
         let mut command = ns.command(BIN);
         command
@@ -77,7 +124,28 @@ impl Lab {
             guard: None,
             emulator,
             ns,
+            etc: None,
         }
+    }
+
+    /// Gives the namespace a hosts file of its own, naming `entries` (`(address, name)`) besides
+    /// `localhost`: `ip netns exec` puts `/etc/netns/NAME/hosts` in place of `/etc/hosts` for
+    /// every command started after this. The machine's `/etc/hosts` is left alone.
+    pub fn hosts(&mut self, entries: &[(&str, &str)]) {
+        assert!(self.etc.is_none(), "the namespace has a hosts file already");
+        let made_parent = !Path::new(ETC_NETNS).exists();
+        let dir = Path::new(ETC_NETNS).join(&self.ns.name);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot make {}: {e}", dir.display()));
+        self.etc = Some(EtcNetns {
+            dir: dir.clone(),
+            made_parent,
+        });
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (address, name) in entries {
+            text.push_str(&format!("{address} {name}\n"));
+        }
+        std::fs::write(dir.join("hosts"), text).unwrap();
     }
 
     /// Starts the guard on `config` (a whole config file) and waits until it is ready.
@@ -354,4 +422,53 @@ pub fn allowed_then_denied(
         briefs(&audit.iter().collect::<Vec<_>>())
     );
     (allowed, denied, audit)
+}
+
+/// For a client whose metadata address is fixed (`address`, on `lo`, the guard on port 80 of
+/// it): the pod is whatever the guard's inventory says `address` is. Runs the client with
+/// `address` as `imds/prod-5c7b9` (allowed by `allow`), then with the guard restarted with
+/// `address` as `imds/test-6d8f` (selected by no rule), and checks that the emulator was reached
+/// by the first, only with what the guard forwarded, and never by the second. Gives both reports
+/// and each run's audit lines.
+pub fn allowed_then_denied_at(
+    lab: &mut Lab,
+    address: &str,
+    allow: &[&str],
+    script: &str,
+    env: &[(&str, String)],
+) -> (Report, Report, Vec<Value>, Vec<Value>) {
+    let cloud = lab.cloud;
+    let listen = format!("{address}:80");
+    let mut run = |name: &str, app: &str| {
+        lab.start_guard(&config(cloud, &listen, &[(address, name, app)], allow));
+        let before = lab.emulator_seen().len();
+        let report = lab.client(script, env);
+        let seen = lab.emulator_seen()[before..].to_vec();
+        let audit = lab.stop_guard();
+        eprintln!(
+            "{}audit:\n{}emulator: {seen:?}",
+            report.summary(),
+            briefs(&audit.iter().collect::<Vec<_>>())
+        );
+        let forwarded = audit.iter().filter(|e| !e["upstream_ms"].is_null()).count();
+        assert_eq!(
+            forwarded,
+            seen.len(),
+            "{script} as {name}: the emulator saw {seen:?}\nthe guard forwarded:\n{}",
+            briefs(&audit.iter().collect::<Vec<_>>())
+        );
+        (report, seen, audit)
+    };
+    let (allowed, seen, allowed_audit) = run("prod-5c7b9", "prod");
+    assert!(
+        !seen.is_empty(),
+        "{script}: the allowed client never reached the emulator"
+    );
+    let (denied, seen, denied_audit) = run("test-6d8f", "test");
+    assert_eq!(
+        seen,
+        [] as [String; 0],
+        "{script}: the denied client's requests reached the emulator"
+    );
+    (allowed, denied, allowed_audit, denied_audit)
 }
