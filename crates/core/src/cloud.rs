@@ -521,9 +521,11 @@ impl Cloud {
         let Some(first) = first else { return true };
         let dated = first.len() == 10 && Values::ApiVersion.accepts(first);
         match self {
-            Self::Aws | Self::Alibaba | Self::Tencent | Self::Exoscale => {
+            Self::Aws | Self::Alibaba | Self::Exoscale => {
                 first == "latest" || first == "1.0" || dated
             }
+            // Tencent's root lists `1.0`, `2017-09-19`, `latest` and a bare `meta-data`.
+            Self::Tencent => first == "latest" || first == "1.0" || first == "meta-data" || dated,
             Self::Gcp => first == "computeMetadata",
             Self::Azure => first.eq_ignore_ascii_case("metadata"),
             Self::Oci => first == "opc",

@@ -57,6 +57,9 @@ fn side_doors_per_cloud() {
         [(std::net::Ipv4Addr::new(169, 254, 169, 254), 8080)]
     );
     assert_eq!(Cloud::Tencent.default_url(), "http://169.254.0.23");
+    // A deny of Tencent's unversioned tree can be written.
+    assert!(Cloud::Tencent.serves_root(Some("meta-data")));
+    assert!(!Cloud::Aws.serves_root(Some("meta-data")));
     for cloud in [
         Cloud::Tencent,
         Cloud::Huawei,
