@@ -13,15 +13,15 @@
 # --print shows the iptables-restore input and changes nothing.
 #
 # Environment: IMDS_GUARD_CLOUD=aws|gcp|azure|alibaba|oci|openstack|digitalocean|hetzner|tencent|
-# huawei|exoscale (default aws: imds-guard's [upstream] cloud): whose metadata server is
+# huawei|exoscale|linode (default aws: imds-guard's [upstream] cloud): whose metadata server is
 # intercepted. Its IPv4 address on port 80 (100.100.100.200 for alibaba, 169.254.0.23 for
-# tencent, 169.254.169.254 for the others) goes to
-# LISTEN; its IPv6 endpoint (aws fd00:ec2::254, gcp fd20:ce::254, oci fd00:c1::a9fe:a9fe,
-# openstack and hetzner fe80::a9fe:a9fe) is redirected with a [::] LISTEN and rejected otherwise;
-# the ports the guard cannot inspect (gcp: 443, its HTTPS endpoint) and the side doors beside
-# the server (azure: the WireServer 168.63.129.16, ports 80 and 32526, never its DNS on 53;
-# exoscale: the password server, 169.254.169.254:8080) are
-# rejected with a TCP reset in filter FORWARD (sidecar: OUTPUT).
+# tencent, 169.254.169.254 for the others) goes to LISTEN; its IPv6 endpoint (aws
+# fd00:ec2::254, gcp fd20:ce::254, oci fd00:c1::a9fe:a9fe, linode fd00:a9fe:a9fe::1, openstack
+# and hetzner fe80::a9fe:a9fe) is redirected with a [::] LISTEN and rejected otherwise; the ports
+# the guard cannot inspect (gcp: 443, its HTTPS endpoint) and the side doors beside the server
+# (azure: the WireServer 168.63.129.16, ports 80 and 32526, never its DNS on 53; exoscale: the
+# password server, 169.254.169.254:8080) are rejected with a TCP reset in filter FORWARD
+# (sidecar: OUTPUT).
 # IMDS_GUARD_BACKEND=auto|legacy|nft (default auto: the backend the host uses).
 # IMDS_GUARD_SAVE_V4 / IMDS_GUARD_SAVE_V6 (with --print): files holding iptables-save /
 # ip6tables-save output to plan against instead of the live rules; IPv6 is planned only when
@@ -53,7 +53,8 @@ case "$cloud" in
   digitalocean | huawei) ;;
   tencent) v4_addr=169.254.0.23 ;;
   exoscale) refused=169.254.169.254:8080 ;;
-  *) die "IMDS_GUARD_CLOUD: unknown cloud \"$cloud\": expected one of aws, gcp, azure, alibaba, oci, openstack, digitalocean, hetzner, tencent, huawei, exoscale" ;;
+  linode) v6_addr=fd00:a9fe:a9fe::1 ;;
+  *) die "IMDS_GUARD_CLOUD: unknown cloud \"$cloud\": expected one of aws, gcp, azure, alibaba, oci, openstack, digitalocean, hetzner, tencent, huawei, exoscale, linode" ;;
 esac
 
 usage="usage: install.sh [--print] LISTEN [INTERFACE...] | install.sh [--print] --sidecar UID LISTEN"

@@ -233,7 +233,7 @@ pub struct EmulateArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub throttle_rps: Option<u32>,
     /// The cloud whose metadata server to emulate: aws, gcp, azure, alibaba, oci, openstack,
-    /// digitalocean, hetzner, tencent, huawei or exoscale.
+    /// digitalocean, hetzner, tencent, huawei, exoscale or linode.
     #[arg(long, default_value = "aws")]
     pub cloud: Cloud,
     /// GCP: flip instance/maintenance-event between NONE and MIGRATE_ON_HOST_MAINTENANCE every
@@ -347,7 +347,10 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Expl
     let _ = writeln!(out, "pod:      {pod}");
     let _ = writeln!(out, "rule:     {}", decision.rule.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "request:  {} {} ({detail})", args.method, args.path);
-    if decision.verdict == Verdict::Allow && args.path.starts_with(crate::imds::TOKEN_PATH) {
+    let token_path = cloud
+        .token_flow()
+        .map_or(crate::imds::TOKEN_PATH, |f| f.path);
+    if decision.verdict == Verdict::Allow && args.path.starts_with(token_path) {
         let _ = writeln!(
             out,
             "token:    TTL capped at {} s",

@@ -794,3 +794,69 @@ async fn a_hetzner_document_holding_a_denied_key_is_an_aggregate_refused() {
     );
     assert_eq!(rec.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn linode_token_flow_at_its_own_endpoint_with_its_own_headers() {
+    let rec = recorder(Duration::ZERO).await;
+    let config = support::cloud_seed("linode", &["/v1/instance"], &["/v1/user-data"], "");
+    let guard = Guard::start(&config, rec.addr).await;
+    let ttl = "metadata-token-expiry-seconds";
+    // Up to a day, which AWS's range would refuse; the rule's cap (21600 by default) lowers it.
+    let put = request(PROD, guard.proxy, "PUT", "/v1/token", &[(ttl, "86400")]).await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    assert_eq!(rec.seen()[0].target, "/v1/token");
+    assert_eq!(rec.seen()[0].headers[ttl], "21600");
+    assert_eq!(put.headers[ttl], "21600");
+    for (headers, why) in [
+        (vec![(ttl, "86401")], "beyond a day"),
+        (vec![(ttl, "0")], "zero"),
+        (
+            vec![("x-aws-ec2-metadata-token-ttl-seconds", "60")],
+            "AWS's header",
+        ),
+    ] {
+        let bad = request(PROD, guard.proxy, "PUT", "/v1/token", &headers).await;
+        assert_eq!(bad.status, 400, "{why}");
+    }
+    // AWS's endpoint is no token endpoint here, and the token endpoint takes no GET.
+    let aws = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[(ttl, "60")],
+    )
+    .await;
+    assert_eq!(aws.status, 405);
+    let get = request(PROD, guard.proxy, "GET", "/v1/token", &[]).await;
+    assert_eq!(get.status, 405);
+    // A read carries the pod's token, and only this cloud's token header goes upstream.
+    let read = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/v1/instance",
+        &[
+            ("metadata-token", "tok"),
+            ("x-aws-ec2-metadata-token", "other"),
+        ],
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    let last = rec.seen().last().unwrap().clone();
+    assert_eq!(last.headers["metadata-token"], "tok");
+    assert!(!last.headers.contains_key("x-aws-ec2-metadata-token"));
+    let user = request(
+        PROD,
+        guard.proxy,
+        "GET",
+        "/v1/user-data",
+        &[("metadata-token", "tok")],
+    )
+    .await;
+    assert_eq!(user.status, 403);
+    // A pod without a rule gets no token.
+    let put = request(TEST, guard.proxy, "PUT", "/v1/token", &[(ttl, "60")]).await;
+    assert_eq!(put.status, 403);
+    assert_eq!(rec.seen().len(), 2);
+}

@@ -75,15 +75,18 @@ impl<U: Forward + Clone> Proxy<U> {
         let fetcher = self.fetcher();
         let cloud = exchange.cloud();
         let mut headers = forwarded_headers(request.headers(), cloud);
-        let ttl_header = match cloud.token_headers() {
-            Some((_, ttl)) if cloud != Cloud::Aws => HeaderName::from_static(ttl),
+        let flow = cloud.token_flow();
+        let ttl_header = match flow {
+            Some(flow) if cloud != Cloud::Aws => HeaderName::from_static(flow.ttl_header),
             _ => TOKEN_TTL,
         };
+        let max_ttl = flow.map_or(crate::imds::MAX_TOKEN_TTL_SECONDS, |f| f.max_ttl);
         let mut granted = None;
         if kind == Kind::TokenRequest {
             match granted_ttl(
                 request.headers(),
                 &ttl_header,
+                max_ttl,
                 decision.max_token_ttl_seconds,
             ) {
                 Ok(ttl) => {

@@ -30,13 +30,15 @@ pub(super) fn holder(lookup: &Lookup, src: IpAddr) -> Cow<'_, str> {
 }
 
 /// The TTL granted to a token request: what its `ttl_header` asks for, within the service's
-/// bounds, capped at `cap`. `Err` is the refusal of a request whose TTL cannot be read.
+/// bounds (`1..=max`), capped at `cap`. `Err` is the refusal of a request whose TTL cannot be
+/// read.
 pub(super) fn granted_ttl(
     headers: &HeaderMap,
     ttl_header: &HeaderName,
+    max: u32,
     cap: u32,
 ) -> Result<u32, Reason> {
-    match imds::parse_ttl(headers.get(ttl_header).map(HeaderValue::as_bytes)) {
+    match imds::parse_ttl_within(headers.get(ttl_header).map(HeaderValue::as_bytes), max) {
         Ok(ttl) => Ok(ttl.min(cap)),
         Err(e) => {
             tracing::debug!(error = %e, "refused token request");
@@ -59,7 +61,12 @@ pub(super) fn issue<B>(
     if request.headers().contains_key("x-forwarded-for") {
         return exchange.refuse(Reason::ForwardedTokenRequest);
     }
-    let ttl = match granted_ttl(request.headers(), &TOKEN_TTL, cap) {
+    let ttl = match granted_ttl(
+        request.headers(),
+        &TOKEN_TTL,
+        imds::MAX_TOKEN_TTL_SECONDS,
+        cap,
+    ) {
         Ok(ttl) => ttl,
         Err(reason) => return exchange.refuse(reason),
     };

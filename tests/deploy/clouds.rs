@@ -260,6 +260,10 @@ fn every_cloud_s_default_policy_decides_as_its_comments_say() {
         ("cloud-exoscale", SEED, "/1.0/user-data", deny),
         ("cloud-exoscale", SEED, "/latest/user-data", deny),
         ("cloud-exoscale", "", "/latest/meta-data/instance-id", deny),
+        ("cloud-linode", SEED, "/v1/instance", allow),
+        ("cloud-linode", SEED, "/v1/ssh-keys", allow),
+        ("cloud-linode", SEED, "/v1/user-data", deny),
+        ("cloud-linode", "", "/v1/instance", deny),
     ];
     for name in cloud_components() {
         assert!(

@@ -40,10 +40,12 @@ pub enum Cloud {
     Huawei,
     /// Exoscale (SKS): an EC2-style tree, and a password server beside it.
     Exoscale,
+    /// Linode / Akamai (LKE): `/v1/` with a session-token flow of its own.
+    Linode,
 }
 
 /// Every cloud, in the order the docs list them.
-pub const ALL: [Cloud; 11] = [
+pub const ALL: [Cloud; 12] = [
     Cloud::Aws,
     Cloud::Gcp,
     Cloud::Azure,
@@ -55,6 +57,7 @@ pub const ALL: [Cloud; 11] = [
     Cloud::Tencent,
     Cloud::Huawei,
     Cloud::Exoscale,
+    Cloud::Linode,
 ];
 
 /// `Metadata-Flavor`, GCP's gate header, demanded on requests and put on every answer.
@@ -134,6 +137,29 @@ pub const EXOSCALE_PASSWORD_SERVER: SideDoor = SideDoor {
     name: "password-server",
     addr: Ipv4Addr::new(169, 254, 169, 254),
     ports: &[8080],
+};
+
+/// A session-token flow: `PUT path` with `ttl_header` (whole seconds, `1..=max_ttl`) gets a token,
+/// which reads carry in `token_header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenFlow {
+    /// The token endpoint (PUT only).
+    pub path: &'static str,
+    /// The request header carrying the token on reads, lower case.
+    pub token_header: &'static str,
+    /// The request header of the PUT giving the wanted lifetime, lower case.
+    pub ttl_header: &'static str,
+    /// The longest lifetime the service grants, in seconds.
+    pub max_ttl: u32,
+}
+
+/// Linode's (Akamai's) metadata service: `PUT /v1/token` with `Metadata-Token-Expiry-Seconds`
+/// (up to a day), then `Metadata-Token` on every read.
+pub const LINODE_TOKENS: TokenFlow = TokenFlow {
+    path: "/v1/token",
+    token_header: "metadata-token",
+    ttl_header: "metadata-token-expiry-seconds",
+    max_ttl: 86_400,
 };
 
 /// What one endpoint takes in its query.
@@ -289,6 +315,7 @@ impl Cloud {
             Self::Tencent => "tencent",
             Self::Huawei => "huawei",
             Self::Exoscale => "exoscale",
+            Self::Linode => "linode",
         }
     }
 
@@ -307,6 +334,7 @@ impl Cloud {
         match self {
             Self::Aws => Some(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
             Self::Oci => Some(Ipv6Addr::new(0xfd00, 0xc1, 0, 0, 0, 0, 0xa9fe, 0xa9fe)),
+            Self::Linode => Some(Ipv6Addr::new(0xfd00, 0xa9fe, 0xa9fe, 0, 0, 0, 0, 1)),
             // Link-local, as OpenStack's (Hetzner's IPv6-only servers reach the service there).
             Self::Openstack | Self::Hetzner => {
                 Some(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0xa9fe, 0xa9fe))
@@ -401,7 +429,8 @@ impl Cloud {
             | Self::Hetzner
             | Self::Tencent
             | Self::Huawei
-            | Self::Exoscale => None,
+            | Self::Exoscale
+            | Self::Linode => None,
         }
     }
 
@@ -419,13 +448,29 @@ impl Cloud {
         self.gate().filter(|g| under(path.as_str(), g.prefix))
     }
 
-    /// The IMDSv2-style session-token headers (token, TTL) of clouds with a token flow.
-    pub fn token_headers(self) -> Option<(&'static str, &'static str)> {
+    /// The cloud's session-token flow, where it has one.
+    pub fn token_flow(self) -> Option<TokenFlow> {
         match self {
-            Self::Aws => Some((crate::imds::TOKEN_HEADER, crate::imds::TOKEN_TTL_HEADER)),
-            Self::Alibaba => Some((ALIBABA_TOKEN_HEADER, ALIBABA_TOKEN_TTL_HEADER)),
+            Self::Aws => Some(TokenFlow {
+                path: crate::imds::TOKEN_PATH,
+                token_header: crate::imds::TOKEN_HEADER,
+                ttl_header: crate::imds::TOKEN_TTL_HEADER,
+                max_ttl: crate::imds::MAX_TOKEN_TTL_SECONDS,
+            }),
+            Self::Alibaba => Some(TokenFlow {
+                path: crate::imds::TOKEN_PATH,
+                token_header: ALIBABA_TOKEN_HEADER,
+                ttl_header: ALIBABA_TOKEN_TTL_HEADER,
+                max_ttl: crate::imds::MAX_TOKEN_TTL_SECONDS,
+            }),
+            Self::Linode => Some(LINODE_TOKENS),
             _ => None,
         }
+    }
+
+    /// The IMDSv2-style session-token headers (token, TTL) of clouds with a token flow.
+    pub fn token_headers(self) -> Option<(&'static str, &'static str)> {
+        self.token_flow().map(|f| (f.token_header, f.ttl_header))
     }
 
     /// Request headers passed on to the server, besides `User-Agent` and `Accept`. Everything else
@@ -443,6 +488,7 @@ impl Cloud {
             | Self::Tencent
             | Self::Huawei
             | Self::Exoscale => &[],
+            Self::Linode => &[LINODE_TOKENS.token_header, LINODE_TOKENS.ttl_header],
         }
     }
 
@@ -511,7 +557,12 @@ impl Cloud {
             Self::Digitalocean => any(&DIGITALOCEAN_DOCUMENT).then(|| "/metadata/v1".to_owned()),
             // `/hetzner/v1/metadata` (YAML) is every key below it.
             Self::Hetzner => any(&HETZNER_DOCUMENT).then(|| trimmed.to_owned()),
-            Self::Aws | Self::Openstack | Self::Tencent | Self::Huawei | Self::Exoscale => None,
+            Self::Aws
+            | Self::Openstack
+            | Self::Tencent
+            | Self::Huawei
+            | Self::Exoscale
+            | Self::Linode => None,
         }
     }
 
@@ -534,6 +585,7 @@ impl Cloud {
             }
             Self::Digitalocean => first == "metadata",
             Self::Hetzner => first == "hetzner",
+            Self::Linode => first == "v1",
         }
     }
 
@@ -613,7 +665,7 @@ impl Cloud {
             Self::Huawei => &["/openstack/*/securitykey", "/openstack/*/password"],
             // None serves credentials; their secrets are the user data (see the deploy
             // components' default policies), and Exoscale's password is behind a side door.
-            Self::Digitalocean | Self::Hetzner | Self::Exoscale => &[],
+            Self::Digitalocean | Self::Hetzner | Self::Exoscale | Self::Linode => &[],
         }
     }
 }
@@ -683,7 +735,7 @@ impl fmt::Display for Cloud {
 /// An unknown cloud name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown cloud {0:?}: expected one of aws, gcp, azure, alibaba, oci, openstack, digitalocean, hetzner, tencent, huawei, exoscale"
+    "unknown cloud {0:?}: expected one of aws, gcp, azure, alibaba, oci, openstack, digitalocean, hetzner, tencent, huawei, exoscale, linode"
 )]
 pub struct UnknownCloud(pub String);
 

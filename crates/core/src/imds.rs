@@ -47,9 +47,15 @@ pub enum Kind {
     NotAllowed,
 }
 
-/// Classifies a request by method and canonical path.
+/// Classifies a request by method and canonical path, with AWS's token endpoint.
 pub fn classify(method: Method, path: &CanonicalPath) -> Kind {
-    let token_path = is_token_path(path);
+    classify_at(method, path, TOKEN_PATH)
+}
+
+/// Classifies a request by method and canonical path, `token_endpoint` being the cloud's token
+/// endpoint (a trailing slash is the same endpoint).
+pub fn classify_at(method: Method, path: &CanonicalPath, token_endpoint: &str) -> Kind {
+    let token_path = path.as_str().strip_suffix('/').unwrap_or(path.as_str()) == token_endpoint;
     match method {
         Method::Put if token_path => Kind::TokenRequest,
         Method::Get | Method::Head if !token_path => Kind::Read,
@@ -65,16 +71,20 @@ pub fn is_token_path(path: &CanonicalPath) -> bool {
 /// Why a token TTL header was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TtlError {
-    #[error("missing {TOKEN_TTL_HEADER} header")]
+    #[error("missing token TTL header")]
     Missing,
-    #[error(
-        "{TOKEN_TTL_HEADER} must be a whole number of seconds from 1 to {MAX_TOKEN_TTL_SECONDS}"
-    )]
+    #[error("the token TTL must be a whole number of seconds from 1 to the service's maximum")]
     OutOfRange,
 }
 
 /// Reads the requested token TTL as the service does: an integer in `1..=21600`.
 pub fn parse_ttl(value: Option<&[u8]>) -> Result<u32, TtlError> {
+    parse_ttl_within(value, MAX_TOKEN_TTL_SECONDS)
+}
+
+/// Reads a requested token TTL as a service granting at most `max` seconds does: an integer in
+/// `1..=max`.
+pub fn parse_ttl_within(value: Option<&[u8]>, max: u32) -> Result<u32, TtlError> {
     let value = value.ok_or(TtlError::Missing)?;
     // Digits only: no sign, no spaces, no leading `+` that a lenient parser would take.
     if value.is_empty() || value.len() > 5 || !value.iter().all(u8::is_ascii_digit) {
@@ -83,7 +93,7 @@ pub fn parse_ttl(value: Option<&[u8]>) -> Result<u32, TtlError> {
     let ttl = value
         .iter()
         .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
-    if (1..=MAX_TOKEN_TTL_SECONDS).contains(&ttl) {
+    if (1..=max).contains(&ttl) {
         Ok(ttl)
     } else {
         Err(TtlError::OutOfRange)

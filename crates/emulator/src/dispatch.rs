@@ -13,7 +13,7 @@ use imds_guard_core::cloud::Cloud;
 
 use super::answer::{self, Answer};
 use super::handler::{self, State};
-use super::{azure, digitalocean, gcp, hetzner, oci, openstack};
+use super::{azure, digitalocean, gcp, hetzner, linode, oci, openstack};
 
 /// The largest request body read (guest attributes, a password, scheduled-event starts).
 const MAX_BODY: usize = 64 * 1024;
@@ -53,6 +53,7 @@ pub(crate) async fn respond(state: Arc<State>, req: Request<Bytes>) -> Answer {
         Cloud::Openstack | Cloud::Huawei => openstack::handle(&state, &req),
         Cloud::Digitalocean => digitalocean::handle(&req),
         Cloud::Hetzner => hetzner::handle(&req),
+        Cloud::Linode => linode::handle(&state, &req),
         // Served synchronously by `handler`; kept whole here so nothing is lost if routed here.
         Cloud::Aws | Cloud::Alibaba | Cloud::Tencent | Cloud::Exoscale => {
             handler::handle_unthrottled(&state, &req).response
@@ -74,7 +75,8 @@ fn refusal(cloud: Cloud, status: StatusCode) -> Answer {
         | Cloud::Hetzner
         | Cloud::Tencent
         | Cloud::Huawei
-        | Cloud::Exoscale => answer::answer(
+        | Cloud::Exoscale
+        | Cloud::Linode => answer::answer(
             status,
             "text/plain",
             format!("{} {reason}\n", status.as_u16()),

@@ -151,6 +151,7 @@ pub(crate) fn protocol(cloud: Cloud) -> Ec2Protocol {
         | Cloud::Azure
         | Cloud::Oci
         | Cloud::Digitalocean
-        | Cloud::Hetzner => AWS,
+        | Cloud::Hetzner
+        | Cloud::Linode => AWS,
     }
 }

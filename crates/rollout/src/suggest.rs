@@ -274,8 +274,9 @@ fn rule(
         }
     }
     if seen.reads == 0 {
+        let token_path = cloud.token_flow().map_or(imds::TOKEN_PATH, |f| f.path);
         allow.push((
-            imds::TOKEN_PATH.to_owned(),
+            token_path.to_owned(),
             "only token requests were seen; a token comes with any allow pattern, and this one allows nothing else".into(),
         ));
     }

@@ -41,3 +41,31 @@ fn ttl_is_strict() {
         assert_eq!(parse_ttl(Some(bad)), Err(TtlError::OutOfRange), "{bad:?}");
     }
 }
+
+#[test]
+fn a_cloud_s_own_token_endpoint_and_ttl_range() {
+    let path = |p: &str| crate::target::parse_target(p).unwrap();
+    assert_eq!(
+        classify_at(Method::Put, &path("/v1/token"), "/v1/token"),
+        Kind::TokenRequest
+    );
+    assert_eq!(
+        classify_at(Method::Get, &path("/v1/token/"), "/v1/token"),
+        Kind::NotAllowed
+    );
+    // AWS's endpoint is an ordinary path there.
+    assert_eq!(
+        classify_at(Method::Get, &path(TOKEN_PATH), "/v1/token"),
+        Kind::Read
+    );
+    assert_eq!(
+        classify_at(Method::Put, &path(TOKEN_PATH), "/v1/token"),
+        Kind::NotAllowed
+    );
+    assert_eq!(parse_ttl_within(Some(b"86400"), 86_400), Ok(86_400));
+    assert_eq!(
+        parse_ttl_within(Some(b"86401"), 86_400),
+        Err(TtlError::OutOfRange)
+    );
+    assert_eq!(parse_ttl(Some(b"86400")), Err(TtlError::OutOfRange));
+}

@@ -134,8 +134,11 @@ impl<'a> Facts<'a> {
         query: &'a Query,
         has_token: bool,
     ) -> Self {
-        let mut kind = imds::classify(method, path);
-        if kind == Kind::TokenRequest && cloud.token_headers().is_none() {
+        // A cloud without a token flow keeps AWS's endpoint special (a PUT there is refused, a
+        // GET is no read), as its EC2-style tree has no such path.
+        let endpoint = cloud.token_flow().map_or(imds::TOKEN_PATH, |f| f.path);
+        let mut kind = imds::classify_at(method, path, endpoint);
+        if kind == Kind::TokenRequest && cloud.token_flow().is_none() {
             kind = Kind::NotAllowed;
         }
         Self {

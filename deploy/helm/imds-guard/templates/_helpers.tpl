@@ -98,7 +98,7 @@ file itself when they change nothing, so that its comments reach the node.
 {{- $path := printf "files/config/%s.toml" .Values.cloud -}}
 {{- $file := .Files.Get $path -}}
 {{- if not $file -}}
-{{- fail (printf "cloud %q: the chart has no %s (aws, gcp, azure, alibaba, oci, openstack, digitalocean, hetzner, tencent, huawei, exoscale)" .Values.cloud $path) -}}
+{{- fail (printf "cloud %q: the chart has no %s (aws, gcp, azure, alibaba, oci, openstack, digitalocean, hetzner, tencent, huawei, exoscale, linode)" .Values.cloud $path) -}}
 {{- end -}}
 {{- $parsed := fromToml $file -}}
 {{- if hasKey $parsed "Error" -}}
