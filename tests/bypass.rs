@@ -9,7 +9,7 @@
 //! per case, and the cases run concurrently.
 //!
 //! The same corpus idea in front of GCP, Azure, OCI, Alibaba, OpenStack, DigitalOcean, Hetzner,
-//! Tencent, Huawei and Exoscale: `bypass/clouds.rs` (profiles and checks), `bypass/oracle.rs`
+//! Tencent, Huawei, Exoscale and Linode: `bypass/clouds.rs` (profiles and checks), `bypass/oracle.rs`
 //! (what the most lenient server of each would read and hand out), and the cases in
 //! `bypass/gcp.rs`, `bypass/azure.rs` and `bypass/others.rs`.
 
@@ -360,6 +360,11 @@ async fn exoscale_corpus_forwards_nothing_denied() {
     clouds::check_corpus(clouds::exoscale(), others::exoscale(), 200).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linode_corpus_forwards_nothing_denied() {
+    clouds::check_corpus(clouds::linode(), others::linode(), 400).await;
+}
+
 /// Spellings a lenient server reads as a legacy tree, a document or a denied value
 /// (`tests/bypass/spellings.rs`), one test per way of reading, so a regression shows which.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,6 +441,17 @@ async fn exoscale_user_data_spellings_are_denied() {
     clouds::check_corpus(wide, others::exoscale_user_data(), 100).await;
 }
 
+/// Linode's profile already allows its whole `/v1/` tree; here everything is allowed, so that
+/// the deny alone refuses each spelling of the user data, those outside `/v1/` included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linode_user_data_spellings_are_denied() {
+    let wide = clouds::Profile {
+        allow: &["/**"],
+        ..clouds::linode()
+    };
+    clouds::check_corpus(wide, others::linode_user_data(), 60).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_denied_resource_spellings_are_denied() {
     clouds::check_corpus(clouds::azure(), spellings::azure_resource_spellings(), 1).await;
@@ -506,6 +522,7 @@ async fn the_cloud_checks_catch_a_guard_that_forwards_denied_material() {
         (clouds::huawei(), "/openstack/latest/password", ""),
         (exoscale(), "/1.0/user-data", ""),
         (exoscale(), "/latest/user-data", ""),
+        (clouds::linode(), "/v1/user-data", "Metadata-Token: tok\r\n"),
     ] {
         let profile = std::sync::Arc::new(clouds::Profile {
             deny: &[],
@@ -515,6 +532,73 @@ async fn the_cloud_checks_catch_a_guard_that_forwards_denied_material() {
         let all = o.problems.join("\n");
         assert!(all.contains("hands out"), "{target}: {all}");
         assert!(all.contains("client received"), "{target}: {all}");
+    }
+}
+
+/// Linode's forwarded-request checks flag what its guard must never send on: another cloud's
+/// token headers, a forwarding header, a token request with its TTL missing, doubled or out of
+/// range, a read of the token endpoint, a write elsewhere, AWS's token endpoint.
+#[test]
+fn the_linode_checks_flag_foreign_headers_and_token_misuse() {
+    let profile = clouds::linode();
+    let seen = |method: &str, target: &str, headers: &[(&'static str, &'static str)]| {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, value.parse().unwrap());
+        }
+        Seen {
+            method: method.into(),
+            target: target.into(),
+            headers: map,
+        }
+    };
+    let ttl = "metadata-token-expiry-seconds";
+    for ok in [
+        seen("GET", "/v1/instance", &[("metadata-token", "tok")]),
+        seen("HEAD", "/v1/ssh-keys", &[("host", "x"), ("accept", "*/*")]),
+        seen("PUT", "/v1/token", &[(ttl, "1")]),
+        seen("PUT", "/v1/token/", &[(ttl, "86400")]),
+    ] {
+        let problems = clouds::forwarded_problems(&profile, std::slice::from_ref(&ok));
+        assert!(
+            problems.is_empty(),
+            "{} {}: {problems:?}",
+            ok.method,
+            ok.target
+        );
+    }
+    for bad in [
+        seen(
+            "GET",
+            "/v1/instance",
+            &[("x-aws-ec2-metadata-token", "tok")],
+        ),
+        seen(
+            "GET",
+            "/v1/instance",
+            &[("x-aliyun-ecs-metadata-token", "tok")],
+        ),
+        seen("GET", "/v1/instance", &[("x-forwarded-for", "10.0.0.1")]),
+        seen("GET", "/v1/instance", &[("cookie", "a=b")]),
+        seen(
+            "PUT",
+            "/v1/token",
+            &[(ttl, "60"), ("x-aws-ec2-metadata-token-ttl-seconds", "60")],
+        ),
+        seen("PUT", "/v1/token", &[]),
+        seen("PUT", "/v1/token", &[(ttl, "0")]),
+        seen("PUT", "/v1/token", &[(ttl, "86401")]),
+        seen("PUT", "/v1/token", &[(ttl, "+60")]),
+        seen("PUT", "/v1/token", &[(ttl, "60"), (ttl, "60")]),
+        seen("GET", "/v1/token", &[]),
+        seen("PUT", "/v1/instance", &[(ttl, "60")]),
+        seen("POST", "/v1/instance", &[]),
+        seen("PUT", "/latest/api/token", &[(ttl, "60")]),
+        seen("GET", "/v1/user-data", &[]),
+        seen("GET", "/v1/instance/../user-data", &[]),
+    ] {
+        let problems = clouds::forwarded_problems(&profile, std::slice::from_ref(&bad));
+        assert!(!problems.is_empty(), "{} {}", bad.method, bad.target);
     }
 }
 

@@ -3,14 +3,15 @@
 //! user-assigned identities, OCI's user_data and instance principal, Alibaba's RAM credentials,
 //! OpenStack's user_data and password, DigitalOcean's user and vendor data, Hetzner's user data,
 //! Tencent's CAM credentials and user data, Huawei's securitykey, user_data and password,
-//! Exoscale's user data), a recording upstream that answers as the most lenient server of that
-//! cloud would ([`oracle`]), and raw requests sent byte for byte.
+//! Exoscale's user data, Linode's user data), a recording upstream that answers as the most
+//! lenient server of that cloud would ([`oracle`]), and raw requests sent byte for byte.
 //!
 //! Each case gets a guard and upstream of its own. What must hold for every case: nothing
 //! forwarded reads, to the lenient server, as denied material or outside the policy; what is
 //! forwarded is canonical and carries only the cloud's headers (its gate header with its one
-//! value); no secret reaches the pod; GCP answers all carry `Metadata-Flavor: Google`; and an
-//! allowed request afterwards is still served.
+//! value); a forwarded token request carries its TTL once, within the service's range; no secret
+//! reaches the pod; GCP answers all carry `Metadata-Flavor: Google`; and an allowed request
+//! afterwards is still served.
 
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ pub struct Profile {
     pub forwardable: &'static [&'static str],
     /// The gate header and the one value it may be forwarded with.
     pub gate: Option<(&'static str, &'static str)>,
+    /// The token request's TTL header and the longest TTL the service grants, where the cloud's
+    /// token flow passes through: a forwarded PUT carries it once, as whole seconds in `1..=max`.
+    pub token_ttl: Option<(&'static str, u32)>,
 }
 
 impl Profile {
@@ -89,6 +93,7 @@ pub fn gcp() -> Profile {
         health: "GET /computeMetadata/v1/project/project-id HTTP/1.1\r\nHost: metadata.google.internal\r\nMetadata-Flavor: Google\r\n\r\n",
         forwardable: &["host", "user-agent", "accept", "metadata-flavor"],
         gate: Some(("metadata-flavor", "Google")),
+        token_ttl: None,
     }
 }
 
@@ -108,6 +113,7 @@ pub fn azure() -> Profile {
         health: "GET /metadata/instance/compute/vmId?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\n\r\n",
         forwardable: &["host", "user-agent", "accept", "metadata"],
         gate: Some(("metadata", "true")),
+        token_ttl: None,
     }
 }
 
@@ -120,6 +126,7 @@ pub fn oci() -> Profile {
         health: "GET /opc/v2/instance/region HTTP/1.1\r\nHost: 169.254.169.254\r\nAuthorization: Bearer Oracle\r\n\r\n",
         forwardable: &["host", "user-agent", "accept", "authorization"],
         gate: Some(("authorization", "Bearer Oracle")),
+        token_ttl: None,
     }
 }
 
@@ -138,6 +145,7 @@ pub fn alibaba() -> Profile {
             "x-aliyun-ecs-metadata-token-ttl-seconds",
         ],
         gate: None,
+        token_ttl: Some(("x-aliyun-ecs-metadata-token-ttl-seconds", 21_600)),
     }
 }
 
@@ -150,6 +158,7 @@ pub fn openstack() -> Profile {
         health: "GET /openstack/latest/meta_data.json HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
         forwardable: &["host", "user-agent", "accept"],
         gate: None,
+        token_ttl: None,
     }
 }
 
@@ -165,6 +174,7 @@ pub fn digitalocean() -> Profile {
         health: "GET /metadata/v1/id HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
         forwardable: &["host", "user-agent", "accept"],
         gate: None,
+        token_ttl: None,
     }
 }
 
@@ -179,6 +189,7 @@ pub fn hetzner() -> Profile {
         health: "GET /hetzner/v1/metadata/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
         forwardable: &["host", "user-agent", "accept"],
         gate: None,
+        token_ttl: None,
     }
 }
 
@@ -197,6 +208,7 @@ pub fn tencent() -> Profile {
         health: "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.0.23\r\n\r\n",
         forwardable: &["host", "user-agent", "accept"],
         gate: None,
+        token_ttl: None,
     }
 }
 
@@ -215,6 +227,7 @@ pub fn huawei() -> Profile {
         health: "GET /openstack/latest/meta_data.json HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
         forwardable: &["host", "user-agent", "accept"],
         gate: None,
+        token_ttl: None,
     }
 }
 
@@ -229,6 +242,30 @@ pub fn exoscale() -> Profile {
         health: "GET /1.0/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
         forwardable: &["host", "user-agent", "accept"],
         gate: None,
+        token_ttl: None,
+    }
+}
+
+/// Linode (Akamai): everything under `/v1/` (instance, network, SSH keys) but the user data. Its
+/// own token flow passes through: `PUT /v1/token` with `Metadata-Token-Expiry-Seconds` (up to a
+/// day), reads with `Metadata-Token`. The health read is one request, so it carries no token, as
+/// Alibaba's does (the recorder takes any).
+pub fn linode() -> Profile {
+    Profile {
+        cloud: Cloud::Linode,
+        name: "linode",
+        allow: &["/v1/**"],
+        deny: &["/v1/user-data"],
+        health: "GET /v1/instance HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
+        forwardable: &[
+            "host",
+            "user-agent",
+            "accept",
+            "metadata-token",
+            "metadata-token-expiry-seconds",
+        ],
+        gate: None,
+        token_ttl: Some(("metadata-token-expiry-seconds", 86_400)),
     }
 }
 
@@ -274,6 +311,19 @@ pub fn forwarded_problems(profile: &Profile, seen: &[Seen]) -> Vec<String> {
             let values: Vec<_> = s.headers.get_all(gate).iter().collect();
             if values.len() > 1 || values.iter().any(|v| v.as_bytes() != value.as_bytes()) {
                 problems.push(format!("forwarded {gate} as {values:?} with {t:?}"));
+            }
+        }
+        if let (Some((ttl, max)), "PUT") = (profile.token_ttl, s.method.as_str()) {
+            let values: Vec<_> = s.headers.get_all(ttl).iter().collect();
+            let seconds = |v: &&http::HeaderValue| {
+                let text = std::str::from_utf8(v.as_bytes()).unwrap_or("");
+                text.bytes().all(|b| b.is_ascii_digit())
+                    && text.parse::<u32>().is_ok_and(|n| (1..=max).contains(&n))
+            };
+            if values.len() != 1 || !values.iter().all(seconds) {
+                problems.push(format!(
+                    "forwarded PUT {t:?} with {ttl} {values:?}, not once from 1 to {max}"
+                ));
             }
         }
     }

@@ -13,10 +13,12 @@
 //! object, Alibaba's `meta-data/all`, DigitalOcean's `/metadata/v1.json` (everything below
 //! `/metadata/v1`, the user and vendor data included) and Hetzner's `/hetzner/v1/metadata` (a
 //! YAML document of every key below it: the user data, a sibling, is not one of them). Tencent,
-//! Huawei and Exoscale have no aggregates: each secret is one path (Tencent's CAM credentials
-//! one per role below a listing that names the roles only; Huawei's `securitykey` in any version
-//! of OpenStack's tree). DigitalOcean, Hetzner, Tencent, Huawei and Exoscale take no queries:
-//! their servers are read as splitting at `?` all the same.
+//! Huawei, Exoscale and Linode have no aggregates: each secret is one path (Tencent's CAM
+//! credentials one per role below a listing that names the roles only; Huawei's `securitykey` in
+//! any version of OpenStack's tree; Linode's `/v1/user-data`). DigitalOcean, Hetzner, Tencent,
+//! Huawei, Exoscale and Linode take no queries: their servers are read as splitting at `?` all
+//! the same. Linode's token endpoint (`PUT /v1/token`) hands out a token, not denied material:
+//! what matters there is that it is the only write forwarded, and that it is never read with GET.
 //!
 //! Every answer is "the secrets reached": the names of denied things a lenient server could have
 //! put in the answer. The corpus requires it to be empty for everything forwarded.
@@ -36,6 +38,7 @@ pub enum Cloud {
     Tencent,
     Huawei,
     Exoscale,
+    Linode,
 }
 
 /// A lenient reading of a query: keys decoded and lower-cased, one value each.
@@ -216,11 +219,17 @@ pub fn outside_policy(cloud: Cloud, method: &str, target: &str) -> Vec<String> {
             Cloud::Exoscale => {
                 starts(&path, &["1.0", "meta-data"]) || starts(&path, &["latest", "meta-data"])
             }
+            // The token endpoint is for its PUT only: no read of it.
+            Cloud::Linode => {
+                starts(&path, &["v1"]) && (method == "PUT" || !is(&path, LINODE_TOKEN))
+            }
         };
-        let method_ok = matches!(method, "GET" | "HEAD")
-            || (method == "PUT"
-                && cloud == Cloud::Alibaba
-                && is(&path, &["latest", "api", "token"]));
+        let token_put = match cloud {
+            Cloud::Alibaba => is(&path, &["latest", "api", "token"]),
+            Cloud::Linode => is(&path, LINODE_TOKEN),
+            _ => false,
+        };
+        let method_ok = matches!(method, "GET" | "HEAD") || (method == "PUT" && token_put);
         if !ok || !method_ok {
             out.push(format!("{method} /{}", path.join("/")));
         }
@@ -244,6 +253,7 @@ fn reached(cloud: Cloud, method: &str, path: &[String], query: &Pairs) -> Vec<St
         Cloud::Tencent => tencent(path),
         Cloud::Huawei => huawei(method, path),
         Cloud::Exoscale => exoscale(path),
+        Cloud::Linode => linode(path),
     }
 }
 
@@ -471,6 +481,19 @@ fn huawei(method: &str, path: &[String]) -> Vec<String> {
 /// lenient server might serve). Nothing in its meta-data tree is a credential.
 fn exoscale(path: &[String]) -> Vec<String> {
     if ec2_user_data(path) {
+        vec!["user-data".to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Linode's token endpoint, `/v1/token` (PUT only).
+const LINODE_TOKEN: &[&str] = &["v1", "token"];
+
+/// Linode (Akamai): the user data, `/v1/user-data`. The instance, network and SSH-key documents
+/// beside it hold nothing the corpus policy denies; the token endpoint hands out a token only.
+fn linode(path: &[String]) -> Vec<String> {
+    if is(path, &["v1", "user-data"]) {
         vec!["user-data".to_owned()]
     } else {
         Vec::new()
@@ -752,5 +775,69 @@ mod tests {
         }
         assert!(outside_policy(Cloud::Exoscale, "GET", "/1.0/meta-data/instance-id").is_empty());
         assert!(!outside_policy(Cloud::Exoscale, "GET", "/1.0/user-data").is_empty());
+    }
+
+    #[test]
+    fn the_oracle_knows_linode() {
+        for t in [
+            "/v1/user-data",
+            "/V1/User-Data",
+            "/v1/user-data.",
+            "/v1./user-data%20",
+            "/v1/user-data/",
+            "/v1/instance/../user-data",
+            "/v1/token/%2e%2e/user-data",
+            "/v1%2Fuser-data",
+            "/v1/%75ser-data",
+            "/v1/user-data;x",
+            "/v1/user-data?x=1",
+            "/x/../v1/user-data",
+        ] {
+            assert_eq!(reached(Cloud::Linode, t), ["user-data"], "{t}");
+        }
+        for t in [
+            "/v1/instance",
+            "/v1/network",
+            "/v1/ssh-keys",
+            "/v1/token",
+            "/v1/",
+            "/v1/user-data-x",
+            "/v1/instance/user-data",
+            "/latest/user-data",
+        ] {
+            assert!(reached(Cloud::Linode, t).is_empty(), "{t}");
+        }
+        // A lenient server may answer a write as a read; DELETE it does not serve.
+        assert!(!secrets_reached(Cloud::Linode, "PUT", "/v1/user-data").is_empty());
+        assert!(secrets_reached(Cloud::Linode, "DELETE", "/v1/user-data").is_empty());
+        // The token endpoint takes its PUT, and nothing else; no other PUT is in the policy.
+        for (method, t) in [
+            ("GET", "/v1/instance"),
+            ("HEAD", "/v1/ssh-keys"),
+            ("GET", "/v1/user-data"),
+            ("PUT", "/v1/token"),
+            ("PUT", "/v1/token/"),
+        ] {
+            assert!(
+                outside_policy(Cloud::Linode, method, t).is_empty(),
+                "{method} {t}"
+            );
+        }
+        for (method, t) in [
+            ("GET", "/v1/token"),
+            ("HEAD", "/v1/token/"),
+            ("POST", "/v1/token"),
+            ("PUT", "/v1/instance"),
+            ("PUT", "/v1/token/../user-data"),
+            ("PUT", "/latest/api/token"),
+            ("GET", "/latest/api/token"),
+            ("GET", "/latest/meta-data/"),
+            ("GET", "/v2/instance"),
+        ] {
+            assert!(
+                !outside_policy(Cloud::Linode, method, t).is_empty(),
+                "{method} {t}"
+            );
+        }
     }
 }

@@ -1,9 +1,9 @@
-//! OCI, Alibaba, OpenStack, DigitalOcean, Hetzner, Tencent, Huawei and Exoscale cases: the
-//! instance documents, `meta-data/all` and `/metadata/v1.json` that hold what is denied, the
-//! denied paths in every spelling, each cloud's headers (OCI's bearer gate, Alibaba's token
-//! headers against AWS's, the gate and token headers of other clouds where a cloud has none),
-//! forwarding headers, queries where a cloud takes none, absolute-form targets, writes,
-//! smuggling.
+//! OCI, Alibaba, OpenStack, DigitalOcean, Hetzner, Tencent, Huawei, Exoscale and Linode cases:
+//! the instance documents, `meta-data/all` and `/metadata/v1.json` that hold what is denied, the
+//! denied paths in every spelling, each cloud's headers (OCI's bearer gate, Alibaba's and
+//! Linode's token headers against AWS's, the gate and token headers of other clouds where a cloud
+//! has none), token endpoints (Linode's own, and AWS's where it is an ordinary path), forwarding
+//! headers, queries where a cloud takes none, absolute-form targets, writes, smuggling.
 
 use super::clouds::{raw, raw_to, smuggling};
 use super::corpus::Case;
@@ -571,8 +571,9 @@ pub fn hetzner_userdata() -> Vec<Case> {
     .collect()
 }
 
-/// Cases for a cloud without a gate, a token or queries (DigitalOcean, Hetzner, Tencent, Huawei,
-/// Exoscale) whose server is at `host`: absolute-form targets, headers the server never takes
+/// Cases for a cloud without a gate or queries (DigitalOcean, Hetzner, Tencent, Huawei, Exoscale
+/// without a token either; Linode, whose token flow its own cases cover) whose server is at
+/// `host`: absolute-form targets, headers the server never takes
 /// (other clouds' gates and tokens, forwarding and rewriting headers, a path in Host), writes,
 /// and the smuggling shapes, each hiding a `denied` target behind the `allowed` one.
 fn plain_cloud_cases(
@@ -975,6 +976,334 @@ pub fn exoscale() -> Vec<Case> {
 pub fn exoscale_user_data() -> Vec<Case> {
     let mut targets = spellings("/1.0", "user-data", "meta-data");
     targets.extend(spellings("/latest", "user-data", "meta-data"));
+    path_cases("169.254.169.254", targets)
+}
+
+const LINODE_TOKEN: &str = "Metadata-Token: tok\r\n";
+const LINODE_TTL: &str = "Metadata-Token-Expiry-Seconds: 60\r\n";
+
+/// Linode: the user data in every spelling (some with the service's token too), the documents
+/// beside it, other paths; the token flow: its PUT with TTLs in and out of range and malformed,
+/// with forwarding headers and with AWS's and Alibaba's TTL headers; its endpoint in other
+/// spellings, with other methods, and as a way to the user data; AWS's token endpoint, an
+/// ordinary path here; reads with other clouds' token headers and a doubled token; then
+/// [`plain_cloud_cases`].
+pub fn linode() -> Vec<Case> {
+    let mut cases: Vec<Case> = linode_user_data();
+    let mut add = |name: String, bytes: Vec<u8>| cases.push((name, bytes));
+    for target in [
+        "/v1/user-data",
+        "/V1/User-Data",
+        "/v1/user-data.",
+        "/v1/user-data/",
+        "/v1/user%2Ddata",
+        "/v1%2Fuser-data",
+        "/v1/instance/../user-data",
+        "/v1/token/../user-data",
+    ] {
+        add(
+            format!("token read: {target}"),
+            get_with(target, LINODE_TOKEN),
+        );
+    }
+    for target in [
+        "/v1/instance",
+        "/v1/network",
+        "/v1/ssh-keys",
+        "/v1/instance/",
+        "/v1/",
+        "/v1",
+        "/",
+        "/v1/instance?x=1",
+        "/v1/instance?user-data",
+        "/v1/instance#user-data",
+        "/v1/user-data-x",
+        "/v1/instance/user-data",
+        "/v1/user-data/x",
+        "/v1/userdata",
+        "/v1/user_data",
+        "/v2/user-data",
+        "/v2/instance",
+        "/latest/user-data",
+        "/latest/meta-data/",
+        "/latest/api/token",
+        "/openstack/latest/user_data",
+        "/metadata/v1/user-data",
+    ] {
+        add(format!("other: {target}"), get_with(target, LINODE_TOKEN));
+    }
+
+    let ttl = "Metadata-Token-Expiry-Seconds";
+    for (name, headers) in [
+        ("ttl 60", LINODE_TTL.to_owned()),
+        ("ttl 1", format!("{ttl}: 1\r\n")),
+        ("ttl 86400", format!("{ttl}: 86400\r\n")),
+        ("ttl 86401", format!("{ttl}: 86401\r\n")),
+        ("ttl 0", format!("{ttl}: 0\r\n")),
+        ("ttl 4294967356", format!("{ttl}: 4294967356\r\n")),
+        ("ttl huge", format!("{ttl}: 99999999999999999999999999\r\n")),
+        ("ttl -1", format!("{ttl}: -1\r\n")),
+        ("ttl +60", format!("{ttl}: +60\r\n")),
+        ("ttl 060", format!("{ttl}: 060\r\n")),
+        ("ttl 60.0", format!("{ttl}: 60.0\r\n")),
+        ("ttl 6e1", format!("{ttl}: 6e1\r\n")),
+        ("ttl 0x3c", format!("{ttl}: 0x3c\r\n")),
+        ("ttl 60s", format!("{ttl}: 60s\r\n")),
+        ("ttl empty", format!("{ttl}:\r\n")),
+        ("ttl missing", String::new()),
+        ("ttl twice", format!("{ttl}: 5\r\n{ttl}: 86400\r\n")),
+        ("ttl list", format!("{ttl}: 60, 86400\r\n")),
+        ("ttl folded", format!("{ttl}:\r\n 60\r\n")),
+        (
+            "ttl lower case",
+            "metadata-token-expiry-seconds: 60\r\n".to_owned(),
+        ),
+        ("ttl and token", format!("{LINODE_TOKEN}{LINODE_TTL}")),
+        (
+            "X-Forwarded-For",
+            format!("{LINODE_TTL}X-Forwarded-For: 10.0.0.1\r\n"),
+        ),
+        (
+            "Forwarded",
+            format!("{LINODE_TTL}Forwarded: for=10.0.0.1\r\n"),
+        ),
+        ("X-Real-IP", format!("{LINODE_TTL}X-Real-IP: 10.0.0.1\r\n")),
+        (
+            "X-Forwarded-Host",
+            format!("{LINODE_TTL}X-Forwarded-Host: 169.254.169.254\r\n"),
+        ),
+        (
+            "AWS ttl",
+            "X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n".to_owned(),
+        ),
+        (
+            "Alibaba ttl",
+            "X-aliyun-ecs-metadata-token-ttl-seconds: 21600\r\n".to_owned(),
+        ),
+        (
+            "AWS and Linode ttl",
+            format!("X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n{LINODE_TTL}"),
+        ),
+        (
+            "Alibaba and Linode ttl",
+            format!("X-aliyun-ecs-metadata-token-ttl-seconds: 21600\r\n{LINODE_TTL}"),
+        ),
+        (
+            "AWS token",
+            format!("X-aws-ec2-metadata-token: tok\r\n{LINODE_TTL}"),
+        ),
+        (
+            "Alibaba token",
+            format!("X-aliyun-ecs-metadata-token: tok\r\n{LINODE_TTL}"),
+        ),
+        (
+            "X-Original-URL",
+            format!("{LINODE_TTL}X-Original-URL: /v1/user-data\r\n"),
+        ),
+        (
+            "X-HTTP-Method-Override",
+            format!("{LINODE_TTL}X-HTTP-Method-Override: GET\r\n"),
+        ),
+    ] {
+        add(
+            format!("token PUT: {name}"),
+            raw("PUT /v1/token HTTP/1.1", &headers, ""),
+        );
+    }
+    let inner = "GET /v1/user-data HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n";
+    for (name, headers, body) in [
+        (
+            "body",
+            format!("{LINODE_TTL}Content-Length: 6\r\n"),
+            "secret",
+        ),
+        (
+            "chunked body",
+            format!("{LINODE_TTL}Transfer-Encoding: chunked\r\n"),
+            "6\r\nsecret\r\n0\r\n\r\n",
+        ),
+        (
+            "body is a request",
+            format!("{LINODE_TTL}Content-Length: {}\r\n", inner.len()),
+            inner,
+        ),
+        (
+            "CL.TE, a request after",
+            format!(
+                "{LINODE_TTL}Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+                5 + inner.len()
+            ),
+            &format!("0\r\n\r\n{inner}"),
+        ),
+    ] {
+        add(
+            format!("token PUT: {name}"),
+            raw("PUT /v1/token HTTP/1.1", &headers, body),
+        );
+    }
+    // The endpoint in other spellings, and as a way to somewhere else.
+    for target in [
+        "/v1/token/",
+        "/v1/token//",
+        "/v1//token",
+        "//v1/token",
+        "/V1/TOKEN",
+        "/v1/Token",
+        "/v1/token.",
+        "/v1/token%20",
+        "/v1/tok%65n",
+        "/v1/token%2F",
+        "/v1/token;x",
+        "/v1/token?x=1",
+        "/v1/token?",
+        "/v1/token#x",
+        "/v1/token%00",
+        "/v1/./token",
+        "/v1/instance/../token",
+        "/v1%2Ftoken",
+        "/v1/token/x",
+        "/v1/tokens",
+        "/v1/token/../user-data",
+        "/v1/token/%2e%2e/user-data",
+        "/v1/token%2F..%2Fuser-data",
+        "/v1/token/..;/user-data",
+        "/v1/token/../../latest/api/token",
+        "/v1/user-data",
+        "/v1/instance",
+        "/v2/token",
+        "/latest/api/token",
+        "/latest/api/token/",
+        "/latest/api/token/../../../v1/token",
+        "http://169.254.169.254/v1/token",
+        "http://169.254.169.254/v1/user-data",
+    ] {
+        add(
+            format!("token endpoint: PUT {target}"),
+            raw(&format!("PUT {target} HTTP/1.1"), LINODE_TTL, ""),
+        );
+    }
+    // AWS's token endpoint is an ordinary path here, with any cloud's TTL header.
+    for (name, headers) in [
+        ("AWS ttl", "X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n"),
+        (
+            "Alibaba ttl",
+            "X-aliyun-ecs-metadata-token-ttl-seconds: 21600\r\n",
+        ),
+        ("no ttl", ""),
+    ] {
+        add(
+            format!("AWS token PUT: {name}"),
+            raw("PUT /latest/api/token HTTP/1.1", headers, ""),
+        );
+    }
+    // The endpoint takes its PUT and nothing else: no read of it in any spelling.
+    // FAILS: GET and HEAD of `/v1/TOKEN`, `/v1/token.`, `/v1/token%20`, `/v1/token.%20` and
+    // `/v1/.../token` are forwarded as ordinary reads (allowed by `/v1/**`): the guard knows the
+    // token endpoint by its exact canonical path, while a lenient server reads each of these as
+    // `/v1/token` (case, trailing dots and spaces, a `...` segment), so a read reaches it.
+    for target in spellings("/v1", "token", "instance") {
+        for method in ["GET", "HEAD"] {
+            add(
+                format!("token endpoint read: {method} {target}"),
+                raw(&format!("{method} {target} HTTP/1.1"), LINODE_TOKEN, ""),
+            );
+        }
+    }
+    for (method, target, headers) in [
+        ("GET", "/v1/token", ""),
+        ("GET", "/v1/token", LINODE_TTL),
+        ("HEAD", "/v1/token", ""),
+        ("POST", "/v1/token", "Content-Length: 0\r\n"),
+        ("DELETE", "/v1/token", ""),
+        ("OPTIONS", "/v1/token", ""),
+        ("PATCH", "/v1/token", "Content-Length: 0\r\n"),
+        ("put", "/v1/token", LINODE_TTL),
+        ("Put", "/v1/token", LINODE_TTL),
+        ("PUT ", "/v1/token", LINODE_TTL),
+    ] {
+        add(
+            format!("token method: {method:?} {target} {}", headers.trim_end())
+                .trim_end()
+                .to_owned(),
+            raw(&format!("{method} {target} HTTP/1.1"), headers, ""),
+        );
+    }
+    // Reads with a token: doubled, folded, beside other clouds' token headers.
+    for (name, headers) in [
+        ("token twice", "Metadata-Token: a\r\nMetadata-Token: b\r\n"),
+        ("token list", "Metadata-Token: a, b\r\n"),
+        ("token folded", "Metadata-Token: a\r\n b\r\n"),
+        (
+            "token folding a header",
+            "Metadata-Token: tok\r\n X-Original-URL: /v1/user-data\r\n",
+        ),
+        (
+            "token and AWS token",
+            "Metadata-Token: tok\r\nX-aws-ec2-metadata-token: other\r\n",
+        ),
+        (
+            "token and Alibaba token",
+            "Metadata-Token: tok\r\nX-aliyun-ecs-metadata-token: other\r\n",
+        ),
+        ("ttl on a read", LINODE_TTL),
+        (
+            "AWS ttl on a read",
+            "X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n",
+        ),
+        (
+            "token and X-Forwarded-For",
+            "Metadata-Token: tok\r\nX-Forwarded-For: 10.0.0.1\r\n",
+        ),
+        (
+            "token and Cookie",
+            "Metadata-Token: tok\r\nCookie: user-data=1\r\n",
+        ),
+    ] {
+        for target in ["/v1/instance", "/v1/user-data"] {
+            add(
+                format!("token header {name}: {target}"),
+                get_with(target, headers),
+            );
+        }
+    }
+    for (name, bytes) in smuggling("/v1/instance", "GET /v1/user-data HTTP/1.1", LINODE_TOKEN) {
+        add(format!("{name} (user-data, with token)"), bytes);
+    }
+    for (name, bytes) in smuggling("/v1/instance", "PUT /latest/api/token HTTP/1.1", LINODE_TTL) {
+        add(format!("{name} (AWS token PUT)"), bytes);
+    }
+    plain_cloud_cases(
+        &mut add,
+        "169.254.169.254",
+        "/v1/instance",
+        &["/v1/user-data"],
+    );
+    cases
+}
+
+/// `/v1/user-data` in every spelling a lenient server reads as it, by way of the documents and
+/// the token endpoint beside it too.
+pub fn linode_user_data() -> Vec<Case> {
+    let mut targets = spellings("/v1", "user-data", "instance");
+    for beside in ["token", "ssh-keys", "network"] {
+        targets.extend([
+            format!("/v1/{beside}/../user-data"),
+            format!("/v1/{beside}/%2e%2e/user-data"),
+            format!("/v1/{beside}%2F..%2Fuser-data"),
+            format!("/v1/{beside}/..;/user-data"),
+        ]);
+    }
+    targets.extend(
+        [
+            "/v1/token/x/../../user-data",
+            "/latest/api/token/../../../v1/user-data",
+            "/v1/user-data%2F",
+            "/v1/USER%2DDATA",
+            "/v1./user-data.",
+            "/v1%20/user-data%20",
+        ]
+        .map(str::to_owned),
+    );
     path_cases("169.254.169.254", targets)
 }
 
