@@ -1019,6 +1019,70 @@ async fn the_binary_emulates_hetzner() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+#[tokio::test]
+async fn the_binary_emulates_linode() {
+    use base64::Engine as _;
+    let emu = Binary::start(&["--cloud", "linode"]).await;
+    let ttl = ("metadata-token-expiry-seconds", "3600");
+    // The token as the Python client asks for it (text) and as the Go client does (a JSON array).
+    let (status, _, token) = emu
+        .send(Method::PUT, "/v1/token", &[ttl, ("accept", "text/plain")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, array) = emu
+        .send(
+            Method::PUT,
+            "/v1/token",
+            &[ttl, ("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&array).as_array().map(Vec::len), Some(1), "{array}");
+    let (status, _, _) = emu
+        .send(
+            Method::PUT,
+            "/v1/token",
+            &[("metadata-token-expiry-seconds", "86401")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, headers, _) = emu.send(Method::GET, "/v1/token", &[]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "PUT");
+    let auth = ("metadata-token", token.as_str());
+    let (status, _, instance) = emu
+        .send(
+            Method::GET,
+            "/v1/instance",
+            &[auth, ("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let instance = json(&instance);
+    assert_eq!(instance["id"], 12_345_678);
+    assert_eq!(instance["label"], "emu-node-0");
+    assert_eq!(instance["region"], "us-ord");
+    let (status, _, text) = emu.send(Method::GET, "/v1/instance", &[auth]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.lines().any(|l| l == "id: 12345678"), "{text}");
+    let (status, _, user_data) = emu.send(Method::GET, "/v1/user-data", &[auth]).await;
+    assert_eq!(status, StatusCode::OK);
+    let script = base64::engine::general_purpose::STANDARD
+        .decode(&user_data)
+        .expect("base64");
+    assert!(
+        String::from_utf8_lossy(&script).contains("NODE_BOOTSTRAP_SECRET=emulator-not-a-secret"),
+        "{user_data}"
+    );
+    for headers in [&[][..], &[("metadata-token", "tok")][..]] {
+        let (status, _, body) = emu.send(Method::GET, "/v1/ssh-keys", headers).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(json(&body)["errors"][0]["reason"], "Unauthorized");
+    }
+    let (status, _, _) = emu.send(Method::GET, "/v1/instance/", &[auth]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 #[test]
 fn the_binary_refuses_an_unknown_cloud_and_options_that_do_not_fit() {
     for (args, expected) in [

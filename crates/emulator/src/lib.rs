@@ -1,9 +1,9 @@
 //! An emulator of the AWS instance metadata service (`imds-guard emulate`), and of the other
 //! clouds' metadata servers (`--cloud`, [`EmulatorOptions::cloud`]: every cloud of the core's
 //! `Cloud`), each in its own module: `gcp` and `azure` faithfully, `alibaba`, `oci`, `openstack`,
-//! `digitalocean`, `hetzner`, `tencent`, `huawei` and `exoscale` for the rules that set them
-//! apart. Where a real server's behaviour is not documented, the emulator is strict and its module
-//! says so.
+//! `digitalocean`, `hetzner`, `tencent`, `huawei`, `exoscale` and `linode` for the rules that set
+//! them apart. Where a real server's behaviour is not documented, the emulator is strict and its
+//! module says so.
 //!
 //! The EC2-style services (AWS, Alibaba, Tencent, Exoscale) are answered synchronously by
 //! `handler` (the EC2-style tree and token flow, which never reads a request body); the others by
@@ -33,6 +33,7 @@ mod gcp;
 mod handler;
 mod hetzner;
 mod huawei;
+mod linode;
 mod oci;
 mod openstack;
 mod protocol;
@@ -278,7 +279,8 @@ fn build_state(options: EmulatorOptions) -> Result<State, EmulatorError> {
         | Cloud::Oci
         | Cloud::Openstack
         | Cloud::Digitalocean
-        | Cloud::Hetzner => tree::builtin(now),
+        | Cloud::Hetzner
+        | Cloud::Linode => tree::builtin(now),
     };
     if let Some(over) = &options.metadata {
         tree::validate(over, true).map_err(|problem| EmulatorError::InvalidMetadata {
@@ -318,7 +320,12 @@ fn ec2_tree(cloud: Cloud) -> bool {
         | Cloud::Exoscale
         | Cloud::Openstack
         | Cloud::Huawei => true,
-        Cloud::Gcp | Cloud::Azure | Cloud::Oci | Cloud::Digitalocean | Cloud::Hetzner => false,
+        Cloud::Gcp
+        | Cloud::Azure
+        | Cloud::Oci
+        | Cloud::Digitalocean
+        | Cloud::Hetzner
+        | Cloud::Linode => false,
     }
 }
 
@@ -333,7 +340,8 @@ fn synchronous(cloud: Cloud) -> bool {
         | Cloud::Openstack
         | Cloud::Digitalocean
         | Cloud::Hetzner
-        | Cloud::Huawei => false,
+        | Cloud::Huawei
+        | Cloud::Linode => false,
     }
 }
 
