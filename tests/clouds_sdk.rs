@@ -10,6 +10,7 @@
 //! | Alibaba | alibabacloud-credentials (PyPI), ECS RAM role       | none: the guard is 100.100.100.200:80 |
 //! | Tencent | tencentcloud-sdk-python-common (PyPI), CVM role credential | none: the guard is 169.254.0.23:80 (by name: see below) |
 //! | Huawei  | huaweicloudsdkcore (PyPI), the metadata credential provider | none: the guard is 169.254.169.254:80 |
+//! | Linode  | linode-metadata (PyPI), `MetadataClient` and its managed token | none: the guard is 169.254.169.254:80; and `base_url` |
 //!
 //! Everything — emulator, guard, client — runs in a network namespace of its own that holds only
 //! loopback, so a client that ignores its override finds no route to a real metadata address,
@@ -19,28 +20,30 @@
 //! `127.0.0.3:8181` is `imds/test-6d8f` (selected by no rule): the seed scenario. The clients of
 //! Alibaba, Tencent and Huawei connect to their cloud's fixed address (100.100.100.200,
 //! 169.254.0.23, 169.254.169.254: on `lo` too, where the guard listens on port 80) and so speak
-//! from it: that address is `prod` in one run of the guard and `test` in the next. Tencent's
-//! client asks for `metadata.tencentyun.com` by name: the namespace has a hosts file of its own
-//! (`/etc/netns/NAME/hosts`, which `ip netns exec` mounts over `/etc/hosts` for its commands)
-//! naming 169.254.0.23.
+//! from it: that address is `prod` in one run of the guard and `test` in the next. Linode's client
+//! is run both ways: at its default address (169.254.169.254), and told `base_url` (a pod's
+//! address) in the other test. Tencent's client asks for `metadata.tencentyun.com` by name: the
+//! namespace has a hosts file of its own (`/etc/netns/NAME/hosts`, which `ip netns exec` mounts
+//! over `/etc/hosts` for its commands) naming 169.254.0.23.
 //!
 //! Each test shows: the allowed pod's client gets its token or data (checked against what the
 //! emulator itself serves); the denied pod's fails cleanly and fast, with an error naming the 403
 //! (or, for the Azure libraries, which read only the body of a token answer, its
 //! `error_description`: the guard's reason and the pod; Tencent's credential swallows every
-//! failed read and gives no keys, and its default chain raises past it); the guard's audit lines
-//! show each request with its decision and reason; the emulator is reached while the allowed
-//! client runs and never while the denied one does (its debug log, one line per request, says
-//! what reached it).
+//! failed read and gives no keys, and its default chain raises past it; Linode's client raises
+//! `ApiError` with the status alone in its message, and the guard's body, which is not in the
+//! Linode API's error form, on its `.json`); the guard's audit lines show each request with its
+//! decision and reason; the emulator is reached while the allowed client runs and never while the
+//! denied one does (its debug log, one line per request, says what reached it).
 //!
 //! Clients run with an environment of their own: no cloud settings from outside, `HOME` an empty
 //! directory, and `PATH` an empty directory (no `gcloud` or other CLI to answer in the metadata
 //! server's place; google-auth-library runs `gcloud` to find a project when it can).
 //!
 //! Needs root (namespaces), `ip`, `curl`, python3 with google-auth, azure-identity, oci,
-//! alibabacloud-credentials, tencentcloud-sdk-python-common and huaweicloudsdkcore, and node with
-//! `tests/clouds_sdk/node_modules` (`npm ci`): all installed by `tests/run.sh`. A missing one
-//! fails the test, naming what to install.
+//! alibabacloud-credentials, tencentcloud-sdk-python-common, huaweicloudsdkcore and
+//! linode-metadata, and node with `tests/clouds_sdk/node_modules` (`npm ci`): all installed by
+//! `tests/run.sh`. A missing one fails the test, naming what to install.
 
 #[path = "clouds_sdk/checks.rs"]
 mod checks;
@@ -49,8 +52,8 @@ mod lab;
 
 use checks::{assert_allowed, assert_denied, briefs, from, split_refused, text, Report};
 use lab::{
-    allowed_then_denied, allowed_then_denied_at, config, listen_all, Lab, ALIBABA, HUAWEI, PORT,
-    PROD, SEED_PODS, TENCENT, TENCENT_HOST, TEST,
+    allowed_then_denied, allowed_then_denied_at, config, listen_all, Lab, ALIBABA, HUAWEI, LINODE,
+    PORT, PROD, SEED_PODS, TENCENT, TENCENT_HOST, TEST,
 };
 use serde_json::Value;
 
@@ -546,5 +549,214 @@ fn huawei_metadata_provider_gets_the_agency_keys_for_the_allowed_pod_only() {
     let (probes, reads) = token_probes(&test, "imds/test-6d8f");
     assert_eq!(probes, 2, "one probe per provider");
     assert_denied(&reads, "imds/test-6d8f", "no-rule");
+    eprintln!("clients: {}", allowed.versions());
+}
+
+// ---- Linode ----
+
+/// The test's rule: the instance and its network; not the user data (nor the SSH keys).
+const LINODE_ALLOW: &[&str] = &["/v1/instance", "/v1/network"];
+const LINODE_TTL: &str = "Metadata-Token-Expiry-Seconds";
+
+/// What the Linode emulator serves itself, with a token it was asked for directly: the instance
+/// and the network documents.
+fn linode_served(lab: &Lab) -> (Value, Value) {
+    let token = lab.direct_method("PUT", "/v1/token", &[&format!("{LINODE_TTL}: 60")]);
+    assert!(!token.is_empty() && !token.contains('\n'), "{token:?}");
+    let headers = [
+        format!("Metadata-Token: {token}"),
+        "Accept: application/json".to_owned(),
+    ];
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let read = |path| -> Value { serde_json::from_str(&lab.direct(path, &headers)).unwrap() };
+    let instance = read("/v1/instance");
+    // docs/emulator.md's fixed values.
+    assert_eq!(instance["id"], 12_345_678, "{instance}");
+    assert_eq!(instance["label"], "emu-node-0", "{instance}");
+    assert_eq!(instance["region"], "us-ord", "{instance}");
+    (instance, read("/v1/network"))
+}
+
+/// The answers a client got (method, path, status: `answers` of the report), in short.
+fn answers(report: &Report) -> Vec<String> {
+    report.value["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("{} {} {}", text(a, "method"), text(a, "path"), a["status"]))
+        .collect()
+}
+
+/// The client's ApiError for a refused step: 403, and the guard's JSON body (`reason`, `pod`) on
+/// its `.json`.
+fn api_refusal(report: &Report, step: &str, pod: &str, reason: &str) {
+    let error = report.refused(step, &["ApiError", "403"]);
+    let got = report.step(step);
+    assert_eq!(got["status"], 403, "{step}: {got}");
+    assert_eq!(
+        got["body"]["reason"], reason,
+        "{step}: {error} {}",
+        got["body"]
+    );
+    assert_eq!(got["body"]["pod"], pod, "{step}: {error} {}", got["body"]);
+}
+
+/// What the allowed and the denied client got, and the guard's audit lines of each.
+fn check_linode(
+    (instance, network): (&Value, &Value),
+    allowed: &Report,
+    denied: &Report,
+    prod: &[&Value],
+    test: &[&Value],
+) {
+    // The allowed pod: a token (managed by the client), then its instance and network, equal to
+    // what the emulator serves.
+    let got = allowed.ok("instance");
+    for key in ["id", "label", "region", "type"] {
+        assert_eq!(got[key], instance[key], "{key}: {got}");
+    }
+    assert_eq!(got["vcpus"], instance["specs"]["vcpus"], "{got}");
+    assert!(!got["token"].as_str().unwrap().is_empty(), "{got}");
+    let got = allowed.ok("network");
+    assert_eq!(got["ipv4_public"], network["ipv4"]["public"], "{got}");
+    assert_eq!(got["ipv4_private"], network["ipv4"]["private"], "{got}");
+    assert_eq!(got["ipv6_slaac"], network["ipv6"]["slaac"], "{got}");
+    assert_eq!(
+        got["ipv6_link_local"], network["ipv6"]["link_local"],
+        "{got}"
+    );
+    let purposes: Vec<&Value> = network["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["purpose"])
+        .collect();
+    assert_eq!(got["purposes"], serde_json::json!(purposes), "{got}");
+    // The user data: its token is granted (any pod with a rule gets one), the read refused.
+    api_refusal(allowed, "user_data", "imds/prod-5c7b9", "path-not-allowed");
+    // A managed token past its age is asked for anew before the next read, which carries it.
+    let got = allowed.ok("refresh");
+    assert_eq!(
+        got["ids"],
+        serde_json::json!([instance["id"], instance["id"]])
+    );
+    let tokens = got["tokens"].as_array().unwrap();
+    assert_ne!(tokens[0], tokens[1], "the token was not renewed: {got}");
+    // A day asked for: granted, capped at the guard's 21600 s, which the guard states in the
+    // answer's Metadata-Token-Expiry-Seconds (the service sends no such header; the client reads
+    // none and keeps its own count of a day).
+    let got = allowed.ok("long_token");
+    assert_eq!(got["id"], instance["id"], "{got}");
+    assert_eq!(got["expiry_seconds"], 86_400, "{got}");
+    let long: Vec<&Value> = allowed.value["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["sent_ttl"] == "86400")
+        .collect();
+    assert_eq!(long.len(), 1, "{:?}", answers(allowed));
+    assert_eq!(long[0]["status"], 200, "{}", long[0]);
+    assert_eq!(long[0]["ttl"], "21600", "{}", long[0]);
+    // Six token requests (one per client, two for the refresh), every one answered; every read
+    // carried a token.
+    let puts = allowed.value["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["method"] == "PUT")
+        .collect::<Vec<_>>();
+    assert!(
+        puts.len() == 6
+            && puts
+                .iter()
+                .all(|a| a["path"] == "/v1/token" && a["status"] == 200),
+        "{:?}",
+        answers(allowed)
+    );
+    assert!(
+        allowed.value["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["method"] == "PUT" || a["sent_token"] == true),
+        "a read without a token: {:?}",
+        answers(allowed)
+    );
+
+    // The denied pod: every step ends at its first token request, refused at once; no read is
+    // even tried.
+    for step in ["instance", "network", "user_data", "refresh", "long_token"] {
+        api_refusal(denied, step, "imds/test-6d8f", "no-rule");
+    }
+    assert_eq!(
+        answers(denied),
+        vec!["PUT /v1/token 403"; 5],
+        "the denied client got further than its token request"
+    );
+
+    // The audit: the allowed pod's token requests and reads, its user data refused; the denied
+    // pod's token requests refused.
+    let (reads, refused) = split_refused(prod);
+    assert_allowed(&reads, &["/v1/token", "/v1/instance", "/v1/network"]);
+    assert_eq!(
+        reads.iter().filter(|e| text(e, "method") == "PUT").count(),
+        6,
+        "{}",
+        briefs(&reads)
+    );
+    assert_denied(&refused, "imds/prod-5c7b9", "path-not-allowed");
+    assert!(
+        refused.iter().all(|e| text(e, "path") == "/v1/user-data"),
+        "{}",
+        briefs(&refused)
+    );
+    assert_denied(test, "imds/test-6d8f", "no-rule");
+    assert!(
+        test.len() == 5
+            && test
+                .iter()
+                .all(|e| text(e, "method") == "PUT" && text(e, "path") == "/v1/token"),
+        "{}",
+        briefs(test)
+    );
+}
+
+#[test]
+fn linode_metadata_client_reads_its_instance_at_the_fixed_address_for_the_allowed_pod_only() {
+    let mut lab = Lab::new("linode", &["169.254.169.254/32"], &[]);
+    let (instance, network) = linode_served(&lab);
+    // The client's own default address, http://169.254.169.254/v1: no override.
+    let (allowed, denied, prod, test) = allowed_then_denied_at(
+        &mut lab,
+        LINODE,
+        LINODE_ALLOW,
+        "linode_metadata_client.py",
+        &[],
+    );
+    check_linode(
+        (&instance, &network),
+        &allowed,
+        &denied,
+        &prod.iter().collect::<Vec<_>>(),
+        &test.iter().collect::<Vec<_>>(),
+    );
+    eprintln!("clients: {}", allowed.versions());
+}
+
+#[test]
+fn linode_metadata_client_reads_its_instance_at_its_base_url_for_the_allowed_pod_only() {
+    let mut lab = Lab::new("linode", &[], &[]);
+    let (instance, network) = linode_served(&lab);
+    lab.start_guard(&config("linode", &listen_all(), SEED_PODS, LINODE_ALLOW));
+    // MetadataClient(base_url=...), its documented argument.
+    let env = |pod: &str| vec![("LINODE_BASE_URL", format!("http://{pod}:{PORT}/v1"))];
+    let (allowed, denied, audit) = allowed_then_denied(&mut lab, "linode_metadata_client.py", env);
+    check_linode(
+        (&instance, &network),
+        &allowed,
+        &denied,
+        &from(&audit, PROD),
+        &from(&audit, TEST),
+    );
     eprintln!("clients: {}", allowed.versions());
 }

@@ -62,7 +62,7 @@ fi
 # lock changes), with Node.js 20 or later (Debian's nodejs and npm when there is none).
 clouds_pip=("google-auth[requests]==2.63.0" azure-identity==1.27.0 oci==2.189.0
   alibabacloud-credentials==1.0.12 tencentcloud-sdk-python-common==3.1.195
-  huaweicloudsdkcore==3.1.219)
+  huaweicloudsdkcore==3.1.219 linode-metadata==0.4.0)
 if ! python3 - "${clouds_pip[@]}" >/dev/null 2>&1 <<'EOF'
 import sys
 from importlib.metadata import version
@@ -71,14 +71,15 @@ for spec in sys.argv[1:]:
     name, want = spec.split("==")
     assert version(name.split("[")[0]) == want, spec
 for module in ["requests", "google.auth", "azure.identity", "oci", "alibabacloud_credentials",
-               "tencentcloud.common.credential", "huaweicloudsdkcore.auth.provider"]:
+               "tencentcloud.common.credential", "huaweicloudsdkcore.auth.provider",
+               "linode_metadata"]:
     assert find_spec(module), module
 EOF
 then
   echo "tests: installing ${clouds_pip[*]}"
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
     "${clouds_pip[@]}"
-  python3 -c 'import google.auth.transport.requests, azure.identity, oci, alibabacloud_credentials.client, tencentcloud.common.credential, huaweicloudsdkcore.auth.provider' \
+  python3 -c 'import google.auth.transport.requests, azure.identity, oci, alibabacloud_credentials.client, tencentcloud.common.credential, huaweicloudsdkcore.auth.provider, linode_metadata' \
     || { echo "tests: the cloud clients are still not importable after pip install" >&2; exit 1; }
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

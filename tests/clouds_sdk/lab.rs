@@ -31,6 +31,10 @@ pub const TENCENT: &str = "169.254.0.23";
 pub const TENCENT_HOST: &str = "metadata.tencentyun.com";
 /// Huawei's metadata address (OpenStack's), which its client cannot be told otherwise.
 pub const HUAWEI: &str = "169.254.169.254";
+/// Linode's metadata address, its client's default.
+pub const LINODE: &str = "169.254.169.254";
+/// Linode's IPv6 metadata address: never reachable from the namespace.
+pub const LINODE_V6: &str = "fd00:a9fe:a9fe::1";
 /// How fast a refused client must give up. Generous: a client that retried a 403 with back-off
 /// (as they do 404, 429 and 5xx) would take far longer.
 pub const FAST: f64 = 5.0;
@@ -85,6 +89,7 @@ impl Lab {
             ALIBABA,
             "fd00:c1::a9fe:a9fe",
             "fd00:ec2::254",
+            LINODE_V6,
         ] {
             let route = ns
                 .command("ip")
@@ -208,8 +213,13 @@ impl Lab {
 
     /// `GET path` straight from the emulator, with `headers`: what the clients should get.
     pub fn direct(&self, path: &str, headers: &[&str]) -> String {
+        self.direct_method("GET", path, headers)
+    }
+
+    /// `METHOD path` straight from the emulator, with `headers`.
+    pub fn direct_method(&self, method: &str, path: &str, headers: &[&str]) -> String {
         let mut command = self.ns.command("curl");
-        command.args(["-s", "-f", "-m", "5"]);
+        command.args(["-s", "-f", "-m", "5", "-X", method]);
         for h in headers {
             command.args(["-H", h]);
         }
@@ -220,7 +230,7 @@ impl Lab {
             .unwrap();
         assert!(
             out.status.success(),
-            "the {} emulator did not answer {path}: {}",
+            "the {} emulator did not answer {method} {path}: {}",
             self.cloud,
             String::from_utf8_lossy(&out.stderr)
         );
