@@ -354,6 +354,50 @@ async fn exoscale_seed_scenario() {
 }
 
 #[tokio::test]
+async fn linode_seed_scenario() {
+    let (_emulator, guard) = start(
+        Cloud::Linode,
+        &["/v1/instance", "/v1/network"],
+        &["/v1/user-data"],
+    )
+    .await;
+    // The service's own token flow, through the guard.
+    let put = request(
+        PROD,
+        guard.proxy,
+        "PUT",
+        "/v1/token",
+        &[("metadata-token-expiry-seconds", "3600")],
+    )
+    .await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    let token = String::from_utf8(put.body.to_vec()).unwrap();
+    let with_token = [
+        ("metadata-token", token.as_str()),
+        ("accept", "application/json"),
+    ];
+    let instance = prod_allowed_test_refused(&guard, "/v1/instance", &with_token).await;
+    let instance: serde_json::Value = serde_json::from_slice(&instance.body).unwrap();
+    assert_eq!(instance["id"], 12345678);
+    assert_eq!(instance["label"], "emu-node-0");
+    // Without the token the service itself refuses.
+    let tokenless = request(PROD, guard.proxy, "GET", "/v1/instance", &[]).await;
+    assert_eq!(tokenless.status, 401);
+    let user = request(PROD, guard.proxy, "GET", "/v1/user-data", &with_token).await;
+    refused(&user, "denied-by-rule");
+    // A pod without a rule gets no token.
+    let put = request(
+        TEST,
+        guard.proxy,
+        "PUT",
+        "/v1/token",
+        &[("metadata-token-expiry-seconds", "3600")],
+    )
+    .await;
+    assert_eq!(put.status, 403);
+}
+
+#[tokio::test]
 async fn aws_seed_scenario_is_unchanged() {
     let (_emulator, guard) = start(
         Cloud::Aws,

@@ -1196,11 +1196,9 @@ pub fn linode() -> Vec<Case> {
             raw("PUT /latest/api/token HTTP/1.1", headers, ""),
         );
     }
-    // The endpoint takes its PUT and nothing else: no read of it in any spelling.
-    // FAILS: GET and HEAD of `/v1/TOKEN`, `/v1/token.`, `/v1/token%20`, `/v1/token.%20` and
-    // `/v1/.../token` are forwarded as ordinary reads (allowed by `/v1/**`): the guard knows the
-    // token endpoint by its exact canonical path, while a lenient server reads each of these as
-    // `/v1/token` (case, trailing dots and spaces, a `...` segment), so a read reaches it.
+    // The endpoint takes its PUT and nothing else: no read of it in any spelling. (`/v1/TOKEN`,
+    // `/v1/token.`, `/v1/token%20` and `/v1/.../token` are the endpoint to a lenient server, so
+    // the guard reads the endpoint leniently too, as deny patterns read paths.)
     for target in spellings("/v1", "token", "instance") {
         for method in ["GET", "HEAD"] {
             add(

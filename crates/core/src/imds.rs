@@ -3,6 +3,7 @@
 //! Pure: names of headers, the token endpoint, what each method may do, and the token TTL range.
 //! The proxy and the emulator both build on these, so the two cannot disagree about the protocol.
 
+use crate::policy::pattern::PathPattern;
 use crate::target::CanonicalPath;
 
 /// The IMDSv2 session-token endpoint (PUT only).
@@ -58,9 +59,25 @@ pub fn classify_at(method: Method, path: &CanonicalPath, token_endpoint: &str) -
     let token_path = path.as_str().strip_suffix('/').unwrap_or(path.as_str()) == token_endpoint;
     match method {
         Method::Put if token_path => Kind::TokenRequest,
-        Method::Get | Method::Head if !token_path => Kind::Read,
+        // A read of the endpoint in another spelling (case, trailing dots or spaces, `...`
+        // segments) is what a lenient server takes for the endpoint: no read either.
+        Method::Get | Method::Head if !token_path && !reads_as_endpoint(path, token_endpoint) => {
+            Kind::Read
+        }
         _ => Kind::NotAllowed,
     }
+}
+
+/// Whether a lenient server would read `path` as `endpoint`, as deny patterns read paths.
+fn reads_as_endpoint(path: &CanonicalPath, endpoint: &str) -> bool {
+    // Cheap first: every lenient spelling holds the endpoint's last segment in some case.
+    let last = endpoint.rsplit('/').next().unwrap_or(endpoint).as_bytes();
+    let holds_last = path
+        .as_str()
+        .as_bytes()
+        .windows(last.len())
+        .any(|w| w.eq_ignore_ascii_case(last));
+    holds_last && PathPattern::parse(endpoint).is_ok_and(|p| p.matches(path, true))
 }
 
 /// Whether the path names the token endpoint (a trailing slash is the same endpoint).

@@ -69,3 +69,38 @@ fn a_cloud_s_own_token_endpoint_and_ttl_range() {
     );
     assert_eq!(parse_ttl(Some(b"86400")), Err(TtlError::OutOfRange));
 }
+
+#[test]
+fn a_read_of_the_token_endpoint_in_any_spelling_is_no_read() {
+    let path = |p: &str| crate::target::parse_target(p).unwrap();
+    for spelling in [
+        "/v1/TOKEN",
+        "/v1/token.",
+        "/v1/token%20",
+        "/v1/.../token",
+        "/V1/Token",
+    ] {
+        assert_eq!(
+            classify_at(Method::Get, &path(spelling), "/v1/token"),
+            Kind::NotAllowed,
+            "{spelling}"
+        );
+        assert_eq!(
+            classify_at(Method::Put, &path(spelling), "/v1/token"),
+            Kind::NotAllowed,
+            "{spelling}"
+        );
+    }
+    assert_eq!(
+        classify_at(Method::Get, &path("/latest/api/TOKEN"), TOKEN_PATH),
+        Kind::NotAllowed
+    );
+    // Near misses are reads.
+    for other in ["/v1/tokens", "/v1/instance", "/v1/token-info"] {
+        assert_eq!(
+            classify_at(Method::Get, &path(other), "/v1/token"),
+            Kind::Read,
+            "{other}"
+        );
+    }
+}
