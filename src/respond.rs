@@ -27,6 +27,15 @@ struct Body<'a> {
     /// answer's body as an OAuth error, whatever its status).
     #[serde(skip_serializing_if = "Option::is_none")]
     error_description: Option<String>,
+    /// In front of Linode: the same description in the Linode API's error form, which its
+    /// clients put in their exception's message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<[ApiError; 1]>,
+}
+
+#[derive(Serialize)]
+struct ApiError {
+    reason: String,
 }
 
 /// The answer for `refusal`, naming the pod and the rule when there are.
@@ -38,7 +47,7 @@ pub fn refusal(
 ) -> Response<Full<Bytes>> {
     let d = refusal.answer_in(cloud);
     let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN);
-    let description = (cloud == Cloud::Azure).then(|| {
+    let description = matches!(cloud, Cloud::Azure | Cloud::Linode).then(|| {
         format!(
             "imds-guard refused this request: {} (pod {}, rule {})",
             d.reason,
@@ -46,7 +55,12 @@ pub fn refusal(
             rule.unwrap_or("-")
         )
     });
-    let mut response = Response::new(Full::new(Bytes::from(body(&d, pod, rule, description))));
+    let mut response = Response::new(Full::new(Bytes::from(body(
+        &d,
+        pod,
+        rule,
+        description.map(|text| (cloud, text)),
+    ))));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -102,18 +116,26 @@ fn connection_refusal_text(extra: Option<(&str, &str)>) -> Vec<u8> {
     out
 }
 
+/// The JSON body; `described` is the description of the refusal in front of the cloud whose
+/// clients read one (Azure's `error_description`, Linode's `errors`).
 fn body(
     d: &RefusalAnswer,
     pod: Option<&str>,
     rule: Option<&str>,
-    error_description: Option<String>,
+    described: Option<(Cloud, String)>,
 ) -> Vec<u8> {
+    let (error_description, errors) = match described {
+        Some((Cloud::Linode, reason)) => (None, Some([ApiError { reason }])),
+        Some((_, text)) => (Some(text), None),
+        None => (None, None),
+    };
     let body = Body {
         error: d.error,
         reason: d.reason,
         pod,
         rule,
         error_description,
+        errors,
     };
     // Serialising four strings cannot fail; fall back to a fixed body rather than panic anyway.
     serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":\"error\"}".to_vec())

@@ -31,8 +31,8 @@
 //! (or, for the Azure libraries, which read only the body of a token answer, its
 //! `error_description`: the guard's reason and the pod; Tencent's credential swallows every
 //! failed read and gives no keys, and its default chain raises past it; Linode's client raises
-//! `ApiError` with the status alone in its message, and the guard's body, which is not in the
-//! Linode API's error form, on its `.json`); the guard's audit lines show each request with its
+//! `ApiError` whose message carries the guard's reason and the pod, which the guard's refusal
+//! gives in the Linode API's error form, `errors: [{reason}]`); the guard's audit lines show each request with its
 //! decision and reason; the emulator is reached while the allowed client runs and never while the
 //! denied one does (its debug log, one line per request, says what reached it).
 //!
@@ -587,10 +587,10 @@ fn answers(report: &Report) -> Vec<String> {
         .collect()
 }
 
-/// The client's ApiError for a refused step: 403, and the guard's JSON body (`reason`, `pod`) on
-/// its `.json`.
+/// The client's ApiError for a refused step: 403 with the guard's reason and the pod in its
+/// message, and the guard's JSON body (`reason`, `pod`) on its `.json`.
 fn api_refusal(report: &Report, step: &str, pod: &str, reason: &str) {
-    let error = report.refused(step, &["ApiError", "403"]);
+    let error = report.refused(step, &["ApiError", "403", reason, pod]);
     let got = report.step(step);
     assert_eq!(got["status"], 403, "{step}: {got}");
     assert_eq!(

@@ -48,6 +48,27 @@ async fn azure_refusals_carry_a_description_for_msal() {
     assert!(aws.get("error_description").is_none());
 }
 
+#[tokio::test]
+async fn linode_refusals_carry_the_linode_api_s_error_form() {
+    let json = body_json(refusal(
+        Refusal::Denied(Reason::NoRule),
+        Cloud::Linode,
+        Some("imds/test"),
+        None,
+    ))
+    .await;
+    assert_eq!(json["reason"], "no-rule");
+    assert_eq!(
+        json["errors"],
+        serde_json::json!([{"reason": "imds-guard refused this request: no-rule (pod imds/test, rule -)"}])
+    );
+    assert!(json.get("error_description").is_none());
+    for other in [Cloud::Aws, Cloud::Azure, Cloud::Alibaba] {
+        let json = body_json(refusal(Refusal::Denied(Reason::NoRule), other, None, None)).await;
+        assert!(json.get("errors").is_none(), "{other}");
+    }
+}
+
 #[test]
 fn a_missing_gate_header_is_answered_as_each_server_does() {
     let missing =
