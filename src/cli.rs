@@ -347,10 +347,7 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<String, Expl
     let _ = writeln!(out, "pod:      {pod}");
     let _ = writeln!(out, "rule:     {}", decision.rule.as_deref().unwrap_or("-"));
     let _ = writeln!(out, "request:  {} {} ({detail})", args.method, args.path);
-    let token_path = cloud
-        .token_flow()
-        .map_or(crate::imds::TOKEN_PATH, |f| f.path);
-    if decision.verdict == Verdict::Allow && args.path.starts_with(token_path) {
+    if decision.verdict == Verdict::Allow && decision.reason == Reason::TokenAllowed {
         let _ = writeln!(
             out,
             "token:    TTL capped at {} s",

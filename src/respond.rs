@@ -125,7 +125,7 @@ fn body(
     described: Option<(Cloud, String)>,
 ) -> Vec<u8> {
     let (error_description, errors) = match described {
-        Some((Cloud::Linode, reason)) => (None, Some([ApiError { reason }])),
+        Some((Cloud::Linode, text)) => (None, Some([ApiError { reason: text }])),
         Some((_, text)) => (Some(text), None),
         None => (None, None),
     };

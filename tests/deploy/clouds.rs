@@ -237,6 +237,7 @@ fn every_cloud_s_default_policy_decides_as_its_comments_say() {
         ("cloud-digitalocean", SEED, "/metadata/v1/interfaces/public/0/ipv4/address", allow),
         ("cloud-digitalocean", SEED, "/metadata/v1/user-data", deny),
         ("cloud-digitalocean", SEED, "/metadata/v1/vendor-data", deny),
+        ("cloud-digitalocean", SEED, "/metadata/v1/auth-token", deny),
         ("cloud-digitalocean", SEED, "/metadata/v1.json", deny),
         ("cloud-digitalocean", "", "/metadata/v1/id", deny),
         ("cloud-hetzner", SEED, "/hetzner/v1/metadata", allow),

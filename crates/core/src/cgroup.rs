@@ -50,9 +50,11 @@ pub fn v6_form(ip: IpAddr) -> Ipv6Addr {
 }
 
 /// Every connect the hooks act on for `cloud`: port 80 of each address the server answers on
-/// (IPv4, its IPv4-mapped form, the IPv6 endpoint) redirected, and the
-/// [`Cloud::refused_for_pods`] (the server's uninspectable ports, on each of its addresses; the
-/// side doors' ports) refused — the same traffic the netfilter rules redirect and reject.
+/// (IPv4, its IPv4-mapped form, the IPv6 endpoint) redirected; the server's
+/// [`Cloud::uninspectable_ports`] on each of those addresses, and every port of every
+/// [`Cloud::side_doors`], refused. (The netfilter rules reject the same ports of the IPv4
+/// address and the side doors, [`Cloud::refused_for_pods`], and every IPv6 connection the proxy
+/// does not take.)
 pub fn targets(cloud: Cloud) -> Vec<Target> {
     let mut all = Vec::new();
     for addr in blocked(cloud) {

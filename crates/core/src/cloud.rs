@@ -660,12 +660,18 @@ impl Cloud {
                 "/latest/meta-data/iam/security-credentials/*",
                 "/openstack/*/password",
             ],
-            Self::Tencent => &["/latest/meta-data/cam/security-credentials/*"],
+            // In every tree the root lists: versions, `latest`, and the bare `meta-data`.
+            Self::Tencent => &[
+                "/*/meta-data/cam/security-credentials/*",
+                "/meta-data/cam/security-credentials/*",
+            ],
+            // The droplet's auth token, which DigitalOcean's agents exchange for a droplet token.
+            Self::Digitalocean => &["/metadata/v1/auth-token"],
             // The agency's temporary AK/SK, and the admin password.
             Self::Huawei => &["/openstack/*/securitykey", "/openstack/*/password"],
             // None serves credentials; their secrets are the user data (see the deploy
             // components' default policies), and Exoscale's password is behind a side door.
-            Self::Digitalocean | Self::Hetzner | Self::Exoscale | Self::Linode => &[],
+            Self::Hetzner | Self::Exoscale | Self::Linode => &[],
         }
     }
 }

@@ -3,6 +3,8 @@
 //! Pure: names of headers, the token endpoint, what each method may do, and the token TTL range.
 //! The proxy and the emulator both build on these, so the two cannot disagree about the protocol.
 
+use std::sync::LazyLock;
+
 use crate::policy::pattern::PathPattern;
 use crate::target::CanonicalPath;
 
@@ -68,16 +70,38 @@ pub fn classify_at(method: Method, path: &CanonicalPath, token_endpoint: &str) -
     }
 }
 
+/// The token endpoints of the clouds, compiled once: reads are checked against them on every
+/// request.
+static ENDPOINTS: LazyLock<Vec<(&'static str, PathPattern)>> = LazyLock::new(|| {
+    [TOKEN_PATH, crate::cloud::LINODE_TOKENS.path]
+        .into_iter()
+        .filter_map(|e| PathPattern::parse(e).ok().map(|p| (e, p)))
+        .collect()
+});
+
 /// Whether a lenient server would read `path` as `endpoint`, as deny patterns read paths.
 fn reads_as_endpoint(path: &CanonicalPath, endpoint: &str) -> bool {
     // Cheap first: every lenient spelling holds the endpoint's last segment in some case.
-    let last = endpoint.rsplit('/').next().unwrap_or(endpoint).as_bytes();
-    let holds_last = path
-        .as_str()
-        .as_bytes()
-        .windows(last.len())
-        .any(|w| w.eq_ignore_ascii_case(last));
-    holds_last && PathPattern::parse(endpoint).is_ok_and(|p| p.matches(path, true))
+    let last = endpoint
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .as_bytes();
+    if !last.is_empty()
+        && !path
+            .as_str()
+            .as_bytes()
+            .windows(last.len())
+            .any(|w| w.eq_ignore_ascii_case(last))
+    {
+        return false;
+    }
+    match ENDPOINTS.iter().find(|(known, _)| *known == endpoint) {
+        Some((_, pattern)) => pattern.matches(path, true),
+        // An endpoint of no known cloud: read it now, and if it cannot be read, refuse.
+        None => PathPattern::parse(endpoint).map_or(true, |p| p.matches(path, true)),
+    }
 }
 
 /// Whether the path names the token endpoint (a trailing slash is the same endpoint).

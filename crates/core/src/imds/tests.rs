@@ -104,3 +104,12 @@ fn a_read_of_the_token_endpoint_in_any_spelling_is_no_read() {
         );
     }
 }
+
+#[test]
+fn every_known_token_endpoint_is_compiled_and_odd_endpoints_do_not_panic() {
+    assert_eq!(ENDPOINTS.len(), 2);
+    let path = crate::target::parse_target("/v1/token").unwrap();
+    for odd in ["/v1/token/", "/", ""] {
+        let _ = classify_at(Method::Get, &path, odd);
+    }
+}
