@@ -6,7 +6,7 @@
 #   install.sh [--print] --sidecar UID LISTEN
 #
 # LISTEN is imds-guard's server.listen: the node's address (DNAT), 0.0.0.0:PORT or [::]:PORT
-# (REDIRECT). INTERFACEs are pod interface patterns (default: eni+ cali+ cni0 weave lxc+).
+# (REDIRECT). INTERFACEs are pod interface patterns (default: eni+ cali+ cni0 weave lxc+ azv+).
 # --sidecar UID: sidecar mode, inside a pod's network namespace (`imds-guard iptables install
 # --sidecar`): nat OUTPUT DNATs every process's metadata traffic to LISTEN (loopback), except
 # the sidecar's UID's; IPv6 metadata traffic is rejected, except the sidecar's.
@@ -76,7 +76,7 @@ if [ -n "$sidecar_uid" ]; then
   [ ${#sidecar_uid} -le 10 ] && [ "$sidecar_uid" -le 4294967295 ] || die "--sidecar UID: $sidecar_uid is not a UID"
   [ $# -eq 0 ] || die "$usage"
 else
-  [ $# -ge 1 ] || set -- eni+ cali+ cni0 weave lxc+
+  [ $# -ge 1 ] || set -- eni+ cali+ cni0 weave lxc+ azv+
 fi
 
 # Pod interface patterns, without repeats, in order.

@@ -313,7 +313,7 @@ impl Default for Netfilter {
     fn default() -> Self {
         Self {
             manage: false,
-            interfaces: ["eni+", "cali+", "cni0", "weave", "lxc+"]
+            interfaces: ["eni+", "cali+", "cni0", "weave", "lxc+", "azv+"]
                 .map(String::from)
                 .to_vec(),
             backend: Backend::Auto,

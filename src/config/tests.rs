@@ -32,7 +32,7 @@ fn empty_file_gives_defaults_and_denies_everyone() {
     assert_eq!(config.imdsv2.max_token_ttl_seconds, 21600);
     assert_eq!(
         config.netfilter.interfaces,
-        ["eni+", "cali+", "cni0", "weave", "lxc+"]
+        ["eni+", "cali+", "cni0", "weave", "lxc+", "azv+"]
     );
 }
 
