@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{Response, StatusCode};
+use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use rand::Rng as _;
 use serde_json::Value;
@@ -33,6 +33,32 @@ pub(crate) fn answer(
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// `status` as one line of text (`404 Not Found`), as the servers that answer in text give it.
+pub(crate) fn status_line(status: StatusCode, content_type: &'static str) -> Answer {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    answer(
+        status,
+        content_type,
+        format!("{} {reason}\n", status.as_u16()),
+    )
+}
+
+/// `response` (a 405) naming the methods the path takes.
+pub(crate) fn allowing(mut response: Answer, methods: &'static str) -> Answer {
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(methods));
+    response
+}
+
+/// `response` without its body when the request was a HEAD (status and headers kept).
+pub(crate) fn strip_if_head(method: &Method, mut response: Answer) -> Answer {
+    if method == Method::HEAD {
+        *response.body_mut() = Full::new(Bytes::new());
+    }
     response
 }
 

@@ -25,7 +25,7 @@
 //!   otherwise, whatever the path.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, LOCATION};
+use http::header::{HeaderValue, LOCATION};
 use http::{Method, Request, StatusCode};
 use serde_json::json;
 
@@ -145,26 +145,16 @@ fn document() -> serde_json::Value {
 }
 
 fn error(status: StatusCode) -> Answer {
-    let reason = status.canonical_reason().unwrap_or("Error");
-    answer::answer(status, TEXT, format!("{} {reason}\n", status.as_u16()))
+    answer::status_line(status, TEXT)
 }
 
 /// Answers one request.
 pub(crate) fn handle(req: &Request<Bytes>) -> Answer {
     let method = req.method();
-    let head = method == Method::HEAD;
-    if method != Method::GET && !head {
-        let mut response = error(StatusCode::METHOD_NOT_ALLOWED);
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+    if method != Method::GET && method != Method::HEAD {
+        return answer::allowing(error(StatusCode::METHOD_NOT_ALLOWED), "GET, HEAD");
     }
-    let mut response = read(req.uri().path());
-    if head {
-        *response.body_mut() = http_body_util::Full::new(Bytes::new());
-    }
-    response
+    answer::strip_if_head(method, read(req.uri().path()))
 }
 
 /// The answer to a GET of `path`.

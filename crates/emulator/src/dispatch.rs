@@ -76,10 +76,6 @@ fn refusal(cloud: Cloud, status: StatusCode) -> Answer {
         | Cloud::Tencent
         | Cloud::Huawei
         | Cloud::Exoscale
-        | Cloud::Linode => answer::answer(
-            status,
-            "text/plain",
-            format!("{} {reason}\n", status.as_u16()),
-        ),
+        | Cloud::Linode => answer::status_line(status, "text/plain"),
     }
 }

@@ -22,7 +22,6 @@
 //!   otherwise, whatever the path.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW};
 use http::{Method, Request, StatusCode};
 
 use super::answer::{self, Answer};
@@ -110,24 +109,18 @@ fn document() -> String {
 }
 
 fn error(status: StatusCode) -> Answer {
-    let reason = status.canonical_reason().unwrap_or("Error");
-    answer::answer(status, TEXT, format!("{} {reason}\n", status.as_u16()))
+    answer::status_line(status, TEXT)
 }
 
 /// Answers one request.
 pub(crate) fn handle(req: &Request<Bytes>) -> Answer {
     let method = req.method();
-    let head = method == Method::HEAD;
-    if method != Method::GET && !head {
-        let mut response = error(StatusCode::METHOD_NOT_ALLOWED);
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+    if method != Method::GET && method != Method::HEAD {
+        return answer::allowing(error(StatusCode::METHOD_NOT_ALLOWED), "GET, HEAD");
     }
     let path = req.uri().path();
     let ok = |body: String| answer::answer(StatusCode::OK, TEXT, body);
-    let mut response = if path == METADATA {
+    let response = if path == METADATA {
         ok(document())
     } else if path == USERDATA {
         ok(USER_DATA.to_owned())
@@ -141,10 +134,7 @@ pub(crate) fn handle(req: &Request<Bytes>) -> Answer {
             None => error(StatusCode::NOT_FOUND),
         }
     };
-    if head {
-        *response.body_mut() = http_body_util::Full::new(Bytes::new());
-    }
-    response
+    answer::strip_if_head(method, response)
 }
 
 #[cfg(test)]

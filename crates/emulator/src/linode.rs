@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, ALLOW};
+use http::header::ACCEPT;
 use http::{HeaderMap, Method, Request, StatusCode};
 use imds_guard_core::cloud::LINODE_TOKENS;
 use serde_json::{json, Value};
@@ -200,11 +200,10 @@ fn error(status: StatusCode, reason: &str) -> Answer {
 
 /// 405 with `Allow`.
 fn method_not_allowed(allow: &'static str) -> Answer {
-    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-    response
-        .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
-    response
+    answer::allowing(
+        error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+        allow,
+    )
 }
 
 /// Answers one request.
@@ -220,23 +219,14 @@ fn handle_at(state: &State, req: &Request<Bytes>, now: Instant) -> Answer {
         return if method == Method::PUT {
             issue(state, req.headers(), now)
         } else {
-            strip_if_head(method, method_not_allowed("PUT"))
+            answer::strip_if_head(method, method_not_allowed("PUT"))
         };
     }
     let head = method == Method::HEAD;
     if method != Method::GET && !head {
         return method_not_allowed("GET, HEAD");
     }
-    let response = read(state, path, req.headers(), now);
-    strip_if_head(method, response)
-}
-
-/// The answer without its body when `method` is HEAD.
-fn strip_if_head(method: &Method, mut response: Answer) -> Answer {
-    if method == Method::HEAD {
-        *response.body_mut() = http_body_util::Full::new(Bytes::new());
-    }
-    response
+    answer::strip_if_head(method, read(state, path, req.headers(), now))
 }
 
 /// `PUT /v1/token`.

@@ -18,7 +18,6 @@
 use parking_lot::Mutex;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW};
 use http::{Method, Request, StatusCode};
 use serde_json::json;
 
@@ -66,8 +65,7 @@ pub(crate) struct OpenstackState {
 }
 
 fn error(status: StatusCode) -> Answer {
-    let reason = status.canonical_reason().unwrap_or("Error");
-    answer::answer(status, TEXT, format!("{} {reason}\n", status.as_u16()))
+    answer::status_line(status, TEXT)
 }
 
 /// Answers one request.
@@ -83,21 +81,16 @@ pub(crate) fn handle(state: &State, req: &Request<Bytes>) -> Answer {
         return error(StatusCode::NOT_FOUND);
     };
     let password = matches!(segments[..], [_, "password"]);
-    let head = method == Method::HEAD;
-    if method != Method::GET && !head && !(password && method == Method::POST) {
-        let mut response = error(StatusCode::METHOD_NOT_ALLOWED);
+    if method != Method::GET && method != Method::HEAD && !(password && method == Method::POST) {
         let allow = if password {
             "GET, HEAD, POST"
         } else {
             "GET, HEAD"
         };
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allow));
-        return response;
+        return answer::allowing(error(StatusCode::METHOD_NOT_ALLOWED), allow);
     }
     let is_huawei = state.cloud == Cloud::Huawei;
-    let mut response = match segments[..] {
+    let response = match segments[..] {
         [] => answer::answer(
             StatusCode::OK,
             TEXT,
@@ -111,10 +104,7 @@ pub(crate) fn handle(state: &State, req: &Request<Bytes>) -> Answer {
         }
         _ => error(StatusCode::NOT_FOUND),
     };
-    if head {
-        *response.body_mut() = http_body_util::Full::new(Bytes::new());
-    }
-    response
+    answer::strip_if_head(method, response)
 }
 
 /// The version a path segment names (`latest` is the newest), if Nova serves it.
